@@ -1,0 +1,97 @@
+# sealtrail build. Outputs go under $(BUILD) (default build/); `make V=1`
+# shows full commands. Targets: all, test, fuzz, bench, install, clean, vmlinux.
+
+BUILD ?= build
+PREFIX ?= /usr/local
+CC ?= gcc
+CLANG ?= clang
+BPFTOOL ?= $(shell command -v bpftool || echo /usr/sbin/bpftool)
+ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+
+ifeq ($(V),1)
+Q :=
+msg :=
+else
+Q := @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+WARN := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+CFLAGS ?= -O2 -g
+VERSION := 0.1.0
+ALL_CFLAGS := -DSEALTRAIL_VERSION=\"$(VERSION)\" -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -Iinclude -Iuserspace -I$(BUILD)
+LIBS := -lbpf -lelf -lz -lsqlite3 -lcrypto -lm
+BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Ivmlinux -Iinclude -Ibpf
+
+COMMON_SRC := $(wildcard userspace/common/*.c) $(wildcard userspace/store/*.c)
+DAEMON_SRC := $(wildcard userspace/daemon/*.c) $(wildcard userspace/capture/*.c) \
+	$(wildcard userspace/session/*.c)
+CLI_SRC := $(wildcard userspace/cli/*.c)
+UNIT_SRC := $(wildcard selftests/unit/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+BINS := $(BUILD)/sealtraild $(BUILD)/sealtrail
+UNIT_BIN := $(BUILD)/unit-tests
+SKEL := $(BUILD)/sealtrail.skel.h
+
+.PHONY: all test unit fuzz bench install clean vmlinux
+all: $(BINS) $(UNIT_BIN)
+
+$(BUILD)/sealtrail.bpf.o: bpf/sealtrail.bpf.c $(wildcard bpf/lib/*.h) include/sealtrail/events.h vmlinux/vmlinux.h
+	$(call msg,BPF,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(SKEL): $(BUILD)/sealtrail.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name sealtrail_bpf > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/%.o: %.c $(wildcard include/sealtrail/*.h) $(wildcard userspace/*/*.h) | $(SKEL)
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/sealtraild: $(call obj,$(DAEMON_SRC) $(COMMON_SRC))
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LIBS)
+
+$(BUILD)/sealtrail: $(call obj,$(CLI_SRC) $(COMMON_SRC))
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LIBS)
+
+$(UNIT_BIN): $(call obj,$(UNIT_SRC) $(COMMON_SRC))
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LIBS)
+
+# The whole suite: unit tests, end-to-end tests against a real sshd, and a
+# bounded fuzz run. Needs root (BPF, users, sshd). Ends with "N passed, N failed".
+test: all fuzz
+	$(Q)/usr/bin/python3 selftests/run.py --build $(BUILD)
+
+unit: $(UNIT_BIN)
+	$(Q)$(UNIT_BIN)
+
+FUZZ_SRC := $(wildcard selftests/fuzz/*.c)
+FUZZ_BINS := $(patsubst selftests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Iinclude -Iuserspace \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+fuzz: $(FUZZ_BINS)
+$(BUILD)/fuzz/%: selftests/fuzz/%.c $(COMMON_SRC) $(wildcard userspace/*/*.h)
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(COMMON_SRC) -o $@ -lz -lsqlite3 -lcrypto
+
+bench: all
+	$(Q)/usr/bin/python3 tools/bench/run.py --build $(BUILD)
+
+install: $(BINS)
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BUILD)/sealtraild $(DESTDIR)$(PREFIX)/sbin/sealtraild
+	install -m 0755 $(BUILD)/sealtrail $(DESTDIR)$(PREFIX)/bin/sealtrail
+
+vmlinux:
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > vmlinux/vmlinux.h
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,374 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * Session capture: follows the process trees that sshd listeners fork for
+ * each connection, and records what those processes exec, fork and exit
+ * with, and every byte they move through a pty master (/dev/ptmx).
+ *
+ * Attach points are tracepoints and raw tracepoints only (no fentry, kprobe
+ * or LSM on the target kernels). Each hook filters on the tracked-tgid bitmap
+ * first; everything expensive happens after that test.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#include "lib/maps.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+union scratch {
+	struct st_ev_exec exec;
+	struct st_ev_tty tty;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, union scratch);
+} scratch SEC(".maps");
+
+/* A read/write/readv/writev on a pty master between sys_enter and sys_exit. */
+struct pty_io {
+	__u64 buf;  /* user buffer, or the iovec array for readv/writev */
+	__u32 nvec; /* 0 for read/write */
+	__u32 dir;
+	__u32 tty_index;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32); /* tid */
+	__type(value, struct pty_io);
+} inflight SEC(".maps");
+
+/* ---- process tree ---------------------------------------------------- */
+
+SEC("raw_tp/sched_process_fork")
+int handle_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *parent = (struct task_struct *)ctx->args[0];
+	struct task_struct *child = (struct task_struct *)ctx->args[1];
+	__u32 ptgid = BPF_CORE_READ(parent, tgid);
+	__u32 ctgid = BPF_CORE_READ(child, tgid);
+	__u64 key;
+
+	if (ctgid == ptgid || (__u32)BPF_CORE_READ(child, pid) != ctgid)
+		return 0; /* a new thread, not a new process */
+
+	key = session_of(ptgid);
+	if (key) {
+		struct st_ev_fork ev = {};
+
+		track(ctgid, key);
+		fill_hdr(&ev.hdr, ST_EV_FORK, sizeof(ev), key);
+		ev.hdr.pid = ptgid;
+		ev.child_pid = ctgid;
+		submit(&ev, sizeof(ev), key, 0);
+		return 0;
+	}
+
+	if (ptgid == self_tgid || !bpf_map_lookup_elem(&listeners, &ptgid))
+		return 0;
+
+	/* A listener forked: a new connection, so a new session. */
+	struct st_session s = { .leader_pid = ctgid };
+	struct st_ev_session ev = {};
+
+	key = __sync_fetch_and_add(&next_sess_key, 1);
+	if (bpf_map_update_elem(&sessions, &key, &s, BPF_NOEXIST)) {
+		count(ST_CNT_PROC_FULL, 1);
+		return 0;
+	}
+	track(ctgid, key);
+	fill_hdr(&ev.hdr, ST_EV_SESSION_START, sizeof(ev), key);
+	ev.hdr.pid = ctgid;
+	ev.listener_pid = ptgid;
+	submit(&ev, sizeof(ev), key, 0);
+	return 0;
+}
+
+SEC("tp/sched/sched_process_exec")
+int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task;
+	struct st_ev_exec *ev;
+	__u64 key, start, end, total, n;
+	__u32 zero = 0;
+
+	key = session_of(tgid);
+	if (!key)
+		return 0;
+	ev = bpf_map_lookup_elem(&scratch, &zero);
+	if (!ev)
+		return 0;
+
+	task = (struct task_struct *)bpf_get_current_task();
+	ev->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	ev->uid = BPF_CORE_READ(task, cred, uid.val);
+	ev->euid = BPF_CORE_READ(task, cred, euid.val);
+	ev->gid = BPF_CORE_READ(task, cred, gid.val);
+	ev->loginuid = (__u32)-1;
+	ev->sessionid = (__u32)-1;
+	if (bpf_core_field_exists(task->loginuid)) {
+		ev->loginuid = BPF_CORE_READ(task, loginuid.val);
+		ev->sessionid = BPF_CORE_READ(task, sessionid);
+	}
+	ev->flags = 0;
+	ev->pad = 0;
+	bpf_probe_read_kernel_str(ev->filename, sizeof(ev->filename),
+				  (void *)ctx + (ctx->__data_loc_filename & 0xFFFF));
+
+	start = BPF_CORE_READ(task, mm, arg_start);
+	end = BPF_CORE_READ(task, mm, arg_end);
+	total = end > start ? end - start : 0;
+	n = total;
+	if (n > ST_ARGS_MAX) {
+		n = ST_ARGS_MAX;
+		ev->flags |= ST_EXEC_ARGS_TRUNCATED;
+		count(ST_CNT_ARGS_TRUNCATED, 1);
+	}
+	if (n && bpf_probe_read_user(ev->args, n & (2 * ST_ARGS_MAX - 1), (void *)start)) {
+		n = 0;
+		ev->flags |= ST_EXEC_READ_FAILED;
+		count(ST_CNT_READ_FAILED, 1);
+	}
+	ev->args_len = n;
+	ev->args_total = total > 0xffffffffULL ? 0xffffffff : total;
+	fill_hdr(&ev->hdr, ST_EV_EXEC, offsetof(struct st_ev_exec, args) + n, key);
+	submit(ev, (offsetof(struct st_ev_exec, args) + n) & (2 * sizeof(*ev) - 1), key, 0);
+	return 0;
+}
+
+/* Wait status of an exiting task, as wait(2) would report it. */
+static __always_inline __s32 exit_status(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, exit_code);
+}
+
+SEC("tp/sched/sched_process_exit")
+int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task;
+	struct st_session *s;
+	struct st_ev_exit ev = {};
+	bool group_dead;
+	__u64 key;
+
+	key = session_of(tgid);
+	if (!key)
+		return 0;
+	task = (struct task_struct *)bpf_get_current_task();
+	if (bpf_core_field_exists(ctx->group_dead))
+		group_dead = BPF_CORE_READ(ctx, group_dead);
+	else
+		group_dead = BPF_CORE_READ(task, signal, live.counter) == 0;
+	if (!group_dead)
+		return 0;
+
+	fill_hdr(&ev.hdr, ST_EV_EXIT, sizeof(ev), key);
+	ev.hdr.pid = tgid;
+	ev.exit_code = exit_status(task);
+	submit(&ev, sizeof(ev), key, 0);
+	untrack(tgid);
+
+	s = bpf_map_lookup_elem(&sessions, &key);
+	if (s && s->leader_pid == tgid) {
+		struct st_ev_session end = {};
+
+		s->ended = 1;
+		fill_hdr(&end.hdr, ST_EV_SESSION_END, sizeof(end), key);
+		end.hdr.pid = tgid;
+		end.exit_code = ev.exit_code;
+		end.lost_events = s->lost_events;
+		end.lost_bytes = s->lost_bytes;
+		submit(&end, sizeof(end), key, 0);
+	}
+	return 0;
+}
+
+/* ---- terminal streams ------------------------------------------------ */
+
+/* If fd of the current task is a pty master, return its pts index. */
+static __always_inline bool ptmx_index(__u32 fd, __u32 *index)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds, *file;
+	struct tty_file_private *priv;
+
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return false;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return false;
+	if (BPF_CORE_READ(file, f_inode, i_rdev) != ST_PTMX_RDEV)
+		return false;
+	priv = BPF_CORE_READ(file, private_data);
+	*index = BPF_CORE_READ(priv, tty, link, index);
+	return true;
+}
+
+static __always_inline int pty_enter(__u64 fd, __u64 buf, __u64 nvec, __u32 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct pty_io io = { .buf = buf, .nvec = nvec, .dir = dir };
+	__u32 tid = (__u32)id;
+
+	if (!is_tracked(id >> 32))
+		return 0;
+	if (!ptmx_index(fd, &io.tty_index))
+		return 0;
+	if (nvec > ST_IOV_MAX) {
+		io.nvec = ST_IOV_MAX;
+		count(ST_CNT_IOV_TRUNCATED, 1);
+	}
+	bpf_map_update_elem(&inflight, &tid, &io, BPF_ANY);
+	return 0;
+}
+
+/* Walk over the bytes a syscall moved, one ring-buffer event per chunk. */
+struct pty_walk {
+	struct pty_io io;
+	__u64 sess_key;
+	__u64 seg;	/* current user segment */
+	__u64 seg_len;
+	__u64 seg_off;
+	__u64 left;	/* bytes the syscall returned, not yet emitted */
+	__u64 offset;	/* bytes emitted so far */
+	__u32 next_vec; /* next iovec to load */
+};
+
+static long pty_emit_chunk(__u64 i, struct pty_walk *w)
+{
+	struct st_ev_tty *ev;
+	__u32 zero = 0;
+	__u64 n;
+
+	if (!w->left)
+		return 1;
+	if (w->seg_off >= w->seg_len) {
+		struct iovec iov;
+
+		if (!w->io.nvec || w->next_vec >= w->io.nvec)
+			goto lost; /* more returned than we could follow */
+		if (bpf_probe_read_user(&iov, sizeof(iov),
+					(void *)(w->io.buf + w->next_vec * sizeof(iov))))
+			goto lost;
+		w->next_vec++;
+		w->seg = (__u64)iov.iov_base;
+		w->seg_len = iov.iov_len;
+		w->seg_off = 0;
+		return 0;
+	}
+	n = w->seg_len - w->seg_off;
+	if (n > w->left)
+		n = w->left;
+	if (n > ST_TTY_CHUNK)
+		n = ST_TTY_CHUNK;
+
+	ev = bpf_map_lookup_elem(&scratch, &zero);
+	if (!ev)
+		return 1;
+	if (bpf_probe_read_user(ev->data, n & (2 * ST_TTY_CHUNK - 1), (void *)(w->seg + w->seg_off))) {
+		count(ST_CNT_READ_FAILED, 1);
+		goto lost;
+	}
+	fill_hdr(&ev->hdr, ST_EV_TTY, offsetof(struct st_ev_tty, data) + n, w->sess_key);
+	ev->dir = w->io.dir;
+	ev->tty_index = w->io.tty_index;
+	ev->len = n;
+	ev->pad = 0;
+	ev->offset = w->offset;
+	submit(ev, (offsetof(struct st_ev_tty, data) + n) & (2 * sizeof(*ev) - 1), w->sess_key, n);
+	w->seg_off += n;
+	w->left -= n;
+	w->offset += n;
+	return 0;
+lost:
+	/* Count what we cannot copy as one lost event of that many bytes. */
+	count_lost(w->sess_key, w->left);
+	w->left = 0;
+	return 1;
+}
+
+static __always_inline int pty_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	struct pty_io *io;
+	struct pty_walk w = {};
+
+	if (!is_tracked(id >> 32))
+		return 0;
+	io = bpf_map_lookup_elem(&inflight, &tid);
+	if (!io)
+		return 0;
+	w.io = *io;
+	bpf_map_delete_elem(&inflight, &tid);
+	if (ret <= 0)
+		return 0;
+	w.sess_key = session_of(id >> 32);
+	if (!w.sess_key)
+		return 0;
+	w.left = ret;
+	if (!w.io.nvec) {
+		w.seg = w.io.buf;
+		w.seg_len = ret;
+	}
+	bpf_loop(ret / ST_TTY_CHUNK + 2 * ST_IOV_MAX + 2, pty_emit_chunk, &w, 0);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_write")
+int enter_write(struct trace_event_raw_sys_enter *ctx)
+{
+	return pty_enter(ctx->args[0], ctx->args[1], 0, ST_TTY_IN);
+}
+
+SEC("tp/syscalls/sys_enter_read")
+int enter_read(struct trace_event_raw_sys_enter *ctx)
+{
+	return pty_enter(ctx->args[0], ctx->args[1], 0, ST_TTY_OUT);
+}
+
+SEC("tp/syscalls/sys_enter_writev")
+int enter_writev(struct trace_event_raw_sys_enter *ctx)
+{
+	return pty_enter(ctx->args[0], ctx->args[1], ctx->args[2] ?: 1, ST_TTY_IN);
+}
+
+SEC("tp/syscalls/sys_enter_readv")
+int enter_readv(struct trace_event_raw_sys_enter *ctx)
+{
+	return pty_enter(ctx->args[0], ctx->args[1], ctx->args[2] ?: 1, ST_TTY_OUT);
+}
+
+SEC("tp/syscalls/sys_exit_write")
+int exit_write(struct trace_event_raw_sys_exit *ctx)
+{
+	return pty_exit(ctx->ret);
+}
+
+SEC("tp/syscalls/sys_exit_read")
+int exit_read(struct trace_event_raw_sys_exit *ctx)
+{
+	return pty_exit(ctx->ret);
+}
+
+SEC("tp/syscalls/sys_exit_writev")
+int exit_writev(struct trace_event_raw_sys_exit *ctx)
+{
+	return pty_exit(ctx->ret);
+}
+
+SEC("tp/syscalls/sys_exit_readv")
+int exit_readv(struct trace_event_raw_sys_exit *ctx)
+{
+	return pty_exit(ctx->ret);
+}

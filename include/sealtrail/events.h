@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * The wire format between the BPF programs and the collector: every event a
+ * program puts on the ring buffer starts with struct st_event_hdr and its
+ * `type` says which struct follows. This header is the only place the format
+ * is written; both sides include it and assert the sizes.
+ */
+#ifndef SEALTRAIL_EVENTS_H
+#define SEALTRAIL_EVENTS_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Bytes of terminal data in one ring-buffer event; larger reads and writes
+ * are split into several events (power of two: the BPF side masks with it). */
+#define ST_TTY_CHUNK 4096
+/* argv bytes copied per exec; longer ones are flagged as truncated. */
+#define ST_ARGS_MAX 16384
+#define ST_PATH_MAX 256
+/* iovecs followed per readv/writev call; the rest is counted as lost. */
+#define ST_IOV_MAX 16
+/* Highest pid the kernel can hand out (PID_MAX_LIMIT on 64-bit). */
+#define ST_PID_LIMIT (4 * 1024 * 1024)
+/* Kernel's MKDEV(5, 2): the /dev/ptmx multiplexer, i.e. a pty master. */
+#define ST_PTMX_RDEV ((5u << 20) | 2u)
+
+enum st_event_type {
+	ST_EV_SESSION_START = 1, /* listener forked a connection handler */
+	ST_EV_SESSION_END = 2,	 /* the connection handler's group exited */
+	ST_EV_FORK = 3,
+	ST_EV_EXEC = 4,
+	ST_EV_EXIT = 5,
+	ST_EV_TTY = 6,
+};
+
+enum st_tty_dir {
+	ST_TTY_IN = 0,	/* written to the pty master: what the client sent */
+	ST_TTY_OUT = 1, /* read from the pty master: what the client received */
+};
+
+/* Indexes of the per-CPU counters map (exported by `sealtrail status`). */
+enum st_counter {
+	ST_CNT_EVENTS = 0,     /* events submitted */
+	ST_CNT_LOST_EVENTS,    /* ring buffer full */
+	ST_CNT_LOST_BYTES,     /* terminal bytes in lost events */
+	ST_CNT_READ_FAILED,    /* bpf_probe_read_* failed */
+	ST_CNT_ARGS_TRUNCATED, /* exec argv longer than ST_ARGS_MAX */
+	ST_CNT_PROC_FULL,      /* process map full: a child is not tracked */
+	ST_CNT_IOV_TRUNCATED,  /* readv/writev with more than ST_IOV_MAX */
+	ST_CNT_MAX,
+};
+
+struct st_event_hdr {
+	__u32 type;	/* enum st_event_type */
+	__u32 size;	/* bytes of the whole event, header included */
+	__u64 ts_ns;	/* CLOCK_BOOTTIME, converted to wall time in userspace */
+	__u64 sess_key; /* kernel-side session key, see struct st_session */
+	__u32 pid;	/* tgid of the process the event is about */
+	__u32 tid;
+};
+
+struct st_ev_session {
+	struct st_event_hdr hdr;
+	__u32 listener_pid; /* parent of the connection handler (start) */
+	__s32 exit_code;    /* wait status of the handler (end) */
+	__u64 lost_events;  /* per-session loss counters at the end */
+	__u64 lost_bytes;
+};
+
+struct st_ev_fork {
+	struct st_event_hdr hdr;
+	__u32 child_pid;
+	__u32 pad;
+};
+
+struct st_ev_exec {
+	struct st_event_hdr hdr;
+	__u32 ppid;
+	__u32 uid;
+	__u32 euid;
+	__u32 gid;
+	__u32 loginuid;
+	__u32 sessionid;
+	__u32 args_len;	  /* bytes of argv copied into args[] */
+	__u32 args_total; /* bytes of argv the process really has */
+	__u32 flags;	  /* ST_EXEC_* */
+	__u32 pad;
+	char filename[ST_PATH_MAX];
+	char args[ST_ARGS_MAX]; /* NUL-separated, only args_len are sent */
+};
+#define ST_EXEC_ARGS_TRUNCATED 1u
+#define ST_EXEC_READ_FAILED 2u
+
+struct st_ev_exit {
+	struct st_event_hdr hdr;
+	__s32 exit_code; /* wait(2) status: code << 8, or the signal number */
+	__u32 pad;
+};
+
+struct st_ev_tty {
+	struct st_event_hdr hdr;
+	__u32 dir;	 /* enum st_tty_dir */
+	__u32 tty_index; /* N of /dev/pts/N */
+	__u32 len;	 /* bytes in data[], at most ST_TTY_CHUNK */
+	__u32 pad;
+	__u64 offset; /* offset of this chunk within the syscall's data */
+	char data[ST_TTY_CHUNK];
+};
+
+/* Value of the sessions map, shared by BPF and the collector. */
+struct st_session {
+	__u32 leader_pid; /* the connection handler forked by the listener */
+	__u32 ended;	  /* set by BPF when the leader exits */
+	__u64 lost_events;
+	__u64 lost_bytes;
+};
+
+/* Value of the processes map: which session a tracked tgid belongs to. */
+struct st_proc {
+	__u64 sess_key;
+};
+
+_Static_assert(sizeof(struct st_event_hdr) == 32, "st_event_hdr layout");
+_Static_assert(sizeof(struct st_ev_session) == 56, "st_ev_session layout");
+_Static_assert(sizeof(struct st_ev_fork) == 40, "st_ev_fork layout");
+_Static_assert(sizeof(struct st_ev_exec) == 72 + ST_PATH_MAX + ST_ARGS_MAX, "st_ev_exec layout");
+_Static_assert(sizeof(struct st_ev_exit) == 40, "st_ev_exit layout");
+_Static_assert(sizeof(struct st_ev_tty) == 56 + ST_TTY_CHUNK, "st_ev_tty layout");
+_Static_assert(sizeof(struct st_session) == 24, "st_session layout");
+
+#endif

@@ -1,0 +1,304 @@
+#!/usr/bin/python3
+"""Exercise selftests/lib/sshlab.py for real (root only).
+
+Prints one PASS/FAIL line per check and exits non-zero if any check failed.
+
+  (a) UsePAM yes: interactive ``ssh -tt`` login shell on a raw pty, byte-exact
+      sent/received, loginuid of the remote bash == the user's uid.
+  (b) UsePAM no: the same, loginuid of the remote bash is *not* set by the
+      login (inherited from the listener: 4294967295 when unset).
+  (c) non-tty ``ssh -T``: exit status and stdout are passed through; the
+      sudoers drop-in works (``sudo -n``).
+  (d) NetLab: session across two netns, silent drop(), the server-side
+      per-connection sshd gives up within 15 s via ClientAlive*, while the
+      client (no keepalive) is still hanging and is then killed.
+  (e) after every lab is closed: no test users, sudoers drop-ins, st- netns,
+      listeners, sshd processes or /run/sshd left over.
+
+Usage: sudo /usr/bin/python3 selftests/lib/sshlab_selfcheck.py
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import sshlab  # noqa: E402
+from sshlab import NetLab, PtySession, SshLab  # noqa: E402
+
+# Everything the checks create, for the leak check (e).
+CREATED = {"users": set(), "ports": set(), "listeners": set(), "netns": set()}
+RESULTS = []
+
+
+def check(name):
+    def deco(fn):
+        def run(*args):
+            t0 = time.monotonic()
+            try:
+                detail = fn(*args)
+            except Exception as exc:
+                RESULTS.append((name, False))
+                print(f"FAIL {name}: {exc.__class__.__name__}: {exc}")
+                traceback.print_exc(file=sys.stdout)
+            else:
+                RESULTS.append((name, True))
+                print(f"PASS {name} ({time.monotonic() - t0:.2f}s): {detail}")
+            sys.stdout.flush()
+
+        run.__name__ = fn.__name__
+        return run
+
+    return deco
+
+
+def track(lab, *users):
+    CREATED["ports"].add(lab.port)
+    CREATED["listeners"].add(lab.pid)
+    CREATED["users"].update(u.name for u in users)
+    UIDS.update((u.name, u.uid) for u in users)
+
+
+UIDS = {}  # user name -> uid, remembered for the lastlog check after userdel
+
+
+def lastlog_record(name):
+    """Non-zero lastlog bytes for the (deleted) user's uid, or b''."""
+    uid, size = UIDS[name], 4 + 32 + 256  # struct lastlog on x86_64
+    try:
+        with open("/var/log/lastlog", "rb") as f:
+            f.seek(uid * size)
+            rec = f.read(size)
+    except FileNotFoundError:
+        return b""
+    return rec if any(rec) else b""
+
+
+def read_loginuid(pid):
+    with open(f"/proc/{pid}/loginuid") as f:
+        return int(f.read())
+
+
+def remote_shell(lab, user):
+    """The user's login bash, which must descend from this lab's listener."""
+    tree = set(sshlab.proc_descendants(lab.pid))
+    shells = [p for p in lab.user_processes(user, comm="bash") if p in tree]
+    assert len(shells) == 1, f"expected one remote bash, found {shells}"
+    return shells[0]
+
+
+def interactive_roundtrip(lab, user):
+    """Log in with a tty, run one command, log out. Returns (loginuid, session)."""
+    with PtySession(lab.ssh_argv(user)) as s:
+        s.send(b"echo hel''lo\n")
+        s.expect(b"hello")
+        # The *output* line, not the remote pty echoing our input: the echo
+        # contains hel''lo, so a bare "hello" can only come from bash.
+        shell = remote_shell(lab, user)
+        loginuid = read_loginuid(shell)
+        s.send(b"exit\n")
+        rc = s.wait_exit(timeout=30)
+        assert rc == 0, f"ssh exited {rc}; stderr={s.stderr!r}"
+        assert s.sent == b"echo hel''lo\nexit\n", f"sent={s.sent!r}"
+        assert s.received, "nothing received"
+        # Raw local pty => ssh forwards raw modes => the remote pty does not
+        # echo and does not map "\n" to "\r\n" (see PtySession docstring).
+        assert b"hello\n" in s.received and b"hello\r\n" not in s.received
+        return loginuid, s
+
+
+def cooked_roundtrip(lab, user):
+    """PtySession(raw=False): the remote pty gets cooked modes like a real xterm."""
+    with PtySession(lab.ssh_argv(user), raw=False) as s:
+        s.expect(re.compile(rb"\$ $", re.M))  # prompt => ssh is in raw mode now
+        s.send(b"echo hel''lo\n")
+        s.expect(b"hello\r\n")
+        assert b"echo hel''lo" in s.received, f"no remote echo: {s.received[-200:]!r}"
+        s.send(b"exit\n")
+        assert s.wait_exit(timeout=30) == 0
+        assert s.sent == b"echo hel''lo\nexit\n", f"sent={s.sent!r}"
+        return s
+
+
+@check("a-usepam-yes-tty")
+def check_pam_tty():
+    with tempfile.TemporaryDirectory(prefix="sshlab-a-") as wd:
+        with SshLab(wd, use_pam=True) as lab:
+            user = lab.add_user("stlaba")
+            track(lab, user)
+            loginuid, s = interactive_roundtrip(lab, user)
+            assert loginuid == user.uid, f"loginuid {loginuid} != uid {user.uid}"
+            cooked = cooked_roundtrip(lab, user)
+            return (
+                f"port={lab.port} uid={user.uid} bash loginuid={loginuid} "
+                f"sent={s.sent!r} received={len(s.received)}B "
+                f"tail={s.received[-60:]!r}; raw=False tail={cooked.received[-40:]!r}"
+            )
+
+
+@check("b-usepam-no-tty")
+def check_nopam_tty():
+    with tempfile.TemporaryDirectory(prefix="sshlab-b-") as wd:
+        with SshLab(wd, use_pam=False) as lab:
+            user = lab.add_user("stlabb")
+            track(lab, user)
+            listener_luid = read_loginuid(lab.pid)
+            loginuid, s = interactive_roundtrip(lab, user)
+            # Without pam_loginuid nothing writes /proc/self/loginuid, so the
+            # shell inherits the listener's value -- 4294967295 when this
+            # script itself runs without a login uid (the normal CI case).
+            assert loginuid != user.uid, "loginuid set without PAM?"
+            assert loginuid == listener_luid, f"{loginuid} != listener {listener_luid}"
+            return (
+                f"port={lab.port} uid={user.uid} bash loginuid={loginuid} "
+                f"(unset={loginuid == sshlab.UNSET_LOGINUID}) sent={s.sent!r} "
+                f"received={len(s.received)}B"
+            )
+
+
+@check("c-notty-exit-status")
+def check_notty():
+    with tempfile.TemporaryDirectory(prefix="sshlab-c-") as wd:
+        with SshLab(wd) as lab:
+            user = lab.add_user("stlabc")
+            track(lab, user)
+            res = subprocess.run(
+                lab.ssh_argv(user, "echo MARK; exit 3", tty=False),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=30,
+            )
+            assert res.returncode == 3, f"rc={res.returncode} err={res.stderr!r}"
+            assert res.stdout == b"MARK\n", f"stdout={res.stdout!r}"
+            sudo = subprocess.run(
+                lab.ssh_argv(user, "sudo -n id -u", tty=False),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=30,
+            )
+            assert sudo.returncode == 0 and sudo.stdout == b"0\n", (
+                f"sudo rc={sudo.returncode} out={sudo.stdout!r} err={sudo.stderr!r}"
+            )
+            return (
+                f"rc={res.returncode} stdout={res.stdout!r} "
+                f"sudo -n id -u={sudo.stdout!r}"
+            )
+
+
+@check("d-netns-silent-drop")
+def check_netlab():
+    with NetLab() as net, tempfile.TemporaryDirectory(prefix="sshlab-d-") as wd:
+        CREATED["netns"].update((net.server_ns, net.client_ns))
+        with net.ssh_lab(wd) as lab:
+            user = lab.add_user("stlabd")
+            track(lab, user)
+            with PtySession(lab.ssh_argv(user)) as s:
+                s.send(b"echo hel''lo\n")
+                s.expect(b"hello")
+                # `ip netns exec` execs without forking: the pid is ssh itself.
+                assert os.readlink(f"/proc/{s.pid}/exe") == "/usr/bin/ssh"
+                assert os.readlink(f"/proc/{s.pid}/ns/net") != os.readlink(
+                    f"/proc/{lab.pid}/ns/net"
+                ), "client and server share a netns"
+                conns = lab.session_pids()
+                assert len(conns) == 1, f"expected 1 per-connection sshd, got {conns}"
+                conn = conns[0]
+
+                net.drop()
+                t0 = time.monotonic()
+                deadline = t0 + 15
+                while sshlab.pid_alive(conn) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                took = time.monotonic() - t0
+                assert not sshlab.pid_alive(conn), f"sshd {conn} still alive after 15s"
+                assert not lab.session_pids(), f"sessions left: {lab.session_pids()}"
+                # Nothing reached the client: it must still be waiting.
+                assert s.returncode is None, f"client exited early rc={s.returncode}"
+                log = lab.log_text()
+                assert re.search(r"Timeout, client not responding", log), log[-2000:]
+
+                s.kill(signal.SIGKILL)
+                rc = s.wait_exit(timeout=10)
+                assert rc == -signal.SIGKILL, f"client rc={rc}"
+                return (
+                    f"{net.server_ns}/{net.server_ip}:{lab.port} <- {net.client_ns}; "
+                    f"per-connection sshd {conn} exited {took:.1f}s after drop, "
+                    f"client still alive then, killed rc={rc}"
+                )
+
+
+@check("e-no-leftovers")
+def check_leftovers(baseline):
+    problems = []
+    with open("/etc/passwd") as f:
+        names = {line.split(":", 1)[0] for line in f}
+    if CREATED["users"] & names:
+        problems.append(f"users left: {sorted(CREATED['users'] & names)}")
+    if not CREATED["users"]:
+        problems.append("no users were recorded (did the checks run?)")
+    drop_ins = [n for n in os.listdir("/etc/sudoers.d") if "sealtrail-test-" in n]
+    if drop_ins:
+        problems.append(f"sudoers drop-ins left: {drop_ins}")
+    homes = [u for u in CREATED["users"] if os.path.exists(f"/home/{u}")]
+    if homes:
+        problems.append(f"home dirs left: {homes}")
+    st_ns = [n for n in sshlab._netns_list() if n.startswith("st-")]
+    if st_ns:
+        problems.append(f"st- netns left: {st_ns}")
+    ports = {p for _, p in sshlab.listening_sockets("self")} & CREATED["ports"]
+    if ports:
+        problems.append(f"still listening on {sorted(ports)}")
+    alive = [p for p in CREATED["listeners"] if sshlab.pid_alive(p)]
+    if alive:
+        problems.append(f"listeners alive: {alive}")
+    sshds = [p for p in sshlab._all_pids() if sshlab._proc_exe(p) == sshlab.SSHD]
+    if set(sshds) - baseline["sshds"]:
+        problems.append(f"new sshd processes: {sorted(set(sshds) - baseline['sshds'])}")
+    for path, existed in baseline["paths"].items():
+        if os.path.lexists(path) != existed:
+            problems.append(f"{path} existence changed (before: {existed})")
+    for line in open("/etc/subuid").read().splitlines():
+        if line.split(":", 1)[0] in CREATED["users"]:
+            problems.append(f"/etc/subuid entry left: {line}")
+    stale = [n for n in CREATED["users"] if lastlog_record(n)]
+    if stale:
+        problems.append(f"lastlog records left for {stale}")
+    if problems:
+        raise AssertionError("; ".join(problems))
+    return (
+        f"users {sorted(CREATED['users'])} gone, ports {sorted(CREATED['ports'])} "
+        f"closed, netns {sorted(CREATED['netns'])} gone, no drop-ins"
+    )
+
+
+def main():
+    if os.geteuid() != 0:
+        print("FAIL setup: must run as root")
+        return 2
+    sshlab.cleanup_on_signals()
+    baseline = {
+        "sshds": {p for p in sshlab._all_pids() if sshlab._proc_exe(p) == sshlab.SSHD},
+        "paths": {
+            p: os.path.lexists(p)
+            for p in (sshlab.PRIVSEP_DIR, "/run/motd.dynamic", "/root/.ssh")
+        },
+    }
+    check_pam_tty()
+    check_nopam_tty()
+    check_notty()
+    check_netlab()
+    check_leftovers(baseline)
+    failed = [n for n, ok in RESULTS if not ok]
+    summary = f"{len(RESULTS) - len(failed)}/{len(RESULTS)} passed"
+    print(summary + (f"; failed: {failed}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

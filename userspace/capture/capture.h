@@ -1,0 +1,42 @@
+/*
+ * Loading and attaching the BPF programs, the kernel maps the collector
+ * writes (listeners, sessions, tracked processes) and the ring buffer.
+ */
+#ifndef SEALTRAIL_CAPTURE_H
+#define SEALTRAIL_CAPTURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sealtrail/events.h"
+
+struct sealtrail_bpf;
+struct ring_buffer;
+
+typedef int (*capture_event_fn)(void *arg, void *data, size_t size);
+
+struct capture {
+	struct sealtrail_bpf *skel;
+	struct ring_buffer *rb;
+	unsigned nprogs;
+};
+
+/* Mount tracefs and bpffs if they are missing (fresh machines lack them). */
+int capture_mount_fs(void);
+int capture_open(struct capture *c, uint32_t ringbuf_bytes, capture_event_fn fn, void *arg);
+void capture_close(struct capture *c);
+int capture_poll(struct capture *c, int timeout_ms);
+
+int capture_add_listener(struct capture *c, uint32_t tgid);
+int capture_remove_listener(struct capture *c, uint32_t tgid);
+int capture_add_session(struct capture *c, uint64_t key, uint32_t leader);
+int capture_get_session(struct capture *c, uint64_t key, struct st_session *out);
+void capture_delete_session(struct capture *c, uint64_t key);
+int capture_track(struct capture *c, uint32_t tgid, uint64_t key);
+bool capture_is_tracked(struct capture *c, uint32_t tgid);
+void capture_counters(struct capture *c, uint64_t out[ST_CNT_MAX]);
+/* Names of the attached programs, for status; i < nprogs. */
+const char *capture_prog_name(struct capture *c, unsigned i);
+
+#endif

@@ -1,0 +1,48 @@
+/* Shared pieces of the `sealtrail` subcommands. */
+#ifndef SEALTRAIL_CLI_H
+#define SEALTRAIL_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+struct sqlite3;
+
+struct cli {
+	const char *store_dir;
+	bool json;
+	struct store store;
+};
+
+/* --store and --json are accepted after the command too. */
+#define OPT_STORE 1000
+#define OPT_JSON 1001
+#define CLI_COMMON_OPTS                                                                  \
+	{ "store", required_argument, NULL, OPT_STORE }, { "json", no_argument, NULL, OPT_JSON }
+int cli_common_opt(struct cli *c, int opt);
+
+/* Open the store read-only; prints an error naming the store on failure. */
+int cli_open(struct cli *c);
+/* Resolve a session id or unique prefix to the full id. */
+int cli_session_id(struct cli *c, const char *arg, char id[ST_ID_HEX]);
+
+/* Visit the terminal chunks of a session's primary tty, in order. */
+struct chunk {
+	uint64_t seq;
+	uint64_t wall_ns;
+	const uint8_t *data;
+	uint32_t len;
+};
+int cli_each_chunk(struct cli *c, const char *id, int stream,
+		   int (*fn)(void *arg, const struct chunk *ch), void *arg);
+int cli_session_start(struct cli *c, const char *id, uint64_t *start_ns);
+
+int cmd_sessions(struct cli *c, int argc, char **argv);
+int cmd_events(struct cli *c, int argc, char **argv);
+int cmd_replay(struct cli *c, int argc, char **argv);
+int cmd_export(struct cli *c, int argc, char **argv);
+int cmd_status(struct cli *c, int argc, char **argv);
+int cmd_reindex(struct cli *c, int argc, char **argv);
+
+#endif

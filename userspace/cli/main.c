@@ -1,0 +1,190 @@
+/* sealtrail: the investigator's command line over a sealtrail store. */
+#include <errno.h>
+#include <getopt.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/log.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: sealtrail [--store DIR] [--json] COMMAND [ARGS]\n"
+		"List, replay and export ssh sessions recorded by sealtraild.\n\n"
+		"commands:\n"
+		"  sessions [--since T] [--until T] [--user U]   sessions active in the window\n"
+		"  events SESSION                                 the session's timeline: execs with\n"
+		"                                                 argv and exit status, forks, gaps\n"
+		"  replay SESSION [--speed X] [--at SECONDS]      play the output with its timing\n"
+		"                                                 (--speed 0: no delays)\n"
+		"  export SESSION [--format asciicast|raw] [--stream out|in] [--output FILE]\n"
+		"  status                                         is sealtraild recording, losses\n"
+		"  reindex                                        rebuild the index from the records\n\n"
+		"options (anywhere before the command):\n"
+		"  --store DIR   store directory (default " STORE_DEFAULT_DIR ")\n"
+		"  --json        one JSON object per line instead of a table\n\n"
+		"SESSION is a session id or a unique prefix of one. T is RFC 3339\n"
+		"(2026-11-24T09:00:00Z) or an age: 90s, 15m, 2h, 7d, 1w.\n");
+}
+
+int cli_common_opt(struct cli *c, int opt)
+{
+	if (opt == OPT_STORE)
+		c->store_dir = optarg;
+	else if (opt == OPT_JSON)
+		c->json = true;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+int cli_open(struct cli *c)
+{
+	return store_open(&c->store, c->store_dir, 0);
+}
+
+int cli_session_id(struct cli *c, const char *arg, char id[ST_ID_HEX])
+{
+	sqlite3_stmt *st;
+	char pattern[ST_ID_HEX + 1];
+	int n = 0;
+
+	if (strlen(arg) < 4 || strlen(arg) > ST_ID_HEX - 1 || strspn(arg, "0123456789abcdef") != strlen(arg)) {
+		log_error("%s: not a session id (32 hex digits, or a unique prefix of at least 4)", arg);
+		return -EINVAL;
+	}
+	snprintf(pattern, sizeof(pattern), "%s%%", arg);
+	if (sqlite3_prepare_v2(c->store.index.db, "SELECT id FROM sessions WHERE id LIKE ?1 LIMIT 2",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(st, 1, pattern, -1, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (n++ == 0)
+			snprintf(id, ST_ID_HEX, "%s", (const char *)sqlite3_column_text(st, 0));
+	}
+	sqlite3_finalize(st);
+	if (n == 1)
+		return 0;
+	log_error("session %s: %s in store %s (see `sealtrail sessions`)", arg,
+		  n ? "prefix matches several sessions" : "not found", c->store_dir);
+	return -ENOENT;
+}
+
+int cli_session_start(struct cli *c, const char *id, uint64_t *start_ns)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(c->store.index.db, "SELECT start_ns FROM sessions WHERE id = ?1", -1,
+			       &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	*start_ns = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_finalize(st);
+	return 0;
+}
+
+int cli_each_chunk(struct cli *c, const char *id, int stream,
+		   int (*fn)(void *arg, const struct chunk *ch), void *arg)
+{
+	sqlite3_stmt *st;
+	struct buf raw = { 0 };
+	struct record *rec = malloc(sizeof(*rec));
+	int err = 0;
+
+	if (!rec)
+		return -ENOMEM;
+
+	/* the login's own pty is the first one it used; others (tmux, script) are separate */
+	if (sqlite3_prepare_v2(c->store.index.db,
+			       "SELECT seq, segment, offset FROM chunks WHERE session = ?1 AND stream = ?2"
+			       " AND tty = (SELECT tty FROM chunks WHERE session = ?1 ORDER BY seq LIMIT 1)"
+			       " ORDER BY seq",
+			       -1, &st, NULL) != SQLITE_OK) {
+		free(rec);
+		return -EIO;
+	}
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, stream);
+	while (!err && sqlite3_step(st) == SQLITE_ROW) {
+		uint64_t seq = sqlite3_column_int64(st, 0);
+		const struct rec_field *f;
+		struct chunk ch;
+
+		err = store_read_at(&c->store, sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
+				    &raw, rec);
+		if (err) {
+			log_error("session %s: record %llu unreadable; output continues after it", id,
+				  (unsigned long long)seq);
+			err = 0;
+			continue;
+		}
+		f = rec_field(rec, TAG_DATA);
+		if (rec->seq != seq || rec->type != REC_TTY || !f) {
+			log_error("session %s: index points at record %llu but the log has %llu (%s);"
+				  " run `sealtrail reindex`",
+				  id, (unsigned long long)seq, (unsigned long long)rec->seq,
+				  rec_type_name(rec->type));
+			err = -EIO;
+			break;
+		}
+		ch.seq = seq;
+		ch.wall_ns = rec->wall_ns;
+		ch.data = f->data;
+		ch.len = f->len;
+		err = fn(arg, &ch);
+	}
+	sqlite3_finalize(st);
+	buf_free(&raw);
+	free(rec);
+	return err;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(struct cli *c, int argc, char **argv);
+	} cmds[] = {
+		{ "sessions", cmd_sessions }, { "events", cmd_events },	 { "replay", cmd_replay },
+		{ "export", cmd_export },     { "status", cmd_status },	 { "reindex", cmd_reindex },
+	};
+	struct cli c = { .store_dir = STORE_DEFAULT_DIR };
+	int i;
+
+	log_set_prefix("sealtrail");
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		if (!strcmp(argv[i], "--store") && i + 1 < argc) {
+			c.store_dir = argv[++i];
+		} else if (!strncmp(argv[i], "--store=", 8)) {
+			c.store_dir = argv[i] + 8;
+		} else if (!strcmp(argv[i], "--json")) {
+			c.json = true;
+		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage(stdout);
+			return 0;
+		} else if (!strcmp(argv[i], "--version")) {
+			printf("sealtrail %s\n", SEALTRAIL_VERSION);
+			return 0;
+		} else {
+			fprintf(stderr, "sealtrail: unknown option %s\n", argv[i]);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (i == argc) {
+		usage(stderr);
+		return 2;
+	}
+	for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
+		if (strcmp(argv[i], cmds[k].name))
+			continue;
+		/* let subcommands see --store/--json after the command too */
+		return cmds[k].fn(&c, argc - i, argv + i);
+	}
+	fprintf(stderr, "sealtrail: unknown command %s\n", argv[i]);
+	usage(stderr);
+	return 2;
+}

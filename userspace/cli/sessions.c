@@ -1,0 +1,292 @@
+/* `sealtrail sessions` and `sealtrail events`: what the index knows. */
+#include <errno.h>
+#include <getopt.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/log.h"
+
+static void json_text(struct buf *b, const char *key, const char *val, bool comma)
+{
+	buf_addf(b, "%s\"%s\":", comma ? "," : "", key);
+	if (val)
+		json_add_string(b, (const uint8_t *)val, strlen(val));
+	else
+		buf_add(b, "null", 4);
+}
+
+static void json_int(struct buf *b, const char *key, sqlite3_stmt *st, int col)
+{
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		buf_addf(b, ",\"%s\":null", key);
+	else
+		buf_addf(b, ",\"%s\":%lld", key, (long long)sqlite3_column_int64(st, col));
+}
+
+static void json_time(struct buf *b, const char *key, sqlite3_stmt *st, int col)
+{
+	char t[40];
+
+	if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+		buf_addf(b, ",\"%s\":null", key);
+		return;
+	}
+	format_rfc3339(sqlite3_column_int64(st, col), t);
+	buf_addf(b, ",\"%s\":\"%s\"", key, t);
+}
+
+static const char *col_text(sqlite3_stmt *st, int col)
+{
+	return (const char *)sqlite3_column_text(st, col);
+}
+
+int cmd_sessions(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "since", required_argument, NULL, 's' },
+		{ "until", required_argument, NULL, 'u' },
+		{ "user", required_argument, NULL, 'U' },
+		CLI_COMMON_OPTS,
+		{ 0 },
+	};
+	const char *sql =
+		"SELECT id, user, loginuid, uid, source_ip, source_port, local_port, tty, host,"
+		" start_ns, end_ns, bytes_in, bytes_out, lost_events, lost_bytes, end_reason, leader_pid"
+		" FROM sessions WHERE (end_ns IS NULL OR end_ns >= ?1) AND start_ns <= ?2"
+		" AND (?3 IS NULL OR user = ?3) ORDER BY start_ns, id";
+	uint64_t now = clock_ns(CLOCK_REALTIME), since = 0, until = INT64_MAX;
+	const char *user = NULL;
+	struct buf line = { 0 };
+	sqlite3_stmt *st;
+	int opt, rows = 0;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (opt == 's' || opt == 'u') {
+			if (parse_time(optarg, now, opt == 's' ? &since : &until)) {
+				log_error("--%s %s: not RFC 3339 (2026-11-24T09:00:00Z) nor an age (2h, 7d)",
+					  opt == 's' ? "since" : "until", optarg);
+				return 2;
+			}
+		} else if (opt == 'U') {
+			user = optarg;
+		} else if (cli_common_opt(c, opt)) {
+			return 2;
+		}
+	}
+	if (cli_open(c))
+		return 1;
+	if (sqlite3_prepare_v2(c->store.index.db, sql, -1, &st, NULL) != SQLITE_OK) {
+		log_error("%s/index.sqlite: %s", c->store_dir, sqlite3_errmsg(c->store.index.db));
+		store_close(&c->store);
+		return 1;
+	}
+	sqlite3_bind_int64(st, 1, since);
+	sqlite3_bind_int64(st, 2, until > INT64_MAX ? INT64_MAX : until);
+	if (user)
+		sqlite3_bind_text(st, 3, user, -1, SQLITE_STATIC);
+	if (!c->json)
+		printf("%-32s  %-10s %-21s %-6s %-7s %-30s %-30s %10s %10s %5s\n", "ID", "USER", "SOURCE",
+		       "LPORT", "TTY", "START", "END", "IN", "OUT", "LOST");
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		char start[40], end[40], src[96];
+
+		rows++;
+		if (c->json) {
+			line.len = 0;
+			json_text(&line, "id", col_text(st, 0), false);
+			json_text(&line, "user", col_text(st, 1), true);
+			json_int(&line, "loginuid", st, 2);
+			json_int(&line, "uid", st, 3);
+			json_text(&line, "source_ip", col_text(st, 4), true);
+			json_int(&line, "source_port", st, 5);
+			json_int(&line, "local_port", st, 6);
+			json_text(&line, "tty", col_text(st, 7), true);
+			json_text(&line, "host", col_text(st, 8), true);
+			json_time(&line, "start", st, 9);
+			json_time(&line, "end", st, 10);
+			json_int(&line, "bytes_in", st, 11);
+			json_int(&line, "bytes_out", st, 12);
+			json_int(&line, "lost_events", st, 13);
+			json_int(&line, "lost_bytes", st, 14);
+			json_text(&line, "end_reason", col_text(st, 15), true);
+			json_int(&line, "leader_pid", st, 16);
+			printf("{%s}\n", line.data);
+			continue;
+		}
+		format_rfc3339(sqlite3_column_int64(st, 9), start);
+		if (sqlite3_column_type(st, 10) == SQLITE_NULL)
+			snprintf(end, sizeof(end), "(live)");
+		else
+			format_rfc3339(sqlite3_column_int64(st, 10), end);
+		snprintf(src, sizeof(src), "%s:%lld", col_text(st, 4) ? col_text(st, 4) : "?",
+			 (long long)sqlite3_column_int64(st, 5));
+		printf("%-32s  %-10s %-21s %-6lld %-7s %-30s %-30s %10lld %10lld %5lld\n", col_text(st, 0),
+		       col_text(st, 1) ? col_text(st, 1) : "?", src,
+		       (long long)sqlite3_column_int64(st, 6), col_text(st, 7) ? col_text(st, 7) : "-",
+		       start, end, (long long)sqlite3_column_int64(st, 11),
+		       (long long)sqlite3_column_int64(st, 12), (long long)sqlite3_column_int64(st, 13));
+	}
+	if (!c->json && !rows)
+		printf("(no sessions in this window)\n");
+	sqlite3_finalize(st);
+	buf_free(&line);
+	store_close(&c->store);
+	return 0;
+}
+
+/* One line per record of the session: the investigator's timeline. */
+static void print_event(struct cli *c, const struct record *rec, struct buf *line)
+{
+	char t[40], s[512];
+	uint64_t v;
+
+	format_rfc3339(rec->wall_ns, t);
+	line->len = 0;
+	buf_addf(line, "{\"seq\":%llu,\"time\":\"%s\",\"type\":\"%s\"", (unsigned long long)rec->seq, t,
+		 rec_type_name(rec->type));
+	for (unsigned i = 0; i < rec->nfields; i++) {
+		const struct rec_field *f = &rec->fields[i];
+		static const char *names[TAG_MAX] = {
+			[TAG_HOST] = "host", [TAG_BOOT_ID] = "boot_id", [TAG_USER] = "user",
+			[TAG_LOGINUID] = "loginuid", [TAG_UID] = "uid", [TAG_EUID] = "euid",
+			[TAG_GID] = "gid", [TAG_SESSIONID] = "audit_session",
+			[TAG_SOURCE_IP] = "source_ip", [TAG_SOURCE_PORT] = "source_port",
+			[TAG_LOCAL_IP] = "local_ip", [TAG_LOCAL_PORT] = "local_port", [TAG_TTY] = "tty",
+			[TAG_LEADER_PID] = "leader_pid", [TAG_LISTENER_PID] = "listener_pid",
+			[TAG_ADOPTED] = "adopted", [TAG_PID] = "pid", [TAG_PPID] = "ppid",
+			[TAG_CHILD_PID] = "child_pid", [TAG_FILENAME] = "filename",
+			[TAG_ARGV_TOTAL] = "argv_bytes", [TAG_ARGV_TRUNCATED] = "argv_truncated",
+			[TAG_STREAM] = "stream", [TAG_STATUS] = "status",
+			[TAG_LOST_EVENTS] = "lost_events", [TAG_LOST_BYTES] = "lost_bytes",
+			[TAG_REASON] = "reason", [TAG_FILE] = "file", [TAG_FILE_OFFSET] = "file_offset",
+			[TAG_EVENT] = "event", [TAG_VERSION] = "version",
+		};
+
+		if (f->tag == TAG_ARGV) {
+			buf_addf(line, ",\"argv\":[");
+			for (uint32_t a = 0, start = 0; a <= f->len; a++) {
+				if (a < f->len && f->data[a])
+					continue;
+				if (a > start || a < f->len)
+					buf_addf(line, "%s", start ? "," : "");
+				if (a > start || a < f->len)
+					json_add_string(line, f->data + start, a - start);
+				start = a + 1;
+			}
+			buf_addf(line, "]");
+		} else if (f->tag == TAG_DATA) {
+			buf_addf(line, ",\"bytes\":%u", f->len);
+		} else if (f->tag < TAG_MAX && names[f->tag] && f->len == 8 &&
+			   f->tag != TAG_USER && f->tag != TAG_HOST && f->tag != TAG_TTY &&
+			   f->tag != TAG_FILENAME && f->tag != TAG_REASON && f->tag != TAG_FILE &&
+			   f->tag != TAG_SOURCE_IP && f->tag != TAG_LOCAL_IP && rec_u64(rec, f->tag, &v)) {
+			buf_addf(line, ",\"%s\":%llu", names[f->tag], (unsigned long long)v);
+		} else if (f->tag < TAG_MAX && names[f->tag]) {
+			buf_addf(line, ",\"%s\":", names[f->tag]);
+			json_add_string(line, f->data, f->len);
+		}
+	}
+	buf_addf(line, "}");
+	if (c->json) {
+		printf("%s\n", line->data);
+		return;
+	}
+	/* human form: time, type, and the few fields that matter for each */
+	switch (rec->type) {
+	case REC_EXEC: {
+		const struct rec_field *f = rec_field(rec, TAG_ARGV);
+		struct buf args = { 0 };
+
+		for (uint32_t a = 0; f && a < f->len; a++)
+			buf_add(&args, f->data[a] ? &f->data[a] : (const uint8_t *)" ", 1);
+		rec_u64(rec, TAG_PID, &v);
+		printf("%s  exec   pid %-7llu %s%s\n", t, (unsigned long long)v,
+		       args.data ? (char *)args.data : rec_str(rec, TAG_FILENAME, s, sizeof(s)),
+		       rec_u64(rec, TAG_ARGV_TRUNCATED, &v) && v ? " [argv truncated]" : "");
+		buf_free(&args);
+		break;
+	}
+	case REC_EXIT: {
+		uint64_t pid = 0, status = 0;
+
+		rec_u64(rec, TAG_PID, &pid);
+		rec_u64(rec, TAG_STATUS, &status);
+		if (status & 0x7f)
+			printf("%s  exit   pid %-7llu killed by signal %llu\n", t,
+			       (unsigned long long)pid, (unsigned long long)(status & 0x7f));
+		else
+			printf("%s  exit   pid %-7llu status %llu\n", t, (unsigned long long)pid,
+			       (unsigned long long)((status >> 8) & 0xff));
+		break;
+	}
+	case REC_TTY:
+	case REC_FORK:
+		break; /* too many to be useful here; --json lists them */
+	default:
+		printf("%s  %-6s %s\n", t, rec_type_name(rec->type), line->data);
+	}
+}
+
+struct events_visit {
+	struct cli *c;
+	uint8_t sid[ST_ID_LEN];
+	struct buf line;
+};
+
+static int events_record(void *arg, const struct record *rec, uint32_t seg_no, uint64_t off)
+{
+	struct events_visit *v = arg;
+
+	if (!memcmp(rec->session, v->sid, ST_ID_LEN))
+		print_event(v->c, rec, &v->line);
+	return 0;
+}
+
+static void events_damage(void *arg, const char *file, uint64_t off, uint64_t bytes,
+			  const char *why)
+{
+	log_warn("%s: %s at byte offset %llu (%llu bytes after it not read)", file, why,
+		 (unsigned long long)off, (unsigned long long)bytes);
+}
+
+int cmd_events(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = { CLI_COMMON_OPTS, { 0 } };
+	struct events_visit v = { .c = c };
+	struct store_visitor sv = { events_record, events_damage, &v, 0 };
+	char id[ST_ID_HEX];
+	sqlite3_stmt *st;
+	int opt, err;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
+		if (cli_common_opt(c, opt))
+			return 2;
+	if (optind != argc - 1) {
+		fprintf(stderr, "usage: sealtrail events SESSION\n");
+		return 2;
+	}
+	if (cli_open(c))
+		return 1;
+	if (cli_session_id(c, argv[optind], id)) {
+		store_close(&c->store);
+		return 1;
+	}
+	hex_decode(id, v.sid, ST_ID_LEN);
+	/* the log is in time order: start at the segment of the session's first chunk */
+	if (sqlite3_prepare_v2(c->store.index.db,
+			       "SELECT min(segment) FROM chunks WHERE session = ?1", -1, &st,
+			       NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 1)
+			sv.from_seg = sqlite3_column_int64(st, 0) - 1;
+		sqlite3_finalize(st);
+	}
+	err = store_scan(&c->store, &sv);
+	buf_free(&v.line);
+	store_close(&c->store);
+	return err ? 1 : 0;
+}

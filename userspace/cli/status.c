@@ -1,0 +1,147 @@
+/* `sealtrail status` and `sealtrail reindex`. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "common/log.h"
+
+/* The daemon holds an exclusive flock on DIR/LOCK while it runs. */
+static bool daemon_running(const char *dir)
+{
+	char path[4096];
+	int fd;
+	bool held;
+
+	snprintf(path, sizeof(path), "%s/LOCK", dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	held = flock(fd, LOCK_SH | LOCK_NB) && errno == EWOULDBLOCK;
+	close(fd);
+	return held;
+}
+
+static char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char *data = NULL;
+	size_t cap = 0;
+	ssize_t n;
+
+	if (!f)
+		return NULL;
+	n = getdelim(&data, &cap, 0, f);
+	fclose(f);
+	if (n <= 0) {
+		free(data);
+		return NULL;
+	}
+	data[strcspn(data, "\n")] = 0;
+	return data;
+}
+
+/* Value of "key" in our own flat status JSON, copied into out. */
+static const char *json_get(const char *json, const char *key, char *out, size_t size)
+{
+	char pat[64];
+	const char *p;
+	size_t n;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = json ? strstr(json, pat) : NULL;
+	if (!p) {
+		snprintf(out, size, "?");
+		return out;
+	}
+	p += strlen(pat);
+	n = *p == '[' ? strcspn(p, "]") + 1 : *p == '"' ? strcspn(p + 1, "\"") + 2 : strcspn(p, ",}");
+	if (n >= size)
+		n = size - 1;
+	memcpy(out, p, n);
+	out[n] = 0;
+	return out;
+}
+
+int cmd_status(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = { CLI_COMMON_OPTS, { 0 } };
+	char path[4096], v[1024];
+	bool running;
+	char *json;
+	long long live = 0;
+	sqlite3_stmt *st;
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
+		if (cli_common_opt(c, opt))
+			return 2;
+	running = daemon_running(c->store_dir);
+	snprintf(path, sizeof(path), "%s/status.json", c->store_dir);
+	json = read_file(path);
+	if (cli_open(c) == 0) {
+		if (sqlite3_prepare_v2(c->store.index.db,
+				       "SELECT count(*) FROM sessions WHERE end_ns IS NULL", -1, &st,
+				       NULL) == SQLITE_OK) {
+			if (sqlite3_step(st) == SQLITE_ROW)
+				live = sqlite3_column_int64(st, 0);
+			sqlite3_finalize(st);
+		}
+		store_close(&c->store);
+	}
+	if (c->json) {
+		/* the daemon's last status, with "running" as seen now */
+		printf("{\"running\":%s,\"store\":\"%s\",\"open_sessions\":%lld,\"daemon\":%s}\n",
+		       running ? "true" : "false", c->store_dir, live, json ? json : "null");
+	} else {
+		printf("sealtraild:     %s\n", running ? "running" : "not running");
+		printf("store:          %s\n", c->store_dir);
+		if (json) {
+			printf("pid:            %s\n", json_get(json, "pid", v, sizeof(v)));
+			printf("started:        %s\n", json_get(json, "started", v, sizeof(v)));
+			printf("last update:    %s\n", json_get(json, "updated", v, sizeof(v)));
+			printf("programs:       %s\n", json_get(json, "programs", v, sizeof(v)));
+			printf("sshd listeners: %s\n", json_get(json, "listeners", v, sizeof(v)));
+			printf("live sessions:  %s\n", json_get(json, "live_sessions", v, sizeof(v)));
+			printf("events:         %s\n", json_get(json, "events", v, sizeof(v)));
+			printf("lost events:    %s", json_get(json, "lost_events", v, sizeof(v)));
+			printf(" (%s terminal bytes)\n", json_get(json, "lost_bytes", v, sizeof(v)));
+			printf("records:        %s\n", json_get(json, "records", v, sizeof(v)));
+		}
+		printf("open sessions:  %lld in the index\n", live);
+	}
+	free(json);
+	return running ? 0 : 3;
+}
+
+int cmd_reindex(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = { CLI_COMMON_OPTS, { 0 } };
+	uint64_t n = 0;
+	int opt, err;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
+		if (cli_common_opt(c, opt))
+			return 2;
+	if (store_open(&c->store, c->store_dir, STORE_WRITE))
+		return 1;
+	err = store_reindex(&c->store, &n);
+	store_close(&c->store);
+	if (err) {
+		log_error("reindex of %s failed: %s", c->store_dir, strerror(-err));
+		return 1;
+	}
+	if (c->json)
+		printf("{\"records\":%llu}\n", (unsigned long long)n);
+	else
+		printf("reindexed %llu records in %s\n", (unsigned long long)n, c->store_dir);
+	return 0;
+}

@@ -1,0 +1,41 @@
+/* Small helpers shared by daemon, CLI and store: time, hex ids, buffers. */
+#ifndef SEALTRAIL_UTIL_H
+#define SEALTRAIL_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define ST_ID_LEN 16
+#define ST_ID_HEX (2 * ST_ID_LEN + 1)
+
+/* Growable byte buffer; data is always NUL-terminated for convenience. */
+struct buf {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+};
+
+int buf_reserve(struct buf *b, size_t extra);
+int buf_add(struct buf *b, const void *data, size_t len);
+int buf_addf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_free(struct buf *b);
+
+void hex_encode(const uint8_t *in, size_t len, char *out);
+int hex_decode(const char *in, uint8_t *out, size_t len);
+
+uint64_t clock_ns(clockid_t clock);
+/* RFC 3339 UTC with nanoseconds, e.g. 2026-11-24T19:44:56.123456789Z. */
+void format_rfc3339(uint64_t wall_ns, char out[40]);
+/*
+ * Parse a time bound: RFC 3339 (with or without fraction and zone) or a
+ * relative age like 90s, 15m, 2h, 7d, 1w meaning that long before now_ns.
+ */
+int parse_time(const char *s, uint64_t now_ns, uint64_t *wall_ns);
+
+/* JSON string literal of arbitrary bytes (invalid UTF-8 becomes U+FFFD). */
+int json_add_string(struct buf *b, const uint8_t *s, size_t len);
+
+int write_all(int fd, const void *data, size_t len);
+
+#endif

@@ -1,0 +1,246 @@
+/*
+ * sealtraild: loads the capture programs, follows sshd's sessions and writes
+ * them to the store until SIGTERM or SIGINT.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bpf/libbpf.h>
+
+#include "capture/capture.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "session/tracker.h"
+#include "store/store.h"
+
+#define TICK_NS (200ull * 1000000ull)
+#define SCAN_NS (1000ull * 1000000ull)
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	stop_requested = sig;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: sealtraild [options]\n"
+		"Record every ssh login on this host from the kernel into a store.\n\n"
+		"  --store DIR           store directory (default " STORE_DEFAULT_DIR ")\n"
+		"  --sshd PATH           sshd binary whose listeners are followed; repeatable\n"
+		"                        (default /usr/sbin/sshd and /usr/sbin/sshd-session)\n"
+		"  --ringbuf-size BYTES  kernel ring buffer, a power of two (default 32 MiB)\n"
+		"  --log-level LEVEL     error, warning, info (default) or debug\n"
+		"  --consumer-delay-ms N testing: pause N ms after each ring-buffer read, to\n"
+		"                        force losses and check that they become gap records\n"
+		"  --version, --help\n\n"
+		"Runs in the foreground and logs to stderr; stop it with SIGTERM or SIGINT,\n"
+		"which flushes and syncs the store. `sealtrail status` shows its state.\n");
+}
+
+static int write_status(struct tracker *t, struct capture *cap, const char *store_dir,
+			uint64_t started_ns, uint32_t ringbuf, bool running)
+{
+	uint64_t cnt[ST_CNT_MAX];
+	char started[40], now[40], *path = NULL, *tmp = NULL;
+	struct buf b = { 0 };
+	FILE *f;
+	int err = 0;
+
+	capture_counters(cap, cnt);
+	format_rfc3339(started_ns, started);
+	format_rfc3339(clock_ns(CLOCK_REALTIME), now);
+	buf_addf(&b, "{\"running\":%s,\"pid\":%d,\"version\":\"%s\",\"started\":\"%s\",\"updated\":\"%s\",",
+		 running ? "true" : "false", getpid(), SEALTRAIL_VERSION, started, now);
+	buf_addf(&b, "\"programs\":[");
+	for (unsigned i = 0; i < cap->nprogs; i++)
+		buf_addf(&b, "%s\"%s\"", i ? "," : "", capture_prog_name(cap, i));
+	buf_addf(&b, "],\"listeners\":[");
+	for (unsigned i = 0; i < t->nlisteners; i++)
+		buf_addf(&b, "%s%u", i ? "," : "", t->listeners[i]);
+	buf_addf(&b,
+		 "],\"live_sessions\":%u,\"sessions\":%llu,\"records\":%llu,\"events\":%llu,"
+		 "\"lost_events\":%llu,\"lost_bytes\":%llu,\"args_truncated\":%llu,"
+		 "\"read_failed\":%llu,\"untracked_children\":%llu,\"bad_events\":%llu,"
+		 "\"preauth_dropped\":%llu,\"ringbuf_bytes\":%u}\n",
+		 t->live, (unsigned long long)t->sessions_total, (unsigned long long)t->records,
+		 (unsigned long long)cnt[ST_CNT_EVENTS], (unsigned long long)cnt[ST_CNT_LOST_EVENTS],
+		 (unsigned long long)cnt[ST_CNT_LOST_BYTES],
+		 (unsigned long long)cnt[ST_CNT_ARGS_TRUNCATED],
+		 (unsigned long long)cnt[ST_CNT_READ_FAILED], (unsigned long long)cnt[ST_CNT_PROC_FULL],
+		 (unsigned long long)t->bad_events, (unsigned long long)t->preauth_dropped, ringbuf);
+	if (asprintf(&path, "%s/status.json", store_dir) < 0 ||
+	    asprintf(&tmp, "%s/.status.json.tmp", store_dir) < 0) {
+		err = -ENOMEM;
+		goto out;
+	}
+	f = fopen(tmp, "we");
+	if (!f || fwrite(b.data, 1, b.len, f) != b.len || fclose(f) || rename(tmp, path)) {
+		err = -errno;
+		log_warn("cannot write %s: %s", path, strerror(errno));
+	}
+out:
+	free(path);
+	free(tmp);
+	buf_free(&b);
+	return err;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "store", required_argument, NULL, 's' },
+		{ "sshd", required_argument, NULL, 'd' },
+		{ "ringbuf-size", required_argument, NULL, 'r' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "consumer-delay-ms", required_argument, NULL, 'c' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *store_dir = STORE_DEFAULT_DIR;
+	unsigned long ringbuf = 32u << 20, delay_ms = 0;
+	struct store store;
+	struct capture cap = { 0 };
+	struct tracker t;
+	struct sigaction sa = { .sa_handler = on_signal };
+	uint64_t started, last_tick, last_scan;
+	int opt, err;
+
+	log_set_prefix("sealtraild");
+	memset(&t, 0, sizeof(t));
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's':
+			store_dir = optarg;
+			break;
+		case 'd':
+			if (t.nsshd < TRACKER_MAX_SSHD)
+				t.sshd_paths[t.nsshd++] = optarg;
+			break;
+		case 'r':
+			ringbuf = strtoul(optarg, NULL, 0);
+			if (ringbuf < 4096 || ringbuf > (1ul << 30) || (ringbuf & (ringbuf - 1))) {
+				fprintf(stderr, "sealtraild: --ringbuf-size %s: need a power of two"
+						" between 4096 and 1 GiB\n", optarg);
+				return 2;
+			}
+			break;
+		case 'l':
+			if (!strcmp(optarg, "error"))
+				log_set_level(LOG_ERROR);
+			else if (!strcmp(optarg, "warning"))
+				log_set_level(LOG_WARN);
+			else if (!strcmp(optarg, "info"))
+				log_set_level(LOG_INFO);
+			else if (!strcmp(optarg, "debug"))
+				log_set_level(LOG_DEBUG);
+			else {
+				fprintf(stderr, "sealtraild: unknown log level %s\n", optarg);
+				return 2;
+			}
+			break;
+		case 'c':
+			delay_ms = strtoul(optarg, NULL, 0);
+			break;
+		case 'V':
+			printf("sealtraild %s\n", SEALTRAIL_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (geteuid() != 0) {
+		log_error("must run as root (loads BPF programs, reads every process in /proc)");
+		return 1;
+	}
+
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	err = capture_mount_fs();
+	if (err)
+		return 1;
+	err = store_open(&store, store_dir, STORE_WRITE | STORE_CREATE);
+	if (err)
+		return 1;
+	{
+		struct tracker init;
+		const char *paths[TRACKER_MAX_SSHD];
+		unsigned n = t.nsshd;
+
+		memcpy(paths, t.sshd_paths, sizeof(paths));
+		tracker_init(&init, &store, &cap);
+		t = init;
+		if (n) {
+			memcpy(t.sshd_paths, paths, sizeof(paths));
+			t.nsshd = n;
+		} else {
+			t.sshd_paths[t.nsshd++] = "/usr/sbin/sshd";
+			t.sshd_paths[t.nsshd++] = "/usr/sbin/sshd-session";
+		}
+	}
+	err = capture_open(&cap, ringbuf, tracker_on_event, &t);
+	if (err)
+		goto out_store;
+	started = clock_ns(CLOCK_REALTIME);
+	err = tracker_close_stale(&t);
+	err = err ?: tracker_daemon_record(&t, "start");
+	err = err ?: tracker_scan(&t);
+	if (err)
+		goto out;
+	write_status(&t, &cap, store_dir, started, ringbuf, true);
+	log_info("recording: store %s, %u programs attached, %u sshd listeners", store_dir,
+		 cap.nprogs, t.nlisteners);
+
+	last_tick = last_scan = clock_ns(CLOCK_MONOTONIC);
+	while (!stop_requested) {
+		uint64_t now;
+
+		err = capture_poll(&cap, 100);
+		if (err < 0) {
+			log_error("ring buffer poll: %s", strerror(-err));
+			break;
+		}
+		if (delay_ms)
+			usleep(delay_ms * 1000);
+		now = clock_ns(CLOCK_MONOTONIC);
+		if (now - last_tick >= TICK_NS) {
+			tracker_tick(&t);
+			last_tick = now;
+		}
+		if (now - last_scan >= SCAN_NS) {
+			tracker_scan(&t);
+			write_status(&t, &cap, store_dir, started, ringbuf, true);
+			last_scan = now;
+		}
+	}
+	err = 0;
+	log_info("signal %d: flushing and closing the store", (int)stop_requested);
+	ring_buffer__consume(cap.rb);
+	tracker_tick(&t);
+	tracker_daemon_record(&t, "stop");
+	write_status(&t, &cap, store_dir, started, ringbuf, false);
+out:
+	capture_close(&cap);
+out_store:
+	tracker_fini(&t);
+	store_close(&store);
+	return err ? 1 : 0;
+}

@@ -1,0 +1,213 @@
+/* Reading the process table and TCP connections from /proc (procfs.h). */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "session/procfs.h"
+
+static uint64_t ticks_to_ns(unsigned long long ticks)
+{
+	static long hz;
+
+	if (!hz)
+		hz = sysconf(_SC_CLK_TCK);
+	return ticks * (1000000000ull / (hz > 0 ? hz : 100));
+}
+
+static int read_small(const char *path, char *out, size_t size)
+{
+	FILE *f = fopen(path, "re");
+	size_t n;
+
+	if (!f)
+		return -errno;
+	n = fread(out, 1, size - 1, f);
+	out[n] = 0;
+	fclose(f);
+	return 0;
+}
+
+int procfs_read(uint32_t pid, struct proc_info *out)
+{
+	char path[64], text[1024], *p;
+	unsigned long long start;
+	unsigned ppid, tty;
+	ssize_t n;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	out->pid = pid;
+	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+	err = read_small(path, text, sizeof(text));
+	if (err)
+		return err;
+	p = strrchr(text, ')'); /* comm may hold spaces and parentheses */
+	if (!p || sscanf(p + 2, "%*c %u %*d %*d %u %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d"
+				" %*d %*d %llu",
+			 &ppid, &tty, &start) != 3)
+		return -EINVAL;
+	out->ppid = ppid;
+	out->tty_nr = tty;
+	out->start_boot_ns = ticks_to_ns(start);
+
+	snprintf(path, sizeof(path), "/proc/%u/status", pid);
+	if (read_small(path, text, sizeof(text)) == 0 && (p = strstr(text, "\nUid:")))
+		out->uid = strtoul(p + 5, NULL, 10);
+	out->loginuid = out->sessionid = NO_UID;
+	snprintf(path, sizeof(path), "/proc/%u/loginuid", pid);
+	if (read_small(path, text, sizeof(text)) == 0)
+		out->loginuid = strtoul(text, NULL, 10);
+	snprintf(path, sizeof(path), "/proc/%u/sessionid", pid);
+	if (read_small(path, text, sizeof(text)) == 0)
+		out->sessionid = strtoul(text, NULL, 10);
+	snprintf(path, sizeof(path), "/proc/%u/exe", pid);
+	n = readlink(path, out->exe, sizeof(out->exe) - 1);
+	out->exe[n > 0 ? n : 0] = 0;
+	/* an exe replaced on disk reads as "PATH (deleted)" */
+	if (n > 10 && !strcmp(out->exe + n - 10, " (deleted)"))
+		out->exe[n - 10] = 0;
+	return 0;
+}
+
+int procfs_list(struct proc_info **out, size_t *n)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	size_t cap = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (!d)
+		return -errno;
+	while ((e = readdir(d))) {
+		char *end;
+		unsigned long pid = strtoul(e->d_name, &end, 10);
+
+		if (*end || !pid)
+			continue;
+		if (*n == cap) {
+			struct proc_info *p = realloc(*out, (cap = cap ? 2 * cap : 256) * sizeof(**out));
+
+			if (!p) {
+				closedir(d);
+				return -ENOMEM;
+			}
+			*out = p;
+		}
+		if (procfs_read(pid, &(*out)[*n]) == 0)
+			(*n)++;
+	}
+	closedir(d);
+	return 0;
+}
+
+/* Parse "HEX:PORT" of /proc/net/tcp{,6} into text address and port. */
+static int parse_addr(const char *s, bool v6, char *ip, size_t size, uint16_t *port)
+{
+	uint32_t words[4];
+	const char *colon = strchr(s, ':');
+
+	if (!colon)
+		return -EINVAL;
+	for (int i = 0; i < (v6 ? 4 : 1); i++) {
+		char word[9];
+
+		memcpy(word, s + 8 * i, 8);
+		word[8] = 0;
+		/* each 32-bit word is printed in host byte order */
+		words[i] = strtoul(word, NULL, 16);
+	}
+	*port = strtoul(colon + 1, NULL, 16);
+	if (v6) {
+		struct in6_addr a;
+
+		memcpy(&a, words, sizeof(a));
+		if (IN6_IS_ADDR_V4MAPPED(&a))
+			return inet_ntop(AF_INET, &a.s6_addr[12], ip, size) ? 0 : -EINVAL;
+		return inet_ntop(AF_INET6, &a, ip, size) ? 0 : -EINVAL;
+	}
+	return inet_ntop(AF_INET, &words[0], ip, size) ? 0 : -EINVAL;
+}
+
+static int find_inode(uint32_t pid, const char *table, bool v6, const unsigned long *inodes,
+		      size_t ninodes, struct conn_addr *out)
+{
+	char path[64], line[512];
+	FILE *f;
+	int found = -ENOENT;
+
+	snprintf(path, sizeof(path), "/proc/%u/net/%s", pid, table);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (found && fgets(line, sizeof(line), f)) {
+		char local[64], remote[64];
+		unsigned state;
+		unsigned long inode;
+
+		if (sscanf(line, " %*d: %63s %63s %x %*s %*s %*s %*u %*u %lu", local, remote, &state,
+			   &inode) != 4 || state != 1 /* TCP_ESTABLISHED */)
+			continue;
+		for (size_t i = 0; i < ninodes; i++) {
+			if (inodes[i] != inode)
+				continue;
+			if (parse_addr(local, v6, out->local_ip, sizeof(out->local_ip), &out->local_port) ||
+			    parse_addr(remote, v6, out->source_ip, sizeof(out->source_ip),
+				       &out->source_port))
+				continue;
+			found = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+int procfs_tcp_conn(uint32_t pid, struct conn_addr *out)
+{
+	unsigned long inodes[64];
+	size_t n = 0;
+	char path[64];
+	struct dirent *e;
+	DIR *d;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(path, sizeof(path), "/proc/%u/fd", pid);
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while ((e = readdir(d)) && n < 64) {
+		char link[300], target[64];
+		ssize_t len;
+
+		snprintf(link, sizeof(link), "/proc/%u/fd/%s", pid, e->d_name);
+		len = readlink(link, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = 0;
+		if (sscanf(target, "socket:[%lu]", &inodes[n]) == 1)
+			n++;
+	}
+	closedir(d);
+	if (!n)
+		return -ENOENT;
+	if (find_inode(pid, "tcp", false, inodes, n, out) == 0)
+		return 0;
+	return find_inode(pid, "tcp6", true, inodes, n, out);
+}
+
+int procfs_pts_index(uint32_t tty_nr)
+{
+	unsigned major = (tty_nr >> 8) & 0xfff, minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
+
+	/* Unix98 pty slaves: majors 136..143 */
+	if (major < 136 || major > 143)
+		return -1;
+	return (major - 136) * 256 + minor;
+}

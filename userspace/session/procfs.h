@@ -1,0 +1,40 @@
+/*
+ * What the collector reads from /proc: the process table (to find sshd
+ * listeners and adopt sessions that started before it), and the TCP
+ * connection a connection handler serves.
+ */
+#ifndef SEALTRAIL_PROCFS_H
+#define SEALTRAIL_PROCFS_H
+
+#include <stdint.h>
+
+#define NO_UID 0xffffffffu
+
+struct proc_info {
+	uint32_t pid;
+	uint32_t ppid;
+	uint64_t start_boot_ns; /* CLOCK_BOOTTIME at process start */
+	uint32_t uid;
+	uint32_t loginuid; /* NO_UID when unset */
+	uint32_t sessionid;
+	uint32_t tty_nr; /* st_rdev style: major << 8 | minor (see proc(5)) */
+	char exe[256];	 /* "" for kernel threads or if unreadable */
+};
+
+int procfs_read(uint32_t pid, struct proc_info *out);
+/* All processes; *out is malloc()ed. */
+int procfs_list(struct proc_info **out, size_t *n);
+
+struct conn_addr {
+	char source_ip[64];
+	uint16_t source_port;
+	char local_ip[64];
+	uint16_t local_port;
+};
+
+/* The established TCP connection among pid's fds (the ssh client's). */
+int procfs_tcp_conn(uint32_t pid, struct conn_addr *out);
+/* If tty_nr is a pts, its index; else -1. */
+int procfs_pts_index(uint32_t tty_nr);
+
+#endif

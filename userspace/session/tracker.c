@@ -1,0 +1,657 @@
+/*
+ * Session state in the collector (tracker.h).
+ *
+ * A session starts when an sshd listener forks a connection handler (the
+ * kernel sees the fork) or when we adopt a handler found in /proc. Until
+ * the login is authenticated (a program other than sshd runs, or the pty
+ * carries bytes) its records are held in memory: port scans and failed
+ * logins never reach the store. The person is the audit loginuid when
+ * pam_loginuid set it, otherwise the uid of the first program sshd starts
+ * for the login; both survive sudo and su because later changes are
+ * ignored.
+ */
+#include <errno.h>
+#include <openssl/rand.h>
+#include <pwd.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "session/procfs.h"
+#include "session/tracker.h"
+
+#define PENDING_MAX 64
+#define ADOPTED_KEY_BIT (1ull << 63)
+/* Ended sessions stay known this long, for late events of their processes. */
+#define ENDED_KEEP_NS (3600ull * 1000000000ull)
+
+struct session {
+	struct session *next;
+	uint64_t key;
+	uint8_t id[ST_ID_LEN];
+	char idhex[ST_ID_HEX];
+	uint32_t leader;
+	uint32_t listener;
+	uint64_t start_boot_ns;
+	uint64_t last_event_ns;
+	bool materialized;
+	bool adopted;
+	bool ended;
+	unsigned ended_ticks; /* ticks the kernel said ended but no end event came */
+	bool have_person;
+	uint32_t loginuid;
+	uint32_t uid;
+	bool have_addr;
+	struct conn_addr addr;
+	int tty;
+	uint64_t lost_events_seen;
+	uint64_t lost_bytes_seen;
+	struct buf pending[PENDING_MAX];
+	unsigned npending;
+	uint64_t pending_dropped;
+};
+
+static uint64_t wall_of(const struct tracker *t, uint64_t boot_ns)
+{
+	return (uint64_t)((int64_t)boot_ns + t->wall_offset_ns);
+}
+
+static void update_wall_offset(struct tracker *t)
+{
+	t->wall_offset_ns = (int64_t)(clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_BOOTTIME));
+}
+
+static bool is_sshd(const struct tracker *t, const char *path)
+{
+	for (unsigned i = 0; i < t->nsshd; i++)
+		if (!strcmp(path, t->sshd_paths[i]))
+			return true;
+	return false;
+}
+
+static struct session *find_session(struct tracker *t, uint64_t key)
+{
+	for (struct session *s = t->sessions; s; s = s->next)
+		if (s->key == key)
+			return s;
+	return NULL;
+}
+
+static struct session *new_session(struct tracker *t, uint64_t key, uint32_t leader,
+				   uint64_t start_boot_ns)
+{
+	struct session *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->key = key;
+	s->leader = leader;
+	s->start_boot_ns = start_boot_ns;
+	s->last_event_ns = start_boot_ns;
+	s->tty = -1;
+	if (RAND_bytes(s->id, ST_ID_LEN) != 1) {
+		free(s);
+		return NULL;
+	}
+	hex_encode(s->id, ST_ID_LEN, s->idhex);
+	s->have_addr = procfs_tcp_conn(leader, &s->addr) == 0;
+	s->next = t->sessions;
+	t->sessions = s;
+	t->live++;
+	return s;
+}
+
+static void free_session(struct session *s)
+{
+	for (unsigned i = 0; i < s->npending; i++)
+		buf_free(&s->pending[i]);
+	free(s);
+}
+
+static int begin(struct tracker *t, struct session *s, uint16_t type, uint64_t boot_ns)
+{
+	return rec_begin(&t->rec, type, s ? s->id : NULL, wall_of(t, boot_ns), boot_ns);
+}
+
+/* Append the record in t->rec, or hold it until the login is authenticated. */
+static int emit(struct tracker *t, struct session *s)
+{
+	int err;
+
+	if (s && !s->materialized) {
+		if (s->npending == PENDING_MAX) {
+			s->pending_dropped++;
+			return 0;
+		}
+		return buf_add(&s->pending[s->npending++], t->rec.data, t->rec.len);
+	}
+	err = store_append(t->store, &t->rec);
+	if (err)
+		log_error("session %s: cannot store a record: %s", s ? s->idhex : "-", strerror(-err));
+	else
+		t->records++;
+	return err;
+}
+
+static void person_name(uint32_t uid, char *out, size_t size)
+{
+	struct passwd pw, *res = NULL;
+	char tmp[1024];
+
+	if (getpwuid_r(uid, &pw, tmp, sizeof(tmp), &res) == 0 && res)
+		snprintf(out, size, "%s", pw.pw_name);
+	else
+		snprintf(out, size, "%u", uid);
+}
+
+static int add_person(struct tracker *t, const struct session *s)
+{
+	char user[256];
+	int err;
+
+	if (!s->have_person)
+		return 0;
+	person_name(s->loginuid != NO_UID ? s->loginuid : s->uid, user, sizeof(user));
+	err = rec_add_str(&t->rec, TAG_USER, user);
+	if (s->loginuid != NO_UID)
+		err = err ?: rec_add_u64(&t->rec, TAG_LOGINUID, s->loginuid);
+	return err ?: rec_add_u64(&t->rec, TAG_UID, s->uid);
+}
+
+static int add_tty(struct tracker *t, const struct session *s)
+{
+	char tty[32];
+
+	if (s->tty < 0)
+		return 0;
+	snprintf(tty, sizeof(tty), "pts/%d", s->tty);
+	return rec_add_str(&t->rec, TAG_TTY, tty);
+}
+
+/* The login is real: write its start, then what was held back. */
+static int materialize(struct tracker *t, struct session *s)
+{
+	int err;
+
+	if (s->materialized)
+		return 0;
+	s->materialized = true;
+	t->sessions_total++;
+	err = begin(t, s, REC_SESSION_START, s->start_boot_ns);
+	err = err ?: rec_add_str(&t->rec, TAG_HOST, t->host);
+	err = err ?: rec_add_str(&t->rec, TAG_BOOT_ID, t->boot_id);
+	err = err ?: rec_add_u64(&t->rec, TAG_LEADER_PID, s->leader);
+	err = err ?: rec_add_u64(&t->rec, TAG_LISTENER_PID, s->listener);
+	err = err ?: rec_add_u64(&t->rec, TAG_ADOPTED, s->adopted);
+	if (s->have_addr) {
+		err = err ?: rec_add_str(&t->rec, TAG_SOURCE_IP, s->addr.source_ip);
+		err = err ?: rec_add_u64(&t->rec, TAG_SOURCE_PORT, s->addr.source_port);
+		err = err ?: rec_add_str(&t->rec, TAG_LOCAL_IP, s->addr.local_ip);
+		err = err ?: rec_add_u64(&t->rec, TAG_LOCAL_PORT, s->addr.local_port);
+	}
+	err = err ?: add_person(t, s);
+	err = err ?: add_tty(t, s);
+	err = err ?: emit(t, s);
+	for (unsigned i = 0; i < s->npending; i++) {
+		if (!err) {
+			buf_free(&t->rec);
+			t->rec = s->pending[i];
+			s->pending[i] = (struct buf){ 0 };
+			err = emit(t, s);
+		}
+		buf_free(&s->pending[i]);
+	}
+	s->npending = 0;
+	if (!err && s->pending_dropped) {
+		err = begin(t, s, REC_GAP, s->start_boot_ns);
+		err = err ?: rec_add_u64(&t->rec, TAG_LOST_EVENTS, s->pending_dropped);
+		err = err ?: rec_add_str(&t->rec, TAG_REASON, "too many events before login");
+		err = err ?: emit(t, s);
+	}
+	log_info("session %s: %s login (leader pid %u, from %s:%u)", s->idhex,
+		 s->adopted ? "adopted" : "new", s->leader, s->have_addr ? s->addr.source_ip : "?",
+		 s->have_addr ? s->addr.source_port : 0);
+	return err;
+}
+
+static int write_attrs(struct tracker *t, struct session *s, uint64_t boot_ns, bool person, bool tty)
+{
+	int err;
+
+	if (!s->materialized)
+		return 0;
+	err = begin(t, s, REC_SESSION_ATTR, boot_ns);
+	err = err ?: (person ? add_person(t, s) : 0);
+	err = err ?: (tty ? add_tty(t, s) : 0);
+	return err ?: emit(t, s);
+}
+
+/* Turn growth of the kernel's per-session loss counters into a gap record. */
+static int check_losses(struct tracker *t, struct session *s, const struct st_session *ks,
+			uint64_t boot_ns)
+{
+	uint64_t events = ks->lost_events - s->lost_events_seen;
+	uint64_t bytes = ks->lost_bytes - s->lost_bytes_seen;
+	int err;
+
+	if (ks->lost_events <= s->lost_events_seen)
+		return 0;
+	s->lost_events_seen = ks->lost_events;
+	s->lost_bytes_seen = ks->lost_bytes;
+	log_warn("session %s: ring buffer full, %llu events (%llu terminal bytes) lost;"
+		 " raise --ringbuf-size if this repeats",
+		 s->idhex, (unsigned long long)events, (unsigned long long)bytes);
+	err = begin(t, s, REC_GAP, boot_ns);
+	err = err ?: rec_add_u64(&t->rec, TAG_LOST_EVENTS, events);
+	err = err ?: rec_add_u64(&t->rec, TAG_LOST_BYTES, bytes);
+	err = err ?: rec_add_str(&t->rec, TAG_REASON, "ring buffer full");
+	return err ?: emit(t, s);
+}
+
+static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, int status,
+		       const char *reason)
+{
+	struct st_session ks;
+	char why[128];
+	int err = 0;
+
+	if (s->ended)
+		return 0;
+	s->ended = true;
+	t->live--;
+	if (capture_get_session(t->cap, s->key, &ks) == 0)
+		err = check_losses(t, s, &ks, boot_ns);
+	capture_delete_session(t->cap, s->key);
+	if (!s->materialized) {
+		t->preauth_dropped++;
+		return 0; /* never authenticated: nothing to keep */
+	}
+	if (!reason) {
+		if (WIFSIGNALED(status))
+			snprintf(why, sizeof(why), "sshd killed by signal %d", WTERMSIG(status));
+		else if (WEXITSTATUS(status) == 0)
+			snprintf(why, sizeof(why), "logout");
+		else
+			snprintf(why, sizeof(why), "sshd exited with status %d%s", WEXITSTATUS(status),
+				 WEXITSTATUS(status) == 255 ? " (connection lost)" : "");
+		reason = why;
+	}
+	err = err ?: begin(t, s, REC_SESSION_END, boot_ns);
+	err = err ?: rec_add_str(&t->rec, TAG_REASON, reason);
+	err = err ?: rec_add_u64(&t->rec, TAG_STATUS, (uint32_t)status);
+	err = err ?: emit(t, s);
+	err = err ?: store_sync(t->store);
+	log_info("session %s: ended: %s", s->idhex, reason);
+	return err;
+}
+
+static struct session *session_for_event(struct tracker *t, const struct st_event_hdr *h)
+{
+	struct session *s = find_session(t, h->sess_key);
+	struct st_session ks;
+
+	if (s || h->type == ST_EV_SESSION_END)
+		return s;
+	/* its start event was lost (ring buffer full): learn the leader from the map */
+	if (capture_get_session(t->cap, h->sess_key, &ks))
+		return NULL;
+	s = new_session(t, h->sess_key, ks.leader_pid, h->ts_ns);
+	return s;
+}
+
+static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec *ev, size_t size)
+{
+	size_t head = offsetof(struct st_ev_exec, args);
+	bool person = false;
+	char path[ST_PATH_MAX + 1];
+	int err;
+
+	if (size < head || ev->args_len > size - head)
+		return -EBADMSG;
+	memcpy(path, ev->filename, ST_PATH_MAX);
+	path[ST_PATH_MAX] = 0;
+	if (!s->have_person && (ev->loginuid != NO_UID || !is_sshd(t, path))) {
+		s->have_person = person = true;
+		s->loginuid = ev->loginuid;
+		s->uid = ev->uid;
+	}
+	if (!s->materialized && !is_sshd(t, path))
+		err = materialize(t, s);
+	else
+		err = person ? write_attrs(t, s, ev->hdr.ts_ns, true, false) : 0;
+
+	err = err ?: begin(t, s, REC_EXEC, ev->hdr.ts_ns);
+	err = err ?: rec_add_u64(&t->rec, TAG_PID, ev->hdr.pid);
+	err = err ?: rec_add_u64(&t->rec, TAG_PPID, ev->ppid);
+	err = err ?: rec_add_u64(&t->rec, TAG_UID, ev->uid);
+	err = err ?: rec_add_u64(&t->rec, TAG_EUID, ev->euid);
+	err = err ?: rec_add_u64(&t->rec, TAG_GID, ev->gid);
+	err = err ?: rec_add_u64(&t->rec, TAG_LOGINUID, ev->loginuid);
+	err = err ?: rec_add_u64(&t->rec, TAG_SESSIONID, ev->sessionid);
+	err = err ?: rec_add_str(&t->rec, TAG_FILENAME, path);
+	err = err ?: rec_add_bytes(&t->rec, TAG_ARGV, ev->args, ev->args_len);
+	err = err ?: rec_add_u64(&t->rec, TAG_ARGV_TOTAL, ev->args_total);
+	err = err ?: rec_add_u64(&t->rec, TAG_ARGV_TRUNCATED, ev->flags);
+	if (!err && (ev->flags & ST_EXEC_ARGS_TRUNCATED))
+		log_debug("session %s: pid %u: argv of %u bytes truncated to %u", s->idhex,
+			  ev->hdr.pid, ev->args_total, ev->args_len);
+	return err ?: emit(t, s);
+}
+
+static int on_tty(struct tracker *t, struct session *s, const struct st_ev_tty *ev, size_t size)
+{
+	size_t head = offsetof(struct st_ev_tty, data);
+	int err = 0;
+
+	if (size < head || ev->len > size - head || ev->len > ST_TTY_CHUNK || ev->dir > ST_TTY_OUT)
+		return -EBADMSG;
+	if (s->tty < 0) {
+		s->tty = ev->tty_index;
+		err = s->materialized ? write_attrs(t, s, ev->hdr.ts_ns, false, true) : 0;
+	}
+	err = err ?: materialize(t, s);
+	err = err ?: begin(t, s, REC_TTY, ev->hdr.ts_ns);
+	err = err ?: rec_add_u64(&t->rec, TAG_STREAM, ev->dir == ST_TTY_IN ? STREAM_IN : STREAM_OUT);
+	err = err ?: rec_add_u64(&t->rec, TAG_TTY, ev->tty_index);
+	err = err ?: rec_add_u64(&t->rec, TAG_PID, ev->hdr.pid);
+	err = err ?: rec_add_bytes(&t->rec, TAG_DATA, ev->data, ev->len);
+	return err ?: emit(t, s);
+}
+
+int tracker_on_event(void *arg, void *data, size_t size)
+{
+	struct tracker *t = arg;
+	const struct st_event_hdr *h = data;
+	struct session *s;
+	int err = 0;
+
+	if (size < sizeof(*h) || h->size != size) {
+		t->bad_events++;
+		log_warn("ring buffer: malformed event of %zu bytes ignored", size);
+		return 0;
+	}
+	if (h->type == ST_EV_SESSION_START) {
+		const struct st_ev_session *ev = data;
+
+		if (size != sizeof(*ev) || find_session(t, h->sess_key))
+			return 0;
+		s = new_session(t, h->sess_key, h->pid, h->ts_ns);
+		if (s)
+			s->listener = ev->listener_pid;
+		return 0;
+	}
+	s = session_for_event(t, h);
+	if (!s)
+		return 0; /* a session we already forgot: its processes outlived it by an hour */
+	s->last_event_ns = h->ts_ns;
+	switch (h->type) {
+	case ST_EV_SESSION_END:
+		if (size != sizeof(struct st_ev_session))
+			return 0;
+		err = end_session(t, s, h->ts_ns, ((const struct st_ev_session *)data)->exit_code, NULL);
+		break;
+	case ST_EV_EXEC:
+		err = on_exec(t, s, data, size);
+		break;
+	case ST_EV_TTY:
+		err = on_tty(t, s, data, size);
+		break;
+	case ST_EV_FORK:
+		if (size != sizeof(struct st_ev_fork))
+			return 0;
+		err = begin(t, s, REC_FORK, h->ts_ns);
+		err = err ?: rec_add_u64(&t->rec, TAG_PID, h->pid);
+		err = err ?: rec_add_u64(&t->rec, TAG_CHILD_PID,
+					 ((const struct st_ev_fork *)data)->child_pid);
+		err = err ?: emit(t, s);
+		break;
+	case ST_EV_EXIT:
+		if (size != sizeof(struct st_ev_exit))
+			return 0;
+		err = begin(t, s, REC_EXIT, h->ts_ns);
+		err = err ?: rec_add_u64(&t->rec, TAG_PID, h->pid);
+		err = err ?: rec_add_u64(&t->rec, TAG_STATUS,
+					 (uint32_t)((const struct st_ev_exit *)data)->exit_code);
+		err = err ?: emit(t, s);
+		break;
+	default:
+		err = -EBADMSG;
+	}
+	if (err == -EBADMSG) {
+		t->bad_events++;
+		log_warn("session %s: malformed event type %u of %zu bytes ignored", s->idhex, h->type,
+			 size);
+		err = 0;
+	}
+	/* a store error is logged where it happens; keep consuming events */
+	return 0;
+}
+
+int tracker_tick(struct tracker *t)
+{
+	uint64_t now = clock_ns(CLOCK_BOOTTIME);
+	struct session **pp = &t->sessions;
+
+	update_wall_offset(t);
+	while (*pp) {
+		struct session *s = *pp;
+		struct st_session ks;
+
+		if (s->ended) {
+			if (now - s->last_event_ns > ENDED_KEEP_NS) {
+				*pp = s->next;
+				free_session(s);
+				continue;
+			}
+		} else if (capture_get_session(t->cap, s->key, &ks) == 0) {
+			if (s->materialized)
+				check_losses(t, s, &ks, now);
+			/* ended in the kernel but its end event was lost */
+			if (ks.ended && ++s->ended_ticks > 2)
+				end_session(t, s, now, 0, "sshd exited (end event lost)");
+		} else if (kill(s->leader, 0) && errno == ESRCH) {
+			end_session(t, s, now, 0, "sshd gone (end event lost)");
+		}
+		pp = &s->next;
+	}
+	return store_sync(t->store);
+}
+
+/* Track proc and all its descendants in session key; returns how many. */
+static unsigned track_tree(struct tracker *t, const struct proc_info *procs, size_t n,
+			   uint32_t root, uint64_t key)
+{
+	uint32_t *queue = malloc(n * sizeof(*queue));
+	size_t head = 0, tail = 0;
+
+	if (!queue)
+		return 0;
+	queue[tail++] = root;
+	while (head < tail) {
+		uint32_t pid = queue[head++];
+
+		if (pid == (uint32_t)getpid())
+			continue; /* never record ourselves */
+		capture_track(t->cap, pid, key);
+		for (size_t i = 0; i < n && tail < n; i++)
+			if (procs[i].ppid == pid)
+				queue[tail++] = procs[i].pid;
+	}
+	free(queue);
+	return tail;
+}
+
+static bool is_descendant(const struct proc_info *procs, size_t n, uint32_t pid, uint32_t root)
+{
+	for (int depth = 0; depth < 64 && pid > 1; depth++) {
+		if (pid == root)
+			return true;
+		size_t i;
+
+		for (i = 0; i < n && procs[i].pid != pid; i++)
+			;
+		if (i == n)
+			return false;
+		pid = procs[i].ppid;
+	}
+	return false;
+}
+
+static void adopt(struct tracker *t, const struct proc_info *procs, size_t n,
+		  const struct proc_info *leader, uint32_t listener)
+{
+	uint64_t key = ADOPTED_KEY_BIT | t->next_adopt_key++;
+	struct session *s;
+
+	if (capture_add_session(t->cap, key, leader->pid))
+		return;
+	s = new_session(t, key, leader->pid, leader->start_boot_ns);
+	if (!s) {
+		capture_delete_session(t->cap, key);
+		return;
+	}
+	s->adopted = true;
+	s->listener = listener;
+	track_tree(t, procs, n, leader->pid, key);
+	/* who and which tty, from the processes the login already has */
+	for (size_t i = 0; i < n; i++) {
+		const struct proc_info *p = &procs[i];
+
+		if (p->pid == leader->pid || !is_descendant(procs, n, p->pid, leader->pid))
+			continue;
+		if (!s->have_person && (p->loginuid != NO_UID || !is_sshd(t, p->exe))) {
+			s->have_person = true;
+			s->loginuid = p->loginuid;
+			s->uid = p->uid;
+		}
+		if (s->tty < 0 && !is_sshd(t, p->exe))
+			s->tty = procfs_pts_index(p->tty_nr);
+		if (!is_sshd(t, p->exe) && p->exe[0])
+			materialize(t, s);
+	}
+}
+
+int tracker_scan(struct tracker *t)
+{
+	struct proc_info *procs;
+	size_t n;
+	int err;
+
+	err = procfs_list(&procs, &n);
+	if (err)
+		return err;
+	/* listeners: sshd processes whose parent is not sshd */
+	t->nlisteners = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct proc_info *p = &procs[i];
+		bool parent_sshd = false;
+
+		if (!is_sshd(t, p->exe) || p->pid == (uint32_t)getpid())
+			continue;
+		for (size_t j = 0; j < n; j++)
+			if (procs[j].pid == p->ppid)
+				parent_sshd = is_sshd(t, procs[j].exe);
+		if (parent_sshd || t->nlisteners == TRACKER_MAX_LISTENERS)
+			continue;
+		t->listeners[t->nlisteners++] = p->pid;
+		capture_add_listener(t->cap, p->pid);
+	}
+	/* connection handlers the kernel did not see being forked */
+	for (unsigned l = 0; l < t->nlisteners; l++) {
+		for (size_t i = 0; i < n; i++) {
+			bool known = false;
+
+			if (procs[i].ppid != t->listeners[l] || capture_is_tracked(t->cap, procs[i].pid))
+				continue;
+			for (struct session *s = t->sessions; s; s = s->next)
+				known |= !s->ended && s->leader == procs[i].pid;
+			if (!known)
+				adopt(t, procs, n, &procs[i], t->listeners[l]);
+		}
+	}
+	free(procs);
+	return 0;
+}
+
+int tracker_daemon_record(struct tracker *t, const char *event)
+{
+	uint64_t now = clock_ns(CLOCK_BOOTTIME);
+	int err;
+
+	update_wall_offset(t);
+	err = begin(t, NULL, REC_DAEMON, now);
+	err = err ?: rec_add_str(&t->rec, TAG_EVENT, event);
+	err = err ?: rec_add_str(&t->rec, TAG_HOST, t->host);
+	err = err ?: rec_add_str(&t->rec, TAG_BOOT_ID, t->boot_id);
+	err = err ?: rec_add_str(&t->rec, TAG_VERSION, SEALTRAIL_VERSION);
+	err = err ?: emit(t, NULL);
+	return err ?: store_sync(t->store);
+}
+
+int tracker_close_stale(struct tracker *t)
+{
+	sqlite3_stmt *st;
+	int err = 0;
+
+	if (sqlite3_prepare_v2(t->store->index.db,
+			       "SELECT id FROM sessions WHERE end_ns IS NULL AND host = ?1", -1, &st,
+			       NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(st, 1, t->host, -1, SQLITE_STATIC);
+	while (!err && sqlite3_step(st) == SQLITE_ROW) {
+		struct session s = { 0 };
+		const char *id = (const char *)sqlite3_column_text(st, 0);
+
+		if (!id || hex_decode(id, s.id, ST_ID_LEN))
+			continue;
+		/* the daemon was down: we cannot know when it ended */
+		err = rec_begin(&t->rec, REC_SESSION_END, s.id, clock_ns(CLOCK_REALTIME),
+				clock_ns(CLOCK_BOOTTIME));
+		err = err ?: rec_add_str(&t->rec, TAG_REASON,
+					 "end not observed: sealtraild was stopped; recording of"
+					 " its processes continues as an adopted session");
+		err = err ?: store_append(t->store, &t->rec);
+		log_info("session %s: closed (left open by a previous run)", id);
+	}
+	sqlite3_finalize(st);
+	return err ?: store_sync(t->store);
+}
+
+static void read_boot_id(char *out, size_t size)
+{
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+
+	out[0] = 0;
+	if (f) {
+		if (fgets(out, size, f))
+			out[strcspn(out, "\n")] = 0;
+		fclose(f);
+	}
+}
+
+int tracker_init(struct tracker *t, struct store *store, struct capture *cap)
+{
+	memset(t, 0, sizeof(*t));
+	t->store = store;
+	t->cap = cap;
+	if (gethostname(t->host, sizeof(t->host) - 1))
+		snprintf(t->host, sizeof(t->host), "unknown");
+	read_boot_id(t->boot_id, sizeof(t->boot_id));
+	update_wall_offset(t);
+	return 0;
+}
+
+void tracker_fini(struct tracker *t)
+{
+	while (t->sessions) {
+		struct session *s = t->sessions;
+
+		t->sessions = s->next;
+		free_session(s);
+	}
+	buf_free(&t->rec);
+}

@@ -1,0 +1,55 @@
+/*
+ * Per-session state in the collector: turns kernel events into store
+ * records, attributes sessions to a person, adopts sessions from /proc,
+ * and turns kernel loss counters into gap records.
+ */
+#ifndef SEALTRAIL_TRACKER_H
+#define SEALTRAIL_TRACKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "capture/capture.h"
+#include "common/util.h"
+#include "store/store.h"
+
+#define TRACKER_MAX_SSHD 8
+#define TRACKER_MAX_LISTENERS 64
+
+struct session;
+
+struct tracker {
+	struct store *store;
+	struct capture *cap;
+	char host[256];
+	char boot_id[64];
+	const char *sshd_paths[TRACKER_MAX_SSHD];
+	unsigned nsshd;
+	uint32_t listeners[TRACKER_MAX_LISTENERS];
+	unsigned nlisteners;
+	struct session *sessions; /* list, newest first */
+	unsigned live;
+	uint64_t next_adopt_key;
+	int64_t wall_offset_ns; /* CLOCK_REALTIME - CLOCK_BOOTTIME */
+	struct buf rec;		/* scratch for building records */
+	/* counters for status */
+	uint64_t records;
+	uint64_t sessions_total;
+	uint64_t bad_events;
+	uint64_t preauth_dropped;
+};
+
+int tracker_init(struct tracker *t, struct store *store, struct capture *cap);
+void tracker_fini(struct tracker *t);
+/* Ring-buffer callback. */
+int tracker_on_event(void *arg, void *data, size_t size);
+/* Find sshd listeners, adopt their untracked connection handlers. */
+int tracker_scan(struct tracker *t);
+/* Gap records for kernel losses; end sessions whose leader is gone. */
+int tracker_tick(struct tracker *t);
+/* Record that the collector starts or stops. */
+int tracker_daemon_record(struct tracker *t, const char *event);
+/* Close sessions left open by a previous run whose leader is gone. */
+int tracker_close_stale(struct tracker *t);
+
+#endif

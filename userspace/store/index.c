@@ -1,0 +1,316 @@
+/* The SQLite index over the record log (see index.h). */
+#include <errno.h>
+#include <stdarg.h>
+#include <sqlite3.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "store/index.h"
+
+static const char schema[] =
+	"PRAGMA journal_mode=WAL;"
+	"PRAGMA synchronous=NORMAL;"
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER);"
+	"CREATE TABLE IF NOT EXISTS sessions("
+	" id TEXT PRIMARY KEY, host TEXT, boot_id TEXT, user TEXT, loginuid INTEGER, uid INTEGER,"
+	" source_ip TEXT, source_port INTEGER, local_ip TEXT, local_port INTEGER, tty TEXT,"
+	" leader_pid INTEGER, listener_pid INTEGER, adopted INTEGER DEFAULT 0,"
+	" start_ns INTEGER, end_ns INTEGER, end_reason TEXT,"
+	" bytes_in INTEGER DEFAULT 0, bytes_out INTEGER DEFAULT 0,"
+	" lost_events INTEGER DEFAULT 0, lost_bytes INTEGER DEFAULT 0);"
+	"CREATE INDEX IF NOT EXISTS sessions_start ON sessions(start_ns);"
+	"CREATE TABLE IF NOT EXISTS chunks(seq INTEGER PRIMARY KEY, session TEXT, stream INTEGER,"
+	" tty INTEGER, wall_ns INTEGER, mono_ns INTEGER, segment INTEGER, offset INTEGER, len INTEGER);"
+	"CREATE INDEX IF NOT EXISTS chunks_session ON chunks(session, seq);"
+	"CREATE TABLE IF NOT EXISTS execs(seq INTEGER PRIMARY KEY, session TEXT, wall_ns INTEGER,"
+	" pid INTEGER, ppid INTEGER, uid INTEGER, euid INTEGER, gid INTEGER, loginuid INTEGER,"
+	" sessionid INTEGER, filename TEXT, argv BLOB, argv_total INTEGER, argv_truncated INTEGER,"
+	" exit_status INTEGER, exit_ns INTEGER);"
+	"CREATE INDEX IF NOT EXISTS execs_session ON execs(session, pid);"
+	"CREATE TABLE IF NOT EXISTS gaps(seq INTEGER PRIMARY KEY, session TEXT, wall_ns INTEGER,"
+	" lost_events INTEGER, lost_bytes INTEGER, reason TEXT, file TEXT, file_offset INTEGER);";
+
+enum stmt_id {
+	S_BEGIN,
+	S_COMMIT,
+	S_META,
+	S_SESSION_START,
+	S_SESSION_END,
+	S_ATTR_USER,
+	S_ATTR_LOGINUID,
+	S_ATTR_UID,
+	S_ATTR_TTY,
+	S_CHUNK,
+	S_BYTES,
+	S_EXEC,
+	S_EXIT,
+	S_GAP,
+	S_LOST,
+	S_COUNT,
+};
+
+static const char *const stmt_sql[S_COUNT] = {
+	[S_BEGIN] = "BEGIN",
+	[S_COMMIT] = "COMMIT",
+	[S_META] = "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
+	[S_SESSION_START] =
+		"INSERT OR REPLACE INTO sessions(id, host, boot_id, user, loginuid, uid, source_ip,"
+		" source_port, local_ip, local_port, tty, leader_pid, listener_pid, adopted, start_ns)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+	[S_SESSION_END] = "UPDATE sessions SET end_ns = ?2, end_reason = ?3 WHERE id = ?1",
+	[S_ATTR_USER] = "UPDATE sessions SET user = ?2 WHERE id = ?1",
+	[S_ATTR_LOGINUID] = "UPDATE sessions SET loginuid = ?2 WHERE id = ?1",
+	[S_ATTR_UID] = "UPDATE sessions SET uid = ?2 WHERE id = ?1",
+	[S_ATTR_TTY] = "UPDATE sessions SET tty = ?2 WHERE id = ?1",
+	[S_CHUNK] = "INSERT OR REPLACE INTO chunks(seq, session, stream, tty, wall_ns, mono_ns,"
+		    " segment, offset, len) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[S_BYTES] = "UPDATE sessions SET bytes_in = bytes_in + ?2, bytes_out = bytes_out + ?3"
+		    " WHERE id = ?1",
+	[S_EXEC] = "INSERT OR REPLACE INTO execs(seq, session, wall_ns, pid, ppid, uid, euid, gid,"
+		   " loginuid, sessionid, filename, argv, argv_total, argv_truncated)"
+		   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+	[S_EXIT] = "UPDATE execs SET exit_status = ?3, exit_ns = ?4 WHERE seq ="
+		   " (SELECT max(seq) FROM execs WHERE session = ?1 AND pid = ?2)",
+	[S_GAP] = "INSERT OR REPLACE INTO gaps(seq, session, wall_ns, lost_events, lost_bytes,"
+		  " reason, file, file_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[S_LOST] = "UPDATE sessions SET lost_events = lost_events + ?2,"
+		   " lost_bytes = lost_bytes + ?3 WHERE id = ?1",
+};
+
+int index_open(struct index *ix, const char *path, bool writable)
+{
+	int flags = writable ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
+	char *msg = NULL;
+
+	memset(ix, 0, sizeof(*ix));
+	ix->writable = writable;
+	if (sqlite3_open_v2(path, &ix->db, flags, NULL) != SQLITE_OK) {
+		log_error("index %s: %s", path, ix->db ? sqlite3_errmsg(ix->db) : "cannot open");
+		index_close(ix);
+		return -EIO;
+	}
+	sqlite3_busy_timeout(ix->db, 5000);
+	if (!writable)
+		return 0;
+	if (sqlite3_exec(ix->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
+		log_error("index %s: cannot create schema: %s", path, msg);
+		sqlite3_free(msg);
+		index_close(ix);
+		return -EIO;
+	}
+	for (int i = 0; i < S_COUNT; i++) {
+		if (sqlite3_prepare_v2(ix->db, stmt_sql[i], -1,
+				       (sqlite3_stmt **)&ix->stmts[i], NULL) != SQLITE_OK) {
+			log_error("index %s: %s", path, sqlite3_errmsg(ix->db));
+			index_close(ix);
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+void index_close(struct index *ix)
+{
+	if (!ix->db)
+		return;
+	if (ix->in_tx)
+		index_commit(ix);
+	for (int i = 0; i < S_COUNT; i++)
+		sqlite3_finalize((sqlite3_stmt *)ix->stmts[i]);
+	sqlite3_close(ix->db);
+	memset(ix, 0, sizeof(*ix));
+}
+
+/* Bind arguments by type letter: i = int64, t = text (NULL if empty), b = blob. */
+static int run(struct index *ix, enum stmt_id id, const char *types, ...)
+{
+	sqlite3_stmt *st = (sqlite3_stmt *)ix->stmts[id];
+	va_list ap;
+	int rc;
+
+	va_start(ap, types);
+	for (int i = 0; types[i]; i++) {
+		if (types[i] == 'i') {
+			sqlite3_bind_int64(st, i + 1, (sqlite3_int64)va_arg(ap, uint64_t));
+		} else if (types[i] == 't') {
+			const char *s = va_arg(ap, const char *);
+
+			if (s && *s)
+				sqlite3_bind_text(st, i + 1, s, -1, SQLITE_TRANSIENT);
+			else
+				sqlite3_bind_null(st, i + 1);
+		} else if (types[i] == 'b') {
+			const void *p = va_arg(ap, const void *);
+			int n = va_arg(ap, int);
+
+			sqlite3_bind_blob(st, i + 1, p, n, SQLITE_TRANSIENT);
+		} else {
+			sqlite3_bind_null(st, i + 1);
+			(void)va_arg(ap, uint64_t);
+		}
+	}
+	va_end(ap);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE) {
+		log_error("index: %s", sqlite3_errmsg(ix->db));
+		return -EIO;
+	}
+	return 0;
+}
+
+static uint64_t get_u64(const struct record *rec, uint16_t tag, uint64_t dflt)
+{
+	uint64_t v;
+
+	return rec_u64(rec, tag, &v) ? v : dflt;
+}
+
+/* Integer column that stays NULL when the record does not carry it. */
+#define OPT(tag) (rec_u64(rec, tag, &v) ? 'i' : 'n')
+
+int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uint64_t off)
+{
+	char sid[ST_ID_HEX], s1[256], s2[256], s3[256], s4[256], s5[64];
+	const struct rec_field *f;
+	uint64_t v;
+	int err = 0;
+
+	if (!ix->in_tx) {
+		if (run(ix, S_BEGIN, ""))
+			return -EIO;
+		ix->in_tx = true;
+	}
+	hex_encode(rec->session, ST_ID_LEN, sid);
+	switch (rec->type) {
+	case REC_SESSION_START: {
+		char types[] = "ttttiitiitiiiii";
+
+		types[4] = OPT(TAG_LOGINUID);
+		types[5] = OPT(TAG_UID);
+		types[7] = OPT(TAG_SOURCE_PORT);
+		types[9] = OPT(TAG_LOCAL_PORT);
+		err = run(ix, S_SESSION_START, types, sid, rec_str(rec, TAG_HOST, s1, sizeof(s1)),
+			  rec_str(rec, TAG_BOOT_ID, s5, sizeof(s5)),
+			  rec_str(rec, TAG_USER, s2, sizeof(s2)), get_u64(rec, TAG_LOGINUID, 0),
+			  get_u64(rec, TAG_UID, 0), rec_str(rec, TAG_SOURCE_IP, s3, sizeof(s3)),
+			  get_u64(rec, TAG_SOURCE_PORT, 0), rec_str(rec, TAG_LOCAL_IP, s4, sizeof(s4)),
+			  get_u64(rec, TAG_LOCAL_PORT, 0), "", get_u64(rec, TAG_LEADER_PID, 0),
+			  get_u64(rec, TAG_LISTENER_PID, 0), get_u64(rec, TAG_ADOPTED, 0),
+			  rec->wall_ns);
+		if (!err && rec_field(rec, TAG_TTY))
+			err = run(ix, S_ATTR_TTY, "tt", sid, rec_str(rec, TAG_TTY, s1, sizeof(s1)));
+		break;
+	}
+	case REC_SESSION_ATTR:
+		if (rec_field(rec, TAG_USER))
+			err |= run(ix, S_ATTR_USER, "tt", sid, rec_str(rec, TAG_USER, s1, sizeof(s1)));
+		if (rec_u64(rec, TAG_LOGINUID, &v))
+			err |= run(ix, S_ATTR_LOGINUID, "ti", sid, v);
+		if (rec_u64(rec, TAG_UID, &v))
+			err |= run(ix, S_ATTR_UID, "ti", sid, v);
+		if (rec_field(rec, TAG_TTY))
+			err |= run(ix, S_ATTR_TTY, "tt", sid, rec_str(rec, TAG_TTY, s1, sizeof(s1)));
+		break;
+	case REC_SESSION_END:
+		err = run(ix, S_SESSION_END, "tit", sid, rec->wall_ns,
+			  rec_str(rec, TAG_REASON, s1, sizeof(s1)));
+		break;
+	case REC_TTY: {
+		uint64_t stream = get_u64(rec, TAG_STREAM, 0);
+
+		f = rec_field(rec, TAG_DATA);
+		v = f ? f->len : 0;
+		err = run(ix, S_CHUNK, "itiiiiiii", rec->seq, sid, stream, get_u64(rec, TAG_TTY, 0),
+			  rec->wall_ns, rec->mono_ns, (uint64_t)seg_no, off, v);
+		if (!err)
+			err = run(ix, S_BYTES, "tii", sid, stream == STREAM_IN ? v : 0,
+				  stream == STREAM_OUT ? v : 0);
+		break;
+	}
+	case REC_EXEC:
+		f = rec_field(rec, TAG_ARGV);
+		err = run(ix, S_EXEC, "itiiiiiiiitbii", rec->seq, sid, rec->wall_ns,
+			  get_u64(rec, TAG_PID, 0), get_u64(rec, TAG_PPID, 0), get_u64(rec, TAG_UID, 0),
+			  get_u64(rec, TAG_EUID, 0), get_u64(rec, TAG_GID, 0),
+			  get_u64(rec, TAG_LOGINUID, 0), get_u64(rec, TAG_SESSIONID, 0),
+			  rec_str(rec, TAG_FILENAME, s1, sizeof(s1)), f ? f->data : (const uint8_t *)"",
+			  f ? (int)f->len : 0, get_u64(rec, TAG_ARGV_TOTAL, 0),
+			  get_u64(rec, TAG_ARGV_TRUNCATED, 0));
+		break;
+	case REC_EXIT:
+		err = run(ix, S_EXIT, "tiii", sid, get_u64(rec, TAG_PID, 0), get_u64(rec, TAG_STATUS, 0),
+			  rec->wall_ns);
+		break;
+	case REC_GAP: {
+		uint64_t events = get_u64(rec, TAG_LOST_EVENTS, 0), bytes = get_u64(rec, TAG_LOST_BYTES, 0);
+
+		err = run(ix, S_GAP, "itiiitti", rec->seq, sid, rec->wall_ns, events, bytes,
+			  rec_str(rec, TAG_REASON, s1, sizeof(s1)), rec_str(rec, TAG_FILE, s2, sizeof(s2)),
+			  get_u64(rec, TAG_FILE_OFFSET, 0));
+		if (!err)
+			err = run(ix, S_LOST, "tii", sid, events, bytes);
+		break;
+	}
+	default:
+		break;
+	}
+	if (rec->seq > ix->last_seq) {
+		ix->last_seq = rec->seq;
+		ix->last_seg = seg_no;
+	}
+	return err ? -EIO : 0;
+}
+
+int index_commit(struct index *ix)
+{
+	int err;
+
+	if (!ix->in_tx)
+		return 0;
+	err = run(ix, S_META, "ti", "last_seq", ix->last_seq);
+	err |= run(ix, S_META, "ti", "last_segment", (uint64_t)ix->last_seg);
+	err |= run(ix, S_COMMIT, "");
+	ix->in_tx = false;
+	return err ? -EIO : 0;
+}
+
+int index_clear(struct index *ix)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(ix->db,
+			 "DELETE FROM sessions; DELETE FROM chunks; DELETE FROM execs;"
+			 " DELETE FROM gaps; DELETE FROM meta;",
+			 NULL, NULL, &msg) != SQLITE_OK) {
+		log_error("index: cannot clear: %s", msg);
+		sqlite3_free(msg);
+		return -EIO;
+	}
+	ix->last_seq = 0;
+	ix->last_seg = 0;
+	return 0;
+}
+
+int index_last(struct index *ix, uint64_t *seq, uint32_t *seg_no)
+{
+	sqlite3_stmt *st;
+
+	*seq = 0;
+	*seg_no = 0;
+	if (sqlite3_prepare_v2(ix->db, "SELECT key, value FROM meta", -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *k = (const char *)sqlite3_column_text(st, 0);
+
+		if (k && !strcmp(k, "last_seq"))
+			*seq = sqlite3_column_int64(st, 1);
+		else if (k && !strcmp(k, "last_segment"))
+			*seg_no = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	ix->last_seq = *seq;
+	ix->last_seg = *seg_no;
+	return 0;
+}

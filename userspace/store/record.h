@@ -1,0 +1,155 @@
+/*
+ * The store's record format: canonical big-endian bytes, self-describing,
+ * with a per-store sequence number, so records can later be sealed (hash
+ * chain, AES-256-GCM, signatures) exactly as they are stored.
+ *
+ *   u32 len        bytes of the whole record, this field and the CRC included
+ *   u16 type       enum rec_type
+ *   u16 flags      0 for now
+ *   u64 seq        per-store sequence number, from 1, no holes
+ *   u64 wall_ns    CLOCK_REALTIME of the event, ns since the epoch
+ *   u64 mono_ns    CLOCK_BOOTTIME of the event
+ *   u8  session[16] session id (all zero for store-level records)
+ *   fields         repeated: u16 tag, u32 len, len bytes (integers: u64 BE)
+ *   u32 crc32      zlib CRC-32 of everything before it
+ */
+#ifndef SEALTRAIL_RECORD_H
+#define SEALTRAIL_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/util.h"
+
+#define REC_HEADER_LEN 48
+#define REC_TRAILER_LEN 4
+#define REC_MIN_LEN (REC_HEADER_LEN + REC_TRAILER_LEN)
+#define REC_MAX_LEN (4u << 20)
+#define REC_MAX_FIELDS 64
+
+enum rec_type {
+	REC_DAEMON = 1,	       /* collector started or stopped */
+	REC_SESSION_START = 2, /* a login: who, from where, which tty */
+	REC_SESSION_ATTR = 3,  /* attributes learnt after the start */
+	REC_SESSION_END = 4,
+	REC_TTY = 5,  /* a chunk of one terminal stream */
+	REC_EXEC = 6, /* a session process ran a program */
+	REC_FORK = 7,
+	REC_EXIT = 8,
+	REC_GAP = 9, /* something was lost: counts and reason */
+	REC_TYPE_MAX,
+};
+
+enum rec_tag {
+	TAG_HOST = 1,
+	TAG_BOOT_ID,
+	TAG_VERSION,
+	TAG_EVENT, /* REC_DAEMON: "start" / "stop" */
+	TAG_USER,
+	TAG_LOGINUID,
+	TAG_UID,
+	TAG_EUID,
+	TAG_GID,
+	TAG_SESSIONID,
+	TAG_SOURCE_IP,
+	TAG_SOURCE_PORT,
+	TAG_LOCAL_IP,
+	TAG_LOCAL_PORT,
+	TAG_TTY,
+	TAG_LEADER_PID,
+	TAG_LISTENER_PID,
+	TAG_ADOPTED,
+	TAG_PID,
+	TAG_PPID,
+	TAG_CHILD_PID,
+	TAG_FILENAME,
+	TAG_ARGV, /* NUL-separated as in /proc/PID/cmdline */
+	TAG_ARGV_TOTAL,
+	TAG_ARGV_TRUNCATED,
+	TAG_STREAM, /* REC_TTY: 0 input, 1 output */
+	TAG_DATA,
+	TAG_OFFSET,
+	TAG_STATUS, /* wait(2) status */
+	TAG_LOST_EVENTS,
+	TAG_LOST_BYTES,
+	TAG_REASON,
+	TAG_BYTES_IN,
+	TAG_BYTES_OUT,
+	TAG_FILE,
+	TAG_FILE_OFFSET,
+	TAG_MAX,
+};
+
+enum rec_stream { STREAM_IN = 0, STREAM_OUT = 1 };
+
+struct rec_field {
+	uint16_t tag;
+	uint32_t len;
+	const uint8_t *data;
+};
+
+/* A parsed record; fields point into the bytes it was parsed from. */
+struct record {
+	uint32_t len;
+	uint16_t type;
+	uint16_t flags;
+	uint64_t seq;
+	uint64_t wall_ns;
+	uint64_t mono_ns;
+	uint8_t session[ST_ID_LEN];
+	unsigned nfields;
+	struct rec_field fields[REC_MAX_FIELDS];
+};
+
+/* Building: begin, add fields, then rec_finish with the sequence number. */
+int rec_begin(struct buf *b, uint16_t type, const uint8_t session[ST_ID_LEN], uint64_t wall_ns,
+	      uint64_t mono_ns);
+int rec_add_u64(struct buf *b, uint16_t tag, uint64_t v);
+int rec_add_bytes(struct buf *b, uint16_t tag, const void *data, size_t len);
+int rec_add_str(struct buf *b, uint16_t tag, const char *s);
+/* Sets length, sequence number and CRC of the record that starts at b[0]. */
+int rec_finish(struct buf *b, uint64_t seq);
+
+/*
+ * Parse one record from p[0..avail). Returns 0 and sets *used, -EAGAIN if
+ * the bytes end inside a record (a torn tail), -EBADMSG if they are not a
+ * valid record; err (at least 128 bytes) then says why.
+ */
+int rec_parse(const uint8_t *p, size_t avail, struct record *rec, size_t *used, char *err);
+
+const struct rec_field *rec_field(const struct record *rec, uint16_t tag);
+bool rec_u64(const struct record *rec, uint16_t tag, uint64_t *v);
+/* Copy a string field into out (truncated, NUL-terminated); "" if absent. */
+const char *rec_str(const struct record *rec, uint16_t tag, char *out, size_t size);
+const char *rec_type_name(uint16_t type);
+
+static inline void put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = v >> 8;
+	p[1] = v;
+}
+static inline void put_be32(uint8_t *p, uint32_t v)
+{
+	put_be16(p, v >> 16);
+	put_be16(p + 2, v);
+}
+static inline void put_be64(uint8_t *p, uint64_t v)
+{
+	put_be32(p, v >> 32);
+	put_be32(p + 4, v);
+}
+static inline uint16_t get_be16(const uint8_t *p)
+{
+	return (uint16_t)p[0] << 8 | p[1];
+}
+static inline uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)get_be16(p) << 16 | get_be16(p + 2);
+}
+static inline uint64_t get_be64(const uint8_t *p)
+{
+	return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
+}
+
+#endif

@@ -1,0 +1,83 @@
+/*
+ * The embedded store: a directory with an append-only record log split in
+ * segments, plus a SQLite index derived from it.
+ *
+ *   DIR/store-id                 16 random bytes (hex), made on creation
+ *   DIR/segments/seg-NNNNNNNN.log 64-byte header, then records (record.h)
+ *   DIR/index.sqlite             derived data, `sealtrail reindex` rebuilds it
+ *   DIR/LOCK                     flock()ed by the one writer
+ *   DIR/status.json              written by a running sealtraild
+ *
+ * Durability: appends are buffered in memory and written and fdatasync()ed
+ * by store_sync(), which the daemon calls every second, at every session
+ * end and at shutdown; the index commits in the same call (WAL,
+ * synchronous=NORMAL). A crash loses at most the last second; a torn record
+ * at the tail is kept on disk untouched, reported as a gap, and appending
+ * continues in a new segment.
+ */
+#ifndef SEALTRAIL_STORE_H
+#define SEALTRAIL_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/util.h"
+#include "store/index.h"
+#include "store/record.h"
+
+#define STORE_DEFAULT_DIR "/var/lib/sealtrail"
+#define SEG_MAGIC "STRLSEG1"
+#define SEG_VERSION 1
+#define SEG_HEADER_LEN 64
+#define SEG_ROTATE_BYTES (64ull << 20)
+
+enum store_flags {
+	STORE_WRITE = 1,  /* take the writer lock, open the index for writing */
+	STORE_CREATE = 2, /* create the directory and store id if missing */
+};
+
+struct store {
+	char *dir;
+	int flags;
+	int lock_fd;
+	uint8_t id[ST_ID_LEN];
+	struct index index;
+	/* writer state */
+	uint64_t next_seq;
+	uint32_t seg_no;
+	int seg_fd;
+	uint64_t seg_size; /* bytes in the segment, buffered ones included */
+	struct buf wbuf;   /* records not yet written to seg_fd */
+	uint64_t seg_rotate_bytes;
+};
+
+int store_open(struct store *st, const char *dir, int flags);
+void store_close(struct store *st);
+/* Finish rec (sequence number, CRC), queue it and index it. */
+int store_append(struct store *st, struct buf *rec);
+/* Write queued records, fdatasync them, commit the index. */
+int store_sync(struct store *st);
+
+/* Path of segment n (caller frees). */
+char *store_segment_path(const struct store *st, uint32_t seg_no);
+/* Read the record at (seg_no, off) into out and parse it. */
+int store_read_at(const struct store *st, uint32_t seg_no, uint64_t off, struct buf *out,
+		  struct record *rec);
+
+/*
+ * Visit every record of every segment in order. A damaged segment is
+ * reported through on_damage (file, offset, reason) and the scan goes on
+ * with the next segment. Stops early if fn returns non-zero.
+ */
+struct store_visitor {
+	int (*record)(void *arg, const struct record *rec, uint32_t seg_no, uint64_t off);
+	void (*damage)(void *arg, const char *file, uint64_t off, uint64_t bytes, const char *why);
+	void *arg;
+	uint32_t from_seg; /* first segment to visit (0 = all) */
+};
+int store_scan(const struct store *st, const struct store_visitor *v);
+
+/* Rebuild the index from the segments (writer lock required). */
+int store_reindex(struct store *st, uint64_t *records);
+
+#endif
