@@ -52,6 +52,9 @@ $(BUILD)/obj/%.o: %.c $(wildcard include/sealtrail/*.h) $(wildcard userspace/*/*
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+# the skeleton embeds the BPF object: whatever includes it must be rebuilt
+$(call obj,$(wildcard userspace/capture/*.c)): $(SKEL)
+
 $(BUILD)/sealtraild: $(call obj,$(DAEMON_SRC) $(COMMON_SRC))
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LIBS)

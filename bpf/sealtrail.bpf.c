@@ -97,7 +97,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct task_struct *task;
 	struct st_ev_exec *ev;
-	__u64 key, start, end, total, n;
+	__u64 key, start, end, total, n, size;
 	__u32 zero = 0;
 
 	key = session_of(tgid);
@@ -139,8 +139,11 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	}
 	ev->args_len = n;
 	ev->args_total = total > 0xffffffffULL ? 0xffffffff : total;
-	fill_hdr(&ev->hdr, ST_EV_EXEC, offsetof(struct st_ev_exec, args) + n, key);
-	submit(ev, (offsetof(struct st_ev_exec, args) + n) & (2 * sizeof(*ev) - 1), key, 0);
+	size = offsetof(struct st_ev_exec, args) + n;
+	if (size > sizeof(*ev))
+		size = sizeof(*ev);
+	fill_hdr(&ev->hdr, ST_EV_EXEC, size, key);
+	submit(ev, size, key, 0);
 	return 0;
 }
 
@@ -248,7 +251,7 @@ static long pty_emit_chunk(__u64 i, struct pty_walk *w)
 {
 	struct st_ev_tty *ev;
 	__u32 zero = 0;
-	__u64 n;
+	__u64 n, size;
 
 	if (!w->left)
 		return 1;
@@ -279,13 +282,16 @@ static long pty_emit_chunk(__u64 i, struct pty_walk *w)
 		count(ST_CNT_READ_FAILED, 1);
 		goto lost;
 	}
-	fill_hdr(&ev->hdr, ST_EV_TTY, offsetof(struct st_ev_tty, data) + n, w->sess_key);
+	size = offsetof(struct st_ev_tty, data) + n;
+	if (size > sizeof(*ev))
+		size = sizeof(*ev);
+	fill_hdr(&ev->hdr, ST_EV_TTY, size, w->sess_key);
 	ev->dir = w->io.dir;
 	ev->tty_index = w->io.tty_index;
 	ev->len = n;
 	ev->pad = 0;
 	ev->offset = w->offset;
-	submit(ev, (offsetof(struct st_ev_tty, data) + n) & (2 * sizeof(*ev) - 1), w->sess_key, n);
+	submit(ev, size, w->sess_key, n);
 	w->seg_off += n;
 	w->left -= n;
 	w->offset += n;

@@ -22,6 +22,24 @@ a test forgets a ``with`` block or dies with an exception.  Call
 through the same path (``atexit`` alone does not run on a fatal signal).
 
 Only the Python 3 standard library is used.
+
+Pitfalls this module handles (details at the code):
+
+* /run/sshd (privsep chroot) does not exist on a box where the ssh service
+  never started; sshd refuses to run without it.
+* useradd leaves the account locked ('!'); with UsePAM no sshd rejects
+  locked accounts even for pubkey auth, hence ``usermod -p '*'``.
+* sshd opens AuthorizedKeysFile with the *user's* uid, so the work dir must
+  be world-searchable (mkdtemp() creates it 0700).
+* ``ssh -tt`` forwards the termios of its stdin to the server: a raw local
+  pty means a raw remote pty (no echo, "\n" not "\r\n"); see PtySession.
+* OpenSSH 9.2 sends a ClientAlive probe only every ~2 s with
+  ClientAliveInterval 1, so a dead peer is detected after ~8 s, not ~4 s.
+* The system PAM stack and sshd's login accounting have side effects
+  outside the work dir (wtmp, lastlog, /run/motd.dynamic); lastlog records
+  and /run/motd.dynamic are undone, wtmp (an append-only audit log) is not.
+* Killed sessions are reparented to PID 1, which may reap them lazily:
+  treat zombies as dead (pid_alive() does).
 """
 
 from __future__ import annotations
@@ -66,6 +84,8 @@ PRIVSEP_DIR = "/run/sshd"
 SUDOERS_DIR = "/etc/sudoers.d"
 SUDOERS_PREFIX = "sealtrail-test-"
 USER_PREFIX = "st"
+# GECOS marker: only accounts carrying it are ever deleted as "stale".
+USER_COMMENT = "sealtrail selftest user"
 NETNS_PREFIX = "st-"
 UNSET_LOGINUID = 4294967295
 
@@ -295,56 +315,93 @@ def cleanup_on_signals(signals=(signal.SIGTERM, signal.SIGHUP)):
 #   every UsePAM=yes login, even with "PrintMotd no" (that only affects
 #   sshd's own motd printing).
 #
-# Whatever did not exist when the first lab of this process started is
-# removed again when the last one closes -- but only if no other sshd is
-# running on the machine that might need (or have produced) it.
-_ARTIFACT_DIRS = (PRIVSEP_DIR,)
+# Several test processes may run labs at the same time, so ownership is
+# shared across processes: whoever creates /run/sshd drops a state file into
+# it listing the artifacts that did not exist yet; every process using a lab
+# holds a shared flock on that file; the last one out (exclusive lock
+# succeeds) removes the listed paths -- unless some other sshd, e.g. the
+# system's, is running and might need them.  A /run/sshd without our state
+# file belongs to the system and is never removed.  The lock on /run itself
+# (a directory flock, nothing is created) serialises these transitions.
 _ARTIFACT_FILES = ("/run/motd.dynamic", "/run/motd.dynamic.new")
+_STATE_FILE = os.path.join(PRIVSEP_DIR, ".sealtrail-sshlab")
 _artifacts_lock = threading.Lock()
-_artifacts_users = 0
-_artifacts_absent = set()
+_artifacts_users = 0  # labs alive in this process
+_state_fd = None  # our shared lock on _STATE_FILE, if the dir is lab-owned
+
+
+class _RunLock:
+    """Exclusive flock on the /run directory: a machine-wide mutex."""
+
+    def __enter__(self):
+        self.fd = os.open("/run", os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # releases the lock
 
 
 def _artifacts_acquire():
-    global _artifacts_users
+    global _artifacts_users, _state_fd
     with _artifacts_lock:
         if _artifacts_users == 0:
-            _artifacts_absent.clear()
-            _artifacts_absent.update(
-                p for p in _ARTIFACT_DIRS + _ARTIFACT_FILES if not os.path.lexists(p)
-            )
+            with _RunLock():
+                if not os.path.lexists(PRIVSEP_DIR):
+                    absent = [p for p in _ARTIFACT_FILES if not os.path.lexists(p)]
+                    os.mkdir(PRIVSEP_DIR, 0o755)
+                    os.chmod(PRIVSEP_DIR, 0o755)  # mkdir mode is umask-filtered
+                    fd = os.open(_STATE_FILE, os.O_WRONLY | os.O_CREAT, 0o600)
+                    with os.fdopen(fd, "w") as f:
+                        f.write("".join(p + "\n" for p in absent))
+                try:
+                    _state_fd = os.open(_STATE_FILE, os.O_RDONLY)
+                    fcntl.flock(_state_fd, fcntl.LOCK_SH)
+                except FileNotFoundError:
+                    _state_fd = None  # system-owned /run/sshd
         _artifacts_users += 1
-        if not os.path.isdir(PRIVSEP_DIR):
-            os.mkdir(PRIVSEP_DIR, 0o755)
-            os.chmod(PRIVSEP_DIR, 0o755)  # mkdir mode is filtered by umask
 
 
 def _artifacts_release():
-    global _artifacts_users
+    global _artifacts_users, _state_fd
     with _artifacts_lock:
         _artifacts_users -= 1
-        if _artifacts_users > 0:
+        if _artifacts_users > 0 or _state_fd is None:
             return
-        if any(_proc_exe(p) == SSHD for p in _all_pids()):
-            return  # someone else's sshd still needs /run/sshd
-        for path in _ARTIFACT_FILES:
-            if path in _artifacts_absent:
+        fd, _state_fd = _state_fd, None
+        with _RunLock():
+            try:
                 try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
-        for path in _ARTIFACT_DIRS:
-            if path in _artifacts_absent:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return  # another process still has labs; it cleans up
+                if any(_proc_exe(p) == SSHD for p in _all_pids()):
+                    return  # a non-lab sshd might need /run/sshd
+                with open(fd, closefd=False) as f:
+                    f.seek(0)
+                    listed = [ln.strip() for ln in f if ln.strip()]
+                for path in listed:
+                    if path in _ARTIFACT_FILES:  # never trust it blindly
+                        try:
+                            os.unlink(path)
+                        except FileNotFoundError:
+                            pass
+                os.unlink(_STATE_FILE)
                 try:
-                    os.rmdir(path)
+                    os.rmdir(PRIVSEP_DIR)
                 except OSError:
-                    pass
-        _artifacts_absent.clear()
+                    pass  # something else put files there: leave it
+            finally:
+                os.close(fd)
 
 
 # --------------------------------------------------------------------------
 # SshLab
 # --------------------------------------------------------------------------
+
+
+class _BindRace(Exception):
+    """sshd could not bind the port picked by free_port(); pick another."""
 
 
 class User:
@@ -557,8 +614,8 @@ AllowTcpForwarding yes
         assert name.startswith(USER_PREFIX), f"user {name!r} must start with 'st'"
         assert re.fullmatch(r"[a-z_][a-z0-9_-]{0,30}", name), f"bad user {name!r}"
         assert self.proc is not None, "lab not started"
-        _delete_user(name)  # stale leftovers of an earlier, killed run
-        _run(["useradd", "-m", "-s", "/bin/bash", name])
+        _delete_stale_user(name)
+        _run(["useradd", "-m", "-s", "/bin/bash", "-c", USER_COMMENT, name])
         user = None
         try:
             pw = pwd.getpwnam(name)
@@ -724,8 +781,23 @@ AllowTcpForwarding yes
         )
 
 
-class _BindRace(Exception):
-    pass
+def _delete_stale_user(name):
+    """Remove leftovers of an earlier, killed run -- but never a real account.
+
+    An existing account is only deleted if it carries our GECOS marker, so a
+    test asking for "steve" cannot wipe a real user of that name.
+    """
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        pass
+    else:
+        if pw.pw_gecos != USER_COMMENT:
+            raise RuntimeError(
+                f"user {name!r} exists and was not created by sshlab "
+                f"(GECOS {pw.pw_gecos!r}); refusing to delete it"
+            )
+    _delete_user(name)
 
 
 def _delete_user(name, uid=None):
@@ -820,7 +892,7 @@ def _user_exists(name):
 
 
 class PtySession:
-    """Run ``argv`` with stdin/stdout on a raw pty and record the byte streams.
+    r"""Run ``argv`` with stdin/stdout on a raw pty and record the byte streams.
 
     ``.sent`` is exactly what was written to the master (= what the client
     read from its stdin); ``.received`` is exactly what was read from the
@@ -1079,14 +1151,15 @@ class NetLab:
     ``drop()`` brings the *client* end of the veth administratively down.
     Why that end:
 
-    * Nothing is sent to the server: no RST, no FIN, no ICMP.  Frames the
-      server transmits are discarded by the veth because the peer is down
-      (and the server end loses carrier, so its qdisc silently drops), which
-      is what a pulled cable / dead NAT looks like.  The server's sshd only
-      notices through its own ClientAlive probes going unanswered.
-    * Taking the *server* end down instead removes the server's connected
-      route and address reachability locally, so server-side sends can fail
-      with local errors (ENETUNREACH/EHOSTUNREACH) -- not a silent drop.
+    * Nothing is sent to the server: no RST, no FIN, no ICMP.  The server
+      end stays UP with its address and connected route; it merely loses
+      carrier (no LOWER_UP), and whatever it transmits is silently discarded
+      -- what a pulled cable / dead NAT / vanished laptop looks like.  The
+      server's sshd only notices through its ClientAlive probes going
+      unanswered.
+    * Taking the *server* end down instead would remove the server's own
+      connected route, so its kernel fails route lookups locally -- a local
+      error path, not a silent loss on the wire.
     * tc/netem or nftables would also work but need extra kernel modules or
       packages (nft is not installed on the target box).
 

@@ -18,7 +18,9 @@ Prints one PASS/FAIL line per check and exits non-zero if any check failed.
 Usage: sudo /usr/bin/python3 selftests/lib/sshlab_selfcheck.py
 """
 
+import fcntl
 import os
+import pwd
 import re
 import signal
 import subprocess
@@ -33,8 +35,20 @@ import sshlab  # noqa: E402
 from sshlab import NetLab, PtySession, SshLab  # noqa: E402
 
 # Everything the checks create, for the leak check (e).
-CREATED = {"users": set(), "ports": set(), "listeners": set(), "netns": set()}
+CREATED = {
+    "users": set(),
+    "ports": set(),
+    "listeners": set(),
+    "netns": set(),
+    "workdirs": set(),
+}
 RESULTS = []
+
+
+def uname(letter):
+    """Per-process user names, so concurrent runs never share (and delete)
+    each other's accounts."""
+    return f"stsc{os.getpid()}{letter}"
 
 
 def check(name):
@@ -61,6 +75,7 @@ def check(name):
 def track(lab, *users):
     CREATED["ports"].add(lab.port)
     CREATED["listeners"].add(lab.pid)
+    CREATED["workdirs"].add(lab.workdir)
     CREATED["users"].update(u.name for u in users)
     UIDS.update((u.name, u.uid) for u in users)
 
@@ -130,7 +145,7 @@ def cooked_roundtrip(lab, user):
 def check_pam_tty():
     with tempfile.TemporaryDirectory(prefix="sshlab-a-") as wd:
         with SshLab(wd, use_pam=True) as lab:
-            user = lab.add_user("stlaba")
+            user = lab.add_user(uname("a"))
             track(lab, user)
             loginuid, s = interactive_roundtrip(lab, user)
             assert loginuid == user.uid, f"loginuid {loginuid} != uid {user.uid}"
@@ -146,7 +161,7 @@ def check_pam_tty():
 def check_nopam_tty():
     with tempfile.TemporaryDirectory(prefix="sshlab-b-") as wd:
         with SshLab(wd, use_pam=False) as lab:
-            user = lab.add_user("stlabb")
+            user = lab.add_user(uname("b"))
             track(lab, user)
             listener_luid = read_loginuid(lab.pid)
             loginuid, s = interactive_roundtrip(lab, user)
@@ -166,7 +181,7 @@ def check_nopam_tty():
 def check_notty():
     with tempfile.TemporaryDirectory(prefix="sshlab-c-") as wd:
         with SshLab(wd) as lab:
-            user = lab.add_user("stlabc")
+            user = lab.add_user(uname("c"))
             track(lab, user)
             res = subprocess.run(
                 lab.ssh_argv(user, "echo MARK; exit 3", tty=False),
@@ -196,7 +211,7 @@ def check_netlab():
     with NetLab() as net, tempfile.TemporaryDirectory(prefix="sshlab-d-") as wd:
         CREATED["netns"].update((net.server_ns, net.client_ns))
         with net.ssh_lab(wd) as lab:
-            user = lab.add_user("stlabd")
+            user = lab.add_user(uname("d"))
             track(lab, user)
             with PtySession(lab.ssh_argv(user)) as s:
                 s.send(b"echo hel''lo\n")
@@ -233,47 +248,137 @@ def check_netlab():
                 )
 
 
+def leftover_processes():
+    """Live processes that belong to this run's labs or users.
+
+    Identified by content, not uid (uids are recycled by concurrent runs):
+    an sshd started with one of our config files, an sshd session titled
+    "sshd: <our user>...", or anything whose environment says it runs for
+    one of our users (USER/LOGNAME, or SUDO_USER for sudo children).
+    """
+    keys = [
+        f"{k}={u}".encode()
+        for u in CREATED["users"]
+        for k in ("USER", "LOGNAME", "SUDO_USER")
+    ]
+    found = []
+    for pid in sshlab._all_pids():
+        if pid == os.getpid() or not sshlab.pid_alive(pid):
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        text = cmd.replace(b"\0", b" ").decode(errors="replace")
+        if (
+            any(w in text for w in CREATED["workdirs"])
+            or any(text.startswith(f"sshd: {u}") for u in CREATED["users"])
+            or any(k in env for k in keys)
+        ):
+            found.append((pid, text.strip()))
+    return found
+
+
+def lab_owned_paths():
+    """Paths some lab process created (recorded in sshlab's state file)."""
+    try:
+        with open(sshlab._STATE_FILE) as f:
+            return {sshlab.PRIVSEP_DIR} | {ln.strip() for ln in f if ln.strip()}
+    except FileNotFoundError:
+        return set()
+
+
+def artifacts_in_use():
+    """Why lab artifacts may legitimately still exist, or '' if they may not."""
+    sshds = [p for p in sshlab._all_pids() if sshlab._proc_exe(p) == sshlab.SSHD]
+    if sshds:
+        return f"sshd running: {sshds}"
+    try:
+        fd = os.open(sshlab._STATE_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return ""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return ""
+    except BlockingIOError:
+        return "another process holds a lab"
+    finally:
+        os.close(fd)
+
+
 @check("e-no-leftovers")
 def check_leftovers(baseline):
-    problems = []
+    problems, notes = [], []
+    if not CREATED["users"]:
+        problems.append("no users were recorded (did the checks run?)")
     with open("/etc/passwd") as f:
         names = {line.split(":", 1)[0] for line in f}
     if CREATED["users"] & names:
         problems.append(f"users left: {sorted(CREATED['users'] & names)}")
-    if not CREATED["users"]:
-        problems.append("no users were recorded (did the checks run?)")
-    drop_ins = [n for n in os.listdir("/etc/sudoers.d") if "sealtrail-test-" in n]
-    if drop_ins:
-        problems.append(f"sudoers drop-ins left: {drop_ins}")
+    with open("/etc/group") as f:
+        groups = {line.split(":", 1)[0] for line in f}
+    if CREATED["users"] & groups:
+        problems.append(f"groups left: {sorted(CREATED['users'] & groups)}")
+    with open("/etc/subuid") as f:
+        subuid = [ln for ln in f if ln.split(":", 1)[0] in CREATED["users"]]
+    if subuid:
+        problems.append(f"/etc/subuid entries left: {subuid}")
     homes = [u for u in CREATED["users"] if os.path.exists(f"/home/{u}")]
     if homes:
         problems.append(f"home dirs left: {homes}")
+    drop_ins = [n for n in os.listdir("/etc/sudoers.d") if "sealtrail-test-" in n]
+    ours = [n for n in drop_ins if n.split("sealtrail-test-")[1] in CREATED["users"]]
+    if ours:
+        problems.append(f"sudoers drop-ins left: {ours}")
+    elif drop_ins:
+        notes.append(f"foreign drop-ins {drop_ins}")
     st_ns = [n for n in sshlab._netns_list() if n.startswith("st-")]
-    if st_ns:
-        problems.append(f"st- netns left: {st_ns}")
+    if set(st_ns) & CREATED["netns"]:
+        problems.append(f"netns left: {sorted(set(st_ns) & CREATED['netns'])}")
+    elif st_ns:
+        notes.append(f"foreign st- netns {st_ns}")
     ports = {p for _, p in sshlab.listening_sockets("self")} & CREATED["ports"]
     if ports:
         problems.append(f"still listening on {sorted(ports)}")
     alive = [p for p in CREATED["listeners"] if sshlab.pid_alive(p)]
     if alive:
         problems.append(f"listeners alive: {alive}")
-    sshds = [p for p in sshlab._all_pids() if sshlab._proc_exe(p) == sshlab.SSHD]
-    if set(sshds) - baseline["sshds"]:
-        problems.append(f"new sshd processes: {sorted(set(sshds) - baseline['sshds'])}")
-    for path, existed in baseline["paths"].items():
-        if os.path.lexists(path) != existed:
-            problems.append(f"{path} existence changed (before: {existed})")
-    for line in open("/etc/subuid").read().splitlines():
-        if line.split(":", 1)[0] in CREATED["users"]:
-            problems.append(f"/etc/subuid entry left: {line}")
-    stale = [n for n in CREATED["users"] if lastlog_record(n)]
-    if stale:
-        problems.append(f"lastlog records left for {stale}")
+    procs = leftover_processes()
+    if procs:
+        problems.append(f"processes left: {procs}")
+    for name in CREATED["users"]:
+        uid = UIDS[name]
+        try:
+            pwd.getpwuid(uid)
+            continue  # uid already recycled by someone else: cannot judge
+        except KeyError:
+            pass
+        if lastlog_record(name):
+            problems.append(f"lastlog record left for uid {uid}")
+    # /run/sshd and /run/motd.dynamic: whatever belonged to the system
+    # before must still be there; whatever the labs created must be gone,
+    # unless another process still runs a lab (or any sshd runs), in which
+    # case the last one out removes it.
+    busy = artifacts_in_use()
+    for path, (existed, lab_owned) in baseline.items():
+        now = os.path.lexists(path)
+        if existed and not lab_owned and not now:
+            problems.append(f"{path} (not ours) was removed")
+        elif now and not (existed and not lab_owned):
+            if busy:
+                notes.append(f"{path} kept: {busy}")
+            else:
+                problems.append(f"{path} left behind")
     if problems:
         raise AssertionError("; ".join(problems))
     return (
         f"users {sorted(CREATED['users'])} gone, ports {sorted(CREATED['ports'])} "
-        f"closed, netns {sorted(CREATED['netns'])} gone, no drop-ins"
+        f"closed, netns {sorted(CREATED['netns'])} gone, no drop-ins, "
+        f"no processes; /run/sshd, /run/motd.dynamic, /root/.ssh as before"
+        + (f"; notes: {notes}" if notes else "")
     )
 
 
@@ -283,11 +388,8 @@ def main():
         return 2
     sshlab.cleanup_on_signals()
     baseline = {
-        "sshds": {p for p in sshlab._all_pids() if sshlab._proc_exe(p) == sshlab.SSHD},
-        "paths": {
-            p: os.path.lexists(p)
-            for p in (sshlab.PRIVSEP_DIR, "/run/motd.dynamic", "/root/.ssh")
-        },
+        p: (os.path.lexists(p), p in lab_owned_paths())
+        for p in (sshlab.PRIVSEP_DIR, "/run/motd.dynamic", "/root/.ssh")
     }
     check_pam_tty()
     check_nopam_tty()

@@ -42,12 +42,13 @@ struct session {
 	bool adopted;
 	bool ended;
 	unsigned ended_ticks; /* ticks the kernel said ended but no end event came */
-	bool have_person;
-	uint32_t loginuid;
-	uint32_t uid;
+	uint32_t loginuid; /* NO_UID until known */
+	uint32_t uid;	   /* NO_UID until known */
 	bool have_addr;
 	struct conn_addr addr;
 	int tty;
+	uint32_t shell_pid; /* first program sshd started for the login */
+	bool shell_exited;
 	uint64_t lost_events_seen;
 	uint64_t lost_bytes_seen;
 	struct buf pending[PENDING_MAX];
@@ -93,6 +94,7 @@ static struct session *new_session(struct tracker *t, uint64_t key, uint32_t lea
 	s->start_boot_ns = start_boot_ns;
 	s->last_event_ns = start_boot_ns;
 	s->tty = -1;
+	s->loginuid = s->uid = NO_UID;
 	if (RAND_bytes(s->id, ST_ID_LEN) != 1) {
 		free(s);
 		return NULL;
@@ -151,15 +153,39 @@ static void person_name(uint32_t uid, char *out, size_t size)
 static int add_person(struct tracker *t, const struct session *s)
 {
 	char user[256];
-	int err;
+	int err = 0;
 
-	if (!s->have_person)
+	if (s->loginuid == NO_UID && s->uid == NO_UID)
 		return 0;
 	person_name(s->loginuid != NO_UID ? s->loginuid : s->uid, user, sizeof(user));
 	err = rec_add_str(&t->rec, TAG_USER, user);
 	if (s->loginuid != NO_UID)
 		err = err ?: rec_add_u64(&t->rec, TAG_LOGINUID, s->loginuid);
-	return err ?: rec_add_u64(&t->rec, TAG_UID, s->uid);
+	if (s->uid != NO_UID)
+		err = err ?: rec_add_u64(&t->rec, TAG_UID, s->uid);
+	return err;
+}
+
+/*
+ * Learn who logged in from a process of the session: the audit loginuid
+ * (pam_loginuid) as soon as any process carries it, and the login uid from
+ * the first program sshd starts as the user (not root helpers that PAM runs
+ * with the loginuid already set). Later changes (sudo, su) are ignored.
+ */
+static bool learn_person(struct tracker *t, struct session *s, const char *exe, uint32_t loginuid,
+			 uint32_t uid)
+{
+	bool changed = false;
+
+	if (s->loginuid == NO_UID && loginuid != NO_UID) {
+		s->loginuid = loginuid;
+		changed = true;
+	}
+	if (s->uid == NO_UID && !is_sshd(t, exe) && (loginuid == NO_UID || uid == loginuid)) {
+		s->uid = uid;
+		changed = true;
+	}
+	return changed;
 }
 
 static int add_tty(struct tracker *t, const struct session *s)
@@ -271,13 +297,15 @@ static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, i
 		return 0; /* never authenticated: nothing to keep */
 	}
 	if (!reason) {
+		/* sshd's exit status says little (255 after a plain logout too) */
 		if (WIFSIGNALED(status))
 			snprintf(why, sizeof(why), "sshd killed by signal %d", WTERMSIG(status));
-		else if (WEXITSTATUS(status) == 0)
+		else if (s->shell_exited)
 			snprintf(why, sizeof(why), "logout");
 		else
-			snprintf(why, sizeof(why), "sshd exited with status %d%s", WEXITSTATUS(status),
-				 WEXITSTATUS(status) == 255 ? " (connection lost)" : "");
+			snprintf(why, sizeof(why),
+				 "connection closed while the session ran (sshd exit status %d)",
+				 WEXITSTATUS(status));
 		reason = why;
 	}
 	err = err ?: begin(t, s, REC_SESSION_END, boot_ns);
@@ -314,11 +342,9 @@ static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec
 		return -EBADMSG;
 	memcpy(path, ev->filename, ST_PATH_MAX);
 	path[ST_PATH_MAX] = 0;
-	if (!s->have_person && (ev->loginuid != NO_UID || !is_sshd(t, path))) {
-		s->have_person = person = true;
-		s->loginuid = ev->loginuid;
-		s->uid = ev->uid;
-	}
+	person = learn_person(t, s, path, ev->loginuid, ev->uid);
+	if (!s->shell_pid && !is_sshd(t, path))
+		s->shell_pid = ev->hdr.pid;
 	if (!s->materialized && !is_sshd(t, path))
 		err = materialize(t, s);
 	else
@@ -371,7 +397,8 @@ int tracker_on_event(void *arg, void *data, size_t size)
 
 	if (size < sizeof(*h) || h->size != size) {
 		t->bad_events++;
-		log_warn("ring buffer: malformed event of %zu bytes ignored", size);
+		log_warn("ring buffer: malformed event of %zu bytes (type %u, says %u bytes) ignored",
+			 size, size >= sizeof(*h) ? h->type : 0, size >= sizeof(*h) ? h->size : 0);
 		return 0;
 	}
 	if (h->type == ST_EV_SESSION_START) {
@@ -412,6 +439,8 @@ int tracker_on_event(void *arg, void *data, size_t size)
 	case ST_EV_EXIT:
 		if (size != sizeof(struct st_ev_exit))
 			return 0;
+		if (h->pid == s->shell_pid)
+			s->shell_exited = true;
 		err = begin(t, s, REC_EXIT, h->ts_ns);
 		err = err ?: rec_add_u64(&t->rec, TAG_PID, h->pid);
 		err = err ?: rec_add_u64(&t->rec, TAG_STATUS,
@@ -523,11 +552,7 @@ static void adopt(struct tracker *t, const struct proc_info *procs, size_t n,
 
 		if (p->pid == leader->pid || !is_descendant(procs, n, p->pid, leader->pid))
 			continue;
-		if (!s->have_person && (p->loginuid != NO_UID || !is_sshd(t, p->exe))) {
-			s->have_person = true;
-			s->loginuid = p->loginuid;
-			s->uid = p->uid;
-		}
+		learn_person(t, s, p->exe, p->loginuid, p->uid);
 		if (s->tty < 0 && !is_sshd(t, p->exe))
 			s->tty = procfs_pts_index(p->tty_nr);
 		if (!is_sshd(t, p->exe) && p->exe[0])
