@@ -12,16 +12,20 @@ Prints one PASS/FAIL line per check and exits non-zero if any check failed.
   (d) NetLab: session across two netns, silent drop(), the server-side
       per-connection sshd gives up within 15 s via ClientAlive*, while the
       client (no keepalive) is still hanging and is then killed.
+  (f) a child process builds labs and is SIGKILLed (no cleanup at all);
+      reap_stale() then removes its orphaned sshds, users, sessions, netns.
   (e) after every lab is closed: no test users, sudoers drop-ins, st- netns,
-      listeners, sshd processes or /run/sshd left over.
+      listeners, sshd processes or /run/sshd left over (runs last).
 
 Usage: sudo /usr/bin/python3 selftests/lib/sshlab_selfcheck.py
 """
 
 import fcntl
+import json
 import os
 import pwd
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -248,6 +252,35 @@ def check_netlab():
                 )
 
 
+# The victim for check (f): builds two labs (one across a NetLab), logs in,
+# leaves a setsid'ed daemon behind, reports what it made, then waits for the
+# SIGKILL that denies it any cleanup.
+ORPHAN_CHILD = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from sshlab import NetLab, PtySession, SshLab
+wd, tag = sys.argv[2], sys.argv[3]
+net = NetLab().start()
+labs = [SshLab(os.path.join(wd, "l1")), net.ssh_lab(os.path.join(wd, "l2"))]
+info = {"users": [], "ports": [], "listeners": [], "workdirs": [],
+        "netns": [net.server_ns, net.client_ns], "sessions": []}
+for i, lab in enumerate(labs):
+    os.makedirs(lab.workdir)
+    lab.start()
+    user = lab.add_user(f"{tag}{i}")
+    s = PtySession(lab.ssh_argv(user))
+    s.send(b"setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo ST-UP\n")
+    s.expect(b"ST-UP")
+    info["users"].append(user.name)
+    info["ports"].append(lab.port)
+    info["listeners"].append(lab.pid)
+    info["workdirs"].append(lab.workdir)
+    info["sessions"].append(s.pid)
+print(json.dumps(info), flush=True)
+sys.stdin.read()
+"""
+
+
 def leftover_processes():
     """Live processes that belong to this run's labs or users.
 
@@ -280,6 +313,42 @@ def leftover_processes():
         ):
             found.append((pid, text.strip()))
     return found
+
+
+@check("f-reap-after-sigkill")
+def check_reap_stale():
+    wd = tempfile.mkdtemp(prefix="sshlab-f-")
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-c", ORPHAN_CHILD, os.path.dirname(sshlab.__file__),
+             wd, uname("f")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        try:
+            line = child.stdout.readline()
+            info = json.loads(line)
+        finally:
+            child.kill()
+            child.wait()
+        CREATED["users"].update(info["users"])
+        CREATED["ports"].update(info["ports"])
+        CREATED["listeners"].update(info["listeners"])
+        CREATED["netns"].update(info["netns"])
+        CREATED["workdirs"].update(info["workdirs"])
+        for name in info["users"]:
+            UIDS[name] = pwd.getpwnam(name).pw_uid
+        # Without its owner nothing was cleaned: prove the leak is real.
+        assert all(sshlab.pid_alive(p) for p in info["listeners"]), "no orphans?"
+        assert set(info["netns"]) <= set(sshlab._netns_list())
+        reaped = sshlab.reap_stale()
+        wanted = len(info["listeners"]) + len(info["users"]) + len(info["netns"])
+        assert len(reaped) >= wanted, f"reaped only {reaped}"
+        again = sshlab.reap_stale()
+        assert again == [], f"second reap found {again}"
+        return f"child SIGKILLed with {info}; reap_stale(): {reaped}"
+    finally:
+        shutil.rmtree(wd, ignore_errors=True)
 
 
 def lab_owned_paths():
@@ -395,6 +464,7 @@ def main():
     check_nopam_tty()
     check_notty()
     check_netlab()
+    check_reap_stale()
     check_leftovers(baseline)
     failed = [n for n, ok in RESULTS if not ok]
     summary = f"{len(RESULTS) - len(failed)}/{len(RESULTS)} passed"

@@ -64,8 +64,9 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_ATTR_TTY] = "UPDATE sessions SET tty = ?2 WHERE id = ?1",
 	[S_CHUNK] = "INSERT OR REPLACE INTO chunks(seq, session, stream, tty, wall_ns, mono_ns,"
 		    " segment, offset, len) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	/* bytes of the login's own pty; sudo's or tmux's ptys are kept but not summed */
 	[S_BYTES] = "UPDATE sessions SET bytes_in = bytes_in + ?2, bytes_out = bytes_out + ?3"
-		    " WHERE id = ?1",
+		    " WHERE id = ?1 AND (tty IS NULL OR tty = 'pts/' || ?4)",
 	[S_EXEC] = "INSERT OR REPLACE INTO execs(seq, session, wall_ns, pid, ppid, uid, euid, gid,"
 		   " loginuid, sessionid, filename, argv, argv_total, argv_truncated)"
 		   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
@@ -225,8 +226,8 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 		err = run(ix, S_CHUNK, "itiiiiiii", rec->seq, sid, stream, get_u64(rec, TAG_TTY, 0),
 			  rec->wall_ns, rec->mono_ns, (uint64_t)seg_no, off, v);
 		if (!err)
-			err = run(ix, S_BYTES, "tii", sid, stream == STREAM_IN ? v : 0,
-				  stream == STREAM_OUT ? v : 0);
+			err = run(ix, S_BYTES, "tiii", sid, stream == STREAM_IN ? v : 0,
+				  stream == STREAM_OUT ? v : 0, get_u64(rec, TAG_TTY, 0));
 		break;
 	}
 	case REC_EXEC:

@@ -1,0 +1,327 @@
+"""Interactive ssh sessions recorded by sealtraild, checked against what the
+ssh client really sent and received. Each test runs with UsePAM yes (the
+person comes from pam_loginuid) and UsePAM no (from sshd's process tree)."""
+
+import os
+import signal
+import tempfile
+import threading
+
+from harness import Daemon, check, check_eq, client_port, test, wait_for
+from sshlab import NetLab, PtySession, SshLab
+
+PROMPT = b"$ "
+ROOT_PROMPT = b"# "
+
+
+def lab_and_daemon(use_pam, daemon_args=()):
+    workdir = tempfile.mkdtemp(prefix="st-lab-")
+    lab = SshLab(workdir, use_pam=use_pam)
+    daemon = Daemon(daemon_args)
+    return lab, daemon
+
+
+def login(lab, user):
+    s = PtySession(lab.ssh_argv(user))
+    s.expect(PROMPT)
+    return s
+
+
+def logout(s):
+    s.send(b"exit\n")
+    check_eq(s.wait_exit(), 0, "ssh client exit status after logout")
+
+
+def for_both_pam_modes(name):
+    def register(fn):
+        for use_pam in (True, False):
+            test(f"e2e/{'pam' if use_pam else 'nopam'}/{name}")(
+                lambda fn=fn, use_pam=use_pam: fn(use_pam))
+        return fn
+    return register
+
+
+@for_both_pam_modes("byte_exact_streams_and_attribution")
+def byte_exact(use_pam):
+    """The investigator's story: alice logs in, becomes root with sudo -i,
+    then another user with su -, runs commands; everything is attributed to
+    alice, both streams are byte-exact, execs carry argv and exit codes."""
+    lab, d = lab_and_daemon(use_pam)
+    with lab, d:
+        alice = lab.add_user("stalice")
+        bob = lab.add_user("stbob")
+        d.wait_listener(lab.pid)
+        with login(lab, alice) as s:
+            port = client_port(s.pid)
+            # escape sequences, binary garbage and UTF-8 through the pty
+            s.send(b"printf '\\033[31mred\\033[0m \\xe2\\x82\\xac \\x00\\x01\\xff\\n'; echo MARK1\n")
+            s.expect(b"MARK1\n")
+            s.send(b"sudo -i\n")
+            s.expect(ROOT_PROMPT)
+            s.send(b"env ST_MARK=1 id -u; bash -c 'exit 7' st-mark; echo rc=$?\n")
+            s.expect(b"rc=7")
+            s.send(b"su - stbob\n")
+            s.expect(PROMPT)
+            s.send(b"env ST_MARK=2 whoami; exit\n")
+            s.expect(ROOT_PROMPT)
+            s.send(b"exit\n")
+            s.expect(PROMPT)
+            logout(s)
+            sent, received = s.sent, s.received
+
+        sess = d.session_of_port(port)
+        check_eq(sess["user"], "stalice", "session user after sudo -i and su -", session=sess)
+        check_eq(sess["uid"], alice.uid, "login uid", session=sess)
+        if use_pam:
+            check_eq(sess["loginuid"], alice.uid, "loginuid", session=sess)
+        check_eq(sess["source_ip"], "127.0.0.1", "source ip", session=sess)
+        check_eq(sess["local_port"], lab.port, "local port", session=sess)
+        check(sess["tty"] and sess["tty"].startswith("pts/"), "tty", session=sess)
+        check_eq(sess["end_reason"], "logout", "end reason", session=sess)
+        check_eq(sess["lost_events"], 0, "lost events", session=sess)
+        check_eq(sess["bytes_out"], len(received), "bytes_out", session=sess)
+        check_eq(sess["bytes_in"], len(sent), "bytes_in", session=sess)
+        out = d.export(sess["id"], "--format", "raw")
+        check_eq(out, received, "recorded output == what the client received", id=sess["id"])
+        inp = d.export(sess["id"], "--format", "raw", "--stream", "in")
+        check_eq(inp, sent, "recorded input == what the client sent", id=sess["id"])
+
+        events = d.events(sess["id"])
+        execs = [e for e in events if e["type"] == "exec"]
+        exits = {e["pid"]: e["status"] for e in events if e["type"] == "exit"}
+        ids = [e for e in execs if e["argv"] == ["env", "ST_MARK=1", "id", "-u"]]
+        check_eq(len(ids), 1, "one exec of `env ST_MARK=1 id -u`",
+                 execs=[e["argv"] for e in execs][-40:])
+        check_eq(ids[0]["euid"], 0, "`id -u` ran as root")
+        if use_pam:
+            check_eq(ids[0]["loginuid"], alice.uid, "`id -u` still carries alice's loginuid")
+        seven = [e for e in execs if e["argv"] == ["bash", "-c", "exit 7", "st-mark"]]
+        check_eq(len(seven), 1, "one exec of bash -c 'exit 7'")
+        check_eq(exits.get(seven[0]["pid"]), 7 << 8, "wait status of bash -c 'exit 7'")
+        whoami = [e for e in execs if e["argv"] == ["env", "ST_MARK=2", "whoami"]]
+        check_eq(len(whoami), 1, "one exec of whoami after su - stbob")
+        check_eq(whoami[0]["uid"], bob.uid, "whoami ran as stbob")
+        check_eq(events[0]["type"], "session_start", "timeline starts with the session start")
+        check_eq(events[-1]["type"] if events[-1]["type"] != "exit" else "session_end",
+                 "session_end", "timeline has the end")
+
+
+@for_both_pam_modes("concurrent_sessions_do_not_mix")
+def concurrent(use_pam):
+    lab, d = lab_and_daemon(use_pam)
+    n = 20
+    with lab, d:
+        users = [lab.add_user(f"stc{i:02d}") for i in range(4)]
+        d.wait_listener(lab.pid)
+        results = [None] * n
+        errors = []
+
+        def one(i):
+            try:
+                with PtySession(lab.ssh_argv(users[i % len(users)])) as s:
+                    s.expect(PROMPT)
+                    port = client_port(s.pid)
+                    for k in range(5):
+                        s.send(f"echo S{i:02d}-{k}-$((6*7))\n".encode())
+                        s.expect(f"S{i:02d}-{k}-42".encode())
+                    logout(s)
+                    results[i] = (port, s.sent, s.received)
+            except Exception as e:  # reported below with the session number
+                errors.append(f"session {i}: {e}")
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        check(not errors, "all 20 sessions ran", errors=errors)
+        for i, (port, sent, received) in enumerate(results):
+            sess = d.session_of_port(port)
+            out = d.export(sess["id"], "--format", "raw")
+            check_eq(out, received, f"session {i}: output byte-exact", id=sess["id"])
+            inp = d.export(sess["id"], "--format", "raw", "--stream", "in")
+            check_eq(inp, sent, f"session {i}: input byte-exact", id=sess["id"])
+            others = [f"S{j:02d}-".encode() for j in range(n) if j != i]
+            check(not any(o in out for o in others), f"session {i}: no bytes of other sessions")
+
+
+@for_both_pam_modes("end_on_kill9_of_sshd")
+def end_on_kill9(use_pam):
+    lab, d = lab_and_daemon(use_pam)
+    with lab, d:
+        u = lab.add_user("stkill")
+        d.wait_listener(lab.pid)
+        with login(lab, u) as s:
+            port = client_port(s.pid)
+            live = d.session_of_port(port, ended=False)
+            check(live["end"] is None, "session is live while logged in", session=live)
+            os.kill(live["leader_pid"], signal.SIGKILL)
+            s.wait_exit()
+        sess = d.session_of_port(port)
+        check_eq(sess["end_reason"], "sshd killed by signal 9", "end reason", session=sess)
+
+
+@for_both_pam_modes("end_on_network_drop")
+def end_on_network_drop(use_pam):
+    with NetLab() as net:
+        workdir = tempfile.mkdtemp(prefix="st-lab-")
+        lab = net.ssh_lab(workdir, use_pam=use_pam)
+        with lab, Daemon() as d:
+            u = lab.add_user("stdrop")
+            d.wait_listener(lab.pid)
+            with login(lab, u) as s:
+                port = client_port(s.pid)
+                d.session_of_port(port, ended=False)
+                net.drop()
+                sess = d.session_of_port(port, timeout=40)
+                s.kill()
+            check(sess["end_reason"].startswith("connection closed"), "end reason after drop",
+                  session=sess)
+
+
+@test("e2e/ringbuf_overflow_becomes_gaps")
+def overflow():
+    """A tiny ring buffer and a slow consumer force losses: they must show
+    up as gap records and counters, and every stored byte must be right."""
+    lab, d = lab_and_daemon(True, ["--ringbuf-size", "16384", "--consumer-delay-ms", "100"])
+    with lab, d:
+        u = lab.add_user("stflood")
+        d.wait_listener(lab.pid)
+        with login(lab, u) as s:
+            port = client_port(s.pid)
+            s.send(b"head -c 3000000 /dev/zero | tr '\\0' x | fold -w 100; echo DONE$((1+1))\n")
+            s.expect(b"DONE2", timeout=120)
+            logout(s)
+            received = s.received
+        sess = d.session_of_port(port, timeout=60)
+        check(sess["lost_events"] > 0, "losses were counted", session=sess)
+        check_eq(sess["bytes_out"] + sess["lost_bytes"] >= len(received), True,
+                 "stored + lost output bytes cover what the client received", session=sess,
+                 received=len(received))
+        gaps = [e for e in d.events(sess["id"]) if e["type"] == "gap"]
+        check(gaps, "gap records in the timeline")
+        check_eq(sum(g.get("lost_events", 0) for g in gaps), sess["lost_events"],
+                 "gap records add up to the session's lost events")
+        check(d.status()["lost_events"] >= sess["lost_events"], "daemon counts losses too",
+              status=d.status())
+        out = d.export(sess["id"], "--format", "raw")
+        check(set(out) - set(received) == set(), "no corrupt bytes in what was stored")
+        check(d.proc.poll() is None, "daemon survived", log=d.log())
+
+
+@test("e2e/garbage_and_huge_argv")
+def garbage():
+    lab, d = lab_and_daemon(True)
+    with lab, d:
+        u = lab.add_user("stgarb")
+        d.wait_listener(lab.pid)
+        with login(lab, u) as s:
+            port = client_port(s.pid)
+            s.send(b"head -c 200000 /dev/urandom; echo; echo END$((2+2))\n")
+            s.expect(b"END4", timeout=60)
+            s.send(b"/bin/true $(head -c 100000 /dev/zero | tr '\\0' a); echo OK$((3+3))\n")
+            s.expect(b"OK6")
+            logout(s)
+            received = s.received
+        sess = d.session_of_port(port)
+        check_eq(d.export(sess["id"], "--format", "raw"), received, "garbage output byte-exact")
+        big = [e for e in d.events(sess["id"]) if e["type"] == "exec" and e.get("filename") == "/bin/true"]
+        check_eq(len(big), 1, "exec of /bin/true with a 100 kB argument recorded")
+        check_eq(big[0]["argv_truncated"], 1, "argv marked truncated", exec=big[0])
+        check_eq(big[0]["argv_bytes"], len(b"/bin/true\0") + 100001, "full argv size kept")
+        check(d.proc.poll() is None, "daemon survived", log=d.log())
+
+
+@test("e2e/adopts_sessions_started_before_the_daemon")
+def adoption():
+    workdir = tempfile.mkdtemp(prefix="st-lab-")
+    with SshLab(workdir, use_pam=True) as lab:
+        u = lab.add_user("stadopt")
+        with login(lab, u) as s:
+            port = client_port(s.pid)
+            with Daemon() as d:
+                d.wait_listener(lab.pid)
+                sess = d.session_of_port(port, ended=False)
+                check_eq(sess["user"], "stadopt", "adopted session attributed", session=sess)
+                s.send(b"echo AFTER$((40+2))\n")
+                s.expect(b"AFTER42")
+                logout(s)
+                sess = d.session_of_port(port)
+                out = d.export(sess["id"], "--format", "raw")
+                check(b"AFTER42" in out, "output after adoption recorded", out=out[-200:])
+                check_eq(sess["end_reason"], "logout", "adopted session end", session=sess)
+
+
+@test("e2e/sigterm_flushes_and_restart_continues")
+def sigterm():
+    lab, d = lab_and_daemon(True)
+    with lab, d:
+        u = lab.add_user("stterm")
+        d.wait_listener(lab.pid)
+        with login(lab, u) as s:
+            port = client_port(s.pid)
+            s.send(b"echo BEFORE$((1+1))\n")
+            s.expect(b"BEFORE2")
+            wait_for(lambda: d.session_of_port(port, ended=False)["bytes_out"] > 0, 10,
+                     "output indexed")
+            check_eq(d.stop(), 0, "exit status after SIGTERM", log=d.log())
+            st = d.cli("status", check_rc=False)
+            check("not running" in st, "status says not running", status=st)
+            d.start()
+            d.wait_listener(lab.pid)
+            s.send(b"echo AFTER$((1+2))\n")
+            s.expect(b"AFTER3")
+            logout(s)
+        sessions = d.sessions()
+        ours = [x for x in sessions if x["source_port"] == port]
+        check_eq(len(ours), 2, "old session closed, login adopted as a new one", sessions=ours)
+        check(all(x["end"] for x in ours), "both ended", sessions=ours)
+        outs = b"".join(d.export(x["id"], "--format", "raw") for x in ours)
+        check(b"BEFORE2" in outs and b"AFTER3" in outs, "output on both sides of the restart")
+        before = d.cli("sessions", "--json")
+        d.stop()
+        os.unlink(os.path.join(d.store, "index.sqlite"))
+        for suffix in ("-wal", "-shm"):
+            try:
+                os.unlink(os.path.join(d.store, "index.sqlite" + suffix))
+            except FileNotFoundError:
+                pass
+        d.cli("reindex")
+        check_eq(d.cli("sessions", "--json"), before, "sessions identical after reindex")
+
+
+@test("e2e/cli_filters_replay_and_asciicast")
+def cli():
+    lab, d = lab_and_daemon(True)
+    with lab, d:
+        u = lab.add_user("stcli")
+        d.wait_listener(lab.pid)
+        with login(lab, u) as s:
+            port = client_port(s.pid)
+            s.send("echo 'grüße €' MARK$((5*5))\n".encode())
+            s.expect(b"MARK25")
+            logout(s)
+            received = s.received
+        sess = d.session_of_port(port)
+        sid = sess["id"]
+        check_eq(len(d.sessions("--since", "2h")), 1, "--since 2h finds it")
+        check_eq(len(d.sessions("--since", "2099-01-01T00:00:00Z")), 0, "--since future")
+        check_eq(len(d.sessions("--until", "2000-01-01T00:00:00+02:00")), 0, "--until past")
+        check_eq(len(d.sessions("--user", "stcli")), 1, "--user")
+        check_eq(len(d.sessions("--user", "nobody")), 0, "--user other")
+        bad = d.cli("sessions", "--since", "yesterday", check_rc=False, binary=True)
+        check(bad.returncode != 0 and b"--since" in bad.stderr, "bad time is an error")
+        replay = d.cli("replay", sid[:8], "--speed", "0", binary=True).stdout
+        check_eq(replay, received, "replay --speed 0 prints the output")
+        out_file = os.path.join(d.workdir, "cast.json")
+        d.cli("export", sid, "--format", "asciicast", "--output", out_file)
+        import subprocess
+        p = subprocess.run(["asciinema", "cat", out_file], capture_output=True, timeout=60)
+        check_eq(p.returncode, 0, "asciinema accepts the export", stderr=p.stderr)
+        check_eq(p.stdout, received, "asciinema cat of the export == output")
+        table = d.cli("sessions")
+        check(sid in table and "stcli" in table, "human table lists the session", table=table)
+        st = d.cli("status")
+        check("running" in st and "programs" in st, "status", status=st)
+        missing = d.cli("replay", "ffffffff", check_rc=False, binary=True)
+        check(missing.returncode != 0 and b"not found" in missing.stderr, "unknown session")
