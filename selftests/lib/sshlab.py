@@ -1,4 +1,4 @@
-"""Throw-away OpenSSH lab for sealtrail end-to-end tests.
+r"""Throw-away OpenSSH lab for sealtrail end-to-end tests.
 
 Everything here runs as root on a Debian 12 box with the stock OpenSSH 9.2p1
 server binary.  The lab never touches the system sshd, its config or its host
@@ -20,6 +20,13 @@ cleanup, so users, sudoers drop-ins, namespaces and daemons disappear even when
 a test forgets a ``with`` block or dies with an exception.  Call
 :func:`cleanup_on_signals` once in a test driver to make SIGTERM/SIGHUP unwind
 through the same path (``atexit`` alone does not run on a fatal signal).
+Against SIGKILL nothing in-process helps: everything created is tagged with
+its owner process, and :func:`reap_stale` (run automatically when the first
+lab of a process starts) removes what dead owners left behind.
+
+User names must be unique among concurrently running test processes; the
+labs themselves (ports, namespaces, /run/sshd ownership) are safe to run in
+parallel.
 
 Only the Python 3 standard library is used.
 
@@ -47,9 +54,9 @@ from __future__ import annotations
 import atexit
 import errno
 import fcntl
+import grp
 import os
 import pwd
-import grp
 import random
 import re
 import select
@@ -318,6 +325,17 @@ def _cleanup_all():
         _unregister(obj)
 
 
+def _forget_in_child():
+    # A forked child (not exec'd) inherits the registry; if it ran atexit
+    # handlers it would tear down its parent's labs.  It owns nothing.
+    global _artifacts_users, _state_fd
+    _registry.clear()
+    _artifacts_users, _state_fd = 0, None  # the flock stays with the parent
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def cleanup_on_signals(signals=(signal.SIGTERM, signal.SIGHUP)):
     """Turn SIGTERM/SIGHUP into SystemExit so ``with`` blocks and atexit run.
 
@@ -355,6 +373,8 @@ _STATE_FILE = os.path.join(PRIVSEP_DIR, ".sealtrail-sshlab")
 _artifacts_lock = threading.Lock()
 _artifacts_users = 0  # labs alive in this process
 _state_fd = None  # our shared lock on _STATE_FILE, if the dir is lab-owned
+# What the last release in this process did with the artifacts (diagnostics).
+artifacts_status = "untouched"
 
 
 class _RunLock:
@@ -390,36 +410,69 @@ def _artifacts_acquire():
 
 
 def _artifacts_release():
-    global _artifacts_users, _state_fd
+    global _artifacts_users, _state_fd, artifacts_status
     with _artifacts_lock:
         _artifacts_users -= 1
-        if _artifacts_users > 0 or _state_fd is None:
+        if _artifacts_users > 0:
+            return
+        if _state_fd is None:
+            artifacts_status = "kept: /run/sshd is not lab-owned"
             return
         fd, _state_fd = _state_fd, None
-        with _RunLock():
+        artifacts_status = _remove_artifacts(fd)
+
+
+def _remove_artifacts(fd):
+    """Remove lab-owned /run artifacts if no lab anywhere still needs them.
+
+    ``fd`` is an open descriptor of the state file; it is always closed.
+    Returns a short status string.
+    """
+    with _RunLock():
+        try:
             try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    return  # another process still has labs; it cleans up
-                if any(_proc_exe(p) == SSHD for p in _all_pids()):
-                    return  # a non-lab sshd might need /run/sshd
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                # another process still has labs; it cleans up
+                return "kept: another process holds a lab"
+            sshds = [p for p in _all_pids() if _proc_exe(p) == SSHD]
+            if sshds:
+                # A non-lab sshd might need /run/sshd; the next lab process
+                # to finish (or reap_stale()) will try again.
+                return f"kept: sshd running {sshds}"
+            try:
                 with open(fd, closefd=False) as f:
                     f.seek(0)
                     listed = [ln.strip() for ln in f if ln.strip()]
-                for path in listed:
-                    if path in _ARTIFACT_FILES:  # never trust it blindly
-                        try:
-                            os.unlink(path)
-                        except FileNotFoundError:
-                            pass
                 os.unlink(_STATE_FILE)
-                try:
-                    os.rmdir(PRIVSEP_DIR)
-                except OSError:
-                    pass  # something else put files there: leave it
-            finally:
-                os.close(fd)
+            except FileNotFoundError:
+                return "removed"  # someone else finished the job under the lock
+            for path in listed:
+                if path in _ARTIFACT_FILES:  # never trust it blindly
+                    try:
+                        os.unlink(path)
+                    except FileNotFoundError:
+                        pass
+            try:
+                os.rmdir(PRIVSEP_DIR)
+            except OSError as exc:  # something else put files there
+                return f"kept /run/sshd: {exc}"
+            return "removed"
+        finally:
+            os.close(fd)
+
+
+def _reap_artifacts():
+    """Artifacts of labs whose processes all died (nobody holds the lock)."""
+    with _artifacts_lock:
+        if _artifacts_users > 0:
+            return None  # ours are in use; release will handle them
+        try:
+            fd = os.open(_STATE_FILE, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        status = _remove_artifacts(fd)
+        return status if status == "removed" else None
 
 
 # --------------------------------------------------------------------------
@@ -562,6 +615,7 @@ StrictModes no
 PermitRootLogin no
 ClientAliveInterval 1
 ClientAliveCountMax 3
+MaxStartups 200
 PidFile {self.pid_file}
 LogLevel VERBOSE
 Subsystem sftp {SFTP_SERVER}
@@ -1014,6 +1068,8 @@ def reap_stale():
         if m and not _owner_alive(m.group(1)):
             _delete_netns(ns)
             reaped.append(f"netns {ns}")
+    if _reap_artifacts():  # last: needs every lab sshd above to be gone
+        reaped.append(f"{PRIVSEP_DIR} and lab-created /run files")
     return reaped
 
 
@@ -1028,12 +1084,14 @@ def _reap_once():
 
 def _sshd_owner(pid):
     """Owner tag from the header of the config an sshd was started with."""
-    argv = _proc_argv(pid)
+    # sshd rewrites its title to a single string, e.g. "sshd: /usr/sbin/sshd
+    # -D -e -f CFG [listener] 0 of 10-100 startups", so search the joined
+    # command line instead of indexing argv.
+    m = re.search(r"(?:^| )-f (\S+)", " ".join(_proc_argv(pid)))
     try:
-        cfg = argv[argv.index("-f") + 1]
-        with open(cfg) as f:
+        with open(m.group(1)) as f:
             head = [f.readline(), f.readline()]
-    except (ValueError, IndexError, OSError):
+    except (AttributeError, OSError):
         return None
     if not head[0].startswith(CONFIG_MARKER) or not head[1].startswith("# owner "):
         return None
@@ -1374,8 +1432,8 @@ class NetLab:
             self.server_ip, self.client_ip = f"10.213.{x}.1", f"10.213.{x}.2"
             # Create the pair directly inside the namespaces: the host's own
             # link list is never touched, and device names cannot clash.
-            _run(["ip", "-n", srv, "link", "add", self.SRV_DEV, "type", "veth",
-                  "peer", "name", self.CLI_DEV, "netns", cli])
+            peer = ["peer", "name", self.CLI_DEV, "netns", cli]
+            _run(["ip", "-n", srv, "link", "add", self.SRV_DEV, "type", "veth", *peer])
             ends = (
                 (srv, self.SRV_DEV, self.server_ip),
                 (cli, self.CLI_DEV, self.client_ip),

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -49,6 +50,18 @@ struct session {
 	int tty;
 	uint32_t shell_pid; /* first program sshd started for the login */
 	bool shell_exited;
+	int shell_status;
+	/*
+	 * The session's sshd processes (monitor, privsep child): the login is
+	 * over when the leader and all of them are gone, not when the leader
+	 * alone is (killing the monitor leaves the user's connection working).
+	 */
+	uint32_t sshd_pids[16];
+	unsigned nsshd;
+	bool leader_exited;
+	int leader_status;
+	uint32_t killed_sshd; /* an sshd of the session killed by a signal */
+	int killed_signal;
 	uint64_t lost_events_seen;
 	uint64_t lost_bytes_seen;
 	struct buf pending[PENDING_MAX];
@@ -95,6 +108,7 @@ static struct session *new_session(struct tracker *t, uint64_t key, uint32_t lea
 	s->last_event_ns = start_boot_ns;
 	s->tty = -1;
 	s->loginuid = s->uid = NO_UID;
+	s->sshd_pids[s->nsshd++] = leader;
 	if (RAND_bytes(s->id, ST_ID_LEN) != 1) {
 		free(s);
 		return NULL;
@@ -278,6 +292,31 @@ static int check_losses(struct tracker *t, struct session *s, const struct st_se
 	return err ?: emit(t, s);
 }
 
+static bool sshd_remove(struct session *s, uint32_t pid)
+{
+	for (unsigned i = 0; i < s->nsshd; i++) {
+		if (s->sshd_pids[i] == pid) {
+			s->sshd_pids[i] = s->sshd_pids[--s->nsshd];
+			return true;
+		}
+	}
+	return false;
+}
+
+static void sshd_add(struct session *s, uint32_t pid)
+{
+	if (s->nsshd < sizeof(s->sshd_pids) / sizeof(s->sshd_pids[0]))
+		s->sshd_pids[s->nsshd++] = pid;
+}
+
+static bool sshd_all_gone(const struct session *s)
+{
+	for (unsigned i = 0; i < s->nsshd; i++)
+		if (kill(s->sshd_pids[i], 0) == 0 || errno != ESRCH)
+			return false;
+	return true;
+}
+
 static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, int status,
 		       const char *reason)
 {
@@ -300,7 +339,9 @@ static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, i
 		/* sshd's exit status says little (255 after a plain logout too) */
 		if (WIFSIGNALED(status))
 			snprintf(why, sizeof(why), "sshd killed by signal %d", WTERMSIG(status));
-		else if (s->shell_exited)
+		else if (s->killed_sshd)
+			snprintf(why, sizeof(why), "sshd killed by signal %d", s->killed_signal);
+		else if (s->shell_exited && !WIFSIGNALED(s->shell_status))
 			snprintf(why, sizeof(why), "logout");
 		else
 			snprintf(why, sizeof(why),
@@ -334,7 +375,7 @@ static struct session *session_for_event(struct tracker *t, const struct st_even
 static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec *ev, size_t size)
 {
 	size_t head = offsetof(struct st_ev_exec, args);
-	bool person = false;
+	bool person, had_uid;
 	char path[ST_PATH_MAX + 1];
 	int err;
 
@@ -342,9 +383,13 @@ static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec
 		return -EBADMSG;
 	memcpy(path, ev->filename, ST_PATH_MAX);
 	path[ST_PATH_MAX] = 0;
+	had_uid = s->uid != NO_UID;
 	person = learn_person(t, s, path, ev->loginuid, ev->uid);
-	if (!s->shell_pid && !is_sshd(t, path))
+	/* the login shell (or command) is the program that gave us the login uid */
+	if (!had_uid && s->uid != NO_UID)
 		s->shell_pid = ev->hdr.pid;
+	if (!is_sshd(t, path))
+		sshd_remove(s, ev->hdr.pid);
 	if (!s->materialized && !is_sshd(t, path))
 		err = materialize(t, s);
 	else
@@ -393,7 +438,7 @@ int tracker_on_event(void *arg, void *data, size_t size)
 	struct tracker *t = arg;
 	const struct st_event_hdr *h = data;
 	struct session *s;
-	int err = 0;
+	int err = 0, status;
 
 	if (size < sizeof(*h) || h->size != size) {
 		t->bad_events++;
@@ -419,7 +464,11 @@ int tracker_on_event(void *arg, void *data, size_t size)
 	case ST_EV_SESSION_END:
 		if (size != sizeof(struct st_ev_session))
 			return 0;
-		err = end_session(t, s, h->ts_ns, ((const struct st_ev_session *)data)->exit_code, NULL);
+		s->leader_exited = true;
+		s->leader_status = ((const struct st_ev_session *)data)->exit_code;
+		sshd_remove(s, s->leader);
+		if (!s->nsshd)
+			err = end_session(t, s, h->ts_ns, s->leader_status, NULL);
 		break;
 	case ST_EV_EXEC:
 		err = on_exec(t, s, data, size);
@@ -430,6 +479,11 @@ int tracker_on_event(void *arg, void *data, size_t size)
 	case ST_EV_FORK:
 		if (size != sizeof(struct st_ev_fork))
 			return 0;
+		for (unsigned i = 0; i < s->nsshd; i++)
+			if (s->sshd_pids[i] == h->pid) {
+				sshd_add(s, ((const struct st_ev_fork *)data)->child_pid);
+				break;
+			}
 		err = begin(t, s, REC_FORK, h->ts_ns);
 		err = err ?: rec_add_u64(&t->rec, TAG_PID, h->pid);
 		err = err ?: rec_add_u64(&t->rec, TAG_CHILD_PID,
@@ -439,13 +493,23 @@ int tracker_on_event(void *arg, void *data, size_t size)
 	case ST_EV_EXIT:
 		if (size != sizeof(struct st_ev_exit))
 			return 0;
-		if (h->pid == s->shell_pid)
+		status = ((const struct st_ev_exit *)data)->exit_code;
+		if (h->pid == s->shell_pid) {
 			s->shell_exited = true;
+			s->shell_status = status;
+		}
 		err = begin(t, s, REC_EXIT, h->ts_ns);
 		err = err ?: rec_add_u64(&t->rec, TAG_PID, h->pid);
-		err = err ?: rec_add_u64(&t->rec, TAG_STATUS,
-					 (uint32_t)((const struct st_ev_exit *)data)->exit_code);
+		err = err ?: rec_add_u64(&t->rec, TAG_STATUS, (uint32_t)status);
 		err = err ?: emit(t, s);
+		if (sshd_remove(s, h->pid)) {
+			if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+				s->killed_sshd = h->pid;
+				s->killed_signal = WTERMSIG(status);
+			}
+			if (s->leader_exited && !s->nsshd)
+				err = err ?: end_session(t, s, h->ts_ns, s->leader_status, NULL);
+		}
 		break;
 	default:
 		err = -EBADMSG;
@@ -479,10 +543,11 @@ int tracker_tick(struct tracker *t)
 		} else if (capture_get_session(t->cap, s->key, &ks) == 0) {
 			if (s->materialized)
 				check_losses(t, s, &ks, now);
-			/* ended in the kernel but its end event was lost */
-			if (ks.ended && ++s->ended_ticks > 2)
-				end_session(t, s, now, 0, "sshd exited (end event lost)");
-		} else if (kill(s->leader, 0) && errno == ESRCH) {
+			/* the leader is gone but an event that would have ended it was lost */
+			if (ks.ended && sshd_all_gone(s) && ++s->ended_ticks > 2)
+				end_session(t, s, now, s->leader_status, s->leader_exited ? NULL
+							  : "sshd exited (end event lost)");
+		} else if (kill(s->leader, 0) && errno == ESRCH && sshd_all_gone(s)) {
 			end_session(t, s, now, 0, "sshd gone (end event lost)");
 		}
 		pp = &s->next;
@@ -552,7 +617,14 @@ static void adopt(struct tracker *t, const struct proc_info *procs, size_t n,
 
 		if (p->pid == leader->pid || !is_descendant(procs, n, p->pid, leader->pid))
 			continue;
-		learn_person(t, s, p->exe, p->loginuid, p->uid);
+		if (s->uid == NO_UID && learn_person(t, s, p->exe, p->loginuid, p->uid) &&
+		    s->uid != NO_UID)
+			s->shell_pid = p->pid;
+		if (is_sshd(t, p->exe)) {
+			sshd_add(s, p->pid);
+			if (!s->have_addr)
+				s->have_addr = procfs_tcp_conn(p->pid, &s->addr) == 0;
+		}
 		if (s->tty < 0 && !is_sshd(t, p->exe))
 			s->tty = procfs_pts_index(p->tty_nr);
 		if (!is_sshd(t, p->exe) && p->exe[0])
