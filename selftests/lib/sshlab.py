@@ -1103,7 +1103,10 @@ def _delete_netns(ns):
     pids = _run(["ip", "netns", "pids", ns], check=False).stdout.split()
     for p in pids:
         _kill(int(p), signal.SIGKILL)
-    _run(["ip", "netns", "del", ns])
+    res = _run(["ip", "netns", "del", ns], check=False)
+    # A concurrent reap_stale() in another test process may have won.
+    if res.returncode != 0 and ns in _netns_list():
+        raise RuntimeError(f"ip netns del {ns}: {res.stderr.decode().strip()}")
 
 
 # --------------------------------------------------------------------------
