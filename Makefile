@@ -36,7 +36,7 @@ UNIT_BIN := $(BUILD)/unit-tests
 SKEL := $(BUILD)/sealtrail.skel.h
 
 .PHONY: all test unit fuzz bench install clean vmlinux
-all: $(BINS) $(UNIT_BIN)
+all: $(BINS)
 
 $(BUILD)/sealtrail.bpf.o: bpf/sealtrail.bpf.c $(wildcard bpf/lib/*.h) include/sealtrail/events.h vmlinux/vmlinux.h
 	$(call msg,BPF,$@)
@@ -69,7 +69,7 @@ $(UNIT_BIN): $(call obj,$(UNIT_SRC) $(COMMON_SRC))
 
 # The whole suite: unit tests, end-to-end tests against a real sshd, and a
 # bounded fuzz run. Needs root (BPF, users, sshd). Ends with "N passed, N failed".
-test: all fuzz
+test: all $(UNIT_BIN) fuzz
 	$(Q)/usr/bin/python3 selftests/run.py --build $(BUILD)
 
 unit: $(UNIT_BIN)

@@ -336,3 +336,62 @@ def cli():
         check("running" in st and "programs" in st, "status", status=st)
         missing = d.cli("replay", "ffffffff", check_rc=False, binary=True)
         check(missing.returncode != 0 and b"not found" in missing.stderr, "unknown session")
+
+
+def tracked_tgids(daemon_pid):
+    """Keys of the daemon's `procs` BPF map (the tracked processes)."""
+    import json
+    import subprocess
+    for fd in os.listdir(f"/proc/{daemon_pid}/fdinfo"):
+        with open(f"/proc/{daemon_pid}/fdinfo/{fd}") as f:
+            info = dict(line.split(":", 1) for line in f if ":" in line)
+        if "map_id" not in info:
+            continue
+        map_id = info["map_id"].strip()
+        show = json.loads(subprocess.run(["bpftool", "-j", "map", "show", "id", map_id],
+                                         capture_output=True, text=True).stdout)
+        if show.get("name") != "procs":
+            continue
+        dump = json.loads(subprocess.run(["bpftool", "-j", "map", "dump", "id", map_id],
+                                         capture_output=True, text=True).stdout)
+        return {int.from_bytes(bytes(int(b, 16) for b in e["key"]), "little") for e in dump}
+    raise AssertionError(f"no procs map among the fds of {daemon_pid}")
+
+
+@test("e2e/daemon_started_inside_a_session_never_records_itself")
+def self_exclusion():
+    """An admin starts sealtraild from their own ssh session, its log going to
+    that pty: the daemon adopts the session but never tracks itself, and its
+    own output does not feed back into the store."""
+    workdir = tempfile.mkdtemp(prefix="st-lab-")
+    store = tempfile.mkdtemp(prefix="st-selfstore-")
+    with SshLab(workdir, use_pam=True) as lab:
+        u = lab.add_user("stself")
+        with login(lab, u) as s:
+            port = client_port(s.pid)
+            binary = os.path.join(os.environ["SEALTRAIL_BUILD"], "sealtraild")
+            s.send(f"sudo {binary} --store {store} &\n".encode())
+            d = Daemon(store=store)
+            status = wait_for(lambda: d.status().get("running") and d.status(), 30,
+                              "sealtraild started from the session")
+            daemon_pid = status["pid"]
+            wait_for(lambda: lab.pid in d.status().get("listeners", []), 15, "listener followed")
+            sess = d.session_of_port(port, ended=False)
+            s.send(b"echo INSIDE$((6+1))\n")
+            s.expect(b"INSIDE7")
+            tracked = wait_for(lambda: tracked_tgids(daemon_pid) or None, 10, "tracked set")
+            check(daemon_pid not in tracked, "the daemon is not tracked", tracked=sorted(tracked))
+            shells = [e["pid"] for e in d.events(sess["id"]) if e["type"] == "exec"]
+            check(any(p in tracked for p in shells) or tracked, "session processes are tracked")
+            os.kill(daemon_pid, signal.SIGTERM)
+            wait_for(lambda: not os.path.exists(f"/proc/{daemon_pid}"), 30, "daemon exit")
+            logout(s)
+        events = d.events(sess["id"])
+        check(not any(e.get("pid") == daemon_pid for e in events),
+              "no record about the daemon's own process", pids={e.get("pid") for e in events})
+        out = d.export(sess["id"], "--format", "raw")
+        check(b"INSIDE7" in out, "the session was recorded", out=out[-300:])
+        size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(store) for f in fs)
+        check(size < 4 << 20, "no feedback loop: the store stays small", bytes=size)
+    import shutil
+    shutil.rmtree(store, ignore_errors=True)

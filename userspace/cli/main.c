@@ -97,10 +97,12 @@ int cli_each_chunk(struct cli *c, const char *id, int stream,
 	if (!rec)
 		return -ENOMEM;
 
-	/* the login's own pty is the first one it used; others (tmux, script) are separate */
+	/* the login's own pty; those of sudo, tmux or script inside it are kept apart */
 	if (sqlite3_prepare_v2(c->store.index.db,
 			       "SELECT seq, segment, offset FROM chunks WHERE session = ?1 AND stream = ?2"
-			       " AND tty = (SELECT tty FROM chunks WHERE session = ?1 ORDER BY seq LIMIT 1)"
+			       " AND tty = coalesce((SELECT CAST(substr(tty, 5) AS INTEGER) FROM sessions"
+			       " WHERE id = ?1 AND tty LIKE 'pts/%'),"
+			       " (SELECT tty FROM chunks WHERE session = ?1 ORDER BY seq LIMIT 1))"
 			       " ORDER BY seq",
 			       -1, &st, NULL) != SQLITE_OK) {
 		free(rec);

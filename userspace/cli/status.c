@@ -61,7 +61,9 @@ static const char *json_get(const char *json, const char *key, char *out, size_t
 		return out;
 	}
 	p += strlen(pat);
-	n = *p == '[' ? strcspn(p, "]") + 1 : *p == '"' ? strcspn(p + 1, "\"") + 2 : strcspn(p, ",}");
+	if (*p == '"')
+		p++; /* strings without their quotes */
+	n = *p == '[' ? strcspn(p, "]") + 1 : p[-1] == '"' ? strcspn(p, "\"") : strcspn(p, ",}");
 	if (n >= size)
 		n = size - 1;
 	memcpy(out, p, n);

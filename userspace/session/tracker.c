@@ -292,6 +292,14 @@ static int check_losses(struct tracker *t, struct session *s, const struct st_se
 	return err ?: emit(t, s);
 }
 
+static bool sshd_has(const struct session *s, uint32_t pid)
+{
+	for (unsigned i = 0; i < s->nsshd; i++)
+		if (s->sshd_pids[i] == pid)
+			return true;
+	return false;
+}
+
 static bool sshd_remove(struct session *s, uint32_t pid)
 {
 	for (unsigned i = 0; i < s->nsshd; i++) {
@@ -420,7 +428,8 @@ static int on_tty(struct tracker *t, struct session *s, const struct st_ev_tty *
 
 	if (size < head || ev->len > size - head || ev->len > ST_TTY_CHUNK || ev->dir > ST_TTY_OUT)
 		return -EBADMSG;
-	if (s->tty < 0) {
+	/* the login's pty is the one sshd relays; sudo, tmux or script open others */
+	if (s->tty < 0 && sshd_has(s, ev->hdr.pid)) {
 		s->tty = ev->tty_index;
 		err = s->materialized ? write_attrs(t, s, ev->hdr.ts_ns, false, true) : 0;
 	}
@@ -479,11 +488,8 @@ int tracker_on_event(void *arg, void *data, size_t size)
 	case ST_EV_FORK:
 		if (size != sizeof(struct st_ev_fork))
 			return 0;
-		for (unsigned i = 0; i < s->nsshd; i++)
-			if (s->sshd_pids[i] == h->pid) {
-				sshd_add(s, ((const struct st_ev_fork *)data)->child_pid);
-				break;
-			}
+		if (sshd_has(s, h->pid))
+			sshd_add(s, ((const struct st_ev_fork *)data)->child_pid);
 		err = begin(t, s, REC_FORK, h->ts_ns);
 		err = err ?: rec_add_u64(&t->rec, TAG_PID, h->pid);
 		err = err ?: rec_add_u64(&t->rec, TAG_CHILD_PID,
