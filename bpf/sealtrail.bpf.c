@@ -31,7 +31,7 @@ struct {
 
 /* A read/write/readv/writev on a pty master between sys_enter and sys_exit. */
 struct pty_io {
-	__u64 buf;  /* user buffer, or the iovec array for readv/writev */
+	__u64 buf; /* user buffer, or the iovec array for readv/writev */
 	__u32 nvec; /* 0 for read/write */
 	__u32 dir;
 	__u32 tty_index;
@@ -75,7 +75,7 @@ int handle_fork(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 
 	/* A listener forked: a new connection, so a new session. */
-	struct st_session s = { .leader_pid = ctgid };
+	struct st_session s = {.leader_pid = ctgid};
 	struct st_ev_session ev = {};
 
 	key = __sync_fetch_and_add(&next_sess_key, 1);
@@ -220,7 +220,7 @@ static __always_inline bool ptmx_index(__u32 fd, __u32 *index)
 static __always_inline int pty_enter(__u64 fd, __u64 buf, __u64 nvec, __u32 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct pty_io io = { .buf = buf, .nvec = nvec, .dir = dir };
+	struct pty_io io = {.buf = buf, .nvec = nvec, .dir = dir};
 	__u32 tid = (__u32)id;
 
 	if (!is_tracked(id >> 32))
@@ -239,11 +239,11 @@ static __always_inline int pty_enter(__u64 fd, __u64 buf, __u64 nvec, __u32 dir)
 struct pty_walk {
 	struct pty_io io;
 	__u64 sess_key;
-	__u64 seg;	/* current user segment */
+	__u64 seg; /* current user segment */
 	__u64 seg_len;
 	__u64 seg_off;
-	__u64 left;	/* bytes the syscall returned, not yet emitted */
-	__u64 offset;	/* bytes emitted so far */
+	__u64 left; /* bytes the syscall returned, not yet emitted */
+	__u64 offset; /* bytes emitted so far */
 	__u32 next_vec; /* next iovec to load */
 };
 
@@ -278,7 +278,8 @@ static long pty_emit_chunk(__u64 i, struct pty_walk *w)
 	ev = bpf_map_lookup_elem(&scratch, &zero);
 	if (!ev)
 		return 1;
-	if (bpf_probe_read_user(ev->data, n & (2 * ST_TTY_CHUNK - 1), (void *)(w->seg + w->seg_off))) {
+	if (bpf_probe_read_user(ev->data, n & (2 * ST_TTY_CHUNK - 1),
+				(void *)(w->seg + w->seg_off))) {
 		count(ST_CNT_READ_FAILED, 1);
 		goto lost;
 	}

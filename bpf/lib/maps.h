@@ -75,7 +75,7 @@ static __always_inline bool is_tracked(__u32 tgid)
 
 static __always_inline void track(__u32 tgid, __u64 sess_key)
 {
-	struct st_proc p = { .sess_key = sess_key };
+	struct st_proc p = {.sess_key = sess_key};
 
 	if (tgid == self_tgid)
 		return;

@@ -27,7 +27,7 @@
 
 enum st_event_type {
 	ST_EV_SESSION_START = 1, /* listener forked a connection handler */
-	ST_EV_SESSION_END = 2,	 /* the connection handler's group exited */
+	ST_EV_SESSION_END = 2, /* the connection handler's group exited */
 	ST_EV_FORK = 3,
 	ST_EV_EXEC = 4,
 	ST_EV_EXIT = 5,
@@ -35,36 +35,36 @@ enum st_event_type {
 };
 
 enum st_tty_dir {
-	ST_TTY_IN = 0,	/* written to the pty master: what the client sent */
+	ST_TTY_IN = 0, /* written to the pty master: what the client sent */
 	ST_TTY_OUT = 1, /* read from the pty master: what the client received */
 };
 
 /* Indexes of the per-CPU counters map (exported by `sealtrail status`). */
 enum st_counter {
-	ST_CNT_EVENTS = 0,     /* events submitted */
-	ST_CNT_LOST_EVENTS,    /* ring buffer full */
-	ST_CNT_LOST_BYTES,     /* terminal bytes in lost events */
-	ST_CNT_READ_FAILED,    /* bpf_probe_read_* failed */
+	ST_CNT_EVENTS = 0, /* events submitted */
+	ST_CNT_LOST_EVENTS, /* ring buffer full */
+	ST_CNT_LOST_BYTES, /* terminal bytes in lost events */
+	ST_CNT_READ_FAILED, /* bpf_probe_read_* failed */
 	ST_CNT_ARGS_TRUNCATED, /* exec argv longer than ST_ARGS_MAX */
-	ST_CNT_PROC_FULL,      /* process map full: a child is not tracked */
-	ST_CNT_IOV_TRUNCATED,  /* readv/writev with more than ST_IOV_MAX */
+	ST_CNT_PROC_FULL, /* process map full: a child is not tracked */
+	ST_CNT_IOV_TRUNCATED, /* readv/writev with more than ST_IOV_MAX */
 	ST_CNT_MAX,
 };
 
 struct st_event_hdr {
-	__u32 type;	/* enum st_event_type */
-	__u32 size;	/* bytes of the whole event, header included */
-	__u64 ts_ns;	/* CLOCK_BOOTTIME, converted to wall time in userspace */
+	__u32 type; /* enum st_event_type */
+	__u32 size; /* bytes of the whole event, header included */
+	__u64 ts_ns; /* CLOCK_BOOTTIME, converted to wall time in userspace */
 	__u64 sess_key; /* kernel-side session key, see struct st_session */
-	__u32 pid;	/* tgid of the process the event is about */
+	__u32 pid; /* tgid of the process the event is about */
 	__u32 tid;
 };
 
 struct st_ev_session {
 	struct st_event_hdr hdr;
 	__u32 listener_pid; /* parent of the connection handler (start) */
-	__s32 exit_code;    /* wait status of the handler (end) */
-	__u64 lost_events;  /* per-session loss counters at the end */
+	__s32 exit_code; /* wait status of the handler (end) */
+	__u64 lost_events; /* per-session loss counters at the end */
 	__u64 lost_bytes;
 };
 
@@ -82,9 +82,9 @@ struct st_ev_exec {
 	__u32 gid;
 	__u32 loginuid;
 	__u32 sessionid;
-	__u32 args_len;	  /* bytes of argv copied into args[] */
+	__u32 args_len; /* bytes of argv copied into args[] */
 	__u32 args_total; /* bytes of argv the process really has */
-	__u32 flags;	  /* ST_EXEC_* */
+	__u32 flags; /* ST_EXEC_* */
 	__u32 pad;
 	char filename[ST_PATH_MAX];
 	char args[ST_ARGS_MAX]; /* NUL-separated, only args_len are sent */
@@ -100,9 +100,9 @@ struct st_ev_exit {
 
 struct st_ev_tty {
 	struct st_event_hdr hdr;
-	__u32 dir;	 /* enum st_tty_dir */
+	__u32 dir; /* enum st_tty_dir */
 	__u32 tty_index; /* N of /dev/pts/N */
-	__u32 len;	 /* bytes in data[], at most ST_TTY_CHUNK */
+	__u32 len; /* bytes in data[], at most ST_TTY_CHUNK */
 	__u32 pad;
 	__u64 offset; /* offset of this chunk within the syscall's data */
 	char data[ST_TTY_CHUNK];
@@ -111,7 +111,7 @@ struct st_ev_tty {
 /* Value of the sessions map, shared by BPF and the collector. */
 struct st_session {
 	__u32 leader_pid; /* the connection handler forked by the listener */
-	__u32 ended;	  /* set by BPF when the leader exits */
+	__u32 ended; /* set by BPF when the leader exits */
 	__u64 lost_events;
 	__u64 lost_bytes;
 };

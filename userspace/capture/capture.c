@@ -83,7 +83,7 @@ int capture_open(struct capture *c, uint32_t ringbuf_bytes, capture_event_fn fn,
 		log_error("cannot attach the BPF programs: %s", strerror(-err));
 		goto fail;
 	}
-	bpf_object__for_each_program(prog, c->skel->obj)
+	bpf_object__for_each_program (prog, c->skel->obj)
 		c->nprogs++;
 	c->rb = ring_buffer__new(bpf_map__fd(c->skel->maps.events), fn, arg, NULL);
 	if (!c->rb) {
@@ -116,7 +116,7 @@ const char *capture_prog_name(struct capture *c, unsigned i)
 	struct bpf_program *prog;
 	unsigned n = 0;
 
-	bpf_object__for_each_program(prog, c->skel->obj)
+	bpf_object__for_each_program (prog, c->skel->obj)
 		if (n++ == i)
 			return bpf_program__name(prog);
 	return "?";
@@ -136,7 +136,7 @@ int capture_remove_listener(struct capture *c, uint32_t tgid)
 
 int capture_add_session(struct capture *c, uint64_t key, uint32_t leader)
 {
-	struct st_session s = { .leader_pid = leader };
+	struct st_session s = {.leader_pid = leader};
 
 	return bpf_map__update_elem(c->skel->maps.sessions, &key, sizeof(key), &s, sizeof(s),
 				    BPF_NOEXIST);
@@ -144,7 +144,8 @@ int capture_add_session(struct capture *c, uint64_t key, uint32_t leader)
 
 int capture_get_session(struct capture *c, uint64_t key, struct st_session *out)
 {
-	return bpf_map__lookup_elem(c->skel->maps.sessions, &key, sizeof(key), out, sizeof(*out), 0);
+	return bpf_map__lookup_elem(c->skel->maps.sessions, &key, sizeof(key), out, sizeof(*out),
+				    0);
 }
 
 void capture_delete_session(struct capture *c, uint64_t key)
@@ -154,12 +155,13 @@ void capture_delete_session(struct capture *c, uint64_t key)
 
 int capture_track(struct capture *c, uint32_t tgid, uint64_t key)
 {
-	struct st_proc p = { .sess_key = key };
+	struct st_proc p = {.sess_key = key};
 	int err;
 
 	if (tgid >= ST_PID_LIMIT)
 		return -ERANGE;
-	err = bpf_map__update_elem(c->skel->maps.procs, &tgid, sizeof(tgid), &p, sizeof(p), BPF_ANY);
+	err =
+	    bpf_map__update_elem(c->skel->maps.procs, &tgid, sizeof(tgid), &p, sizeof(p), BPF_ANY);
 	if (err)
 		return err;
 	/* .bss is mmap()ed: set the filter bit the same way the BPF side does */
@@ -172,7 +174,8 @@ bool capture_is_tracked(struct capture *c, uint32_t tgid)
 {
 	struct st_proc p;
 
-	return bpf_map__lookup_elem(c->skel->maps.procs, &tgid, sizeof(tgid), &p, sizeof(p), 0) == 0;
+	return bpf_map__lookup_elem(c->skel->maps.procs, &tgid, sizeof(tgid), &p, sizeof(p), 0) ==
+	       0;
 }
 
 void capture_counters(struct capture *c, uint64_t out[ST_CNT_MAX])

@@ -18,8 +18,11 @@ struct cli {
 /* --store and --json are accepted after the command too. */
 #define OPT_STORE 1000
 #define OPT_JSON 1001
-#define CLI_COMMON_OPTS                                                                  \
-	{ "store", required_argument, NULL, OPT_STORE }, { "json", no_argument, NULL, OPT_JSON }
+#define CLI_COMMON_OPTS                                                                            \
+	{"store", required_argument, NULL, OPT_STORE},                                             \
+	{                                                                                          \
+		"json", no_argument, NULL, OPT_JSON                                                \
+	}
 int cli_common_opt(struct cli *c, int opt);
 
 /* Open the store read-only; prints an error naming the store on failure. */

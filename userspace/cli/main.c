@@ -11,23 +11,25 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: sealtrail [--store DIR] [--json] COMMAND [ARGS]\n"
-		"List, replay and export ssh sessions recorded by sealtraild.\n\n"
-		"commands:\n"
-		"  sessions [--since T] [--until T] [--user U]   sessions active in the window\n"
-		"  events SESSION                                 the session's timeline: execs with\n"
-		"                                                 argv and exit status, forks, gaps\n"
-		"  replay SESSION [--speed X] [--at SECONDS]      play the output with its timing\n"
-		"                                                 (--speed 0: no delays)\n"
-		"  export SESSION [--format asciicast|raw] [--stream out|in] [--output FILE]\n"
-		"  status                                         is sealtraild recording, losses\n"
-		"  reindex                                        rebuild the index from the records\n\n"
-		"options (anywhere before the command):\n"
-		"  --store DIR   store directory (default " STORE_DEFAULT_DIR ")\n"
-		"  --json        one JSON object per line instead of a table\n\n"
-		"SESSION is a session id or a unique prefix of one. T is RFC 3339\n"
-		"(2026-11-24T09:00:00Z) or an age: 90s, 15m, 2h, 7d, 1w.\n");
+	fprintf(
+	    out,
+	    "usage: sealtrail [--store DIR] [--json] COMMAND [ARGS]\n"
+	    "List, replay and export ssh sessions recorded by sealtraild.\n\n"
+	    "commands:\n"
+	    "  sessions [--since T] [--until T] [--user U]   sessions active in the window\n"
+	    "  events SESSION                                 the session's timeline: execs with\n"
+	    "                                                 argv and exit status, forks, gaps\n"
+	    "  replay SESSION [--speed X] [--at SECONDS]      play the output with its timing\n"
+	    "                                                 (--speed 0: no delays)\n"
+	    "  export SESSION [--format asciicast|raw] [--stream out|in] [--output FILE]\n"
+	    "  status                                         is sealtraild recording, losses\n"
+	    "  reindex                                        rebuild the index from the "
+	    "records\n\n"
+	    "options (anywhere before the command):\n"
+	    "  --store DIR   store directory (default " STORE_DEFAULT_DIR ")\n"
+	    "  --json        one JSON object per line instead of a table\n\n"
+	    "SESSION is a session id or a unique prefix of one. T is RFC 3339\n"
+	    "(2026-11-24T09:00:00Z) or an age: 90s, 15m, 2h, 7d, 1w.\n");
 }
 
 int cli_common_opt(struct cli *c, int opt)
@@ -52,13 +54,16 @@ int cli_session_id(struct cli *c, const char *arg, char id[ST_ID_HEX])
 	char pattern[ST_ID_HEX + 1];
 	int n = 0;
 
-	if (strlen(arg) < 4 || strlen(arg) > ST_ID_HEX - 1 || strspn(arg, "0123456789abcdef") != strlen(arg)) {
-		log_error("%s: not a session id (32 hex digits, or a unique prefix of at least 4)", arg);
+	if (strlen(arg) < 4 || strlen(arg) > ST_ID_HEX - 1 ||
+	    strspn(arg, "0123456789abcdef") != strlen(arg)) {
+		log_error("%s: not a session id (32 hex digits, or a unique prefix of at least 4)",
+			  arg);
 		return -EINVAL;
 	}
 	snprintf(pattern, sizeof(pattern), "%s%%", arg);
-	if (sqlite3_prepare_v2(c->store.index.db, "SELECT id FROM sessions WHERE id LIKE ?1 LIMIT 2",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(c->store.index.db,
+			       "SELECT id FROM sessions WHERE id LIKE ?1 LIMIT 2", -1, &st,
+			       NULL) != SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_text(st, 1, pattern, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW) {
@@ -90,7 +95,7 @@ int cli_each_chunk(struct cli *c, const char *id, int stream,
 		   int (*fn)(void *arg, const struct chunk *ch), void *arg)
 {
 	sqlite3_stmt *st;
-	struct buf raw = { 0 };
+	struct buf raw = {0};
 	struct record *rec = malloc(sizeof(*rec));
 	int err = 0;
 
@@ -98,13 +103,14 @@ int cli_each_chunk(struct cli *c, const char *id, int stream,
 		return -ENOMEM;
 
 	/* the login's own pty; those of sudo, tmux or script inside it are kept apart */
-	if (sqlite3_prepare_v2(c->store.index.db,
-			       "SELECT seq, segment, offset FROM chunks WHERE session = ?1 AND stream = ?2"
-			       " AND tty = coalesce((SELECT CAST(substr(tty, 5) AS INTEGER) FROM sessions"
-			       " WHERE id = ?1 AND tty LIKE 'pts/%'),"
-			       " (SELECT tty FROM chunks WHERE session = ?1 ORDER BY seq LIMIT 1))"
-			       " ORDER BY seq",
-			       -1, &st, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(
+		c->store.index.db,
+		"SELECT seq, segment, offset FROM chunks WHERE session = ?1 AND stream = ?2"
+		" AND tty = coalesce((SELECT CAST(substr(tty, 5) AS INTEGER) FROM sessions"
+		" WHERE id = ?1 AND tty LIKE 'pts/%'),"
+		" (SELECT tty FROM chunks WHERE session = ?1 ORDER BY seq LIMIT 1))"
+		" ORDER BY seq",
+		-1, &st, NULL) != SQLITE_OK) {
 		free(rec);
 		return -EIO;
 	}
@@ -115,20 +121,21 @@ int cli_each_chunk(struct cli *c, const char *id, int stream,
 		const struct rec_field *f;
 		struct chunk ch;
 
-		err = store_read_at(&c->store, sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
-				    &raw, rec);
+		err = store_read_at(&c->store, sqlite3_column_int64(st, 1),
+				    sqlite3_column_int64(st, 2), &raw, rec);
 		if (err) {
-			log_error("session %s: record %llu unreadable; output continues after it", id,
-				  (unsigned long long)seq);
+			log_error("session %s: record %llu unreadable; output continues after it",
+				  id, (unsigned long long)seq);
 			err = 0;
 			continue;
 		}
 		f = rec_field(rec, TAG_DATA);
 		if (rec->seq != seq || rec->type != REC_TTY || !f) {
-			log_error("session %s: index points at record %llu but the log has %llu (%s);"
-				  " run `sealtrail reindex`",
-				  id, (unsigned long long)seq, (unsigned long long)rec->seq,
-				  rec_type_name(rec->type));
+			log_error(
+			    "session %s: index points at record %llu but the log has %llu (%s);"
+			    " run `sealtrail reindex`",
+			    id, (unsigned long long)seq, (unsigned long long)rec->seq,
+			    rec_type_name(rec->type));
 			err = -EIO;
 			break;
 		}
@@ -150,10 +157,10 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(struct cli *c, int argc, char **argv);
 	} cmds[] = {
-		{ "sessions", cmd_sessions }, { "events", cmd_events },	 { "replay", cmd_replay },
-		{ "export", cmd_export },     { "status", cmd_status },	 { "reindex", cmd_reindex },
+	    {"sessions", cmd_sessions}, {"events", cmd_events}, {"replay", cmd_replay},
+	    {"export", cmd_export},	{"status", cmd_status}, {"reindex", cmd_reindex},
 	};
-	struct cli c = { .store_dir = STORE_DEFAULT_DIR };
+	struct cli c = {.store_dir = STORE_DEFAULT_DIR};
 	int i;
 
 	log_set_prefix("sealtrail");

@@ -15,7 +15,7 @@
 struct replay {
 	int fd;
 	double speed;
-	uint64_t at_ns;	  /* output before start + at is written at once */
+	uint64_t at_ns; /* output before start + at is written at once */
 	uint64_t start_ns;
 	uint64_t prev_ns; /* time of the previous chunk */
 };
@@ -25,9 +25,10 @@ static int replay_chunk(void *arg, const struct chunk *ch)
 	struct replay *r = arg;
 
 	if (r->speed > 0 && ch->wall_ns > r->prev_ns && ch->wall_ns >= r->start_ns + r->at_ns) {
-		uint64_t from = r->prev_ns > r->start_ns + r->at_ns ? r->prev_ns : r->start_ns + r->at_ns;
+		uint64_t from =
+		    r->prev_ns > r->start_ns + r->at_ns ? r->prev_ns : r->start_ns + r->at_ns;
 		double secs = (double)(ch->wall_ns - from) / 1e9 / r->speed;
-		struct timespec ts = { (time_t)secs, (long)((secs - floor(secs)) * 1e9) };
+		struct timespec ts = {(time_t)secs, (long)((secs - floor(secs)) * 1e9)};
 
 		if (r->prev_ns)
 			while (nanosleep(&ts, &ts) && errno == EINTR)
@@ -41,12 +42,12 @@ static int replay_chunk(void *arg, const struct chunk *ch)
 int cmd_replay(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "speed", required_argument, NULL, 's' },
-		{ "at", required_argument, NULL, 'a' },
-		CLI_COMMON_OPTS,
-		{ 0 },
+	    {"speed", required_argument, NULL, 's'},
+	    {"at", required_argument, NULL, 'a'},
+	    CLI_COMMON_OPTS,
+	    {0},
 	};
-	struct replay r = { .fd = STDOUT_FILENO, .speed = 1.0 };
+	struct replay r = {.fd = STDOUT_FILENO, .speed = 1.0};
 	char id[ST_ID_HEX], *end;
 	double at = 0;
 	int opt, err;
@@ -143,11 +144,11 @@ static int raw_chunk(void *arg, const struct chunk *ch)
 int cmd_export(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "format", required_argument, NULL, 'f' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "stream", required_argument, NULL, 'S' },
-		CLI_COMMON_OPTS,
-		{ 0 },
+	    {"format", required_argument, NULL, 'f'},
+	    {"output", required_argument, NULL, 'o'},
+	    {"stream", required_argument, NULL, 'S'},
+	    CLI_COMMON_OPTS,
+	    {0},
 	};
 	const char *format = "asciicast", *output = NULL;
 	int opt, err, fd = STDOUT_FILENO, stream = STREAM_OUT;
@@ -191,11 +192,11 @@ int cmd_export(struct cli *c, int argc, char **argv)
 		}
 	}
 	if (!strcmp(format, "raw")) {
-		struct raw_out r = { fd };
+		struct raw_out r = {fd};
 
 		err = cli_each_chunk(c, id, stream, raw_chunk, &r);
 	} else {
-		struct asciicast a = { 0 };
+		struct asciicast a = {0};
 		char title[128];
 
 		a.out = fdopen(dup(fd), "w");
@@ -212,7 +213,7 @@ int cmd_export(struct cli *c, int argc, char **argv)
 		err = err ?: cli_each_chunk(c, id, stream, asciicast_chunk, &a);
 		if (!err && a.ncarry) {
 			/* a sequence cut short by the end of the stream: U+FFFD for it */
-			struct chunk last = { .wall_ns = a.last_ns };
+			struct chunk last = {.wall_ns = a.last_ns};
 
 			a.carry[a.ncarry++] = 0xff; /* never part of valid UTF-8 */
 			err = asciicast_chunk(&a, &last);

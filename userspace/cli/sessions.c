@@ -45,20 +45,21 @@ static const char *col_text(sqlite3_stmt *st, int col)
 int cmd_sessions(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "since", required_argument, NULL, 's' },
-		{ "until", required_argument, NULL, 'u' },
-		{ "user", required_argument, NULL, 'U' },
-		CLI_COMMON_OPTS,
-		{ 0 },
+	    {"since", required_argument, NULL, 's'},
+	    {"until", required_argument, NULL, 'u'},
+	    {"user", required_argument, NULL, 'U'},
+	    CLI_COMMON_OPTS,
+	    {0},
 	};
 	const char *sql =
-		"SELECT id, user, loginuid, uid, source_ip, source_port, local_port, tty, host,"
-		" start_ns, end_ns, bytes_in, bytes_out, lost_events, lost_bytes, end_reason, leader_pid"
-		" FROM sessions WHERE (end_ns IS NULL OR end_ns >= ?1) AND start_ns <= ?2"
-		" AND (?3 IS NULL OR user = ?3) ORDER BY start_ns, id";
+	    "SELECT id, user, loginuid, uid, source_ip, source_port, local_port, tty, host,"
+	    " start_ns, end_ns, bytes_in, bytes_out, lost_events, lost_bytes, end_reason, "
+	    "leader_pid"
+	    " FROM sessions WHERE (end_ns IS NULL OR end_ns >= ?1) AND start_ns <= ?2"
+	    " AND (?3 IS NULL OR user = ?3) ORDER BY start_ns, id";
 	uint64_t now = clock_ns(CLOCK_REALTIME), since = 0, until = INT64_MAX;
 	const char *user = NULL;
-	struct buf line = { 0 };
+	struct buf line = {0};
 	sqlite3_stmt *st;
 	int opt, rows = 0;
 
@@ -66,7 +67,8 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (opt == 's' || opt == 'u') {
 			if (parse_time(optarg, now, opt == 's' ? &since : &until)) {
-				log_error("--%s %s: not RFC 3339 (2026-11-24T09:00:00Z) nor an age (2h, 7d)",
+				log_error("--%s %s: not RFC 3339 (2026-11-24T09:00:00Z) nor an age "
+					  "(2h, 7d)",
 					  opt == 's' ? "since" : "until", optarg);
 				return 2;
 			}
@@ -88,8 +90,8 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 	if (user)
 		sqlite3_bind_text(st, 3, user, -1, SQLITE_STATIC);
 	if (!c->json)
-		printf("%-32s  %-10s %-21s %-6s %-7s %-30s %-30s %10s %10s %5s\n", "ID", "USER", "SOURCE",
-		       "LPORT", "TTY", "START", "END", "IN", "OUT", "LOST");
+		printf("%-32s  %-10s %-21s %-6s %-7s %-30s %-30s %10s %10s %5s\n", "ID", "USER",
+		       "SOURCE", "LPORT", "TTY", "START", "END", "IN", "OUT", "LOST");
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		char start[40], end[40], src[96];
 
@@ -123,11 +125,13 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 			format_rfc3339(sqlite3_column_int64(st, 10), end);
 		snprintf(src, sizeof(src), "%s:%lld", col_text(st, 4) ? col_text(st, 4) : "?",
 			 (long long)sqlite3_column_int64(st, 5));
-		printf("%-32s  %-10s %-21s %-6lld %-7s %-30s %-30s %10lld %10lld %5lld\n", col_text(st, 0),
-		       col_text(st, 1) ? col_text(st, 1) : "?", src,
-		       (long long)sqlite3_column_int64(st, 6), col_text(st, 7) ? col_text(st, 7) : "-",
-		       start, end, (long long)sqlite3_column_int64(st, 11),
-		       (long long)sqlite3_column_int64(st, 12), (long long)sqlite3_column_int64(st, 13));
+		printf("%-32s  %-10s %-21s %-6lld %-7s %-30s %-30s %10lld %10lld %5lld\n",
+		       col_text(st, 0), col_text(st, 1) ? col_text(st, 1) : "?", src,
+		       (long long)sqlite3_column_int64(st, 6),
+		       col_text(st, 7) ? col_text(st, 7) : "-", start, end,
+		       (long long)sqlite3_column_int64(st, 11),
+		       (long long)sqlite3_column_int64(st, 12),
+		       (long long)sqlite3_column_int64(st, 13));
 	}
 	if (!c->json && !rows)
 		printf("(no sessions in this window)\n");
@@ -145,24 +149,42 @@ static void print_event(struct cli *c, const struct record *rec, struct buf *lin
 
 	format_rfc3339(rec->wall_ns, t);
 	line->len = 0;
-	buf_addf(line, "{\"seq\":%llu,\"time\":\"%s\",\"type\":\"%s\"", (unsigned long long)rec->seq, t,
-		 rec_type_name(rec->type));
+	buf_addf(line, "{\"seq\":%llu,\"time\":\"%s\",\"type\":\"%s\"",
+		 (unsigned long long)rec->seq, t, rec_type_name(rec->type));
 	for (unsigned i = 0; i < rec->nfields; i++) {
 		const struct rec_field *f = &rec->fields[i];
 		static const char *names[TAG_MAX] = {
-			[TAG_HOST] = "host", [TAG_BOOT_ID] = "boot_id", [TAG_USER] = "user",
-			[TAG_LOGINUID] = "loginuid", [TAG_UID] = "uid", [TAG_EUID] = "euid",
-			[TAG_GID] = "gid", [TAG_SESSIONID] = "audit_session",
-			[TAG_SOURCE_IP] = "source_ip", [TAG_SOURCE_PORT] = "source_port",
-			[TAG_LOCAL_IP] = "local_ip", [TAG_LOCAL_PORT] = "local_port", [TAG_TTY] = "tty",
-			[TAG_LEADER_PID] = "leader_pid", [TAG_LISTENER_PID] = "listener_pid",
-			[TAG_ADOPTED] = "adopted", [TAG_PID] = "pid", [TAG_PPID] = "ppid",
-			[TAG_CHILD_PID] = "child_pid", [TAG_FILENAME] = "filename",
-			[TAG_ARGV_TOTAL] = "argv_bytes", [TAG_ARGV_TRUNCATED] = "argv_truncated",
-			[TAG_STREAM] = "stream", [TAG_STATUS] = "status",
-			[TAG_LOST_EVENTS] = "lost_events", [TAG_LOST_BYTES] = "lost_bytes",
-			[TAG_REASON] = "reason", [TAG_FILE] = "file", [TAG_FILE_OFFSET] = "file_offset",
-			[TAG_EVENT] = "event", [TAG_VERSION] = "version",
+		    [TAG_HOST] = "host",
+		    [TAG_BOOT_ID] = "boot_id",
+		    [TAG_USER] = "user",
+		    [TAG_LOGINUID] = "loginuid",
+		    [TAG_UID] = "uid",
+		    [TAG_EUID] = "euid",
+		    [TAG_GID] = "gid",
+		    [TAG_SESSIONID] = "audit_session",
+		    [TAG_SOURCE_IP] = "source_ip",
+		    [TAG_SOURCE_PORT] = "source_port",
+		    [TAG_LOCAL_IP] = "local_ip",
+		    [TAG_LOCAL_PORT] = "local_port",
+		    [TAG_TTY] = "tty",
+		    [TAG_LEADER_PID] = "leader_pid",
+		    [TAG_LISTENER_PID] = "listener_pid",
+		    [TAG_ADOPTED] = "adopted",
+		    [TAG_PID] = "pid",
+		    [TAG_PPID] = "ppid",
+		    [TAG_CHILD_PID] = "child_pid",
+		    [TAG_FILENAME] = "filename",
+		    [TAG_ARGV_TOTAL] = "argv_bytes",
+		    [TAG_ARGV_TRUNCATED] = "argv_truncated",
+		    [TAG_STREAM] = "stream",
+		    [TAG_STATUS] = "status",
+		    [TAG_LOST_EVENTS] = "lost_events",
+		    [TAG_LOST_BYTES] = "lost_bytes",
+		    [TAG_REASON] = "reason",
+		    [TAG_FILE] = "file",
+		    [TAG_FILE_OFFSET] = "file_offset",
+		    [TAG_EVENT] = "event",
+		    [TAG_VERSION] = "version",
 		};
 
 		if (f->tag == TAG_ARGV) {
@@ -179,10 +201,10 @@ static void print_event(struct cli *c, const struct record *rec, struct buf *lin
 			buf_addf(line, "]");
 		} else if (f->tag == TAG_DATA) {
 			buf_addf(line, ",\"bytes\":%u", f->len);
-		} else if (f->tag < TAG_MAX && names[f->tag] && f->len == 8 &&
-			   f->tag != TAG_USER && f->tag != TAG_HOST && f->tag != TAG_TTY &&
-			   f->tag != TAG_FILENAME && f->tag != TAG_REASON && f->tag != TAG_FILE &&
-			   f->tag != TAG_SOURCE_IP && f->tag != TAG_LOCAL_IP && rec_u64(rec, f->tag, &v)) {
+		} else if (f->tag < TAG_MAX && names[f->tag] && f->len == 8 && f->tag != TAG_USER &&
+			   f->tag != TAG_HOST && f->tag != TAG_TTY && f->tag != TAG_FILENAME &&
+			   f->tag != TAG_REASON && f->tag != TAG_FILE && f->tag != TAG_SOURCE_IP &&
+			   f->tag != TAG_LOCAL_IP && rec_u64(rec, f->tag, &v)) {
 			buf_addf(line, ",\"%s\":%llu", names[f->tag], (unsigned long long)v);
 		} else if (f->tag < TAG_MAX && names[f->tag]) {
 			buf_addf(line, ",\"%s\":", names[f->tag]);
@@ -198,7 +220,7 @@ static void print_event(struct cli *c, const struct record *rec, struct buf *lin
 	switch (rec->type) {
 	case REC_EXEC: {
 		const struct rec_field *f = rec_field(rec, TAG_ARGV);
-		struct buf args = { 0 };
+		struct buf args = {0};
 
 		for (uint32_t a = 0; f && a < f->len; a++)
 			buf_add(&args, f->data[a] ? &f->data[a] : (const uint8_t *)" ", 1);
@@ -254,9 +276,9 @@ static void events_damage(void *arg, const char *file, uint64_t off, uint64_t by
 
 int cmd_events(struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = { CLI_COMMON_OPTS, { 0 } };
-	struct events_visit v = { .c = c };
-	struct store_visitor sv = { events_record, events_damage, &v, 0 };
+	static const struct option opts[] = {CLI_COMMON_OPTS, {0}};
+	struct events_visit v = {.c = c};
+	struct store_visitor sv = {events_record, events_damage, &v, 0};
 	char id[ST_ID_HEX];
 	sqlite3_stmt *st;
 	int opt, err;

@@ -73,7 +73,7 @@ static const char *json_get(const char *json, const char *key, char *out, size_t
 
 int cmd_status(struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = { CLI_COMMON_OPTS, { 0 } };
+	static const struct option opts[] = {CLI_COMMON_OPTS, {0}};
 	char path[4096], v[1024];
 	bool running;
 	char *json;
@@ -90,8 +90,8 @@ int cmd_status(struct cli *c, int argc, char **argv)
 	json = read_file(path);
 	if (cli_open(c) == 0) {
 		if (sqlite3_prepare_v2(c->store.index.db,
-				       "SELECT count(*) FROM sessions WHERE end_ns IS NULL", -1, &st,
-				       NULL) == SQLITE_OK) {
+				       "SELECT count(*) FROM sessions WHERE end_ns IS NULL", -1,
+				       &st, NULL) == SQLITE_OK) {
 			if (sqlite3_step(st) == SQLITE_ROW)
 				live = sqlite3_column_int64(st, 0);
 			sqlite3_finalize(st);
@@ -111,10 +111,12 @@ int cmd_status(struct cli *c, int argc, char **argv)
 			printf("last update:    %s\n", json_get(json, "updated", v, sizeof(v)));
 			printf("programs:       %s\n", json_get(json, "programs", v, sizeof(v)));
 			printf("sshd listeners: %s\n", json_get(json, "listeners", v, sizeof(v)));
-			printf("live sessions:  %s\n", json_get(json, "live_sessions", v, sizeof(v)));
+			printf("live sessions:  %s\n",
+			       json_get(json, "live_sessions", v, sizeof(v)));
 			printf("events:         %s\n", json_get(json, "events", v, sizeof(v)));
 			printf("lost events:    %s", json_get(json, "lost_events", v, sizeof(v)));
-			printf(" (%s terminal bytes)\n", json_get(json, "lost_bytes", v, sizeof(v)));
+			printf(" (%s terminal bytes)\n",
+			       json_get(json, "lost_bytes", v, sizeof(v)));
 			printf("records:        %s\n", json_get(json, "records", v, sizeof(v)));
 		}
 		printf("open sessions:  %lld in the index\n", live);
@@ -125,7 +127,7 @@ int cmd_status(struct cli *c, int argc, char **argv)
 
 int cmd_reindex(struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = { CLI_COMMON_OPTS, { 0 } };
+	static const struct option opts[] = {CLI_COMMON_OPTS, {0}};
 	uint64_t n = 0;
 	int opt, err;
 

@@ -19,7 +19,7 @@ void log_set_prefix(const char *prefix)
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-	static const char *names[] = { "error", "warning", "info", "debug" };
+	static const char *names[] = {"error", "warning", "info", "debug"};
 	va_list ap;
 
 	if (level > current_level)

@@ -113,8 +113,9 @@ void format_rfc3339(uint64_t wall_ns, char out[40])
 	struct tm tm;
 
 	gmtime_r(&secs, &tm);
-	snprintf(out, 40, "%04u-%02u-%02uT%02u:%02u:%02u.%09uZ", (unsigned)(tm.tm_year + 1900) % 10000u,
-		 (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u,
+	snprintf(out, 40, "%04u-%02u-%02uT%02u:%02u:%02u.%09uZ",
+		 (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
+		 (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u,
 		 (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u,
 		 (unsigned)(wall_ns % 1000000000ull));
 }
@@ -130,12 +131,23 @@ static int parse_relative(const char *s, uint64_t now_ns, uint64_t *wall_ns)
 	if (errno || end == s || end[0] == 0 || end[1] != 0)
 		return -EINVAL;
 	switch (*end) {
-	case 's': unit = 1; break;
-	case 'm': unit = 60; break;
-	case 'h': unit = 3600; break;
-	case 'd': unit = 86400; break;
-	case 'w': unit = 7 * 86400; break;
-	default: return -EINVAL;
+	case 's':
+		unit = 1;
+		break;
+	case 'm':
+		unit = 60;
+		break;
+	case 'h':
+		unit = 3600;
+		break;
+	case 'd':
+		unit = 86400;
+		break;
+	case 'w':
+		unit = 7 * 86400;
+		break;
+	default:
+		return -EINVAL;
 	}
 	if (n > now_ns / 1000000000ull / unit)
 		return -ERANGE;
@@ -145,7 +157,7 @@ static int parse_relative(const char *s, uint64_t now_ns, uint64_t *wall_ns)
 
 int parse_time(const char *s, uint64_t now_ns, uint64_t *wall_ns)
 {
-	struct tm tm = { 0 };
+	struct tm tm = {0};
 	const char *p;
 	uint64_t frac = 0, scale = 100000000ull;
 	long offset = 0;

@@ -50,32 +50,35 @@ static int write_status(struct tracker *t, struct capture *cap, const char *stor
 {
 	uint64_t cnt[ST_CNT_MAX];
 	char started[40], now[40], *path = NULL, *tmp = NULL;
-	struct buf b = { 0 };
+	struct buf b = {0};
 	FILE *f;
 	int err = 0;
 
 	capture_counters(cap, cnt);
 	format_rfc3339(started_ns, started);
 	format_rfc3339(clock_ns(CLOCK_REALTIME), now);
-	buf_addf(&b, "{\"running\":%s,\"pid\":%d,\"version\":\"%s\",\"started\":\"%s\",\"updated\":\"%s\",",
-		 running ? "true" : "false", getpid(), SEALTRAIL_VERSION, started, now);
+	buf_addf(
+	    &b,
+	    "{\"running\":%s,\"pid\":%d,\"version\":\"%s\",\"started\":\"%s\",\"updated\":\"%s\",",
+	    running ? "true" : "false", getpid(), SEALTRAIL_VERSION, started, now);
 	buf_addf(&b, "\"programs\":[");
 	for (unsigned i = 0; i < cap->nprogs; i++)
 		buf_addf(&b, "%s\"%s\"", i ? "," : "", capture_prog_name(cap, i));
 	buf_addf(&b, "],\"listeners\":[");
 	for (unsigned i = 0; i < t->nlisteners; i++)
 		buf_addf(&b, "%s%u", i ? "," : "", t->listeners[i]);
-	buf_addf(&b,
-		 "],\"live_sessions\":%u,\"sessions\":%llu,\"records\":%llu,\"events\":%llu,"
-		 "\"lost_events\":%llu,\"lost_bytes\":%llu,\"args_truncated\":%llu,"
-		 "\"read_failed\":%llu,\"untracked_children\":%llu,\"bad_events\":%llu,"
-		 "\"preauth_dropped\":%llu,\"ringbuf_bytes\":%u}\n",
-		 t->live, (unsigned long long)t->sessions_total, (unsigned long long)t->records,
-		 (unsigned long long)cnt[ST_CNT_EVENTS], (unsigned long long)cnt[ST_CNT_LOST_EVENTS],
-		 (unsigned long long)cnt[ST_CNT_LOST_BYTES],
-		 (unsigned long long)cnt[ST_CNT_ARGS_TRUNCATED],
-		 (unsigned long long)cnt[ST_CNT_READ_FAILED], (unsigned long long)cnt[ST_CNT_PROC_FULL],
-		 (unsigned long long)t->bad_events, (unsigned long long)t->preauth_dropped, ringbuf);
+	buf_addf(
+	    &b,
+	    "],\"live_sessions\":%u,\"sessions\":%llu,\"records\":%llu,\"events\":%llu,"
+	    "\"lost_events\":%llu,\"lost_bytes\":%llu,\"args_truncated\":%llu,"
+	    "\"read_failed\":%llu,\"untracked_children\":%llu,\"bad_events\":%llu,"
+	    "\"preauth_dropped\":%llu,\"ringbuf_bytes\":%u}\n",
+	    t->live, (unsigned long long)t->sessions_total, (unsigned long long)t->records,
+	    (unsigned long long)cnt[ST_CNT_EVENTS], (unsigned long long)cnt[ST_CNT_LOST_EVENTS],
+	    (unsigned long long)cnt[ST_CNT_LOST_BYTES],
+	    (unsigned long long)cnt[ST_CNT_ARGS_TRUNCATED],
+	    (unsigned long long)cnt[ST_CNT_READ_FAILED], (unsigned long long)cnt[ST_CNT_PROC_FULL],
+	    (unsigned long long)t->bad_events, (unsigned long long)t->preauth_dropped, ringbuf);
 	if (asprintf(&path, "%s/status.json", store_dir) < 0 ||
 	    asprintf(&tmp, "%s/.status.json.tmp", store_dir) < 0) {
 		err = -ENOMEM;
@@ -96,21 +99,21 @@ out:
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "store", required_argument, NULL, 's' },
-		{ "sshd", required_argument, NULL, 'd' },
-		{ "ringbuf-size", required_argument, NULL, 'r' },
-		{ "log-level", required_argument, NULL, 'l' },
-		{ "consumer-delay-ms", required_argument, NULL, 'c' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"store", required_argument, NULL, 's'},
+	    {"sshd", required_argument, NULL, 'd'},
+	    {"ringbuf-size", required_argument, NULL, 'r'},
+	    {"log-level", required_argument, NULL, 'l'},
+	    {"consumer-delay-ms", required_argument, NULL, 'c'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	const char *store_dir = STORE_DEFAULT_DIR;
 	unsigned long ringbuf = 32u << 20, delay_ms = 0;
 	struct store store;
-	struct capture cap = { 0 };
+	struct capture cap = {0};
 	struct tracker t;
-	struct sigaction sa = { .sa_handler = on_signal };
+	struct sigaction sa = {.sa_handler = on_signal};
 	uint64_t started, last_tick, last_scan;
 	int opt, err;
 
@@ -128,8 +131,10 @@ int main(int argc, char **argv)
 		case 'r':
 			ringbuf = strtoul(optarg, NULL, 0);
 			if (ringbuf < 4096 || ringbuf > (1ul << 30) || (ringbuf & (ringbuf - 1))) {
-				fprintf(stderr, "sealtraild: --ringbuf-size %s: need a power of two"
-						" between 4096 and 1 GiB\n", optarg);
+				fprintf(stderr,
+					"sealtraild: --ringbuf-size %s: need a power of two"
+					" between 4096 and 1 GiB\n",
+					optarg);
 				return 2;
 			}
 			break;

@@ -48,8 +48,9 @@ int procfs_read(uint32_t pid, struct proc_info *out)
 	if (err)
 		return err;
 	p = strrchr(text, ')'); /* comm may hold spaces and parentheses */
-	if (!p || sscanf(p + 2, "%*c %u %*d %*d %u %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d"
-				" %*d %*d %llu",
+	if (!p || sscanf(p + 2,
+			 "%*c %u %*d %*d %u %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d"
+			 " %*d %*d %llu",
 			 &ppid, &tty, &start) != 3)
 		return -EINVAL;
 	out->ppid = ppid;
@@ -92,7 +93,8 @@ int procfs_list(struct proc_info **out, size_t *n)
 		if (*end || !pid)
 			continue;
 		if (*n == cap) {
-			struct proc_info *p = realloc(*out, (cap = cap ? 2 * cap : 256) * sizeof(**out));
+			struct proc_info *p =
+			    realloc(*out, (cap = cap ? 2 * cap : 256) * sizeof(**out));
 
 			if (!p) {
 				closedir(d);
@@ -151,13 +153,15 @@ static int find_inode(uint32_t pid, const char *table, bool v6, const unsigned l
 		unsigned state;
 		unsigned long inode;
 
-		if (sscanf(line, " %*d: %63s %63s %x %*s %*s %*s %*u %*u %lu", local, remote, &state,
-			   &inode) != 4 || state != 1 /* TCP_ESTABLISHED */)
+		if (sscanf(line, " %*d: %63s %63s %x %*s %*s %*s %*u %*u %lu", local, remote,
+			   &state, &inode) != 4 ||
+		    state != 1 /* TCP_ESTABLISHED */)
 			continue;
 		for (size_t i = 0; i < ninodes; i++) {
 			if (inodes[i] != inode)
 				continue;
-			if (parse_addr(local, v6, out->local_ip, sizeof(out->local_ip), &out->local_port) ||
+			if (parse_addr(local, v6, out->local_ip, sizeof(out->local_ip),
+				       &out->local_port) ||
 			    parse_addr(remote, v6, out->source_ip, sizeof(out->source_ip),
 				       &out->source_port))
 				continue;
@@ -204,7 +208,8 @@ int procfs_tcp_conn(uint32_t pid, struct conn_addr *out)
 
 int procfs_pts_index(uint32_t tty_nr)
 {
-	unsigned major = (tty_nr >> 8) & 0xfff, minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
+	unsigned major = (tty_nr >> 8) & 0xfff,
+		 minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
 
 	/* Unix98 pty slaves: majors 136..143 */
 	if (major < 136 || major > 143)

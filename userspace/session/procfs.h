@@ -18,7 +18,7 @@ struct proc_info {
 	uint32_t loginuid; /* NO_UID when unset */
 	uint32_t sessionid;
 	uint32_t tty_nr; /* st_rdev style: major << 8 | minor (see proc(5)) */
-	char exe[256];	 /* "" for kernel threads or if unreadable */
+	char exe[256]; /* "" for kernel threads or if unreadable */
 };
 
 int procfs_read(uint32_t pid, struct proc_info *out);

@@ -44,7 +44,7 @@ struct session {
 	bool ended;
 	unsigned ended_ticks; /* ticks the kernel said ended but no end event came */
 	uint32_t loginuid; /* NO_UID until known */
-	uint32_t uid;	   /* NO_UID until known */
+	uint32_t uid; /* NO_UID until known */
 	bool have_addr;
 	struct conn_addr addr;
 	int tty;
@@ -147,7 +147,8 @@ static int emit(struct tracker *t, struct session *s)
 	}
 	err = store_append(t->store, &t->rec);
 	if (err)
-		log_error("session %s: cannot store a record: %s", s ? s->idhex : "-", strerror(-err));
+		log_error("session %s: cannot store a record: %s", s ? s->idhex : "-",
+			  strerror(-err));
 	else
 		t->records++;
 	return err;
@@ -240,7 +241,7 @@ static int materialize(struct tracker *t, struct session *s)
 		if (!err) {
 			buf_free(&t->rec);
 			t->rec = s->pending[i];
-			s->pending[i] = (struct buf){ 0 };
+			s->pending[i] = (struct buf){0};
 			err = emit(t, s);
 		}
 		buf_free(&s->pending[i]);
@@ -258,7 +259,8 @@ static int materialize(struct tracker *t, struct session *s)
 	return err;
 }
 
-static int write_attrs(struct tracker *t, struct session *s, uint64_t boot_ns, bool person, bool tty)
+static int write_attrs(struct tracker *t, struct session *s, uint64_t boot_ns, bool person,
+		       bool tty)
 {
 	int err;
 
@@ -435,7 +437,8 @@ static int on_tty(struct tracker *t, struct session *s, const struct st_ev_tty *
 	}
 	err = err ?: materialize(t, s);
 	err = err ?: begin(t, s, REC_TTY, ev->hdr.ts_ns);
-	err = err ?: rec_add_u64(&t->rec, TAG_STREAM, ev->dir == ST_TTY_IN ? STREAM_IN : STREAM_OUT);
+	err =
+	    err ?: rec_add_u64(&t->rec, TAG_STREAM, ev->dir == ST_TTY_IN ? STREAM_IN : STREAM_OUT);
 	err = err ?: rec_add_u64(&t->rec, TAG_TTY, ev->tty_index);
 	err = err ?: rec_add_u64(&t->rec, TAG_PID, ev->hdr.pid);
 	err = err ?: rec_add_bytes(&t->rec, TAG_DATA, ev->data, ev->len);
@@ -451,8 +454,9 @@ int tracker_on_event(void *arg, void *data, size_t size)
 
 	if (size < sizeof(*h) || h->size != size) {
 		t->bad_events++;
-		log_warn("ring buffer: malformed event of %zu bytes (type %u, says %u bytes) ignored",
-			 size, size >= sizeof(*h) ? h->type : 0, size >= sizeof(*h) ? h->size : 0);
+		log_warn(
+		    "ring buffer: malformed event of %zu bytes (type %u, says %u bytes) ignored",
+		    size, size >= sizeof(*h) ? h->type : 0, size >= sizeof(*h) ? h->size : 0);
 		return 0;
 	}
 	if (h->type == ST_EV_SESSION_START) {
@@ -492,7 +496,8 @@ int tracker_on_event(void *arg, void *data, size_t size)
 			sshd_add(s, ((const struct st_ev_fork *)data)->child_pid);
 		err = begin(t, s, REC_FORK, h->ts_ns);
 		err = err ?: rec_add_u64(&t->rec, TAG_PID, h->pid);
-		err = err ?: rec_add_u64(&t->rec, TAG_CHILD_PID,
+		err = err
+			  ?: rec_add_u64(&t->rec, TAG_CHILD_PID,
 					 ((const struct st_ev_fork *)data)->child_pid);
 		err = err ?: emit(t, s);
 		break;
@@ -522,8 +527,8 @@ int tracker_on_event(void *arg, void *data, size_t size)
 	}
 	if (err == -EBADMSG) {
 		t->bad_events++;
-		log_warn("session %s: malformed event type %u of %zu bytes ignored", s->idhex, h->type,
-			 size);
+		log_warn("session %s: malformed event type %u of %zu bytes ignored", s->idhex,
+			 h->type, size);
 		err = 0;
 	}
 	/* a store error is logged where it happens; keep consuming events */
@@ -551,8 +556,9 @@ int tracker_tick(struct tracker *t)
 				check_losses(t, s, &ks, now);
 			/* the leader is gone but an event that would have ended it was lost */
 			if (ks.ended && sshd_all_gone(s) && ++s->ended_ticks > 2)
-				end_session(t, s, now, s->leader_status, s->leader_exited ? NULL
-							  : "sshd exited (end event lost)");
+				end_session(t, s, now, s->leader_status,
+					    s->leader_exited ? NULL
+							     : "sshd exited (end event lost)");
 		} else if (kill(s->leader, 0) && errno == ESRCH && sshd_all_gone(s)) {
 			end_session(t, s, now, 0, "sshd gone (end event lost)");
 		}
@@ -668,7 +674,8 @@ int tracker_scan(struct tracker *t)
 		for (size_t i = 0; i < n; i++) {
 			bool known = false;
 
-			if (procs[i].ppid != t->listeners[l] || capture_is_tracked(t->cap, procs[i].pid))
+			if (procs[i].ppid != t->listeners[l] ||
+			    capture_is_tracked(t->cap, procs[i].pid))
 				continue;
 			for (struct session *s = t->sessions; s; s = s->next)
 				known |= !s->ended && s->leader == procs[i].pid;
@@ -701,12 +708,12 @@ int tracker_close_stale(struct tracker *t)
 	int err = 0;
 
 	if (sqlite3_prepare_v2(t->store->index.db,
-			       "SELECT id FROM sessions WHERE end_ns IS NULL AND host = ?1", -1, &st,
-			       NULL) != SQLITE_OK)
+			       "SELECT id FROM sessions WHERE end_ns IS NULL AND host = ?1", -1,
+			       &st, NULL) != SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_text(st, 1, t->host, -1, SQLITE_STATIC);
 	while (!err && sqlite3_step(st) == SQLITE_ROW) {
-		struct session s = { 0 };
+		struct session s = {0};
 		const char *id = (const char *)sqlite3_column_text(st, 0);
 
 		if (!id || hex_decode(id, s.id, ST_ID_LEN))
@@ -714,7 +721,8 @@ int tracker_close_stale(struct tracker *t)
 		/* the daemon was down: we cannot know when it ended */
 		err = rec_begin(&t->rec, REC_SESSION_END, s.id, clock_ns(CLOCK_REALTIME),
 				clock_ns(CLOCK_BOOTTIME));
-		err = err ?: rec_add_str(&t->rec, TAG_REASON,
+		err = err
+			  ?: rec_add_str(&t->rec, TAG_REASON,
 					 "end not observed: sealtraild was stopped; recording of"
 					 " its processes continues as an adopted session");
 		err = err ?: store_append(t->store, &t->rec);

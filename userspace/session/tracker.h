@@ -31,7 +31,7 @@ struct tracker {
 	unsigned live;
 	uint64_t next_adopt_key;
 	int64_t wall_offset_ns; /* CLOCK_REALTIME - CLOCK_BOOTTIME */
-	struct buf rec;		/* scratch for building records */
+	struct buf rec; /* scratch for building records */
 	/* counters for status */
 	uint64_t records;
 	uint64_t sessions_total;

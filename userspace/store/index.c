@@ -8,27 +8,27 @@
 #include "store/index.h"
 
 static const char schema[] =
-	"PRAGMA journal_mode=WAL;"
-	"PRAGMA synchronous=NORMAL;"
-	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER);"
-	"CREATE TABLE IF NOT EXISTS sessions("
-	" id TEXT PRIMARY KEY, host TEXT, boot_id TEXT, user TEXT, loginuid INTEGER, uid INTEGER,"
-	" source_ip TEXT, source_port INTEGER, local_ip TEXT, local_port INTEGER, tty TEXT,"
-	" leader_pid INTEGER, listener_pid INTEGER, adopted INTEGER DEFAULT 0,"
-	" start_ns INTEGER, end_ns INTEGER, end_reason TEXT,"
-	" bytes_in INTEGER DEFAULT 0, bytes_out INTEGER DEFAULT 0,"
-	" lost_events INTEGER DEFAULT 0, lost_bytes INTEGER DEFAULT 0);"
-	"CREATE INDEX IF NOT EXISTS sessions_start ON sessions(start_ns);"
-	"CREATE TABLE IF NOT EXISTS chunks(seq INTEGER PRIMARY KEY, session TEXT, stream INTEGER,"
-	" tty INTEGER, wall_ns INTEGER, mono_ns INTEGER, segment INTEGER, offset INTEGER, len INTEGER);"
-	"CREATE INDEX IF NOT EXISTS chunks_session ON chunks(session, seq);"
-	"CREATE TABLE IF NOT EXISTS execs(seq INTEGER PRIMARY KEY, session TEXT, wall_ns INTEGER,"
-	" pid INTEGER, ppid INTEGER, uid INTEGER, euid INTEGER, gid INTEGER, loginuid INTEGER,"
-	" sessionid INTEGER, filename TEXT, argv BLOB, argv_total INTEGER, argv_truncated INTEGER,"
-	" exit_status INTEGER, exit_ns INTEGER);"
-	"CREATE INDEX IF NOT EXISTS execs_session ON execs(session, pid);"
-	"CREATE TABLE IF NOT EXISTS gaps(seq INTEGER PRIMARY KEY, session TEXT, wall_ns INTEGER,"
-	" lost_events INTEGER, lost_bytes INTEGER, reason TEXT, file TEXT, file_offset INTEGER);";
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=NORMAL;"
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER);"
+    "CREATE TABLE IF NOT EXISTS sessions("
+    " id TEXT PRIMARY KEY, host TEXT, boot_id TEXT, user TEXT, loginuid INTEGER, uid INTEGER,"
+    " source_ip TEXT, source_port INTEGER, local_ip TEXT, local_port INTEGER, tty TEXT,"
+    " leader_pid INTEGER, listener_pid INTEGER, adopted INTEGER DEFAULT 0,"
+    " start_ns INTEGER, end_ns INTEGER, end_reason TEXT,"
+    " bytes_in INTEGER DEFAULT 0, bytes_out INTEGER DEFAULT 0,"
+    " lost_events INTEGER DEFAULT 0, lost_bytes INTEGER DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS sessions_start ON sessions(start_ns);"
+    "CREATE TABLE IF NOT EXISTS chunks(seq INTEGER PRIMARY KEY, session TEXT, stream INTEGER,"
+    " tty INTEGER, wall_ns INTEGER, mono_ns INTEGER, segment INTEGER, offset INTEGER, len INTEGER);"
+    "CREATE INDEX IF NOT EXISTS chunks_session ON chunks(session, seq);"
+    "CREATE TABLE IF NOT EXISTS execs(seq INTEGER PRIMARY KEY, session TEXT, wall_ns INTEGER,"
+    " pid INTEGER, ppid INTEGER, uid INTEGER, euid INTEGER, gid INTEGER, loginuid INTEGER,"
+    " sessionid INTEGER, filename TEXT, argv BLOB, argv_total INTEGER, argv_truncated INTEGER,"
+    " exit_status INTEGER, exit_ns INTEGER);"
+    "CREATE INDEX IF NOT EXISTS execs_session ON execs(session, pid);"
+    "CREATE TABLE IF NOT EXISTS gaps(seq INTEGER PRIMARY KEY, session TEXT, wall_ns INTEGER,"
+    " lost_events INTEGER, lost_bytes INTEGER, reason TEXT, file TEXT, file_offset INTEGER);";
 
 enum stmt_id {
 	S_BEGIN,
@@ -50,32 +50,32 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[S_COUNT] = {
-	[S_BEGIN] = "BEGIN",
-	[S_COMMIT] = "COMMIT",
-	[S_META] = "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
-	[S_SESSION_START] =
-		"INSERT OR REPLACE INTO sessions(id, host, boot_id, user, loginuid, uid, source_ip,"
-		" source_port, local_ip, local_port, tty, leader_pid, listener_pid, adopted, start_ns)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-	[S_SESSION_END] = "UPDATE sessions SET end_ns = ?2, end_reason = ?3 WHERE id = ?1",
-	[S_ATTR_USER] = "UPDATE sessions SET user = ?2 WHERE id = ?1",
-	[S_ATTR_LOGINUID] = "UPDATE sessions SET loginuid = ?2 WHERE id = ?1",
-	[S_ATTR_UID] = "UPDATE sessions SET uid = ?2 WHERE id = ?1",
-	[S_ATTR_TTY] = "UPDATE sessions SET tty = ?2 WHERE id = ?1",
-	[S_CHUNK] = "INSERT OR REPLACE INTO chunks(seq, session, stream, tty, wall_ns, mono_ns,"
-		    " segment, offset, len) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-	/* bytes of the login's own pty; sudo's or tmux's ptys are kept but not summed */
-	[S_BYTES] = "UPDATE sessions SET bytes_in = bytes_in + ?2, bytes_out = bytes_out + ?3"
-		    " WHERE id = ?1 AND (tty IS NULL OR tty = 'pts/' || ?4)",
-	[S_EXEC] = "INSERT OR REPLACE INTO execs(seq, session, wall_ns, pid, ppid, uid, euid, gid,"
-		   " loginuid, sessionid, filename, argv, argv_total, argv_truncated)"
-		   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-	[S_EXIT] = "UPDATE execs SET exit_status = ?3, exit_ns = ?4 WHERE seq ="
-		   " (SELECT max(seq) FROM execs WHERE session = ?1 AND pid = ?2)",
-	[S_GAP] = "INSERT OR REPLACE INTO gaps(seq, session, wall_ns, lost_events, lost_bytes,"
-		  " reason, file, file_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-	[S_LOST] = "UPDATE sessions SET lost_events = lost_events + ?2,"
-		   " lost_bytes = lost_bytes + ?3 WHERE id = ?1",
+    [S_BEGIN] = "BEGIN",
+    [S_COMMIT] = "COMMIT",
+    [S_META] = "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
+    [S_SESSION_START] =
+	"INSERT OR REPLACE INTO sessions(id, host, boot_id, user, loginuid, uid, source_ip,"
+	" source_port, local_ip, local_port, tty, leader_pid, listener_pid, adopted, start_ns)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    [S_SESSION_END] = "UPDATE sessions SET end_ns = ?2, end_reason = ?3 WHERE id = ?1",
+    [S_ATTR_USER] = "UPDATE sessions SET user = ?2 WHERE id = ?1",
+    [S_ATTR_LOGINUID] = "UPDATE sessions SET loginuid = ?2 WHERE id = ?1",
+    [S_ATTR_UID] = "UPDATE sessions SET uid = ?2 WHERE id = ?1",
+    [S_ATTR_TTY] = "UPDATE sessions SET tty = ?2 WHERE id = ?1",
+    [S_CHUNK] = "INSERT OR REPLACE INTO chunks(seq, session, stream, tty, wall_ns, mono_ns,"
+		" segment, offset, len) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    /* bytes of the login's own pty; sudo's or tmux's ptys are kept but not summed */
+    [S_BYTES] = "UPDATE sessions SET bytes_in = bytes_in + ?2, bytes_out = bytes_out + ?3"
+		" WHERE id = ?1 AND (tty IS NULL OR tty = 'pts/' || ?4)",
+    [S_EXEC] = "INSERT OR REPLACE INTO execs(seq, session, wall_ns, pid, ppid, uid, euid, gid,"
+	       " loginuid, sessionid, filename, argv, argv_total, argv_truncated)"
+	       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    [S_EXIT] = "UPDATE execs SET exit_status = ?3, exit_ns = ?4 WHERE seq ="
+	       " (SELECT max(seq) FROM execs WHERE session = ?1 AND pid = ?2)",
+    [S_GAP] = "INSERT OR REPLACE INTO gaps(seq, session, wall_ns, lost_events, lost_bytes,"
+	      " reason, file, file_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [S_LOST] = "UPDATE sessions SET lost_events = lost_events + ?2,"
+	       " lost_bytes = lost_bytes + ?3 WHERE id = ?1",
 };
 
 int index_open(struct index *ix, const char *path, bool writable)
@@ -100,8 +100,8 @@ int index_open(struct index *ix, const char *path, bool writable)
 		return -EIO;
 	}
 	for (int i = 0; i < S_COUNT; i++) {
-		if (sqlite3_prepare_v2(ix->db, stmt_sql[i], -1,
-				       (sqlite3_stmt **)&ix->stmts[i], NULL) != SQLITE_OK) {
+		if (sqlite3_prepare_v2(ix->db, stmt_sql[i], -1, (sqlite3_stmt **)&ix->stmts[i],
+				       NULL) != SQLITE_OK) {
 			log_error("index %s: %s", path, sqlite3_errmsg(ix->db));
 			index_close(ix);
 			return -EIO;
@@ -192,27 +192,29 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 		types[5] = OPT(TAG_UID);
 		types[7] = OPT(TAG_SOURCE_PORT);
 		types[9] = OPT(TAG_LOCAL_PORT);
-		err = run(ix, S_SESSION_START, types, sid, rec_str(rec, TAG_HOST, s1, sizeof(s1)),
-			  rec_str(rec, TAG_BOOT_ID, s5, sizeof(s5)),
-			  rec_str(rec, TAG_USER, s2, sizeof(s2)), get_u64(rec, TAG_LOGINUID, 0),
-			  get_u64(rec, TAG_UID, 0), rec_str(rec, TAG_SOURCE_IP, s3, sizeof(s3)),
-			  get_u64(rec, TAG_SOURCE_PORT, 0), rec_str(rec, TAG_LOCAL_IP, s4, sizeof(s4)),
-			  get_u64(rec, TAG_LOCAL_PORT, 0), "", get_u64(rec, TAG_LEADER_PID, 0),
-			  get_u64(rec, TAG_LISTENER_PID, 0), get_u64(rec, TAG_ADOPTED, 0),
-			  rec->wall_ns);
+		err = run(
+		    ix, S_SESSION_START, types, sid, rec_str(rec, TAG_HOST, s1, sizeof(s1)),
+		    rec_str(rec, TAG_BOOT_ID, s5, sizeof(s5)),
+		    rec_str(rec, TAG_USER, s2, sizeof(s2)), get_u64(rec, TAG_LOGINUID, 0),
+		    get_u64(rec, TAG_UID, 0), rec_str(rec, TAG_SOURCE_IP, s3, sizeof(s3)),
+		    get_u64(rec, TAG_SOURCE_PORT, 0), rec_str(rec, TAG_LOCAL_IP, s4, sizeof(s4)),
+		    get_u64(rec, TAG_LOCAL_PORT, 0), "", get_u64(rec, TAG_LEADER_PID, 0),
+		    get_u64(rec, TAG_LISTENER_PID, 0), get_u64(rec, TAG_ADOPTED, 0), rec->wall_ns);
 		if (!err && rec_field(rec, TAG_TTY))
 			err = run(ix, S_ATTR_TTY, "tt", sid, rec_str(rec, TAG_TTY, s1, sizeof(s1)));
 		break;
 	}
 	case REC_SESSION_ATTR:
 		if (rec_field(rec, TAG_USER))
-			err |= run(ix, S_ATTR_USER, "tt", sid, rec_str(rec, TAG_USER, s1, sizeof(s1)));
+			err |=
+			    run(ix, S_ATTR_USER, "tt", sid, rec_str(rec, TAG_USER, s1, sizeof(s1)));
 		if (rec_u64(rec, TAG_LOGINUID, &v))
 			err |= run(ix, S_ATTR_LOGINUID, "ti", sid, v);
 		if (rec_u64(rec, TAG_UID, &v))
 			err |= run(ix, S_ATTR_UID, "ti", sid, v);
 		if (rec_field(rec, TAG_TTY))
-			err |= run(ix, S_ATTR_TTY, "tt", sid, rec_str(rec, TAG_TTY, s1, sizeof(s1)));
+			err |=
+			    run(ix, S_ATTR_TTY, "tt", sid, rec_str(rec, TAG_TTY, s1, sizeof(s1)));
 		break;
 	case REC_SESSION_END:
 		err = run(ix, S_SESSION_END, "tit", sid, rec->wall_ns,
@@ -232,24 +234,26 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 	}
 	case REC_EXEC:
 		f = rec_field(rec, TAG_ARGV);
-		err = run(ix, S_EXEC, "itiiiiiiiitbii", rec->seq, sid, rec->wall_ns,
-			  get_u64(rec, TAG_PID, 0), get_u64(rec, TAG_PPID, 0), get_u64(rec, TAG_UID, 0),
-			  get_u64(rec, TAG_EUID, 0), get_u64(rec, TAG_GID, 0),
-			  get_u64(rec, TAG_LOGINUID, 0), get_u64(rec, TAG_SESSIONID, 0),
-			  rec_str(rec, TAG_FILENAME, s1, sizeof(s1)), f ? f->data : (const uint8_t *)"",
-			  f ? (int)f->len : 0, get_u64(rec, TAG_ARGV_TOTAL, 0),
-			  get_u64(rec, TAG_ARGV_TRUNCATED, 0));
+		err =
+		    run(ix, S_EXEC, "itiiiiiiiitbii", rec->seq, sid, rec->wall_ns,
+			get_u64(rec, TAG_PID, 0), get_u64(rec, TAG_PPID, 0),
+			get_u64(rec, TAG_UID, 0), get_u64(rec, TAG_EUID, 0),
+			get_u64(rec, TAG_GID, 0), get_u64(rec, TAG_LOGINUID, 0),
+			get_u64(rec, TAG_SESSIONID, 0), rec_str(rec, TAG_FILENAME, s1, sizeof(s1)),
+			f ? f->data : (const uint8_t *)"", f ? (int)f->len : 0,
+			get_u64(rec, TAG_ARGV_TOTAL, 0), get_u64(rec, TAG_ARGV_TRUNCATED, 0));
 		break;
 	case REC_EXIT:
-		err = run(ix, S_EXIT, "tiii", sid, get_u64(rec, TAG_PID, 0), get_u64(rec, TAG_STATUS, 0),
-			  rec->wall_ns);
+		err = run(ix, S_EXIT, "tiii", sid, get_u64(rec, TAG_PID, 0),
+			  get_u64(rec, TAG_STATUS, 0), rec->wall_ns);
 		break;
 	case REC_GAP: {
-		uint64_t events = get_u64(rec, TAG_LOST_EVENTS, 0), bytes = get_u64(rec, TAG_LOST_BYTES, 0);
+		uint64_t events = get_u64(rec, TAG_LOST_EVENTS, 0),
+			 bytes = get_u64(rec, TAG_LOST_BYTES, 0);
 
 		err = run(ix, S_GAP, "itiiitti", rec->seq, sid, rec->wall_ns, events, bytes,
-			  rec_str(rec, TAG_REASON, s1, sizeof(s1)), rec_str(rec, TAG_FILE, s2, sizeof(s2)),
-			  get_u64(rec, TAG_FILE_OFFSET, 0));
+			  rec_str(rec, TAG_REASON, s1, sizeof(s1)),
+			  rec_str(rec, TAG_FILE, s2, sizeof(s2)), get_u64(rec, TAG_FILE_OFFSET, 0));
 		if (!err)
 			err = run(ix, S_LOST, "tii", sid, events, bytes);
 		break;

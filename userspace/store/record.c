@@ -9,7 +9,7 @@
 int rec_begin(struct buf *b, uint16_t type, const uint8_t session[ST_ID_LEN], uint64_t wall_ns,
 	      uint64_t mono_ns)
 {
-	uint8_t h[REC_HEADER_LEN] = { 0 };
+	uint8_t h[REC_HEADER_LEN] = {0};
 
 	b->len = 0;
 	put_be16(h + 4, type);
@@ -64,12 +64,14 @@ int rec_parse(const uint8_t *p, size_t avail, struct record *rec, size_t *used, 
 	uint32_t len;
 
 	if (avail < 4) {
-		snprintf(err, 128, "%zu bytes left, a record needs at least %d", avail, REC_MIN_LEN);
+		snprintf(err, 128, "%zu bytes left, a record needs at least %d", avail,
+			 REC_MIN_LEN);
 		return -EAGAIN;
 	}
 	len = get_be32(p);
 	if (len < REC_MIN_LEN || len > REC_MAX_LEN) {
-		snprintf(err, 128, "record length %u outside [%d, %u]", len, REC_MIN_LEN, REC_MAX_LEN);
+		snprintf(err, 128, "record length %u outside [%d, %u]", len, REC_MIN_LEN,
+			 REC_MAX_LEN);
 		return -EBADMSG;
 	}
 	if (len > avail) {
@@ -102,7 +104,8 @@ int rec_parse(const uint8_t *p, size_t avail, struct record *rec, size_t *used, 
 		}
 		flen = get_be32(p + off + 2);
 		if (flen > len - REC_TRAILER_LEN - off - 6) {
-			snprintf(err, 128, "field of %u bytes overruns the record at offset %zu", flen, off);
+			snprintf(err, 128, "field of %u bytes overruns the record at offset %zu",
+				 flen, off);
 			return -EBADMSG;
 		}
 		if (rec->nfields == REC_MAX_FIELDS) {
@@ -153,11 +156,15 @@ const char *rec_str(const struct record *rec, uint16_t tag, char *out, size_t si
 const char *rec_type_name(uint16_t type)
 {
 	static const char *names[REC_TYPE_MAX] = {
-		[REC_DAEMON] = "daemon",   [REC_SESSION_START] = "session_start",
-		[REC_SESSION_ATTR] = "session_attr", [REC_SESSION_END] = "session_end",
-		[REC_TTY] = "tty",	   [REC_EXEC] = "exec",
-		[REC_FORK] = "fork",	   [REC_EXIT] = "exit",
-		[REC_GAP] = "gap",
+	    [REC_DAEMON] = "daemon",
+	    [REC_SESSION_START] = "session_start",
+	    [REC_SESSION_ATTR] = "session_attr",
+	    [REC_SESSION_END] = "session_end",
+	    [REC_TTY] = "tty",
+	    [REC_EXEC] = "exec",
+	    [REC_FORK] = "fork",
+	    [REC_EXIT] = "exit",
+	    [REC_GAP] = "gap",
 	};
 
 	return type < REC_TYPE_MAX && names[type] ? names[type] : "unknown";

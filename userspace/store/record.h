@@ -29,11 +29,11 @@
 #define REC_MAX_FIELDS 64
 
 enum rec_type {
-	REC_DAEMON = 1,	       /* collector started or stopped */
+	REC_DAEMON = 1, /* collector started or stopped */
 	REC_SESSION_START = 2, /* a login: who, from where, which tty */
-	REC_SESSION_ATTR = 3,  /* attributes learnt after the start */
+	REC_SESSION_ATTR = 3, /* attributes learnt after the start */
 	REC_SESSION_END = 4,
-	REC_TTY = 5,  /* a chunk of one terminal stream */
+	REC_TTY = 5, /* a chunk of one terminal stream */
 	REC_EXEC = 6, /* a session process ran a program */
 	REC_FORK = 7,
 	REC_EXIT = 8,

@@ -56,7 +56,7 @@ static int mkdir_p(const char *dir, mode_t mode)
 static int read_store_id(struct store *st, bool create)
 {
 	char *path = path_join(st->dir, "store-id");
-	char hex[ST_ID_HEX + 1] = { 0 };
+	char hex[ST_ID_HEX + 1] = {0};
 	int fd, err = 0;
 	ssize_t n;
 
@@ -132,7 +132,7 @@ static uint32_t last_segment(const struct store *st)
 static int open_segment(struct store *st, uint32_t seg_no)
 {
 	char *path = store_segment_path(st, seg_no);
-	uint8_t h[SEG_HEADER_LEN] = { 0 };
+	uint8_t h[SEG_HEADER_LEN] = {0};
 
 	if (!path)
 		return -ENOMEM;
@@ -164,7 +164,8 @@ static int flush_wbuf(struct store *st)
 		return 0;
 	err = write_all(st->seg_fd, st->wbuf.data, st->wbuf.len);
 	if (err) {
-		log_error("store %s: writing segment %u failed: %s", st->dir, st->seg_no, strerror(-err));
+		log_error("store %s: writing segment %u failed: %s", st->dir, st->seg_no,
+			  strerror(-err));
 		return err;
 	}
 	st->wbuf.len = 0;
@@ -216,8 +217,8 @@ static void recover_damage(void *arg, const char *file, uint64_t off, uint64_t b
  */
 static int open_writer(struct store *st)
 {
-	struct recover_state rs = { .st = st };
-	struct store_visitor v = { recover_record, recover_damage, &rs, 0 };
+	struct recover_state rs = {.st = st};
+	struct store_visitor v = {recover_record, recover_damage, &rs, 0};
 	uint32_t last = last_segment(st), index_seg;
 	int err;
 
@@ -244,9 +245,10 @@ static int open_writer(struct store *st)
 	if (err)
 		return err;
 	if (rs.tail_damaged) {
-		struct buf rec = { 0 };
+		struct buf rec = {0};
 
-		err = rec_begin(&rec, REC_GAP, NULL, clock_ns(CLOCK_REALTIME), clock_ns(CLOCK_BOOTTIME));
+		err = rec_begin(&rec, REC_GAP, NULL, clock_ns(CLOCK_REALTIME),
+				clock_ns(CLOCK_BOOTTIME));
 		err = err ?: rec_add_str(&rec, TAG_REASON, rs.damage_why);
 		err = err ?: rec_add_str(&rec, TAG_FILE, rs.damage_file);
 		err = err ?: rec_add_u64(&rec, TAG_FILE_OFFSET, rs.damage_off);
@@ -288,8 +290,9 @@ int store_open(struct store *st, const char *dir, int flags)
 		if (st->lock_fd < 0 || flock(st->lock_fd, LOCK_EX | LOCK_NB)) {
 			err = errno == EWOULDBLOCK ? -EBUSY : -errno;
 			log_error("store %s: %s", dir,
-				  err == -EBUSY ? "in use by another writer (is sealtraild running?)"
-						: strerror(-err));
+				  err == -EBUSY
+				      ? "in use by another writer (is sealtraild running?)"
+				      : strerror(-err));
 			goto fail;
 		}
 		free(path);
@@ -448,7 +451,8 @@ static int scan_segment(const struct store *st, uint32_t seg_no, const struct st
 		goto out;
 	}
 	if (fstat(fd, &sb) || sb.st_size < SEG_HEADER_LEN) {
-		v->damage(v->arg, path, 0, fd >= 0 ? sb.st_size : 0, "segment shorter than its header");
+		v->damage(v->arg, path, 0, fd >= 0 ? sb.st_size : 0,
+			  "segment shorter than its header");
 		goto out;
 	}
 	map = mmap(NULL, sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -524,8 +528,8 @@ static void reindex_damage(void *arg, const char *file, uint64_t off, uint64_t b
 
 int store_reindex(struct store *st, uint64_t *records)
 {
-	struct reindex_state rs = { .st = st };
-	struct store_visitor v = { reindex_record, reindex_damage, &rs, 1 };
+	struct reindex_state rs = {.st = st};
+	struct store_visitor v = {reindex_record, reindex_damage, &rs, 1};
 	int err;
 
 	err = store_sync(st);

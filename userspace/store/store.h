@@ -32,7 +32,7 @@
 #define SEG_ROTATE_BYTES (64ull << 20)
 
 enum store_flags {
-	STORE_WRITE = 1,  /* take the writer lock, open the index for writing */
+	STORE_WRITE = 1, /* take the writer lock, open the index for writing */
 	STORE_CREATE = 2, /* create the directory and store id if missing */
 };
 
@@ -47,7 +47,7 @@ struct store {
 	uint32_t seg_no;
 	int seg_fd;
 	uint64_t seg_size; /* bytes in the segment, buffered ones included */
-	struct buf wbuf;   /* records not yet written to seg_fd */
+	struct buf wbuf; /* records not yet written to seg_fd */
 	uint64_t seg_rotate_bytes;
 };
 
