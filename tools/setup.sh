@@ -10,7 +10,7 @@ packages=(
 	# fuzzing under ASan/UBSan
 	libclang-rt-14-dev
 	# tests: a real sshd and clients, users, sudo/su, namespaces, asciicast
-	openssh-server openssh-client sudo passwd login iproute2 procps python3
+	openssh-server openssh-client sudo passwd login iproute2 procps python3 tmux
 	asciinema
 	# benchmarks: peers to compare against
 	tlog

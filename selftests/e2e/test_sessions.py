@@ -395,3 +395,33 @@ def self_exclusion():
         check(size < 4 << 20, "no feedback loop: the store stays small", bytes=size)
     import shutil
     shutil.rmtree(store, ignore_errors=True)
+
+
+@for_both_pam_modes("attribution_through_tmux_and_nested_shells")
+def tmux_nested(use_pam):
+    """Programs run in a tmux server started in the session, and in nested
+    shells, belong to the session and its person."""
+    lab, d = lab_and_daemon(use_pam)
+    with lab, d:
+        u = lab.add_user("sttmux")
+        d.wait_listener(lab.pid)
+        with login(lab, u) as s:
+            port = client_port(s.pid)
+            s.send(b"bash -c 'bash -c \"env ST_MARK=nested true\"'; echo N$((1+1))\n")
+            s.expect(b"N2")
+            s.send(b"tmux -L sttest new-session -d 'env ST_MARK=tmux true; sleep 30'; echo T$((2+2))\n")
+            s.expect(b"T4")
+            live = d.session_of_port(port, ended=False)
+            wait_for(lambda: any(e.get("argv") == ["env", "ST_MARK=tmux", "true"]
+                                 for e in d.events(live["id"])), 15, "exec inside tmux recorded")
+            s.send(b"tmux -L sttest kill-server; exit\n")
+            s.wait_exit()
+        sess = d.session_of_port(port)
+        check_eq(sess["user"], "sttmux", "person", session=sess)
+        execs = [e for e in d.events(sess["id"]) if e["type"] == "exec"]
+        for mark in ("nested", "tmux"):
+            found = [e for e in execs if e["argv"] == ["env", f"ST_MARK={mark}", "true"]]
+            check_eq(len(found), 1, f"exec in {mark} recorded in the session")
+            check_eq(found[0]["uid"], u.uid, f"{mark} exec runs as the user")
+            if use_pam:
+                check_eq(found[0]["loginuid"], u.uid, f"{mark} exec carries the loginuid")
