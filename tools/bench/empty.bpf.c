@@ -4,6 +4,10 @@
  * bpf/sealtrail.bpf.c uses. Whatever a process outside any session pays
  * with these attached is the floor for any recorder built on the same
  * tracepoints; sealtraild's added cost is measured against it.
+ *
+ * The two raw_tp/sys_* programs are only loaded by `empty_loader raw`
+ * (together with the three sched ones): the alternative design that hooks
+ * every syscall once instead of read/write/readv/writev at enter and exit.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -28,3 +32,7 @@ EMPTY("tp/syscalls/sys_exit_write", empty_exit_write)
 EMPTY("tp/syscalls/sys_exit_read", empty_exit_read)
 EMPTY("tp/syscalls/sys_exit_writev", empty_exit_writev)
 EMPTY("tp/syscalls/sys_exit_readv", empty_exit_readv)
+
+/* alternative attach points, loaded only in "raw" mode */
+EMPTY("raw_tp/sys_enter", empty_raw_sys_enter)
+EMPTY("raw_tp/sys_exit", empty_raw_sys_exit)

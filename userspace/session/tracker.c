@@ -418,8 +418,9 @@ static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec
 	err = err ?: rec_add_u64(&t->rec, TAG_ARGV_TOTAL, ev->args_total);
 	err = err ?: rec_add_u64(&t->rec, TAG_ARGV_TRUNCATED, ev->flags);
 	if (!err && (ev->flags & ST_EXEC_ARGS_TRUNCATED))
-		log_debug("session %s: pid %u: argv of %u bytes truncated to %u", s->idhex,
-			  ev->hdr.pid, ev->args_total, ev->args_len);
+		log_info(
+		    "session %s: pid %u: argv of %u bytes truncated to %u (flagged in the record)",
+		    s->idhex, ev->hdr.pid, ev->args_total, ev->args_len);
 	return err ?: emit(t, s);
 }
 
