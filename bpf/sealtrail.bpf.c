@@ -12,6 +12,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 
 #include "lib/maps.h"
 
@@ -29,14 +30,38 @@ struct {
 	__type(value, union scratch);
 } scratch SEC(".maps");
 
-/* A read/write/readv/writev on a pty master between sys_enter and sys_exit. */
+#define S_IFMT 00170000
+#define S_IFIFO 0010000
+#define SOCK_STREAM 1
+#define AF_INET 2
+#define AF_INET6 10
+#define EINPROGRESS 115
+
+/*
+ * A read/write/readv/writev between sys_enter and sys_exit: on a pty master,
+ * or by sshd on a relay (a command's pipe, a forwarded connection).
+ */
 struct pty_io {
-	__u64 buf; /* user buffer, or the iovec array for readv/writev */
+	__u64 buf;  /* user buffer, or the iovec array for readv/writev */
 	__u32 nvec; /* 0 for read/write */
-	__u32 dir;
+	__u32 dir;  /* enum st_tty_dir */
 	__u32 tty_index;
-	__u32 pad;
+	__u32 is_write;
+	__u64 relay; /* relays key for forwarded connections (counted only) */
 };
+
+/* connect() by sshd between sys_enter and sys_exit. */
+struct connect_args {
+	__u64 fd;
+	__u64 addr;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32); /* tid */
+	__type(value, struct connect_args);
+} connects SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -44,6 +69,19 @@ struct {
 	__type(key, __u32); /* tid */
 	__type(value, struct pty_io);
 } inflight SEC(".maps");
+
+static __always_inline struct file *fd_file(struct task_struct *task, __u64 fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds, *file = NULL;
+
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
+		return NULL;
+	return file;
+}
 
 /* ---- process tree ---------------------------------------------------- */
 
@@ -59,11 +97,13 @@ int handle_fork(struct bpf_raw_tracepoint_args *ctx)
 	if (ctgid == ptgid || (__u32)BPF_CORE_READ(child, pid) != ctgid)
 		return 0; /* a new thread, not a new process */
 
-	key = session_of(ptgid);
-	if (key) {
+	struct st_proc *pp = proc_of(ptgid);
+
+	if (pp) {
 		struct st_ev_fork ev = {};
 
-		track(ctgid, key);
+		key = pp->sess_key;
+		track(ctgid, key, pp->flags);
 		fill_hdr(&ev.hdr, ST_EV_FORK, sizeof(ev), key);
 		ev.hdr.pid = ptgid;
 		ev.child_pid = ctgid;
@@ -83,12 +123,69 @@ int handle_fork(struct bpf_raw_tracepoint_args *ctx)
 		count(ST_CNT_PROC_FULL, 1);
 		return 0;
 	}
-	track(ctgid, key);
+	track(ctgid, key, ST_PROC_SSHD); /* the connection handler is sshd */
 	fill_hdr(&ev.hdr, ST_EV_SESSION_START, sizeof(ev), key);
 	ev.hdr.pid = ctgid;
 	ev.listener_pid = ptgid;
 	submit(&ev, sizeof(ev), key, 0);
 	return 0;
+}
+
+/* Remember a command's stdin/stdout/stderr pipes, whose other end sshd holds. */
+static __always_inline void relay_pipe(struct task_struct *task, __u32 fd, __u32 stream,
+				       __u64 sess_key, __u64 *prev)
+{
+	struct file *file = fd_file(task, fd);
+	struct st_relay r = { .sess_key = sess_key, .stream = stream };
+	struct inode *inode;
+	__u64 key;
+
+	if (!file)
+		return;
+	inode = BPF_CORE_READ(file, f_inode);
+	key = (__u64)inode;
+	if (!inode || key == *prev || (BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFIFO)
+		return;
+	*prev = key;
+	bpf_map_update_elem(&relays, &key, &r, BPF_ANY);
+}
+
+/*
+ * Is the new program sshd (then its pipes and sockets are relays), was it
+ * started by sshd (then its stdio pipes carry the session), and does it
+ * run on a terminal?
+ */
+static __always_inline __u32 exec_classify(struct task_struct *task, __u32 tgid, __u32 ppid,
+					   __u64 sess_key)
+{
+	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	struct st_exe_id id = {
+		.ino = BPF_CORE_READ(exe, f_inode, i_ino),
+		.dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev),
+	};
+	struct st_proc *p = proc_of(tgid), *pp = proc_of(ppid);
+	struct file *in = fd_file(task, 0);
+	__u32 flags = 0, major;
+
+	if (bpf_map_lookup_elem(&sshd_exes, &id))
+		flags |= ST_EXEC_IS_SSHD;
+	if (p)
+		p->flags = flags & ST_EXEC_IS_SSHD ? p->flags | ST_PROC_SSHD
+						   : p->flags & ~ST_PROC_SSHD;
+	major = in ? BPF_CORE_READ(in, f_inode, i_rdev) >> 20 : 0;
+	if (major >= 136 && major <= 143)
+		flags |= ST_EXEC_STDIN_TTY;
+	if (pp && (pp->flags & ST_PROC_SSHD)) {
+		flags |= ST_EXEC_FROM_SSHD;
+		if (!(flags & ST_EXEC_IS_SSHD)) {
+			__u64 prev = 0;
+
+			relay_pipe(task, 0, ST_PIPE_STDIN, sess_key, &prev);
+			relay_pipe(task, 1, ST_PIPE_STDOUT, sess_key, &prev);
+			relay_pipe(task, 2, ST_PIPE_STDERR, sess_key, &prev);
+		}
+	}
+	return flags;
 }
 
 SEC("tp/sched/sched_process_exec")
@@ -109,6 +206,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 
 	task = (struct task_struct *)bpf_get_current_task();
 	ev->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	ev->flags = exec_classify(task, tgid, ev->ppid, key);
 	ev->uid = BPF_CORE_READ(task, cred, uid.val);
 	ev->euid = BPF_CORE_READ(task, cred, euid.val);
 	ev->gid = BPF_CORE_READ(task, cred, gid.val);
@@ -118,7 +216,6 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 		ev->loginuid = BPF_CORE_READ(task, loginuid.val);
 		ev->sessionid = BPF_CORE_READ(task, sessionid);
 	}
-	ev->flags = 0;
 	ev->pad = 0;
 	bpf_probe_read_kernel_str(ev->filename, sizeof(ev->filename),
 				  (void *)ctx + (ctx->__data_loc_filename & 0xFFFF));
@@ -197,36 +294,45 @@ int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
 
 /* ---- terminal streams ------------------------------------------------ */
 
-/* If fd of the current task is a pty master, return its pts index. */
-static __always_inline bool ptmx_index(__u32 fd, __u32 *index)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds, *file;
-	struct tty_file_private *priv;
-
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
-		return false;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
-		return false;
-	if (BPF_CORE_READ(file, f_inode, i_rdev) != ST_PTMX_RDEV)
-		return false;
-	priv = BPF_CORE_READ(file, private_data);
-	*index = BPF_CORE_READ(priv, tty, link, index);
-	return true;
-}
-
-static __always_inline int pty_enter(__u64 fd, __u64 buf, __u64 nvec, __u32 dir)
+/*
+ * Is this read/write one we record? Bytes on a pty master, and bytes sshd
+ * moves through a relay (a command's pipe, a forwarded connection).
+ */
+static __always_inline int pty_enter(__u64 fd, __u64 buf, __u64 nvec, __u32 is_write)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct pty_io io = {.buf = buf, .nvec = nvec, .dir = dir};
+	struct pty_io io = { .buf = buf, .nvec = nvec, .is_write = is_write };
+	struct task_struct *task;
+	struct file *file;
+	struct inode *inode;
 	__u32 tid = (__u32)id;
 
 	if (!is_tracked(id >> 32))
 		return 0;
-	if (!ptmx_index(fd, &io.tty_index))
+	task = (struct task_struct *)bpf_get_current_task();
+	file = fd_file(task, fd);
+	if (!file)
 		return 0;
+	inode = BPF_CORE_READ(file, f_inode);
+	if (BPF_CORE_READ(inode, i_rdev) == ST_PTMX_RDEV) {
+		struct tty_file_private *priv = BPF_CORE_READ(file, private_data);
+
+		io.dir = is_write ? ST_TTY_IN : ST_TTY_OUT;
+		io.tty_index = BPF_CORE_READ(priv, tty, link, index);
+	} else {
+		struct st_proc *p = proc_of(id >> 32);
+		__u64 key = (__u64)inode;
+		struct st_relay *r;
+
+		if (!p || !(p->flags & ST_PROC_SSHD))
+			return 0;
+		r = bpf_map_lookup_elem(&relays, &key);
+		if (!r)
+			return 0;
+		io.dir = r->stream;
+		if (r->stream == ST_FORWARD)
+			io.relay = key;
+	}
 	if (nvec > ST_IOV_MAX) {
 		io.nvec = ST_IOV_MAX;
 		count(ST_CNT_IOV_TRUNCATED, 1);
@@ -320,6 +426,18 @@ static __always_inline int pty_exit(long ret)
 	bpf_map_delete_elem(&inflight, &tid);
 	if (ret <= 0)
 		return 0;
+	if (w.io.relay) {
+		/* forwarded connections: bytes each way are counted, not copied */
+		struct st_relay *r = bpf_map_lookup_elem(&relays, &w.io.relay);
+
+		if (r) {
+			if (w.io.is_write)
+				__sync_fetch_and_add(&r->bytes_sent, ret);
+			else
+				__sync_fetch_and_add(&r->bytes_recv, ret);
+		}
+		return 0;
+	}
 	w.sess_key = session_of(id >> 32);
 	if (!w.sess_key)
 		return 0;
@@ -335,25 +453,25 @@ static __always_inline int pty_exit(long ret)
 SEC("tp/syscalls/sys_enter_write")
 int enter_write(struct trace_event_raw_sys_enter *ctx)
 {
-	return pty_enter(ctx->args[0], ctx->args[1], 0, ST_TTY_IN);
+	return pty_enter(ctx->args[0], ctx->args[1], 0, 1);
 }
 
 SEC("tp/syscalls/sys_enter_read")
 int enter_read(struct trace_event_raw_sys_enter *ctx)
 {
-	return pty_enter(ctx->args[0], ctx->args[1], 0, ST_TTY_OUT);
+	return pty_enter(ctx->args[0], ctx->args[1], 0, 0);
 }
 
 SEC("tp/syscalls/sys_enter_writev")
 int enter_writev(struct trace_event_raw_sys_enter *ctx)
 {
-	return pty_enter(ctx->args[0], ctx->args[1], ctx->args[2] ?: 1, ST_TTY_IN);
+	return pty_enter(ctx->args[0], ctx->args[1], ctx->args[2] ?: 1, 1);
 }
 
 SEC("tp/syscalls/sys_enter_readv")
 int enter_readv(struct trace_event_raw_sys_enter *ctx)
 {
-	return pty_enter(ctx->args[0], ctx->args[1], ctx->args[2] ?: 1, ST_TTY_OUT);
+	return pty_enter(ctx->args[0], ctx->args[1], ctx->args[2] ?: 1, 0);
 }
 
 SEC("tp/syscalls/sys_exit_write")
@@ -378,4 +496,105 @@ SEC("tp/syscalls/sys_exit_readv")
 int exit_readv(struct trace_event_raw_sys_exit *ctx)
 {
 	return pty_exit(ctx->ret);
+}
+
+/* ---- forwarded connections ------------------------------------------- */
+
+SEC("tp/syscalls/sys_enter_connect")
+int enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct connect_args a = { .fd = ctx->args[0], .addr = ctx->args[1] };
+	struct st_proc *p;
+	__u32 tid = (__u32)id;
+
+	if (!is_tracked(id >> 32))
+		return 0;
+	p = proc_of(id >> 32);
+	if (!p || !(p->flags & ST_PROC_SSHD))
+		return 0;
+	bpf_map_update_elem(&connects, &tid, &a, BPF_ANY);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_connect")
+int exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct st_ev_connect ev = {};
+	struct connect_args *a;
+	struct socket *sock;
+	struct file *file;
+	struct st_relay r = { .stream = ST_FORWARD };
+	__u32 tid = (__u32)id;
+	__u64 fd, addr, key;
+
+	if (!is_tracked(id >> 32))
+		return 0;
+	a = bpf_map_lookup_elem(&connects, &tid);
+	if (!a)
+		return 0;
+	fd = a->fd;
+	addr = a->addr;
+	bpf_map_delete_elem(&connects, &tid);
+	if (ctx->ret != 0 && ctx->ret != -EINPROGRESS)
+		return 0;
+	r.sess_key = session_of(id >> 32);
+	file = fd_file((struct task_struct *)bpf_get_current_task(), fd);
+	if (!r.sess_key || !file)
+		return 0;
+	sock = BPF_CORE_READ(file, private_data);
+	if (BPF_CORE_READ(sock, type) != SOCK_STREAM)
+		return 0; /* e.g. a DNS lookup over UDP */
+	if (bpf_probe_read_user(&ev.family, sizeof(ev.family), (void *)addr))
+		return 0;
+	if (ev.family == AF_INET) {
+		bpf_probe_read_user(&ev.port, 2, (void *)addr + 2);
+		bpf_probe_read_user(ev.addr, 4, (void *)addr + 4);
+	} else if (ev.family == AF_INET6) {
+		bpf_probe_read_user(&ev.port, 2, (void *)addr + 2);
+		bpf_probe_read_user(ev.addr, 16, (void *)addr + 8);
+	} else {
+		return 0;
+	}
+	ev.port = bpf_ntohs(ev.port);
+	ev.fd = fd;
+	ev.ret = ctx->ret;
+	key = (__u64)BPF_CORE_READ(file, f_inode);
+	ev.conn_id = key;
+	bpf_map_update_elem(&relays, &key, &r, BPF_ANY);
+	fill_hdr(&ev.hdr, ST_EV_CONNECT, sizeof(ev), r.sess_key);
+	submit(&ev, sizeof(ev), r.sess_key, 0);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_close")
+int enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct st_ev_close ev = {};
+	struct st_relay *r;
+	struct st_proc *p;
+	struct file *file;
+	__u64 key;
+
+	if (!is_tracked(id >> 32))
+		return 0;
+	p = proc_of(id >> 32);
+	if (!p || !(p->flags & ST_PROC_SSHD))
+		return 0;
+	file = fd_file((struct task_struct *)bpf_get_current_task(), ctx->args[0]);
+	if (!file)
+		return 0;
+	key = (__u64)BPF_CORE_READ(file, f_inode);
+	r = bpf_map_lookup_elem(&relays, &key);
+	if (!r || r->stream != ST_FORWARD)
+		return 0;
+	fill_hdr(&ev.hdr, ST_EV_CLOSE, sizeof(ev), r->sess_key);
+	ev.conn_id = key;
+	ev.bytes_sent = r->bytes_sent;
+	ev.bytes_recv = r->bytes_recv;
+	submit(&ev, sizeof(ev), r->sess_key, 0);
+	bpf_map_delete_elem(&relays, &key);
+	return 0;
 }

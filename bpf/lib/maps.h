@@ -48,6 +48,21 @@ struct {
 } listeners SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16);
+	__type(key, struct st_exe_id);
+	__type(value, __u8);
+} sshd_exes SEC(".maps");
+
+/* Pipes between sshd and commands, forwarded connections (st_relay). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* kernel address of the inode */
+	__type(value, struct st_relay);
+} relays SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, ST_CNT_MAX);
 	__type(key, __u32);
@@ -73,9 +88,9 @@ static __always_inline bool is_tracked(__u32 tgid)
 	return tracked_bits[bit_word(tgid)] & (1ULL << (tgid & 63));
 }
 
-static __always_inline void track(__u32 tgid, __u64 sess_key)
+static __always_inline void track(__u32 tgid, __u64 sess_key, __u32 flags)
 {
-	struct st_proc p = {.sess_key = sess_key};
+	struct st_proc p = {.sess_key = sess_key, .flags = flags};
 
 	if (tgid == self_tgid)
 		return;
@@ -92,14 +107,19 @@ static __always_inline void untrack(__u32 tgid)
 	bpf_map_delete_elem(&procs, &tgid);
 }
 
+/* The entry of a tracked tgid, NULL if it is not (or no longer) tracked. */
+static __always_inline struct st_proc *proc_of(__u32 tgid)
+{
+	if (!is_tracked(tgid))
+		return NULL;
+	return bpf_map_lookup_elem(&procs, &tgid);
+}
+
 /* Session key of a tracked tgid, 0 if it is not (or no longer) tracked. */
 static __always_inline __u64 session_of(__u32 tgid)
 {
-	struct st_proc *p;
+	struct st_proc *p = proc_of(tgid);
 
-	if (!is_tracked(tgid))
-		return 0;
-	p = bpf_map_lookup_elem(&procs, &tgid);
 	return p ? p->sess_key : 0;
 }
 

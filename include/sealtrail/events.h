@@ -31,12 +31,19 @@ enum st_event_type {
 	ST_EV_FORK = 3,
 	ST_EV_EXEC = 4,
 	ST_EV_EXIT = 5,
-	ST_EV_TTY = 6,
+	ST_EV_TTY = 6,	   /* bytes of a pty or of a command's pipe (struct st_ev_tty) */
+	ST_EV_CONNECT = 7, /* sshd opened a forwarded TCP connection */
+	ST_EV_CLOSE = 8,   /* sshd closed it: byte counts */
 };
 
+/* Which stream a chunk of bytes belongs to (st_ev_tty.dir). */
 enum st_tty_dir {
-	ST_TTY_IN = 0, /* written to the pty master: what the client sent */
-	ST_TTY_OUT = 1, /* read from the pty master: what the client received */
+	ST_TTY_IN = 0,	    /* written to the pty master: what the client sent */
+	ST_TTY_OUT = 1,	    /* read from the pty master: what the client received */
+	ST_PIPE_STDIN = 2,  /* sshd wrote it to a command's stdin (no pty) */
+	ST_PIPE_STDOUT = 3, /* sshd read it from the command's stdout */
+	ST_PIPE_STDERR = 4, /* sshd read it from the command's stderr */
+	ST_FORWARD = 5,	    /* a forwarded TCP connection: counted, not copied */
 };
 
 /* Indexes of the per-CPU counters map (exported by `sealtrail status`). */
@@ -91,6 +98,9 @@ struct st_ev_exec {
 };
 #define ST_EXEC_ARGS_TRUNCATED 1u
 #define ST_EXEC_READ_FAILED 2u
+#define ST_EXEC_FROM_SSHD 4u  /* the parent is one of the session's sshd processes */
+#define ST_EXEC_IS_SSHD 8u    /* the new program is an sshd binary */
+#define ST_EXEC_STDIN_TTY 16u /* fd 0 is a pty slave: a terminal login */
 
 struct st_ev_exit {
 	struct st_event_hdr hdr;
@@ -108,6 +118,43 @@ struct st_ev_tty {
 	char data[ST_TTY_CHUNK];
 };
 
+struct st_ev_connect {
+	struct st_event_hdr hdr;
+	__s32 fd;
+	__s32 ret;     /* connect(2) result: 0 or -EINPROGRESS */
+	__u16 family;  /* AF_INET or AF_INET6 */
+	__u16 port;    /* host byte order */
+	__u32 pad;
+	__u8 addr[16]; /* IPv4 in the first 4 bytes */
+	__u64 conn_id; /* kernel address of the socket's inode: pairs with close */
+};
+
+struct st_ev_close {
+	struct st_event_hdr hdr;
+	__u64 conn_id;
+	__u64 bytes_sent; /* written by sshd into the connection */
+	__u64 bytes_recv; /* read by sshd from it */
+};
+
+/*
+ * Value of the relays map, keyed by the kernel address of an inode: the
+ * pipes between sshd and a command, and forwarded connections.
+ */
+struct st_relay {
+	__u64 sess_key;
+	__u32 stream; /* enum st_tty_dir */
+	__u32 pad;
+	__u64 bytes_sent;
+	__u64 bytes_recv;
+};
+
+/* Key of the sshd_exes map: which executables are sshd. */
+struct st_exe_id {
+	__u64 ino;
+	__u32 dev; /* kernel encoding: major << 20 | minor */
+	__u32 pad;
+};
+
 /* Value of the sessions map, shared by BPF and the collector. */
 struct st_session {
 	__u32 leader_pid; /* the connection handler forked by the listener */
@@ -119,7 +166,10 @@ struct st_session {
 /* Value of the processes map: which session a tracked tgid belongs to. */
 struct st_proc {
 	__u64 sess_key;
+	__u32 flags; /* ST_PROC_* */
+	__u32 pad;
 };
+#define ST_PROC_SSHD 1u /* runs an sshd binary: its pipes and sockets are relays */
 
 _Static_assert(sizeof(struct st_event_hdr) == 32, "st_event_hdr layout");
 _Static_assert(sizeof(struct st_ev_session) == 56, "st_ev_session layout");
@@ -128,5 +178,8 @@ _Static_assert(sizeof(struct st_ev_exec) == 72 + ST_PATH_MAX + ST_ARGS_MAX, "st_
 _Static_assert(sizeof(struct st_ev_exit) == 40, "st_ev_exit layout");
 _Static_assert(sizeof(struct st_ev_tty) == 56 + ST_TTY_CHUNK, "st_ev_tty layout");
 _Static_assert(sizeof(struct st_session) == 24, "st_session layout");
+_Static_assert(sizeof(struct st_ev_connect) == 72, "st_ev_connect layout");
+_Static_assert(sizeof(struct st_ev_close) == 56, "st_ev_close layout");
+_Static_assert(sizeof(struct st_relay) == 32, "st_relay layout");
 
 #endif

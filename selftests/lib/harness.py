@@ -160,7 +160,7 @@ class Daemon:
             return found[0] if len(found) == 1 else None
         return wait_for(find, timeout, what)
 
-    def session_of_port(self, port, ended=True, timeout=30):
+    def session_of_port(self, port, ended=True, timeout=60):
         return self.wait_session(
             f"session from client port {port}{' to end' if ended else ''}",
             lambda s: s["source_port"] == port and (s["end"] is not None or not ended),

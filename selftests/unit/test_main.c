@@ -86,9 +86,10 @@ static void hex_line(const char *label, const uint8_t *p, size_t len, size_t fro
 	printf("      %s [%zu bytes] @%zu:", label, len, from);
 	for (size_t i = from; i < to; i++)
 		printf(" %02x", p[i]);
-	if (to < len)
-		printf(" ...");
-	putchar('\n');
+	printf("%s  |", to < len ? " ..." : "");
+	for (size_t i = from; i < to; i++)
+		putchar(p[i] >= 0x20 && p[i] < 0x7f ? p[i] : '.');
+	printf("|\n");
 }
 
 void test_fail_mem(const char *file, int line, const char *what, const void *got,

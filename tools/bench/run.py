@@ -55,6 +55,7 @@ import subprocess
 import sys
 import tempfile
 import termios
+import threading
 import time
 import traceback
 
@@ -247,10 +248,17 @@ class Bench:
     @contextlib.contextmanager
     def daemon(self, extra=()):
         harness.BUILD = self.build
-        d = harness.Daemon(list(extra))
+        extra = list(extra)
+        if self.args.ringbuf_size:
+            extra += ["--ringbuf-size", str(self.args.ringbuf_size)]
+        d = harness.Daemon(extra)
         try:
             d.start()
             self.own_pids.add(d.proc.pid)
+            if self.args.daemon_nice is not None:
+                # nice is per thread on Linux
+                for tid in os.listdir(f"/proc/{d.proc.pid}/task"):
+                    os.setpriority(os.PRIO_PROCESS, int(tid), self.args.daemon_nice)
             yield d
         finally:
             try:
@@ -879,11 +887,72 @@ def _part_throughput(bench, stack):
 # --------------------------------------------------------------------------
 
 
+class MemSampler:
+    """Polls /proc/PID/status every 50 ms for the peaks VmHWM cannot split:
+    anonymous memory, and RSS minus the ring-buffer mapping (the kernel maps
+    its data pages twice, for wrap-around, and all pages count in RSS from
+    the mmap() on, whatever the daemon does)."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.peak_anon = 0
+        self.peak_rss = 0
+        self.ringbuf_kib = ringbuf_rss_kib(pid)
+        self.states = {}  # "S do_epoll_wait" -> samples: where the daemon spends its time
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._loop, daemon=True)
+        self._t.start()
+
+    def _loop(self):
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(0.05)
+
+    def sample(self):
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0].decode()
+            with open(f"/proc/{self.pid}/wchan") as f:
+                wchan = f.read().strip() or "-"
+            key = f"{state} {wchan if state != 'R' else ''}".strip()
+            self.states[key] = self.states.get(key, 0) + 1
+        except OSError:
+            pass
+        anon = proc_status_kb(self.pid, "RssAnon")
+        rss = proc_status_kb(self.pid, "VmRSS")
+        if anon is not None:
+            self.peak_anon = max(self.peak_anon, anon)
+        if rss is not None:
+            self.peak_rss = max(self.peak_rss, rss)
+
+    def stop(self):
+        self._stop.set()
+        self._t.join(2)
+        self.sample()
+
+
+def ringbuf_rss_kib(pid):
+    """RSS of the daemon's BPF map mappings (the ring buffer), from smaps."""
+    total, in_map = 0, False
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                first = line.split(None, 1)[0]
+                if "-" in first and not first.endswith(":"):
+                    in_map = "anon_inode:bpf-map" in line or "bpf-ringbuf" in line
+                elif in_map and line.startswith("Rss:"):
+                    total += int(line.split()[1])
+    except OSError:
+        pass
+    return total
+
+
 def collector_round(bench, lab, users, path, d=None):
     a = bench.args
     n = a.sessions
     pid = d.proc.pid if d else None
     cpu_start = cpu_seconds(pid) if pid else None
+    mem = MemSampler(pid) if pid else None
     errdir = bench.mkdir("collector-stderr", 0o700)
     clear_dir(errdir)
     sessions = []
@@ -920,7 +989,11 @@ def collector_round(bench, lab, users, path, d=None):
             ss = [x for x in d.sessions() if x["source_port"] in ports]
             return ss if len(ss) == n and all(x["end"] is not None for x in ss) else None
 
-        ss = harness.wait_for(recorded, 300, f"{n} sessions recorded and ended", interval=0.5)
+        try:
+            ss = harness.wait_for(recorded, 300, f"{n} sessions recorded and ended",
+                                  interval=0.5)
+        finally:
+            mem.stop()
         out["drain_s"] = time.monotonic() - t_end
         cpu_end = cpu_seconds(pid)
         out.update(
@@ -930,6 +1003,9 @@ def collector_round(bench, lab, users, path, d=None):
             lost_events=sum(x["lost_events"] for x in ss),
             short=sum(1 for x in ss if x["bytes_out"] < a.session_bytes),
             hwm_kib=proc_status_kb(pid, "VmHWM"), rss_kib=proc_status_kb(pid, "VmRSS"),
+            peak_anon_kib=mem.peak_anon, ringbuf_kib=mem.ringbuf_kib,
+            peak_rss_sampled_kib=mem.peak_rss,
+            states=dict(sorted(mem.states.items(), key=lambda kv: -kv[1])[:6]),
             store_bytes=du(d.store), status=d.status())
     return out
 
@@ -960,8 +1036,10 @@ def _part_collector(bench, stack):
                     if o["lost_bytes"] or o["lost_events"] or o["short"]:
                         bench.note(f"collector round {r + 1}: lost {o['lost_bytes']} bytes in "
                                    f"{o['lost_events']} events; {o['short']} sessions with "
-                                   f"bytes_out < {a.session_bytes}; status "
-                                   f"lost_bytes={o['status'].get('lost_bytes')}")
+                                   f"bytes_out < {a.session_bytes}; daemon status: " +
+                                   json.dumps({k: o['status'].get(k) for k in (
+                                       'events', 'lost_events', 'lost_bytes', 'read_failed',
+                                       'bad_events', 'ringbuf_bytes')}))
             else:
                 o = collector_round(bench, lab, users, path)
             o["mbs"] = o["payload"] / o["stream_s"] / 1e6
@@ -969,7 +1047,8 @@ def _part_collector(bench, stack):
             log(f"collector round {r + 1}/{a.collector_rounds} {c}: login {o['login_s']:.1f} s, "
                 f"stream {o['stream_s']:.1f} s = {o['mbs']:.1f} MB/s"
                 + (f", daemon CPU {o['cpu_total_s']:.2f} s, VmHWM {o['hwm_kib']} KiB, "
-                   f"lost {o['lost_bytes']}, drain {o['drain_s']:.1f} s" if c == "sealtraild" else ""))
+                   f"lost {o['lost_bytes']}, drain {o['drain_s']:.1f} s, daemon states "
+                   f"(50 ms samples) {o['states']}" if c == "sealtraild" else ""))
 
     def med(c, k):
         return median([o[k] for o in res[c]])
@@ -1000,6 +1079,14 @@ def _part_collector(bench, stack):
         ["peak RSS VmHWM MiB", fmt(hwm / 1024), " ".join(fmt(o["hwm_kib"] / 1024) for o in rec)],
         ["RSS at end VmRSS MiB", fmt(max(o["rss_kib"] for o in rec) / 1024),
          " ".join(fmt(o["rss_kib"] / 1024) for o in rec)],
+        ["  of which ring-buffer mapping (smaps Rss) MiB",
+         fmt(max(o["ringbuf_kib"] for o in rec) / 1024),
+         " ".join(fmt(o["ringbuf_kib"] / 1024) for o in rec)],
+        ["peak RSS without the ring-buffer mapping MiB (sampled every 50 ms)",
+         fmt(max(o["peak_rss_sampled_kib"] - o["ringbuf_kib"] for o in rec) / 1024),
+         " ".join(fmt((o["peak_rss_sampled_kib"] - o["ringbuf_kib"]) / 1024) for o in rec)],
+        ["peak RssAnon MiB (sampled every 50 ms)", fmt(max(o["peak_anon_kib"] for o in rec) / 1024),
+         " ".join(fmt(o["peak_anon_kib"] / 1024) for o in rec)],
         ["store size MiB", fmt(median([o["store_bytes"] / MiB for o in rec])),
          " ".join(fmt(o["store_bytes"] / MiB) for o in rec)],
         ["last session recorded+ended, s after logouts", fmt(med("sealtraild", "drain_s")),
@@ -1039,6 +1126,11 @@ def main():
     ap.add_argument("--quiet-wait", type=float, default=120,
                     help="seconds to wait, per sample, for other processes' BPF "
                          "programs to go away (default 120)")
+    g = ap.add_argument_group("sealtraild (default: as shipped)")
+    g.add_argument("--ringbuf-size", type=int,
+                   help="pass --ringbuf-size BYTES to sealtraild")
+    g.add_argument("--daemon-nice", type=int,
+                   help="renice sealtraild (all threads) to this value after start")
     g = ap.add_argument_group("syscall")
     g.add_argument("--iters", type=int, default=5_000_000)
     g.add_argument("--syscall-rounds", type=int, default=5)
@@ -1078,6 +1170,12 @@ def main():
     header = (f"sealtrail benchmarks {time.strftime('%Y-%m-%d %H:%M:%S %Z')}: "
               f"{os.cpu_count()} CPUs, kernel {platform.release()}, "
               f"command: {' '.join([sys.executable] + sys.argv)}")
+    try:
+        rev = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True).stdout.strip()
+        header += f", tree {rev or '?'}"
+    except OSError:
+        pass
     results, failed = [], []
     with Bench(args) as bench:
         for name in parts:

@@ -7,6 +7,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "capture/capture.h"
@@ -153,9 +154,9 @@ void capture_delete_session(struct capture *c, uint64_t key)
 	bpf_map__delete_elem(c->skel->maps.sessions, &key, sizeof(key), 0);
 }
 
-int capture_track(struct capture *c, uint32_t tgid, uint64_t key)
+int capture_track(struct capture *c, uint32_t tgid, uint64_t key, uint32_t flags)
 {
-	struct st_proc p = {.sess_key = key};
+	struct st_proc p = {.sess_key = key, .flags = flags};
 	int err;
 
 	if (tgid >= ST_PID_LIMIT)
@@ -168,6 +169,25 @@ int capture_track(struct capture *c, uint32_t tgid, uint64_t key)
 	__atomic_fetch_or(&c->skel->bss->tracked_bits[tgid / 64], 1ull << (tgid % 64),
 			  __ATOMIC_SEQ_CST);
 	return 0;
+}
+
+int capture_add_sshd_exe(struct capture *c, const char *path)
+{
+	struct st_exe_id id = {0};
+	uint8_t one = 1;
+	struct stat sb;
+
+	if (stat(path, &sb))
+		return -errno;
+	id.ino = sb.st_ino;
+	id.dev = (major(sb.st_dev) << 20) | minor(sb.st_dev); /* the kernel's MKDEV */
+	return bpf_map__update_elem(c->skel->maps.sshd_exes, &id, sizeof(id), &one, 1, BPF_ANY);
+}
+
+int capture_get_relay(struct capture *c, uint64_t conn_id, struct st_relay *out)
+{
+	return bpf_map__lookup_elem(c->skel->maps.relays, &conn_id, sizeof(conn_id), out,
+				    sizeof(*out), 0);
 }
 
 bool capture_is_tracked(struct capture *c, uint32_t tgid)

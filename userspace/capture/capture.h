@@ -33,7 +33,11 @@ int capture_remove_listener(struct capture *c, uint32_t tgid);
 int capture_add_session(struct capture *c, uint64_t key, uint32_t leader);
 int capture_get_session(struct capture *c, uint64_t key, struct st_session *out);
 void capture_delete_session(struct capture *c, uint64_t key);
-int capture_track(struct capture *c, uint32_t tgid, uint64_t key);
+int capture_track(struct capture *c, uint32_t tgid, uint64_t key, uint32_t flags);
+/* Tell the BPF side which executable is sshd (its pipes and sockets are relays). */
+int capture_add_sshd_exe(struct capture *c, const char *path);
+/* Byte counters of a forwarded connection still open (conn_id from the kernel). */
+int capture_get_relay(struct capture *c, uint64_t conn_id, struct st_relay *out);
 bool capture_is_tracked(struct capture *c, uint32_t tgid);
 void capture_counters(struct capture *c, uint64_t out[ST_CNT_MAX]);
 /* Names of the attached programs, for status; i < nprogs. */

@@ -37,8 +37,11 @@ struct chunk {
 	const uint8_t *data;
 	uint32_t len;
 };
-int cli_each_chunk(struct cli *c, const char *id, int stream,
+/* streams: a mask of 1 << STREAM_* */
+int cli_each_chunk(struct cli *c, const char *id, unsigned streams,
 		   int (*fn)(void *arg, const struct chunk *ch), void *arg);
+#define STREAMS_INPUT (1u << STREAM_IN | 1u << STREAM_STDIN)
+#define STREAMS_OUTPUT (1u << STREAM_OUT | 1u << STREAM_STDOUT)
 int cli_session_start(struct cli *c, const char *id, uint64_t *start_ns);
 
 int cmd_sessions(struct cli *c, int argc, char **argv);

@@ -91,7 +91,7 @@ int cli_session_start(struct cli *c, const char *id, uint64_t *start_ns)
 	return 0;
 }
 
-int cli_each_chunk(struct cli *c, const char *id, int stream,
+int cli_each_chunk(struct cli *c, const char *id, unsigned streams,
 		   int (*fn)(void *arg, const struct chunk *ch), void *arg)
 {
 	sqlite3_stmt *st;
@@ -105,17 +105,18 @@ int cli_each_chunk(struct cli *c, const char *id, int stream,
 	/* the login's own pty; those of sudo, tmux or script inside it are kept apart */
 	if (sqlite3_prepare_v2(
 		c->store.index.db,
-		"SELECT seq, segment, offset FROM chunks WHERE session = ?1 AND stream = ?2"
-		" AND tty = coalesce((SELECT CAST(substr(tty, 5) AS INTEGER) FROM sessions"
-		" WHERE id = ?1 AND tty LIKE 'pts/%'),"
-		" (SELECT tty FROM chunks WHERE session = ?1 ORDER BY seq LIMIT 1))"
-		" ORDER BY seq",
+		"SELECT seq, segment, offset FROM chunks WHERE session = ?1"
+			       " AND ((1 << stream) & ?2) != 0 AND (stream >= 2 OR tty = coalesce("
+			       " (SELECT CAST(substr(tty, 5) AS INTEGER) FROM sessions"
+			       "  WHERE id = ?1 AND tty LIKE 'pts/%'),"
+			       " (SELECT tty FROM chunks WHERE session = ?1 AND stream < 2 ORDER BY seq LIMIT 1)))"
+			       " ORDER BY seq",
 		-1, &st, NULL) != SQLITE_OK) {
 		free(rec);
 		return -EIO;
 	}
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, stream);
+	sqlite3_bind_int(st, 2, streams);
 	while (!err && sqlite3_step(st) == SQLITE_ROW) {
 		uint64_t seq = sqlite3_column_int64(st, 0);
 		const struct rec_field *f;

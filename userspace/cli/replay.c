@@ -79,7 +79,8 @@ int cmd_replay(struct cli *c, int argc, char **argv)
 		return 1;
 	err = cli_session_id(c, argv[optind], id);
 	err = err ?: cli_session_start(c, id, &r.start_ns);
-	err = err ?: cli_each_chunk(c, id, STREAM_OUT, replay_chunk, &r);
+	/* a terminal's output, or what a command wrote to stdout and stderr */
+	err = err ?: cli_each_chunk(c, id, STREAMS_OUTPUT | 1u << STREAM_STDERR, replay_chunk, &r);
 	store_close(&c->store);
 	return err ? 1 : 0;
 }
@@ -151,7 +152,8 @@ int cmd_export(struct cli *c, int argc, char **argv)
 	    {0},
 	};
 	const char *format = "asciicast", *output = NULL;
-	int opt, err, fd = STDOUT_FILENO, stream = STREAM_OUT;
+	int opt, err, fd = STDOUT_FILENO;
+	unsigned streams = STREAMS_OUTPUT;
 	char id[ST_ID_HEX];
 
 	optind = 1;
@@ -161,12 +163,18 @@ int cmd_export(struct cli *c, int argc, char **argv)
 		} else if (opt == 'o') {
 			output = optarg;
 		} else if (opt == 'S') {
-			if (!strcmp(optarg, "out") || !strcmp(optarg, "output"))
-				stream = STREAM_OUT;
+			if (!strcmp(optarg, "stdin"))
+				streams = 1u << STREAM_STDIN;
+			else if (!strcmp(optarg, "stdout"))
+				streams = 1u << STREAM_STDOUT;
+			else if (!strcmp(optarg, "stderr"))
+				streams = 1u << STREAM_STDERR;
+			else if (!strcmp(optarg, "out") || !strcmp(optarg, "output"))
+				streams = STREAMS_OUTPUT;
 			else if (!strcmp(optarg, "in") || !strcmp(optarg, "input"))
-				stream = STREAM_IN;
+				streams = STREAMS_INPUT;
 			else {
-				log_error("--stream %s: need out or in", optarg);
+				log_error("--stream %s: need out, in, stdout, stderr or stdin", optarg);
 				return 2;
 			}
 		} else if (cli_common_opt(c, opt)) {
@@ -175,7 +183,7 @@ int cmd_export(struct cli *c, int argc, char **argv)
 	}
 	if (optind != argc - 1 || (strcmp(format, "asciicast") && strcmp(format, "raw"))) {
 		fprintf(stderr, "usage: sealtrail export SESSION [--format asciicast|raw]"
-				" [--stream out|in] [--output FILE]\n");
+				" [--stream out|in|stdout|stderr|stdin] [--output FILE]\n");
 		return 2;
 	}
 	if (cli_open(c))
@@ -194,7 +202,7 @@ int cmd_export(struct cli *c, int argc, char **argv)
 	if (!strcmp(format, "raw")) {
 		struct raw_out r = {fd};
 
-		err = cli_each_chunk(c, id, stream, raw_chunk, &r);
+		err = cli_each_chunk(c, id, streams, raw_chunk, &r);
 	} else {
 		struct asciicast a = {0};
 		char title[128];
@@ -210,7 +218,7 @@ int cmd_export(struct cli *c, int argc, char **argv)
 			"{\"version\": 2, \"width\": 80, \"height\": 24, \"timestamp\": %llu,"
 			" \"title\": \"%s\", \"env\": {\"TERM\": \"xterm-256color\"}}\n",
 			(unsigned long long)(a.start_ns / 1000000000ull), title);
-		err = err ?: cli_each_chunk(c, id, stream, asciicast_chunk, &a);
+		err = err ?: cli_each_chunk(c, id, streams, asciicast_chunk, &a);
 		if (!err && a.ncarry) {
 			/* a sequence cut short by the end of the stream: U+FFFD for it */
 			struct chunk last = {.wall_ns = a.last_ns};

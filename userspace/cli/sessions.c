@@ -58,7 +58,7 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 	    " FROM sessions WHERE (end_ns IS NULL OR end_ns >= ?1) AND start_ns <= ?2"
 	    " AND (?3 IS NULL OR user = ?3) ORDER BY start_ns, id";
 	uint64_t now = clock_ns(CLOCK_REALTIME), since = 0, until = INT64_MAX;
-	const char *user = NULL;
+	const char *user = NULL, *kind = NULL;
 	struct buf line = {0};
 	sqlite3_stmt *st;
 	int opt, rows = 0;
@@ -74,6 +74,13 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 			}
 		} else if (opt == 'U') {
 			user = optarg;
+		} else if (opt == 'K') {
+			if (strcmp(optarg, "shell") && strcmp(optarg, "exec") &&
+			    strcmp(optarg, "subsystem") && strcmp(optarg, "forward")) {
+				log_error("--kind %s: need shell, exec, subsystem or forward", optarg);
+				return 2;
+			}
+			kind = optarg;
 		} else if (cli_common_opt(c, opt)) {
 			return 2;
 		}
@@ -89,9 +96,11 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 	sqlite3_bind_int64(st, 2, until > INT64_MAX ? INT64_MAX : until);
 	if (user)
 		sqlite3_bind_text(st, 3, user, -1, SQLITE_STATIC);
+	if (kind)
+		sqlite3_bind_text(st, 4, kind, -1, SQLITE_STATIC);
 	if (!c->json)
-		printf("%-32s  %-10s %-21s %-6s %-7s %-30s %-30s %10s %10s %5s\n", "ID", "USER",
-		       "SOURCE", "LPORT", "TTY", "START", "END", "IN", "OUT", "LOST");
+		printf("%-32s  %-10s %-9s %-21s %-6s %-7s %-30s %-30s %10s %10s %5s\n", "ID", "USER",
+		       "KIND", "SOURCE", "LPORT", "TTY", "START", "END", "IN", "OUT", "LOST");
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		char start[40], end[40], src[96];
 
@@ -115,6 +124,8 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 			json_int(&line, "lost_bytes", st, 14);
 			json_text(&line, "end_reason", col_text(st, 15), true);
 			json_int(&line, "leader_pid", st, 16);
+			json_text(&line, "kind", col_text(st, 17), true);
+			json_text(&line, "command", col_text(st, 18), true);
 			printf("{%s}\n", line.data);
 			continue;
 		}
@@ -125,8 +136,9 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 			format_rfc3339(sqlite3_column_int64(st, 10), end);
 		snprintf(src, sizeof(src), "%s:%lld", col_text(st, 4) ? col_text(st, 4) : "?",
 			 (long long)sqlite3_column_int64(st, 5));
-		printf("%-32s  %-10s %-21s %-6lld %-7s %-30s %-30s %10lld %10lld %5lld\n",
-		       col_text(st, 0), col_text(st, 1) ? col_text(st, 1) : "?", src,
+		printf("%-32s  %-10s %-9s %-21s %-6lld %-7s %-30s %-30s %10lld %10lld %5lld\n",
+		       col_text(st, 0), col_text(st, 1) ? col_text(st, 1) : "?",
+		       col_text(st, 17) ? col_text(st, 17) : "-", src,
 		       (long long)sqlite3_column_int64(st, 6),
 		       col_text(st, 7) ? col_text(st, 7) : "-", start, end,
 		       (long long)sqlite3_column_int64(st, 11),
@@ -153,39 +165,6 @@ static void print_event(struct cli *c, const struct record *rec, struct buf *lin
 		 (unsigned long long)rec->seq, t, rec_type_name(rec->type));
 	for (unsigned i = 0; i < rec->nfields; i++) {
 		const struct rec_field *f = &rec->fields[i];
-		static const char *names[TAG_MAX] = {
-		    [TAG_HOST] = "host",
-		    [TAG_BOOT_ID] = "boot_id",
-		    [TAG_USER] = "user",
-		    [TAG_LOGINUID] = "loginuid",
-		    [TAG_UID] = "uid",
-		    [TAG_EUID] = "euid",
-		    [TAG_GID] = "gid",
-		    [TAG_SESSIONID] = "audit_session",
-		    [TAG_SOURCE_IP] = "source_ip",
-		    [TAG_SOURCE_PORT] = "source_port",
-		    [TAG_LOCAL_IP] = "local_ip",
-		    [TAG_LOCAL_PORT] = "local_port",
-		    [TAG_TTY] = "tty",
-		    [TAG_LEADER_PID] = "leader_pid",
-		    [TAG_LISTENER_PID] = "listener_pid",
-		    [TAG_ADOPTED] = "adopted",
-		    [TAG_PID] = "pid",
-		    [TAG_PPID] = "ppid",
-		    [TAG_CHILD_PID] = "child_pid",
-		    [TAG_FILENAME] = "filename",
-		    [TAG_ARGV_TOTAL] = "argv_bytes",
-		    [TAG_ARGV_TRUNCATED] = "argv_truncated",
-		    [TAG_STREAM] = "stream",
-		    [TAG_STATUS] = "status",
-		    [TAG_LOST_EVENTS] = "lost_events",
-		    [TAG_LOST_BYTES] = "lost_bytes",
-		    [TAG_REASON] = "reason",
-		    [TAG_FILE] = "file",
-		    [TAG_FILE_OFFSET] = "file_offset",
-		    [TAG_EVENT] = "event",
-		    [TAG_VERSION] = "version",
-		};
 
 		if (f->tag == TAG_ARGV) {
 			buf_addf(line, ",\"argv\":[");
@@ -201,13 +180,11 @@ static void print_event(struct cli *c, const struct record *rec, struct buf *lin
 			buf_addf(line, "]");
 		} else if (f->tag == TAG_DATA) {
 			buf_addf(line, ",\"bytes\":%u", f->len);
-		} else if (f->tag < TAG_MAX && names[f->tag] && f->len == 8 && f->tag != TAG_USER &&
-			   f->tag != TAG_HOST && f->tag != TAG_TTY && f->tag != TAG_FILENAME &&
-			   f->tag != TAG_REASON && f->tag != TAG_FILE && f->tag != TAG_SOURCE_IP &&
-			   f->tag != TAG_LOCAL_IP && rec_u64(rec, f->tag, &v)) {
-			buf_addf(line, ",\"%s\":%llu", names[f->tag], (unsigned long long)v);
-		} else if (f->tag < TAG_MAX && names[f->tag]) {
-			buf_addf(line, ",\"%s\":", names[f->tag]);
+		} else if (rec_tag_name(f->tag) && !rec_tag_is_text(f->tag) &&
+			   rec_u64(rec, f->tag, &v)) {
+			buf_addf(line, ",\"%s\":%llu", rec_tag_name(f->tag), (unsigned long long)v);
+		} else if (rec_tag_name(f->tag)) {
+			buf_addf(line, ",\"%s\":", rec_tag_name(f->tag));
 			json_add_string(line, f->data, f->len);
 		}
 	}

@@ -37,6 +37,11 @@ static void usage(FILE *out)
 		"  --sshd PATH           sshd binary whose listeners are followed; repeatable\n"
 		"                        (default /usr/sbin/sshd and /usr/sbin/sshd-session)\n"
 		"  --ringbuf-size BYTES  kernel ring buffer, a power of two (default 32 MiB)\n"
+		"  --capture-cap-bytes N bytes of a non-interactive login's stdin/stdout/stderr\n"
+		"                        stored per session (default 8 MiB, 0 = all); past it\n"
+		"                        the streams are counted and SHA-256-hashed\n"
+		"  --subsystem PATH      command that makes a login kind \"subsystem\"; repeatable\n"
+		"                        (default /usr/lib/openssh/sftp-server and internal-sftp)\n"
 		"  --log-level LEVEL     error, warning, info (default) or debug\n"
 		"  --consumer-delay-ms N testing: pause N ms after each ring-buffer read, to\n"
 		"                        force losses and check that they become gap records\n"
@@ -110,8 +115,12 @@ int main(int argc, char **argv)
 	};
 	const char *store_dir = STORE_DEFAULT_DIR;
 	unsigned long ringbuf = 32u << 20, delay_ms = 0;
+	unsigned long long cap = 0;
+	bool cap_set = false;
+	const char *subsystems[TRACKER_MAX_SUBSYSTEMS];
+	unsigned nsub = 0;
 	struct store store;
-	struct capture cap = {0};
+	struct capture capture = {0};
 	struct tracker t;
 	struct sigaction sa = {.sa_handler = on_signal};
 	uint64_t started, last_tick, last_scan;
@@ -155,6 +164,22 @@ int main(int argc, char **argv)
 		case 'c':
 			delay_ms = strtoul(optarg, NULL, 0);
 			break;
+		case 'C': {
+			char *end;
+
+			cap = strtoull(optarg, &end, 0);
+			if (*end) {
+				fprintf(stderr, "sealtraild: --capture-cap-bytes %s: not a number\n",
+					optarg);
+				return 2;
+			}
+			cap_set = true;
+			break;
+		}
+		case 'S':
+			if (nsub < TRACKER_MAX_SUBSYSTEMS)
+				subsystems[nsub++] = optarg;
+			break;
 		case 'V':
 			printf("sealtraild %s\n", SEALTRAIL_VERSION);
 			return 0;
@@ -191,7 +216,7 @@ int main(int argc, char **argv)
 		unsigned n = t.nsshd;
 
 		memcpy(paths, t.sshd_paths, sizeof(paths));
-		tracker_init(&init, &store, &cap);
+		tracker_init(&init, &store, &capture);
 		t = init;
 		if (n) {
 			memcpy(t.sshd_paths, paths, sizeof(paths));
@@ -200,25 +225,37 @@ int main(int argc, char **argv)
 			t.sshd_paths[t.nsshd++] = "/usr/sbin/sshd";
 			t.sshd_paths[t.nsshd++] = "/usr/sbin/sshd-session";
 		}
+		if (nsub) {
+			memcpy(t.subsystems, subsystems, sizeof(subsystems));
+			t.nsubsystems = nsub;
+		} else {
+			t.subsystems[t.nsubsystems++] = "/usr/lib/openssh/sftp-server";
+			t.subsystems[t.nsubsystems++] = "internal-sftp";
+		}
+		if (cap_set)
+			t.capture_cap = cap;
 	}
-	err = capture_open(&cap, ringbuf, tracker_on_event, &t);
+	err = capture_open(&capture, ringbuf, tracker_on_event, &t);
 	if (err)
 		goto out_store;
+	for (unsigned i = 0; i < t.nsshd; i++)
+		if (capture_add_sshd_exe(&capture, t.sshd_paths[i]) && errno != ENOENT)
+			log_warn("--sshd %s: cannot follow it: %s", t.sshd_paths[i], strerror(errno));
 	started = clock_ns(CLOCK_REALTIME);
 	err = tracker_close_stale(&t);
 	err = err ?: tracker_daemon_record(&t, "start");
 	err = err ?: tracker_scan(&t);
 	if (err)
 		goto out;
-	write_status(&t, &cap, store_dir, started, ringbuf, true);
+	write_status(&t, &capture, store_dir, started, ringbuf, true);
 	log_info("recording: store %s, %u programs attached, %u sshd listeners", store_dir,
-		 cap.nprogs, t.nlisteners);
+		 capture.nprogs, t.nlisteners);
 
 	last_tick = last_scan = clock_ns(CLOCK_MONOTONIC);
 	while (!stop_requested) {
 		uint64_t now;
 
-		err = capture_poll(&cap, 100);
+		err = capture_poll(&capture, 100);
 		if (err < 0) {
 			log_error("ring buffer poll: %s", strerror(-err));
 			break;
@@ -232,18 +269,18 @@ int main(int argc, char **argv)
 		}
 		if (now - last_scan >= SCAN_NS) {
 			tracker_scan(&t);
-			write_status(&t, &cap, store_dir, started, ringbuf, true);
+			write_status(&t, &capture, store_dir, started, ringbuf, true);
 			last_scan = now;
 		}
 	}
 	err = 0;
 	log_info("signal %d: flushing and closing the store", (int)stop_requested);
-	ring_buffer__consume(cap.rb);
+	ring_buffer__consume(capture.rb);
 	tracker_tick(&t);
 	tracker_daemon_record(&t, "stop");
-	write_status(&t, &cap, store_dir, started, ringbuf, false);
+	write_status(&t, &capture, store_dir, started, ringbuf, false);
 out:
-	capture_close(&cap);
+	capture_close(&capture);
 out_store:
 	tracker_fini(&t);
 	store_close(&store);

@@ -11,6 +11,8 @@
  * ignored.
  */
 #include <errno.h>
+#include <arpa/inet.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <pwd.h>
 #include <sqlite3.h>
@@ -26,6 +28,11 @@
 #include "session/tracker.h"
 
 #define PENDING_MAX 64
+#define MAX_CHANNELS 64
+#define KIND_SHELL "shell"
+#define KIND_EXEC "exec"
+#define KIND_SUBSYSTEM "subsystem"
+#define KIND_FORWARD "forward"
 #define ADOPTED_KEY_BIT (1ull << 63)
 /* Ended sessions stay known this long, for late events of their processes. */
 #define ENDED_KEEP_NS (3600ull * 1000000000ull)
@@ -64,10 +71,25 @@ struct session {
 	int killed_signal;
 	uint64_t lost_events_seen;
 	uint64_t lost_bytes_seen;
+	const char *kind; /* NULL until known, then KIND_* */
+	/* a command's pipes (no pty): stored up to the cap, hashed whole */
+	struct pipe_stream {
+		uint64_t bytes;
+		uint64_t stored;
+		EVP_MD_CTX *sha;
+		bool capped;
+	} pipes[STREAM_MAX];
+	uint64_t stored_total; /* pipe bytes stored, against capture_cap */
+	uint64_t channels[MAX_CHANNELS]; /* forwarded connections still open */
+	unsigned nchannels;
 	struct buf pending[PENDING_MAX];
 	unsigned npending;
 	uint64_t pending_dropped;
 };
+
+static int end_pipes(struct tracker *t, struct session *s, uint64_t boot_ns);
+static int close_channel(struct tracker *t, struct session *s, uint64_t conn_id, uint64_t sent,
+			 uint64_t recv, uint64_t boot_ns, const char *reason);
 
 static uint64_t wall_of(const struct tracker *t, uint64_t boot_ns)
 {
@@ -123,6 +145,8 @@ static struct session *new_session(struct tracker *t, uint64_t key, uint32_t lea
 
 static void free_session(struct session *s)
 {
+	for (unsigned i = 0; i < STREAM_MAX; i++)
+		EVP_MD_CTX_free(s->pipes[i].sha);
 	for (unsigned i = 0; i < s->npending; i++)
 		buf_free(&s->pending[i]);
 	free(s);
@@ -236,6 +260,8 @@ static int materialize(struct tracker *t, struct session *s)
 	}
 	err = err ?: add_person(t, s);
 	err = err ?: add_tty(t, s);
+	if (s->kind)
+		err = err ?: rec_add_str(&t->rec, TAG_KIND, s->kind);
 	err = err ?: emit(t, s);
 	for (unsigned i = 0; i < s->npending; i++) {
 		if (!err) {
@@ -270,6 +296,32 @@ static int write_attrs(struct tracker *t, struct session *s, uint64_t boot_ns, b
 	err = err ?: (person ? add_person(t, s) : 0);
 	err = err ?: (tty ? add_tty(t, s) : 0);
 	return err ?: emit(t, s);
+}
+
+/* What kind of login: decided by the program sshd starts as the user. */
+static int set_kind(struct tracker *t, struct session *s, const char *kind, const char *command,
+		    uint64_t boot_ns)
+{
+	int err;
+
+	if (s->kind == kind)
+		return 0;
+	s->kind = kind;
+	if (!s->materialized)
+		return 0; /* the start record will carry it */
+	err = begin(t, s, REC_SESSION_ATTR, boot_ns);
+	err = err ?: rec_add_str(&t->rec, TAG_KIND, kind);
+	if (command)
+		err = err ?: rec_add_str(&t->rec, TAG_COMMAND, command);
+	return err ?: emit(t, s);
+}
+
+static bool is_subsystem(const struct tracker *t, const char *path, const char *command)
+{
+	for (unsigned i = 0; i < t->nsubsystems; i++)
+		if (!strcmp(path, t->subsystems[i]) || (command && !strcmp(command, t->subsystems[i])))
+			return true;
+	return false;
 }
 
 /* Turn growth of the kernel's per-session loss counters into a gap record. */
@@ -359,6 +411,16 @@ static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, i
 				 WEXITSTATUS(status));
 		reason = why;
 	}
+	err = err ?: end_pipes(t, s, boot_ns);
+	while (!err && s->nchannels) {
+		struct st_relay r = {0};
+		uint64_t id = s->channels[0];
+
+		capture_get_relay(t->cap, id, &r);
+		err = close_channel(t, s, id, r.bytes_sent, r.bytes_recv, boot_ns, "session ended");
+	}
+	if (!err && !s->kind)
+		err = set_kind(t, s, KIND_FORWARD, NULL, boot_ns);
 	err = err ?: begin(t, s, REC_SESSION_END, boot_ns);
 	err = err ?: rec_add_str(&t->rec, TAG_REASON, reason);
 	err = err ?: rec_add_u64(&t->rec, TAG_STATUS, (uint32_t)status);
@@ -395,15 +457,33 @@ static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec
 	path[ST_PATH_MAX] = 0;
 	had_uid = s->uid != NO_UID;
 	person = learn_person(t, s, path, ev->loginuid, ev->uid);
+	err = 0;
 	/* the login shell (or command) is the program that gave us the login uid */
-	if (!had_uid && s->uid != NO_UID)
+	if (!had_uid && s->uid != NO_UID) {
+		/* `ssh host cmd` runs the user's shell as: SHELL -c cmd */
+		const char *a0 = ev->args, *a1, *cmd = NULL;
+		const char *end = ev->args + ev->args_len;
+
 		s->shell_pid = ev->hdr.pid;
+		a1 = memchr(a0, 0, end - a0);
+		if (a1 && ++a1 < end && !strncmp(a1, "-c", end - a1) && (cmd = memchr(a1, 0, end - a1)) &&
+		    ++cmd < end && memchr(cmd, 0, end - cmd))
+			; /* cmd points at a NUL-terminated command */
+		else
+			cmd = NULL;
+		if (ev->flags & ST_EXEC_STDIN_TTY)
+			err = set_kind(t, s, KIND_SHELL, cmd, ev->hdr.ts_ns);
+		else if (is_subsystem(t, path, cmd))
+			err = set_kind(t, s, KIND_SUBSYSTEM, cmd, ev->hdr.ts_ns);
+		else
+			err = set_kind(t, s, KIND_EXEC, cmd, ev->hdr.ts_ns);
+	}
 	if (!is_sshd(t, path))
 		sshd_remove(s, ev->hdr.pid);
 	if (!s->materialized && !is_sshd(t, path))
-		err = materialize(t, s);
-	else
-		err = person ? write_attrs(t, s, ev->hdr.ts_ns, true, false) : 0;
+		err = err ?: materialize(t, s);
+	else if (person)
+		err = err ?: write_attrs(t, s, ev->hdr.ts_ns, true, false);
 
 	err = err ?: begin(t, s, REC_EXEC, ev->hdr.ts_ns);
 	err = err ?: rec_add_u64(&t->rec, TAG_PID, ev->hdr.pid);
@@ -416,11 +496,139 @@ static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec
 	err = err ?: rec_add_str(&t->rec, TAG_FILENAME, path);
 	err = err ?: rec_add_bytes(&t->rec, TAG_ARGV, ev->args, ev->args_len);
 	err = err ?: rec_add_u64(&t->rec, TAG_ARGV_TOTAL, ev->args_total);
-	err = err ?: rec_add_u64(&t->rec, TAG_ARGV_TRUNCATED, ev->flags);
+	err = err ?: rec_add_u64(&t->rec, TAG_ARGV_TRUNCATED,
+				 ev->flags & (ST_EXEC_ARGS_TRUNCATED | ST_EXEC_READ_FAILED));
 	if (!err && (ev->flags & ST_EXEC_ARGS_TRUNCATED))
 		log_info(
 		    "session %s: pid %u: argv of %u bytes truncated to %u (flagged in the record)",
 		    s->idhex, ev->hdr.pid, ev->args_total, ev->args_len);
+	return err ?: emit(t, s);
+}
+
+/*
+ * Bytes between sshd and a command's stdin/stdout/stderr: stored while the
+ * session is under capture_cap bytes, counted and hashed always.
+ */
+static int on_pipe(struct tracker *t, struct session *s, const struct st_ev_tty *ev)
+{
+	unsigned stream = ev->dir; /* ST_PIPE_* numbers are STREAM_* numbers */
+	struct pipe_stream *p = &s->pipes[stream];
+	uint64_t keep = ev->len;
+	int err;
+
+	if (!p->sha) {
+		p->sha = EVP_MD_CTX_new();
+		if (!p->sha || EVP_DigestInit_ex(p->sha, EVP_sha256(), NULL) != 1)
+			return -ENOMEM;
+	}
+	EVP_DigestUpdate(p->sha, ev->data, ev->len);
+	p->bytes += ev->len;
+	if (t->capture_cap) {
+		uint64_t room = t->capture_cap > s->stored_total ? t->capture_cap - s->stored_total : 0;
+
+		keep = keep < room ? keep : room;
+	}
+	err = materialize(t, s);
+	if (!err && keep) {
+		err = begin(t, s, REC_TTY, ev->hdr.ts_ns);
+		err = err ?: rec_add_u64(&t->rec, TAG_STREAM, stream);
+		err = err ?: rec_add_u64(&t->rec, TAG_PID, ev->hdr.pid);
+		err = err ?: rec_add_bytes(&t->rec, TAG_DATA, ev->data, keep);
+		err = err ?: emit(t, s);
+		p->stored += keep;
+		s->stored_total += keep;
+	}
+	if (!err && keep < ev->len && !p->capped) {
+		p->capped = true;
+		log_info("session %s: stream %u passed the capture cap of %llu bytes; counting and"
+			 " hashing the rest",
+			 s->idhex, stream, (unsigned long long)t->capture_cap);
+		err = begin(t, s, REC_CAPPED, ev->hdr.ts_ns);
+		err = err ?: rec_add_u64(&t->rec, TAG_STREAM, stream);
+		err = err ?: rec_add_u64(&t->rec, TAG_BYTES, p->bytes - ev->len + keep);
+		err = err ?: rec_add_u64(&t->rec, TAG_CAP, t->capture_cap);
+		err = err ?: emit(t, s);
+	}
+	return err;
+}
+
+/* Size and SHA-256 of each whole pipe stream, at the end of the session. */
+static int end_pipes(struct tracker *t, struct session *s, uint64_t boot_ns)
+{
+	int err = 0;
+
+	for (unsigned i = STREAM_STDIN; i < STREAM_MAX && !err; i++) {
+		struct pipe_stream *p = &s->pipes[i];
+		uint8_t md[EVP_MAX_MD_SIZE];
+		char hex[2 * EVP_MAX_MD_SIZE + 1];
+		unsigned mdlen = 0;
+
+		if (!p->sha)
+			continue;
+		EVP_DigestFinal_ex(p->sha, md, &mdlen);
+		hex_encode(md, mdlen, hex);
+		err = begin(t, s, REC_STREAM_END, boot_ns);
+		err = err ?: rec_add_u64(&t->rec, TAG_STREAM, i);
+		err = err ?: rec_add_u64(&t->rec, TAG_BYTES, p->bytes);
+		err = err ?: rec_add_u64(&t->rec, TAG_STORED, p->stored);
+		err = err ?: rec_add_str(&t->rec, TAG_SHA256, hex);
+		err = err ?: emit(t, s);
+	}
+	return err;
+}
+
+static int close_channel(struct tracker *t, struct session *s, uint64_t conn_id, uint64_t sent,
+			 uint64_t recv, uint64_t boot_ns, const char *reason)
+{
+	int err;
+
+	for (unsigned i = 0; i < s->nchannels; i++) {
+		if (s->channels[i] == conn_id) {
+			s->channels[i] = s->channels[--s->nchannels];
+			break;
+		}
+	}
+	err = begin(t, s, REC_CHANNEL_CLOSE, boot_ns);
+	err = err ?: rec_add_u64(&t->rec, TAG_CONN_ID, conn_id);
+	err = err ?: rec_add_u64(&t->rec, TAG_BYTES_SENT, sent);
+	err = err ?: rec_add_u64(&t->rec, TAG_BYTES_RECV, recv);
+	if (reason)
+		err = err ?: rec_add_str(&t->rec, TAG_REASON, reason);
+	return err ?: emit(t, s);
+}
+
+/* Person of a login that runs no program (ssh -N): its sshd runs as the user. */
+static void learn_person_from_proc(struct tracker *t, struct session *s, uint32_t pid)
+{
+	struct proc_info p;
+
+	if (procfs_read(pid, &p) || p.uid == 0 || p.uid == t->privsep_uid)
+		return;
+	if (s->loginuid == NO_UID)
+		s->loginuid = p.loginuid;
+	if (s->uid == NO_UID)
+		s->uid = p.uid;
+}
+
+static int on_connect(struct tracker *t, struct session *s, const struct st_ev_connect *ev)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	int err = 0;
+
+	inet_ntop(ev->family == 2 ? AF_INET : AF_INET6, ev->addr, ip, sizeof(ip));
+	if (!s->materialized) {
+		learn_person_from_proc(t, s, ev->hdr.pid);
+		if (!s->kind)
+			s->kind = KIND_FORWARD;
+		err = materialize(t, s);
+	}
+	if (s->nchannels < MAX_CHANNELS)
+		s->channels[s->nchannels++] = ev->conn_id;
+	err = err ?: begin(t, s, REC_CHANNEL_OPEN, ev->hdr.ts_ns);
+	err = err ?: rec_add_u64(&t->rec, TAG_CONN_ID, ev->conn_id);
+	err = err ?: rec_add_str(&t->rec, TAG_DEST_IP, ip);
+	err = err ?: rec_add_u64(&t->rec, TAG_DEST_PORT, ev->port);
+	err = err ?: rec_add_u64(&t->rec, TAG_PID, ev->hdr.pid);
 	return err ?: emit(t, s);
 }
 
@@ -429,8 +637,11 @@ static int on_tty(struct tracker *t, struct session *s, const struct st_ev_tty *
 	size_t head = offsetof(struct st_ev_tty, data);
 	int err = 0;
 
-	if (size < head || ev->len > size - head || ev->len > ST_TTY_CHUNK || ev->dir > ST_TTY_OUT)
+	if (size < head || ev->len > size - head || ev->len > ST_TTY_CHUNK ||
+	    ev->dir > ST_PIPE_STDERR)
 		return -EBADMSG;
+	if (ev->dir >= ST_PIPE_STDIN)
+		return on_pipe(t, s, ev);
 	/* the login's pty is the one sshd relays; sudo, tmux or script open others */
 	if (s->tty < 0 && sshd_has(s, ev->hdr.pid)) {
 		s->tty = ev->tty_index;
@@ -440,7 +651,7 @@ static int on_tty(struct tracker *t, struct session *s, const struct st_ev_tty *
 	err = err ?: begin(t, s, REC_TTY, ev->hdr.ts_ns);
 	err =
 	    err ?: rec_add_u64(&t->rec, TAG_STREAM, ev->dir == ST_TTY_IN ? STREAM_IN : STREAM_OUT);
-	err = err ?: rec_add_u64(&t->rec, TAG_TTY, ev->tty_index);
+	err = err ?: rec_add_u64(&t->rec, TAG_TTY_INDEX, ev->tty_index);
 	err = err ?: rec_add_u64(&t->rec, TAG_PID, ev->hdr.pid);
 	err = err ?: rec_add_bytes(&t->rec, TAG_DATA, ev->data, ev->len);
 	return err ?: emit(t, s);
@@ -490,6 +701,19 @@ int tracker_on_event(void *arg, void *data, size_t size)
 	case ST_EV_TTY:
 		err = on_tty(t, s, data, size);
 		break;
+	case ST_EV_CONNECT:
+		if (size != sizeof(struct st_ev_connect))
+			return 0;
+		err = on_connect(t, s, data);
+		break;
+	case ST_EV_CLOSE: {
+		const struct st_ev_close *ev = data;
+
+		if (size != sizeof(*ev))
+			return 0;
+		err = close_channel(t, s, ev->conn_id, ev->bytes_sent, ev->bytes_recv, h->ts_ns, NULL);
+		break;
+	}
 	case ST_EV_FORK:
 		if (size != sizeof(struct st_ev_fork))
 			return 0;
@@ -536,6 +760,21 @@ int tracker_on_event(void *arg, void *data, size_t size)
 	return 0;
 }
 
+/*
+ * `ssh -N` (forwards only) runs no program: the login shows as an sshd of
+ * the session running as the user, which sshd only does after auth.
+ */
+static void login_without_program(struct tracker *t, struct session *s, uint64_t now)
+{
+	for (unsigned i = 0; i < s->nsshd && s->uid == NO_UID; i++)
+		learn_person_from_proc(t, s, s->sshd_pids[i]);
+	if (s->uid == NO_UID)
+		return;
+	if (!s->kind)
+		s->kind = KIND_FORWARD;
+	materialize(t, s);
+}
+
 int tracker_tick(struct tracker *t)
 {
 	uint64_t now = clock_ns(CLOCK_BOOTTIME);
@@ -555,6 +794,8 @@ int tracker_tick(struct tracker *t)
 		} else if (capture_get_session(t->cap, s->key, &ks) == 0) {
 			if (s->materialized)
 				check_losses(t, s, &ks, now);
+			else if (now - s->start_boot_ns > 1000000000ull)
+				login_without_program(t, s, now);
 			/* the leader is gone but an event that would have ended it was lost */
 			if (ks.ended && sshd_all_gone(s) && ++s->ended_ticks > 2)
 				end_session(t, s, now, s->leader_status,
@@ -581,9 +822,14 @@ static unsigned track_tree(struct tracker *t, const struct proc_info *procs, siz
 	while (head < tail) {
 		uint32_t pid = queue[head++];
 
+		uint32_t flags = 0;
+
 		if (pid == (uint32_t)getpid())
 			continue; /* never record ourselves */
-		capture_track(t->cap, pid, key);
+		for (size_t i = 0; i < n; i++)
+			if (procs[i].pid == pid && is_sshd(t, procs[i].exe))
+				flags = ST_PROC_SSHD;
+		capture_track(t->cap, pid, key, flags);
 		for (size_t i = 0; i < n && tail < n; i++)
 			if (procs[i].ppid == pid)
 				queue[tail++] = procs[i].pid;
@@ -640,8 +886,14 @@ static void adopt(struct tracker *t, const struct proc_info *procs, size_t n,
 		}
 		if (s->tty < 0 && !is_sshd(t, p->exe))
 			s->tty = procfs_pts_index(p->tty_nr);
-		if (!is_sshd(t, p->exe) && p->exe[0])
-			materialize(t, s);
+	}
+	/*
+	 * A program runs as the user: the login is authenticated. Its pipes to
+	 * sshd are not followed (they were set up before we came); a terminal is.
+	 */
+	if (s->shell_pid) {
+		s->kind = s->tty >= 0 ? KIND_SHELL : KIND_EXEC;
+		materialize(t, s);
 	}
 }
 
@@ -753,6 +1005,14 @@ int tracker_init(struct tracker *t, struct store *store, struct capture *cap)
 	if (gethostname(t->host, sizeof(t->host) - 1))
 		snprintf(t->host, sizeof(t->host), "unknown");
 	read_boot_id(t->boot_id, sizeof(t->boot_id));
+	t->capture_cap = TRACKER_DEFAULT_CAP;
+	t->privsep_uid = NO_UID;
+	{
+		struct passwd *pw = getpwnam("sshd"); /* sshd's unprivileged pre-auth user */
+
+		if (pw)
+			t->privsep_uid = pw->pw_uid;
+	}
 	update_wall_offset(t);
 	return 0;
 }

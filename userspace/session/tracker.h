@@ -15,6 +15,8 @@
 
 #define TRACKER_MAX_SSHD 8
 #define TRACKER_MAX_LISTENERS 64
+#define TRACKER_MAX_SUBSYSTEMS 8
+#define TRACKER_DEFAULT_CAP (8ull << 20)
 
 struct session;
 
@@ -25,6 +27,10 @@ struct tracker {
 	char boot_id[64];
 	const char *sshd_paths[TRACKER_MAX_SSHD];
 	unsigned nsshd;
+	const char *subsystems[TRACKER_MAX_SUBSYSTEMS]; /* programs that make a login "subsystem" */
+	unsigned nsubsystems;
+	uint64_t capture_cap; /* pipe bytes stored per session; 0 = all */
+	uint32_t privsep_uid; /* sshd's pre-auth user, never a person */
 	uint32_t listeners[TRACKER_MAX_LISTENERS];
 	unsigned nlisteners;
 	struct session *sessions; /* list, newest first */

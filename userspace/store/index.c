@@ -17,7 +17,7 @@ static const char schema[] =
     " leader_pid INTEGER, listener_pid INTEGER, adopted INTEGER DEFAULT 0,"
     " start_ns INTEGER, end_ns INTEGER, end_reason TEXT,"
     " bytes_in INTEGER DEFAULT 0, bytes_out INTEGER DEFAULT 0,"
-    " lost_events INTEGER DEFAULT 0, lost_bytes INTEGER DEFAULT 0);"
+    " lost_events INTEGER DEFAULT 0, lost_bytes INTEGER DEFAULT 0, kind TEXT, command TEXT);"
     "CREATE INDEX IF NOT EXISTS sessions_start ON sessions(start_ns);"
     "CREATE TABLE IF NOT EXISTS chunks(seq INTEGER PRIMARY KEY, session TEXT, stream INTEGER,"
     " tty INTEGER, wall_ns INTEGER, mono_ns INTEGER, segment INTEGER, offset INTEGER, len INTEGER);"
@@ -28,7 +28,12 @@ static const char schema[] =
     " exit_status INTEGER, exit_ns INTEGER);"
     "CREATE INDEX IF NOT EXISTS execs_session ON execs(session, pid);"
     "CREATE TABLE IF NOT EXISTS gaps(seq INTEGER PRIMARY KEY, session TEXT, wall_ns INTEGER,"
-    " lost_events INTEGER, lost_bytes INTEGER, reason TEXT, file TEXT, file_offset INTEGER);";
+    " lost_events INTEGER, lost_bytes INTEGER, reason TEXT, file TEXT, file_offset INTEGER);"
+    "CREATE TABLE IF NOT EXISTS channels(session TEXT, conn_id INTEGER, dest_ip TEXT,"
+    " dest_port INTEGER, pid INTEGER, open_ns INTEGER, close_ns INTEGER, bytes_sent INTEGER,"
+    " bytes_recv INTEGER, PRIMARY KEY(session, conn_id, open_ns));"
+    "CREATE TABLE IF NOT EXISTS streams(session TEXT, stream INTEGER, bytes INTEGER,"
+    " stored INTEGER, sha256 TEXT, capped INTEGER, PRIMARY KEY(session, stream));";
 
 enum stmt_id {
 	S_BEGIN,
@@ -46,8 +51,14 @@ enum stmt_id {
 	S_EXIT,
 	S_GAP,
 	S_LOST,
+	S_ATTR_KIND,
+	S_CHANNEL_OPEN,
+	S_CHANNEL_CLOSE,
+	S_STREAM_END,
 	S_COUNT,
 };
+
+_Static_assert(S_COUNT <= sizeof(((struct index *)0)->stmts) / sizeof(void *), "stmts size");
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN",
@@ -66,7 +77,7 @@ static const char *const stmt_sql[S_COUNT] = {
 		" segment, offset, len) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     /* bytes of the login's own pty; sudo's or tmux's ptys are kept but not summed */
     [S_BYTES] = "UPDATE sessions SET bytes_in = bytes_in + ?2, bytes_out = bytes_out + ?3"
-		" WHERE id = ?1 AND (tty IS NULL OR tty = 'pts/' || ?4)",
+		" WHERE id = ?1 AND (?5 >= 2 OR tty IS NULL OR tty = 'pts/' || ?4)",
     [S_EXEC] = "INSERT OR REPLACE INTO execs(seq, session, wall_ns, pid, ppid, uid, euid, gid,"
 	       " loginuid, sessionid, filename, argv, argv_total, argv_truncated)"
 	       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
@@ -74,6 +85,13 @@ static const char *const stmt_sql[S_COUNT] = {
 	       " (SELECT max(seq) FROM execs WHERE session = ?1 AND pid = ?2)",
     [S_GAP] = "INSERT OR REPLACE INTO gaps(seq, session, wall_ns, lost_events, lost_bytes,"
 	      " reason, file, file_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [S_ATTR_KIND] = "UPDATE sessions SET kind = ?2, command = coalesce(?3, command) WHERE id = ?1",
+    [S_CHANNEL_OPEN] = "INSERT OR REPLACE INTO channels(session, conn_id, dest_ip, dest_port, pid,"
+		       " open_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_CHANNEL_CLOSE] = "UPDATE channels SET close_ns = ?3, bytes_sent = ?4, bytes_recv = ?5"
+			" WHERE session = ?1 AND conn_id = ?2 AND close_ns IS NULL",
+    [S_STREAM_END] = "INSERT OR REPLACE INTO streams(session, stream, bytes, stored, sha256, capped)"
+		     " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [S_LOST] = "UPDATE sessions SET lost_events = lost_events + ?2,"
 	       " lost_bytes = lost_bytes + ?3 WHERE id = ?1",
 };
@@ -186,7 +204,7 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 	hex_encode(rec->session, ST_ID_LEN, sid);
 	switch (rec->type) {
 	case REC_SESSION_START: {
-		char types[] = "ttttiitiitiiiii";
+		char types[] = "ttttiitititiiii";
 
 		types[4] = OPT(TAG_LOGINUID);
 		types[5] = OPT(TAG_UID);
@@ -202,9 +220,15 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 		    get_u64(rec, TAG_LISTENER_PID, 0), get_u64(rec, TAG_ADOPTED, 0), rec->wall_ns);
 		if (!err && rec_field(rec, TAG_TTY))
 			err = run(ix, S_ATTR_TTY, "tt", sid, rec_str(rec, TAG_TTY, s1, sizeof(s1)));
+		if (!err && rec_field(rec, TAG_KIND))
+			err = run(ix, S_ATTR_KIND, "ttt", sid, rec_str(rec, TAG_KIND, s1, sizeof(s1)),
+				  rec_str(rec, TAG_COMMAND, s2, sizeof(s2)));
 		break;
 	}
 	case REC_SESSION_ATTR:
+		if (rec_field(rec, TAG_KIND))
+			err |= run(ix, S_ATTR_KIND, "ttt", sid, rec_str(rec, TAG_KIND, s1, sizeof(s1)),
+				   rec_str(rec, TAG_COMMAND, s2, sizeof(s2)));
 		if (rec_field(rec, TAG_USER))
 			err |=
 			    run(ix, S_ATTR_USER, "tt", sid, rec_str(rec, TAG_USER, s1, sizeof(s1)));
@@ -225,11 +249,11 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 
 		f = rec_field(rec, TAG_DATA);
 		v = f ? f->len : 0;
-		err = run(ix, S_CHUNK, "itiiiiiii", rec->seq, sid, stream, get_u64(rec, TAG_TTY, 0),
+		err = run(ix, S_CHUNK, "itiiiiiii", rec->seq, sid, stream, get_u64(rec, TAG_TTY_INDEX, 0),
 			  rec->wall_ns, rec->mono_ns, (uint64_t)seg_no, off, v);
 		if (!err)
-			err = run(ix, S_BYTES, "tiii", sid, stream == STREAM_IN ? v : 0,
-				  stream == STREAM_OUT ? v : 0, get_u64(rec, TAG_TTY, 0));
+			err = run(ix, S_BYTES, "tiiii", sid, stream_is_input(stream) ? v : 0,
+				  stream_is_input(stream) ? 0 : v, get_u64(rec, TAG_TTY_INDEX, 0), stream);
 		break;
 	}
 	case REC_EXEC:
@@ -247,6 +271,27 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 		err = run(ix, S_EXIT, "tiii", sid, get_u64(rec, TAG_PID, 0),
 			  get_u64(rec, TAG_STATUS, 0), rec->wall_ns);
 		break;
+	case REC_CHANNEL_OPEN:
+		err = run(ix, S_CHANNEL_OPEN, "titiii", sid, get_u64(rec, TAG_CONN_ID, 0),
+			  rec_str(rec, TAG_DEST_IP, s1, sizeof(s1)), get_u64(rec, TAG_DEST_PORT, 0),
+			  get_u64(rec, TAG_PID, 0), rec->wall_ns);
+		break;
+	case REC_CHANNEL_CLOSE:
+		err = run(ix, S_CHANNEL_CLOSE, "tiiii", sid, get_u64(rec, TAG_CONN_ID, 0), rec->wall_ns,
+			  get_u64(rec, TAG_BYTES_SENT, 0), get_u64(rec, TAG_BYTES_RECV, 0));
+		break;
+	case REC_STREAM_END: {
+		uint64_t stream = get_u64(rec, TAG_STREAM, 0), bytes = get_u64(rec, TAG_BYTES, 0);
+		uint64_t stored = get_u64(rec, TAG_STORED, 0), rest = bytes > stored ? bytes - stored : 0;
+
+		err = run(ix, S_STREAM_END, "tiiiti", sid, stream, bytes, stored,
+			  rec_str(rec, TAG_SHA256, s1, sizeof(s1)), (uint64_t)(bytes > stored));
+		/* bytes past the cap were counted, not stored: add them to the totals */
+		if (!err && rest)
+			err = run(ix, S_BYTES, "tiiii", sid, stream_is_input(stream) ? rest : 0,
+				  stream_is_input(stream) ? 0 : rest, (uint64_t)0, stream);
+		break;
+	}
 	case REC_GAP: {
 		uint64_t events = get_u64(rec, TAG_LOST_EVENTS, 0),
 			 bytes = get_u64(rec, TAG_LOST_BYTES, 0);
@@ -287,7 +332,8 @@ int index_clear(struct index *ix)
 
 	if (sqlite3_exec(ix->db,
 			 "DELETE FROM sessions; DELETE FROM chunks; DELETE FROM execs;"
-			 " DELETE FROM gaps; DELETE FROM meta;",
+			 " DELETE FROM gaps; DELETE FROM meta; DELETE FROM channels;"
+			 " DELETE FROM streams;",
 			 NULL, NULL, &msg) != SQLITE_OK) {
 		log_error("index: cannot clear: %s", msg);
 		sqlite3_free(msg);

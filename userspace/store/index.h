@@ -17,7 +17,7 @@ struct index {
 	struct sqlite3 *db;
 	bool writable;
 	bool in_tx;
-	struct sqlite3_stmt *stmts[16];
+	struct sqlite3_stmt *stmts[32];
 	uint64_t last_seq; /* highest sequence number applied */
 	uint32_t last_seg; /* and the segment it lives in */
 };

@@ -165,7 +165,75 @@ const char *rec_type_name(uint16_t type)
 	    [REC_FORK] = "fork",
 	    [REC_EXIT] = "exit",
 	    [REC_GAP] = "gap",
+	    [REC_CHANNEL_OPEN] = "channel_open",
+	    [REC_CHANNEL_CLOSE] = "channel_close",
+	    [REC_CAPPED] = "capped",
+	    [REC_STREAM_END] = "stream_end",
 	};
 
 	return type < REC_TYPE_MAX && names[type] ? names[type] : "unknown";
+}
+
+static const struct {
+	const char *name;
+	bool text;
+} tags[TAG_MAX] = {
+    [TAG_HOST] = {"host", true},
+    [TAG_BOOT_ID] = {"boot_id", true},
+    [TAG_VERSION] = {"version", true},
+    [TAG_EVENT] = {"event", true},
+    [TAG_USER] = {"user", true},
+    [TAG_LOGINUID] = {"loginuid", false},
+    [TAG_UID] = {"uid", false},
+    [TAG_EUID] = {"euid", false},
+    [TAG_GID] = {"gid", false},
+    [TAG_SESSIONID] = {"audit_session", false},
+    [TAG_SOURCE_IP] = {"source_ip", true},
+    [TAG_SOURCE_PORT] = {"source_port", false},
+    [TAG_LOCAL_IP] = {"local_ip", true},
+    [TAG_LOCAL_PORT] = {"local_port", false},
+    [TAG_TTY] = {"tty", true},
+    [TAG_LEADER_PID] = {"leader_pid", false},
+    [TAG_LISTENER_PID] = {"listener_pid", false},
+    [TAG_ADOPTED] = {"adopted", false},
+    [TAG_PID] = {"pid", false},
+    [TAG_PPID] = {"ppid", false},
+    [TAG_CHILD_PID] = {"child_pid", false},
+    [TAG_FILENAME] = {"filename", true},
+    [TAG_ARGV] = {"argv", true},
+    [TAG_ARGV_TOTAL] = {"argv_bytes", false},
+    [TAG_ARGV_TRUNCATED] = {"argv_truncated", false},
+    [TAG_STREAM] = {"stream", false},
+    [TAG_DATA] = {"data", true},
+    [TAG_OFFSET] = {"offset", false},
+    [TAG_STATUS] = {"status", false},
+    [TAG_LOST_EVENTS] = {"lost_events", false},
+    [TAG_LOST_BYTES] = {"lost_bytes", false},
+    [TAG_REASON] = {"reason", true},
+    [TAG_BYTES_IN] = {"bytes_in", false},
+    [TAG_BYTES_OUT] = {"bytes_out", false},
+    [TAG_FILE] = {"file", true},
+    [TAG_FILE_OFFSET] = {"file_offset", false},
+    [TAG_KIND] = {"kind", true},
+    [TAG_COMMAND] = {"command", true},
+    [TAG_CONN_ID] = {"conn_id", false},
+    [TAG_DEST_IP] = {"dest_ip", true},
+    [TAG_DEST_PORT] = {"dest_port", false},
+    [TAG_BYTES_SENT] = {"bytes_sent", false},
+    [TAG_BYTES_RECV] = {"bytes_recv", false},
+    [TAG_BYTES] = {"bytes", false},
+    [TAG_STORED] = {"stored", false},
+    [TAG_SHA256] = {"sha256", true},
+    [TAG_CAP] = {"cap", false},
+    [TAG_TTY_INDEX] = {"tty_index", false},
+};
+
+const char *rec_tag_name(uint16_t tag)
+{
+	return tag < TAG_MAX ? tags[tag].name : NULL;
+}
+
+bool rec_tag_is_text(uint16_t tag)
+{
+	return tag < TAG_MAX && tags[tag].text;
 }

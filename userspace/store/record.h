@@ -37,7 +37,11 @@ enum rec_type {
 	REC_EXEC = 6, /* a session process ran a program */
 	REC_FORK = 7,
 	REC_EXIT = 8,
-	REC_GAP = 9, /* something was lost: counts and reason */
+	REC_GAP = 9,		/* something was lost: counts and reason */
+	REC_CHANNEL_OPEN = 10,	/* sshd opened a forwarded connection */
+	REC_CHANNEL_CLOSE = 11, /* ... and closed it: bytes each way */
+	REC_CAPPED = 12,	/* a stream passed capture_cap_bytes: only counted now */
+	REC_STREAM_END = 13,	/* size and SHA-256 of a whole pipe stream */
 	REC_TYPE_MAX,
 };
 
@@ -56,7 +60,7 @@ enum rec_tag {
 	TAG_SOURCE_PORT,
 	TAG_LOCAL_IP,
 	TAG_LOCAL_PORT,
-	TAG_TTY,
+	TAG_TTY, /* "pts/N" */
 	TAG_LEADER_PID,
 	TAG_LISTENER_PID,
 	TAG_ADOPTED,
@@ -78,10 +82,36 @@ enum rec_tag {
 	TAG_BYTES_OUT,
 	TAG_FILE,
 	TAG_FILE_OFFSET,
+	TAG_KIND, /* shell, exec, subsystem, forward */
+	TAG_COMMAND,
+	TAG_CONN_ID,
+	TAG_DEST_IP,
+	TAG_DEST_PORT,
+	TAG_BYTES_SENT,
+	TAG_BYTES_RECV,
+	TAG_BYTES, /* REC_STREAM_END, REC_CAPPED: bytes of the stream */
+	TAG_STORED,
+	TAG_SHA256,
+	TAG_CAP,
+	TAG_TTY_INDEX, /* REC_TTY: N of /dev/pts/N */
 	TAG_MAX,
 };
 
-enum rec_stream { STREAM_IN = 0, STREAM_OUT = 1 };
+/* Streams of a session: a terminal's two directions, or a command's pipes. */
+enum rec_stream {
+	STREAM_IN = 0,	/* terminal input: what the client typed */
+	STREAM_OUT = 1, /* terminal output: what the client saw */
+	STREAM_STDIN = 2,
+	STREAM_STDOUT = 3,
+	STREAM_STDERR = 4,
+	STREAM_MAX,
+};
+
+/* Did the client send (1) or receive (0) the bytes of this stream? */
+static inline int stream_is_input(unsigned stream)
+{
+	return stream == STREAM_IN || stream == STREAM_STDIN;
+}
 
 struct rec_field {
 	uint16_t tag;
@@ -123,6 +153,9 @@ bool rec_u64(const struct record *rec, uint16_t tag, uint64_t *v);
 /* Copy a string field into out (truncated, NUL-terminated); "" if absent. */
 const char *rec_str(const struct record *rec, uint16_t tag, char *out, size_t size);
 const char *rec_type_name(uint16_t type);
+/* Name of a field tag for JSON output (NULL if unknown), and whether it is text. */
+const char *rec_tag_name(uint16_t tag);
+bool rec_tag_is_text(uint16_t tag);
 
 static inline void put_be16(uint8_t *p, uint16_t v)
 {

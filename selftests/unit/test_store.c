@@ -1,0 +1,1400 @@
+/*
+ * The store (store/store.c, store/index.c): records go in, come back out
+ * byte for byte with continuous sequence numbers, across rotation, reopen,
+ * a torn tail and a damaged segment; the SQLite index says what the records
+ * say, and rebuilding it gives the same tables.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "store/store.h"
+#include "test.h"
+
+#define NS 1000000000ull
+#define T0 (1700000000ull * NS)
+
+static const uint8_t S1[ST_ID_LEN] = { 0x51, 0x51, 0x51, 0x51, 0x51, 0x51, 0x51, 0x51,
+				       0x51, 0x51, 0x51, 0x51, 0x51, 0x51, 0x51, 0x01 };
+static const uint8_t S2[ST_ID_LEN] = { 0x52, 0x52, 0x52, 0x52, 0x52, 0x52, 0x52, 0x52,
+				       0x52, 0x52, 0x52, 0x52, 0x52, 0x52, 0x52, 0x02 };
+
+static const char *store_dir(void)
+{
+	static char dir[256];
+
+	snprintf(dir, sizeof(dir), "%s/store", test_dir());
+	return dir;
+}
+
+static const char *seg_path(uint32_t n)
+{
+	static char path[512];
+
+	snprintf(path, sizeof(path), "%s/segments/seg-%08u.log", store_dir(), n);
+	return path;
+}
+
+static long long file_size(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) ? -1 : (long long)sb.st_size;
+}
+
+static int count_segments(void)
+{
+	char dir[512];
+	struct dirent *d;
+	DIR *dp;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "%s/segments", store_dir());
+	dp = opendir(dir);
+	if (!dp)
+		return -1;
+	while ((d = readdir(dp)))
+		n += !strncmp(d->d_name, "seg-", 4);
+	closedir(dp);
+	return n;
+}
+
+/* ---- building and remembering records ---- */
+
+/* Every record appended, as finished (seq, CRC) by store_append. */
+struct kept {
+	size_t n;
+	struct buf recs[512];
+};
+
+static void kept_free(struct kept *k)
+{
+	for (size_t i = 0; i < k->n; i++)
+		buf_free(&k->recs[i]);
+	k->n = 0;
+}
+
+struct rb {
+	struct buf b;
+	int err;
+};
+
+static void rb_begin(struct rb *r, uint16_t type, const uint8_t *session, uint64_t wall)
+{
+	r->err = rec_begin(&r->b, type, session, wall, wall / 1000);
+}
+
+static void rb_u64(struct rb *r, uint16_t tag, uint64_t v)
+{
+	r->err = r->err ?: rec_add_u64(&r->b, tag, v);
+}
+
+static void rb_str(struct rb *r, uint16_t tag, const char *s)
+{
+	r->err = r->err ?: rec_add_str(&r->b, tag, s);
+}
+
+static void rb_bytes(struct rb *r, uint16_t tag, const void *p, size_t len)
+{
+	r->err = r->err ?: rec_add_bytes(&r->b, tag, p, len);
+}
+
+/* Append r's record, keep a copy of its final bytes. */
+static int rb_append(struct store *st, struct rb *r, struct kept *k)
+{
+	int err = r->err ?: store_append(st, &r->b);
+
+	if (!err && k) {
+		if (k->n == sizeof(k->recs) / sizeof(k->recs[0]))
+			return -ENOSPC;
+		k->recs[k->n] = (struct buf){ 0 };
+		err = buf_add(&k->recs[k->n], r->b.data, r->b.len);
+		k->n++;
+	}
+	return err;
+}
+
+static int append_tty(struct store *st, struct kept *k, const uint8_t *session, int stream,
+		      uint64_t tty, const void *data, size_t len, uint64_t wall)
+{
+	struct rb r = { 0 };
+	int err;
+
+	rb_begin(&r, REC_TTY, session, wall);
+	rb_u64(&r, TAG_STREAM, stream);
+	rb_u64(&r, TAG_TTY_INDEX, tty);
+	rb_u64(&r, TAG_PID, 4242);
+	rb_bytes(&r, TAG_DATA, data, len);
+	err = rb_append(st, &r, k);
+	buf_free(&r.b);
+	return err;
+}
+
+/*
+ * Two sessions' worth of every record type. Session 1 (alice, pts/3) typed
+ * 3 bytes and got 14 (the 8 on pts/4 are sudo's pty, not summed), ran ls
+ * which exited 1, lost 5 events / 150 bytes and logged out. Session 2 (bob,
+ * no tty yet) typed 1000 bytes, exec'ed twice as pid 6000 and is still open.
+ */
+#define SCRIPT_RECORDS 16
+#define SCRIPT_ARGV "ls\0-la\0"
+
+static int append_script(struct store *st, struct kept *k)
+{
+	static char thousand[1000];
+	struct rb r = { 0 };
+	uint64_t w = T0;
+	int err = 0;
+
+	memset(thousand, 'x', sizeof(thousand));
+#define NEXT(type, session) (err = err ?: rb_append(st, &r, k), rb_begin(&r, type, session, w += NS))
+	rb_begin(&r, REC_DAEMON, NULL, w);
+	rb_str(&r, TAG_EVENT, "start");
+	rb_str(&r, TAG_HOST, "web1");
+	NEXT(REC_SESSION_START, S1);
+	rb_str(&r, TAG_HOST, "web1");
+	rb_str(&r, TAG_BOOT_ID, "0f1e2d3c");
+	rb_str(&r, TAG_USER, "alice");
+	rb_u64(&r, TAG_LOGINUID, 1000);
+	rb_u64(&r, TAG_UID, 1000);
+	rb_str(&r, TAG_SOURCE_IP, "192.0.2.10");
+	rb_u64(&r, TAG_SOURCE_PORT, 50022);
+	rb_str(&r, TAG_LOCAL_IP, "192.0.2.1");
+	rb_u64(&r, TAG_LOCAL_PORT, 22);
+	rb_str(&r, TAG_TTY, "pts/3");
+	rb_u64(&r, TAG_LEADER_PID, 4242);
+	rb_u64(&r, TAG_LISTENER_PID, 800);
+	rb_u64(&r, TAG_ADOPTED, 0);
+	NEXT(REC_TTY, S1);
+	rb_u64(&r, TAG_STREAM, STREAM_IN);
+	rb_u64(&r, TAG_TTY_INDEX, 3);
+	rb_bytes(&r, TAG_DATA, "ls\r", 3);
+	NEXT(REC_TTY, S1);
+	rb_u64(&r, TAG_STREAM, STREAM_OUT);
+	rb_u64(&r, TAG_TTY_INDEX, 3);
+	rb_bytes(&r, TAG_DATA, "file1  file2\r\n", 14);
+	NEXT(REC_EXEC, S1);
+	rb_u64(&r, TAG_PID, 5000);
+	rb_u64(&r, TAG_PPID, 4242);
+	rb_u64(&r, TAG_UID, 1000);
+	rb_u64(&r, TAG_EUID, 1000);
+	rb_u64(&r, TAG_GID, 1000);
+	rb_u64(&r, TAG_LOGINUID, 1000);
+	rb_u64(&r, TAG_SESSIONID, 7);
+	rb_str(&r, TAG_FILENAME, "/usr/bin/ls");
+	rb_bytes(&r, TAG_ARGV, SCRIPT_ARGV, sizeof(SCRIPT_ARGV) - 1);
+	rb_u64(&r, TAG_ARGV_TOTAL, 7);
+	rb_u64(&r, TAG_ARGV_TRUNCATED, 0);
+	NEXT(REC_EXIT, S1);
+	rb_u64(&r, TAG_PID, 5000);
+	rb_u64(&r, TAG_STATUS, 1 << 8);
+	NEXT(REC_TTY, S1);
+	rb_u64(&r, TAG_STREAM, STREAM_OUT);
+	rb_u64(&r, TAG_TTY_INDEX, 4);
+	rb_bytes(&r, TAG_DATA, "sudo pty", 8);
+	NEXT(REC_GAP, S1);
+	rb_u64(&r, TAG_LOST_EVENTS, 3);
+	rb_u64(&r, TAG_LOST_BYTES, 100);
+	rb_str(&r, TAG_REASON, "ring buffer full");
+	NEXT(REC_GAP, S1);
+	rb_u64(&r, TAG_LOST_EVENTS, 2);
+	rb_u64(&r, TAG_LOST_BYTES, 50);
+	rb_str(&r, TAG_REASON, "ring buffer full");
+	NEXT(REC_SESSION_START, S2);
+	rb_str(&r, TAG_USER, "bob");
+	rb_u64(&r, TAG_UID, 1001);
+	NEXT(REC_TTY, S2);
+	rb_u64(&r, TAG_STREAM, STREAM_IN);
+	rb_u64(&r, TAG_TTY_INDEX, 0);
+	rb_bytes(&r, TAG_DATA, thousand, sizeof(thousand));
+	NEXT(REC_EXEC, S2);
+	rb_u64(&r, TAG_PID, 6000);
+	rb_str(&r, TAG_FILENAME, "/bin/sh");
+	NEXT(REC_EXEC, S2);
+	rb_u64(&r, TAG_PID, 6000);
+	rb_str(&r, TAG_FILENAME, "/usr/bin/vim");
+	NEXT(REC_EXIT, S2);
+	rb_u64(&r, TAG_PID, 6000);
+	rb_u64(&r, TAG_STATUS, 9); /* killed by SIGKILL */
+	NEXT(REC_SESSION_ATTR, S2);
+	rb_u64(&r, TAG_UID, 0);
+	NEXT(REC_SESSION_END, S1);
+	rb_str(&r, TAG_REASON, "logout");
+	err = err ?: rb_append(st, &r, k);
+#undef NEXT
+	buf_free(&r.b);
+	return err;
+}
+
+/* ---- scanning ---- */
+
+struct seen_rec {
+	struct buf bytes; /* the parsed record encoded again */
+	uint64_t seq;
+	uint16_t type;
+	uint32_t seg;
+	uint64_t off;
+};
+
+struct seen_damage {
+	char file[512];
+	uint64_t off;
+	uint64_t bytes;
+	char why[128];
+};
+
+struct seen {
+	size_t n;
+	struct seen_rec r[512];
+	size_t ndamage;
+	struct seen_damage damage[8];
+	size_t stop_after; /* visitor returns 1 after this many (0: never) */
+};
+
+static int seen_record(void *arg, const struct record *rec, uint32_t seg_no, uint64_t off)
+{
+	struct seen *s = arg;
+	struct seen_rec *r;
+	int err;
+
+	if (s->n == sizeof(s->r) / sizeof(s->r[0]))
+		return -ENOSPC;
+	r = &s->r[s->n++];
+	*r = (struct seen_rec){ .seq = rec->seq, .type = rec->type, .seg = seg_no, .off = off };
+	/* the format is canonical: encoding what was parsed gives the same bytes */
+	err = rec_begin(&r->bytes, rec->type, rec->session, rec->wall_ns, rec->mono_ns);
+	for (unsigned i = 0; i < rec->nfields && !err; i++)
+		err = rec_add_bytes(&r->bytes, rec->fields[i].tag, rec->fields[i].data,
+				    rec->fields[i].len);
+	err = err ?: rec_finish(&r->bytes, rec->seq);
+	if (err)
+		return err;
+	return s->stop_after && s->n >= s->stop_after ? 1 : 0;
+}
+
+static void seen_damage(void *arg, const char *file, uint64_t off, uint64_t bytes, const char *why)
+{
+	struct seen *s = arg;
+	struct seen_damage *d;
+
+	if (s->ndamage == sizeof(s->damage) / sizeof(s->damage[0]))
+		return;
+	d = &s->damage[s->ndamage++];
+	snprintf(d->file, sizeof(d->file), "%s", file);
+	snprintf(d->why, sizeof(d->why), "%s", why);
+	d->off = off;
+	d->bytes = bytes;
+}
+
+static int scan(const struct store *st, struct seen *s, uint32_t from_seg)
+{
+	struct store_visitor v = { seen_record, seen_damage, s, from_seg };
+
+	return store_scan(st, &v);
+}
+
+static void seen_free(struct seen *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		buf_free(&s->r[i].bytes);
+	free(s);
+}
+
+/* Open the store read-only and scan all of it; NULL (and a failure) if that fails. */
+static struct seen *scan_all(void)
+{
+	struct seen *s = calloc(1, sizeof(*s));
+	struct store st;
+
+	if (!ASSERT_NOT_NULL(s, "calloc"))
+		return NULL;
+	if (!ASSERT_OK(store_open(&st, store_dir(), 0), "store_open read-only")) {
+		free(s);
+		return NULL;
+	}
+	if (!ASSERT_OK(scan(&st, s, 0), "store_scan")) {
+		seen_free(s);
+		s = NULL;
+	}
+	store_close(&st);
+	return s;
+}
+
+/* Records seen[from..] are kept[0..], byte for byte. */
+static void check_same(const struct seen *s, size_t from, const struct kept *k, const char *what)
+{
+	char label[128];
+
+	if (!ASSERT_GE(s->n - from, k->n, what))
+		return;
+	for (size_t i = 0; i < k->n; i++) {
+		snprintf(label, sizeof(label), "%s: record %zu", what, i);
+		if (!ASSERT_BYTES_EQ(s->r[from + i].bytes.data, s->r[from + i].bytes.len,
+				     k->recs[i].data, k->recs[i].len, label))
+			break;
+	}
+}
+
+/* Sequence numbers are first, first + 1, ... */
+static bool check_seq_from(const struct seen *s, uint64_t first, const char *what)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (!ASSERT_EQ(s->r[i].seq, first + i, what))
+			return false;
+	return true;
+}
+
+/* ---- querying the index ---- */
+
+#define Q_NULL LLONG_MIN
+
+/* First column of the first row as an integer; Q_NULL if NULL, no row or error. */
+static long long q_int(struct store *st, const char *fmt, ...)
+{
+	sqlite3_stmt *stmt = NULL;
+	long long v = Q_NULL;
+	va_list ap;
+	char *sql;
+
+	va_start(ap, fmt);
+	sql = sqlite3_vmprintf(fmt, ap);
+	va_end(ap);
+	if (sql && sqlite3_prepare_v2(st->index.db, sql, -1, &stmt, NULL) != SQLITE_OK)
+		test_fail(__FILE__, __LINE__, "%s: %s", sql, sqlite3_errmsg(st->index.db));
+	else if (sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_type(stmt, 0) != SQLITE_NULL)
+		v = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	sqlite3_free(sql);
+	return v;
+}
+
+/* Same for text, in one of 4 rotating static buffers; "(null)" if none. */
+static const char *q_text(struct store *st, const char *fmt, ...)
+{
+	static char out[4][512];
+	static int next;
+	char *res = out[next++ % 4];
+	sqlite3_stmt *stmt = NULL;
+	va_list ap;
+	char *sql;
+
+	snprintf(res, sizeof(out[0]), "(null)");
+	va_start(ap, fmt);
+	sql = sqlite3_vmprintf(fmt, ap);
+	va_end(ap);
+	if (sql && sqlite3_prepare_v2(st->index.db, sql, -1, &stmt, NULL) != SQLITE_OK)
+		test_fail(__FILE__, __LINE__, "%s: %s", sql, sqlite3_errmsg(st->index.db));
+	else if (sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_type(stmt, 0) != SQLITE_NULL)
+		snprintf(res, sizeof(out[0]), "%s", sqlite3_column_text(stmt, 0));
+	sqlite3_finalize(stmt);
+	sqlite3_free(sql);
+	return res;
+}
+
+/* Names of the index's tables, sorted, in one string: "chunks execs ...". */
+static int index_tables(struct store *st, char *out, size_t size)
+{
+	sqlite3_stmt *stmt;
+	size_t len = 0;
+
+	out[0] = 0;
+	if (sqlite3_prepare_v2(st->index.db,
+			       "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name", -1,
+			       &stmt, NULL) != SQLITE_OK)
+		return -EIO;
+	while (sqlite3_step(stmt) == SQLITE_ROW && len < size)
+		len += snprintf(out + len, size - len, "%s ", sqlite3_column_text(stmt, 0));
+	sqlite3_finalize(stmt);
+	return len < size ? 0 : -ENOSPC;
+}
+
+/* Every row of one table as text, for comparing two indexes. */
+static int dump_table(struct store *st, const char *table, struct buf *out)
+{
+	sqlite3_stmt *stmt;
+	char sql[512];
+	int err = 0, len, ncols;
+
+	/* ordered by every column, so equal tables dump equal */
+	out->len = 0;
+	len = snprintf(sql, sizeof(sql), "SELECT * FROM \"%s\"", table);
+	if (sqlite3_prepare_v2(st->index.db, sql, -1, &stmt, NULL) != SQLITE_OK)
+		return -EIO;
+	ncols = sqlite3_column_count(stmt);
+	sqlite3_finalize(stmt);
+	for (int c = 1; c <= ncols && len < (int)sizeof(sql); c++)
+		len += snprintf(sql + len, sizeof(sql) - len, "%s%d", c == 1 ? " ORDER BY " : ", ", c);
+	if (len >= (int)sizeof(sql) ||
+	    sqlite3_prepare_v2(st->index.db, sql, -1, &stmt, NULL) != SQLITE_OK)
+		return -EIO;
+	err = buf_add(out, "", 0);
+	while (!err && sqlite3_step(stmt) == SQLITE_ROW) {
+		for (int c = 0; c < sqlite3_column_count(stmt) && !err; c++) {
+			switch (sqlite3_column_type(stmt, c)) {
+			case SQLITE_INTEGER:
+				err = buf_addf(out, "%lld|", sqlite3_column_int64(stmt, c));
+				break;
+			case SQLITE_TEXT:
+				err = buf_addf(out, "'%s'|", sqlite3_column_text(stmt, c));
+				break;
+			case SQLITE_BLOB: {
+				const uint8_t *p = sqlite3_column_blob(stmt, c);
+				int n = sqlite3_column_bytes(stmt, c);
+
+				err = buf_add(out, "x'", 2);
+				for (int i = 0; i < n && !err; i++)
+					err = buf_addf(out, "%02x", p[i]);
+				err = err ?: buf_add(out, "'|", 2);
+				break;
+			}
+			case SQLITE_NULL:
+				err = buf_add(out, "NULL|", 5);
+				break;
+			default:
+				err = buf_addf(out, "%g|", sqlite3_column_double(stmt, c));
+			}
+		}
+		err = err ?: buf_add(out, "\n", 1);
+	}
+	sqlite3_finalize(stmt);
+	return err;
+}
+
+#define MAX_TABLES 16
+
+/* A snapshot of every table of an index. */
+struct index_dump {
+	char names[512];
+	int n;
+	char *table[MAX_TABLES];
+	struct buf rows[MAX_TABLES];
+};
+
+static void index_dump_free(struct index_dump *d)
+{
+	for (int i = 0; i < d->n; i++)
+		buf_free(&d->rows[i]);
+	memset(d, 0, sizeof(*d));
+}
+
+static int index_dump(struct store *st, struct index_dump *d)
+{
+	char *save = NULL;
+	int err;
+
+	index_dump_free(d);
+	err = index_tables(st, d->names, sizeof(d->names));
+	for (char *t = strtok_r(d->names, " ", &save); t && !err; t = strtok_r(NULL, " ", &save)) {
+		if (d->n == MAX_TABLES)
+			return -ENOSPC;
+		d->table[d->n] = t;
+		err = dump_table(st, t, &d->rows[d->n++]);
+	}
+	return err;
+}
+
+static size_t index_dump_rows(const struct index_dump *d)
+{
+	size_t rows = 0;
+
+	for (int i = 0; i < d->n; i++)
+		for (size_t j = 0; j < d->rows[i].len; j++)
+			rows += d->rows[i].data[j] == '\n';
+	return rows;
+}
+
+/* Table by table, so that one wrong table does not hide the others. */
+static void check_same_index(const char *file, int line, const struct index_dump *got,
+			     const struct index_dump *want, const char *what)
+{
+	if (got->n != want->n) {
+		test_fail(file, line, "%s: %d tables, want %d", what, got->n, want->n);
+		return;
+	}
+	for (int i = 0; i < got->n; i++) {
+		char label[128];
+
+		snprintf(label, sizeof(label), "%s: table %s", what, got->table[i]);
+		if (strcmp(got->table[i], want->table[i]))
+			test_fail(file, line, "%s: table %s, want %s", what, got->table[i],
+				  want->table[i]);
+		else if (got->rows[i].len != want->rows[i].len ||
+			 memcmp(got->rows[i].data, want->rows[i].data, got->rows[i].len))
+			test_fail_mem(file, line, label, got->rows[i].data, got->rows[i].len,
+				      want->rows[i].data, want->rows[i].len);
+	}
+}
+#define CHECK_SAME_INDEX(got, want, what) check_same_index(__FILE__, __LINE__, got, want, what)
+
+static bool has_substr(const char *s, const char *sub)
+{
+	return s && strstr(s, sub);
+}
+
+/* ---- tests ---- */
+
+TEST(store_create_layout)
+{
+	uint8_t h[SEG_HEADER_LEN], id[ST_ID_LEN];
+	char hex[64] = "";
+	struct store st;
+	uint64_t now = clock_ns(CLOCK_REALTIME);
+	int fd;
+
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create"))
+		return;
+	ASSERT_EQ(st.next_seq, 1, "next_seq of a new store");
+	ASSERT_EQ(st.seg_no, 1, "first segment");
+	store_close(&st);
+
+	fd = open(test_path("store/store-id"), O_RDONLY);
+	if (ASSERT_GE(fd, 0, "store-id exists")) {
+		ASSERT_EQ(read(fd, hex, sizeof(hex)), 2 * ST_ID_LEN + 1, "store-id: 32 hex digits and \\n");
+		close(fd);
+	}
+	ASSERT_EQ(hex[2 * ST_ID_LEN], '\n', "newline");
+	hex[2 * ST_ID_LEN] = 0;
+	ASSERT_OK(hex_decode(hex, id, ST_ID_LEN), "store-id is hex");
+	ASSERT_GE(file_size(test_path("store/index.sqlite")), 0, "index.sqlite exists");
+	ASSERT_GE(file_size(test_path("store/LOCK")), 0, "LOCK exists");
+	ASSERT_EQ(count_segments(), 1, "segments");
+	ASSERT_EQ(file_size(seg_path(1)), SEG_HEADER_LEN, "empty segment is just its header");
+
+	fd = open(seg_path(1), O_RDONLY);
+	if (!ASSERT_GE(fd, 0, "open segment"))
+		return;
+	ASSERT_EQ(read(fd, h, sizeof(h)), SEG_HEADER_LEN, "read header");
+	close(fd);
+	ASSERT_MEMEQ(h, "STRLSEG1", 8, "magic");
+	ASSERT_EQ(get_be32(h + 8), SEG_VERSION, "version");
+	ASSERT_EQ(get_be32(h + 12), SEG_HEADER_LEN, "header length");
+	ASSERT_MEMEQ(h + 16, id, ST_ID_LEN, "store id");
+	ASSERT_EQ(get_be64(h + 32), 1, "segment number");
+	ASSERT_GE((long long)(get_be64(h + 40) - now), 0, "creation time not before the open");
+	ASSERT_LT((long long)(get_be64(h + 40) - now), 60 * NS, "creation time within a minute");
+
+	/* opening again read-only reads the same id, and creates nothing */
+	if (ASSERT_OK(store_open(&st, store_dir(), 0), "open read-only")) {
+		ASSERT_MEMEQ(st.id, id, ST_ID_LEN, "id read back");
+		ASSERT_EQ(store_append(&st, &(struct buf){ 0 }), -EBADF, "append to read-only store");
+		store_close(&st);
+	}
+	ASSERT_EQ(count_segments(), 1, "read-only open adds no segment");
+}
+
+TEST(store_open_missing_or_bad)
+{
+	struct store st;
+	int fd;
+
+	ASSERT_NEQ(store_open(&st, store_dir(), 0), 0, "read-only open of nothing");
+	ASSERT_NEQ(store_open(&st, store_dir(), STORE_WRITE), 0, "writer open without create");
+	if (!ASSERT_OK(mkdir(store_dir(), 0700), "mkdir"))
+		return;
+	ASSERT_EQ(store_open(&st, store_dir(), 0), -ENOENT, "directory without store-id");
+	/* a read-only open never creates, even when asked to */
+	ASSERT_NEQ(store_open(&st, store_dir(), STORE_CREATE), 0, "create without write");
+	fd = open(test_path("store/store-id"), O_WRONLY | O_CREAT, 0600);
+	if (!ASSERT_GE(fd, 0, "create store-id"))
+		return;
+	ASSERT_EQ(write(fd, "not hex at all, not hex at all!!\n", 33), 33, "write store-id");
+	close(fd);
+	ASSERT_EQ(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), -EINVAL, "bad store-id");
+}
+
+TEST(store_append_scan_round_trip)
+{
+	struct kept k = { 0 };
+	struct store st;
+	struct seen *s = NULL;
+	int err;
+
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create"))
+		return;
+	err = append_script(&st, &k);
+	ASSERT_OK(err, "append");
+	ASSERT_EQ(st.next_seq, SCRIPT_RECORDS + 1, "next_seq");
+	ASSERT_OK(store_sync(&st), "sync");
+	store_close(&st);
+	if (err)
+		goto out;
+
+	s = scan_all();
+	if (!s)
+		goto out;
+	ASSERT_EQ(s->ndamage, 0, "damage reports");
+	ASSERT_EQ(s->n, SCRIPT_RECORDS, "records scanned");
+	check_seq_from(s, 1, "seq 1..N");
+	check_same(s, 0, &k, "scanned back");
+	for (size_t i = 0; i < s->n; i++) {
+		ASSERT_EQ(s->r[i].seg, 1, "all in segment 1");
+		/* records are back to back after the header */
+		ASSERT_EQ(s->r[i].off, i ? s->r[i - 1].off + s->r[i - 1].bytes.len : SEG_HEADER_LEN,
+			  "offset");
+	}
+	ASSERT_EQ(file_size(seg_path(1)), s->r[s->n - 1].off + s->r[s->n - 1].bytes.len,
+		  "segment ends with the last record");
+
+	/* every record can be read back by its position alone */
+	if (ASSERT_OK(store_open(&st, store_dir(), 0), "open read-only")) {
+		struct buf raw = { 0 };
+		struct record rec;
+
+		for (size_t i = 0; i < s->n; i++) {
+			if (!ASSERT_OK(store_read_at(&st, s->r[i].seg, s->r[i].off, &raw, &rec),
+				       "store_read_at"))
+				break;
+			ASSERT_BYTES_EQ(raw.data, raw.len, k.recs[i].data, k.recs[i].len, "read_at bytes");
+			ASSERT_EQ(rec.seq, i + 1, "read_at seq");
+		}
+		buf_free(&raw);
+		store_close(&st);
+	}
+out:
+	if (s)
+		seen_free(s);
+	kept_free(&k);
+}
+
+TEST(store_read_at_chunk_row)
+{
+	struct store st;
+	struct buf raw = { 0 };
+	struct record rec;
+	const struct rec_field *f;
+	long long seg, off, len;
+
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create"))
+		return;
+	ASSERT_OK(append_script(&st, NULL), "append");
+	store_close(&st);
+	if (!ASSERT_OK(store_open(&st, store_dir(), 0), "open read-only"))
+		return;
+
+	/* the output chunk of session 1: "file1  file2\r\n", record 4 */
+	seg = q_int(&st, "SELECT segment FROM chunks WHERE seq = 4");
+	off = q_int(&st, "SELECT offset FROM chunks WHERE seq = 4");
+	len = q_int(&st, "SELECT len FROM chunks WHERE seq = 4");
+	ASSERT_EQ(seg, 1, "chunk segment");
+	ASSERT_GT(off, SEG_HEADER_LEN, "chunk offset");
+	ASSERT_EQ(len, 14, "chunk len is the data length");
+	ASSERT_EQ(q_int(&st, "SELECT stream FROM chunks WHERE seq = 4"), STREAM_OUT, "stream");
+	ASSERT_EQ(q_int(&st, "SELECT tty FROM chunks WHERE seq = 4"), 3, "tty");
+	ASSERT_EQ(q_int(&st, "SELECT wall_ns FROM chunks WHERE seq = 4"), T0 + 3 * NS, "wall_ns");
+	ASSERT_EQ(q_int(&st, "SELECT count(*) FROM chunks"), 4, "chunk rows");
+	if (ASSERT_OK(store_read_at(&st, seg, off, &raw, &rec), "store_read_at")) {
+		ASSERT_EQ(rec.type, REC_TTY, "type");
+		ASSERT_EQ(rec.seq, 4, "seq");
+		ASSERT_MEMEQ(rec.session, S1, ST_ID_LEN, "session");
+		f = rec_field(&rec, TAG_DATA);
+		if (ASSERT_NOT_NULL(f, "data field"))
+			ASSERT_BYTES_EQ(f->data, f->len, "file1  file2\r\n", 14, "data");
+		ASSERT_EQ(raw.len, rec.len, "raw holds the record");
+	}
+	/* positions that are not a record start */
+	ASSERT_NEQ(store_read_at(&st, seg, off + 1, &raw, &rec), 0, "one byte off");
+	ASSERT_NEQ(store_read_at(&st, seg, 0, &raw, &rec), 0, "segment header");
+	ASSERT_EQ(store_read_at(&st, seg, 1 << 20, &raw, &rec), -EIO, "past the end");
+	ASSERT_NEQ(store_read_at(&st, 99, off, &raw, &rec), 0, "missing segment");
+	buf_free(&raw);
+	store_close(&st);
+}
+
+TEST(store_reopen_continues_seq)
+{
+	struct kept k = { 0 };
+	struct store st;
+	struct seen *s = NULL;
+	uint64_t w = T0;
+
+	for (int round = 0; round < 3; round++) {
+		if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "open"))
+			goto out;
+		/* a writer never appends to an old segment: one new segment per open */
+		ASSERT_EQ(st.seg_no, round + 1, "segment of this writer");
+		ASSERT_EQ(st.next_seq, 5 * round + 1, "next_seq after reopen");
+		for (int i = 0; i < 5; i++)
+			ASSERT_OK(append_tty(&st, &k, S1, STREAM_OUT, 0, "abc", 3, w += NS), "append");
+		store_close(&st);
+	}
+	/* opening and closing without appending moves to an empty segment only */
+	if (ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE), "open again")) {
+		ASSERT_EQ(st.next_seq, 16, "next_seq");
+		store_close(&st);
+	}
+	ASSERT_EQ(count_segments(), 4, "segments");
+	ASSERT_EQ(file_size(seg_path(4)), SEG_HEADER_LEN, "last segment is empty");
+	s = scan_all();
+	if (!s)
+		goto out;
+	ASSERT_EQ(s->ndamage, 0, "damage reports");
+	ASSERT_EQ(s->n, 15, "records");
+	check_seq_from(s, 1, "seq across reopens");
+	check_same(s, 0, &k, "bytes across reopens");
+	for (size_t i = 0; i < s->n; i++)
+		ASSERT_EQ(s->r[i].seg, i / 5 + 1, "segment of record");
+out:
+	if (s)
+		seen_free(s);
+	kept_free(&k);
+}
+
+TEST(store_rotation)
+{
+	static uint8_t big[3000];
+	struct kept k = { 0 };
+	struct store st;
+	struct seen *s = NULL;
+	uint32_t seg = 0;
+	size_t big_at = 0;
+	char data[40];
+
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create"))
+		return;
+	st.seg_rotate_bytes = 1024;
+	for (int i = 0; i < 100; i++) {
+		snprintf(data, sizeof(data), "line %03d of output...............\r\n", i);
+		if (!ASSERT_OK(append_tty(&st, &k, S1, STREAM_OUT, 0, data, strlen(data), T0 + i),
+			       "append"))
+			break;
+		/* a record larger than a whole segment gets a segment of its own */
+		if (i == 50) {
+			big_at = k.n;
+			ASSERT_OK(append_tty(&st, &k, S1, STREAM_OUT, 0, big, sizeof(big), T0 + i),
+				  "append big");
+		}
+	}
+	store_close(&st);
+
+	ASSERT_GT(count_segments(), 10, "segments after rotation");
+	s = scan_all();
+	if (!s)
+		goto out;
+	ASSERT_EQ(s->ndamage, 0, "damage reports");
+	ASSERT_EQ(s->n, 101, "records");
+	check_seq_from(s, 1, "seq across rotation");
+	check_same(s, 0, &k, "bytes across rotation");
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->r[i].seg != seg) {
+			ASSERT_EQ(s->r[i].seg, seg + 1, "segments in order, none skipped");
+			ASSERT_EQ(s->r[i].off, SEG_HEADER_LEN, "first record right after the header");
+			seg = s->r[i].seg;
+		}
+		/* nothing but the big record crosses the limit */
+		if (i != big_at)
+			ASSERT_LE(s->r[i].off + s->r[i].bytes.len, 1024, "segment size within limit");
+	}
+	if (big_at && ASSERT_LT(big_at + 1, s->n, "big record seen")) {
+		ASSERT_EQ(s->r[big_at].off, SEG_HEADER_LEN, "big record starts a segment");
+		ASSERT_NEQ(s->r[big_at + 1].seg, s->r[big_at].seg, "and the next one starts another");
+		ASSERT_EQ(file_size(seg_path(s->r[big_at].seg)), SEG_HEADER_LEN + s->r[big_at].bytes.len,
+			  "big record alone in its segment");
+	}
+	/* the index points at the same positions */
+	if (ASSERT_OK(store_open(&st, store_dir(), 0), "open read-only")) {
+		for (size_t i = 0; i < s->n; i += 7) {
+			ASSERT_EQ(q_int(&st, "SELECT segment FROM chunks WHERE seq = %llu",
+					(unsigned long long)s->r[i].seq),
+				  s->r[i].seg, "indexed segment");
+			ASSERT_EQ(q_int(&st, "SELECT offset FROM chunks WHERE seq = %llu",
+					(unsigned long long)s->r[i].seq),
+				  s->r[i].off, "indexed offset");
+		}
+		store_close(&st);
+	}
+out:
+	if (s)
+		seen_free(s);
+	kept_free(&k);
+}
+
+/* Append n TTY records, close, and cut the last segment in the middle of its last record. */
+static bool make_torn_tail(int n, struct kept *k, uint64_t *torn_off, uint64_t *kept_bytes)
+{
+	struct store st;
+	struct seen *s;
+	uint64_t len;
+
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create"))
+		return false;
+	for (int i = 0; i < n; i++)
+		ASSERT_OK(append_tty(&st, k, S1, STREAM_OUT, 0, "0123456789abcdef", 16, T0 + i),
+			  "append");
+	store_close(&st);
+	s = scan_all();
+	if (!s || !ASSERT_EQ(s->n, n, "records before the cut")) {
+		if (s)
+			seen_free(s);
+		return false;
+	}
+	*torn_off = s->r[n - 1].off;
+	len = s->r[n - 1].bytes.len;
+	*kept_bytes = len / 2;
+	seen_free(s);
+	return ASSERT_OK(truncate(seg_path(1), *torn_off + *kept_bytes), "truncate");
+}
+
+/* The GAP that recovery appended names the torn segment, offset and bytes. */
+static void check_recovery_gap(struct store *st, const struct seen *s, size_t at, uint64_t seq,
+			       uint64_t torn_off, uint64_t kept_bytes)
+{
+	uint64_t v;
+
+	if (!ASSERT_LT(at, s->n, "GAP record present"))
+		return;
+	ASSERT_EQ(s->r[at].type, REC_GAP, "recovery record type");
+	ASSERT_EQ(s->r[at].seq, seq, "GAP seq");
+	ASSERT_EQ(s->r[at].seg, 2, "GAP starts the new segment");
+	ASSERT_EQ(s->r[at].off, SEG_HEADER_LEN, "GAP offset");
+	{
+		struct record rec;
+		char why[128], str[512];
+		size_t used;
+
+		if (!ASSERT_OK(rec_parse(s->r[at].bytes.data, s->r[at].bytes.len, &rec, &used, why), why))
+			return;
+		ASSERT_STREQ(rec_str(&rec, TAG_FILE, str, sizeof(str)), seg_path(1), "TAG_FILE");
+		ASSERT_TRUE(rec_u64(&rec, TAG_FILE_OFFSET, &v), "TAG_FILE_OFFSET present");
+		ASSERT_EQ(v, torn_off, "TAG_FILE_OFFSET");
+		ASSERT_TRUE(rec_u64(&rec, TAG_LOST_BYTES, &v), "TAG_LOST_BYTES present");
+		ASSERT_EQ(v, kept_bytes, "TAG_LOST_BYTES");
+		ASSERT_TRUE(has_substr(rec_str(&rec, TAG_REASON, str, sizeof(str)), "torn"),
+			    "TAG_REASON says torn write");
+	}
+	ASSERT_EQ(q_int(st, "SELECT count(*) FROM gaps WHERE file = %Q AND file_offset = %llu",
+			seg_path(1), (unsigned long long)torn_off),
+		  1, "gaps row for the torn tail");
+}
+
+TEST(store_torn_tail_recovery)
+{
+	struct kept k = { 0 }, k2 = { 0 };
+	struct store st;
+	struct seen *s = NULL;
+	uint64_t torn_off = 0, kept_bytes = 0;
+	const int n = 10;
+
+	if (!make_torn_tail(n, &k, &torn_off, &kept_bytes))
+		goto out;
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE), "reopen after the cut"))
+		goto out;
+	/*
+	 * The index had seen record n before it was cut off, so its seq is not
+	 * handed out again: the GAP is n + 1.
+	 */
+	ASSERT_EQ(st.seg_no, 2, "appending moved to a new segment");
+	ASSERT_EQ(st.next_seq, n + 2, "next_seq after the GAP");
+	ASSERT_OK(append_tty(&st, &k2, S1, STREAM_IN, 0, "after", 5, T0 + 100), "append after");
+	store_close(&st);
+	ASSERT_EQ(file_size(seg_path(1)), torn_off + kept_bytes, "torn bytes left on disk");
+
+	s = scan_all();
+	if (!s)
+		goto out;
+	/* n - 1 good records, the GAP, the new one */
+	ASSERT_EQ(s->n, n + 1, "records");
+	k.n--; /* the torn one is gone */
+	check_same(s, 0, &k, "records before the cut intact");
+	k.n++;
+	if (ASSERT_EQ(s->ndamage, 1, "damage reports")) {
+		ASSERT_STREQ(s->damage[0].file, seg_path(1), "damaged file");
+		ASSERT_EQ(s->damage[0].off, torn_off, "damage offset");
+		ASSERT_EQ(s->damage[0].bytes, kept_bytes, "damaged bytes");
+	}
+	if (ASSERT_OK(store_open(&st, store_dir(), 0), "open read-only")) {
+		check_recovery_gap(&st, s, n - 1, n + 1, torn_off, kept_bytes);
+		store_close(&st);
+	}
+	if (ASSERT_EQ(s->n, n + 1, "new record present")) {
+		ASSERT_EQ(s->r[n].seq, n + 2, "new record seq");
+		check_same(s, n, &k2, "new record");
+	}
+	seen_free(s);
+	s = NULL;
+
+	/* the damage is old news now: no second GAP, seq goes on */
+	if (ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE), "reopen again")) {
+		ASSERT_EQ(st.next_seq, n + 3, "next_seq");
+		store_close(&st);
+	}
+	s = scan_all();
+	if (s) {
+		ASSERT_EQ(s->n, n + 1, "no record added by the second reopen");
+		ASSERT_EQ(s->ndamage, 1, "still one damage report, in segment 1");
+	}
+out:
+	if (s)
+		seen_free(s);
+	kept_free(&k);
+	kept_free(&k2);
+}
+
+/*
+ * A crash as it happens: records written (the write buffer flushes at
+ * 1 MiB) but never synced, so the index never committed them, and the
+ * last one torn. Recovery indexes the good ones and the GAP takes the seq
+ * right after the last good record: no hole.
+ */
+TEST(store_crash_torn_tail)
+{
+	static uint8_t chunk[300000];
+	struct store st;
+	struct seen *s = NULL;
+	uint64_t torn_off, kept_bytes;
+	int status;
+	pid_t pid;
+
+	pid = fork();
+	if (pid == 0) {
+		int err = store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE);
+
+		for (int i = 0; i < 5 && !err; i++)
+			err = append_tty(&st, NULL, S1, STREAM_OUT, 0, "synced", 6, T0 + i);
+		err = err ?: store_sync(&st);
+		/* 4 x 300 kB: the 4th crosses 1 MiB and is written, not synced */
+		for (int i = 0; i < 4 && !err; i++)
+			err = append_tty(&st, NULL, S1, STREAM_OUT, 0, chunk, sizeof(chunk), T0 + 10 + i);
+		_exit(err ? 1 : 0); /* no store_close: this is the crash */
+	}
+	if (!ASSERT_GT(pid, 0, "fork") || !ASSERT_EQ(waitpid(pid, &status, 0), pid, "waitpid") ||
+	    !ASSERT_EQ(status, 0, "writer exit status"))
+		return;
+
+	s = scan_all();
+	if (!s || !ASSERT_EQ(s->n, 9, "records on disk after the crash"))
+		goto out;
+	torn_off = s->r[8].off;
+	kept_bytes = s->r[8].bytes.len / 2;
+	seen_free(s);
+	s = NULL;
+	if (!ASSERT_OK(truncate(seg_path(1), torn_off + kept_bytes), "truncate"))
+		goto out;
+
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE), "recover"))
+		goto out;
+	ASSERT_EQ(st.next_seq, 10, "next_seq: GAP took 9");
+	store_close(&st);
+
+	s = scan_all();
+	if (!s)
+		goto out;
+	ASSERT_EQ(s->n, 9, "8 good records and the GAP");
+	check_seq_from(s, 1, "seq without holes");
+	ASSERT_EQ(s->ndamage, 1, "damage reports");
+	if (ASSERT_OK(store_open(&st, store_dir(), 0), "open read-only")) {
+		check_recovery_gap(&st, s, 8, 9, torn_off, kept_bytes);
+		/* the index caught up with the 3 good unsynced chunks */
+		ASSERT_EQ(q_int(&st, "SELECT count(*) FROM chunks"), 8, "chunks indexed");
+		ASSERT_EQ(q_int(&st, "SELECT max(seq) FROM chunks"), 8, "last chunk indexed");
+		ASSERT_EQ(q_int(&st, "SELECT value FROM meta WHERE key = 'last_seq'"), 9, "meta last_seq");
+		store_close(&st);
+	}
+out:
+	if (s)
+		seen_free(s);
+}
+
+/*
+ * Recovery decides whether the damage is in the last segment by looking
+ * for "seg-" in the damaged file's path: the first "seg-" is in the store
+ * directory's own name here, so the torn tail is taken for an old one and
+ * no GAP is recorded for the lost bytes.
+ */
+TEST(store_torn_tail_recovery_in_dir_named_seg)
+{
+	char dir[4096];
+	struct store st;
+	struct kept k = { 0 };
+	uint64_t torn_off = 0, kept_bytes = 0;
+	int gaps = -1;
+
+	/* store_dir() is test_dir()/store: make that a link to a "seg-" directory */
+	snprintf(dir, sizeof(dir), "%s/seg-archive", test_dir());
+	if (!ASSERT_OK(mkdir(dir, 0700), "mkdir") ||
+	    !ASSERT_OK(symlink("seg-archive", store_dir()), "symlink"))
+		return;
+	if (!make_torn_tail(4, &k, &torn_off, &kept_bytes))
+		goto out;
+	/* open through the real name, the one an operator would configure */
+	if (!ASSERT_OK(store_open(&st, dir, STORE_WRITE), "reopen after the cut"))
+		goto out;
+	gaps = q_int(&st, "SELECT count(*) FROM gaps");
+	ASSERT_EQ(st.next_seq, 6, "next_seq after the GAP");
+	store_close(&st);
+	ASSERT_EQ(gaps, 1, "GAP recorded for the torn tail");
+out:
+	kept_free(&k);
+}
+
+TEST(store_second_writer_is_busy)
+{
+	struct store a, b, r;
+	struct seen *s;
+
+	if (!ASSERT_OK(store_open(&a, store_dir(), STORE_WRITE | STORE_CREATE), "first writer"))
+		return;
+	ASSERT_OK(append_tty(&a, NULL, S1, STREAM_IN, 0, "x", 1, T0), "append");
+	ASSERT_OK(store_sync(&a), "sync");
+	ASSERT_EQ(store_open(&b, store_dir(), STORE_WRITE), -EBUSY, "second writer");
+	ASSERT_EQ(store_open(&b, store_dir(), STORE_WRITE | STORE_CREATE), -EBUSY,
+		  "second writer with create");
+	/* readers are welcome while the writer works */
+	if (ASSERT_OK(store_open(&r, store_dir(), 0), "reader")) {
+		s = calloc(1, sizeof(*s));
+		if (ASSERT_NOT_NULL(s, "calloc")) {
+			ASSERT_OK(scan(&r, s, 0), "scan while writing");
+			ASSERT_EQ(s->n, 1, "reader sees the synced record");
+			seen_free(s);
+		}
+		ASSERT_EQ(q_int(&r, "SELECT count(*) FROM chunks"), 1, "reader sees the index");
+		store_close(&r);
+	}
+	ASSERT_EQ(count_segments(), 1, "the refused writer made no segment");
+	store_close(&a);
+	if (ASSERT_OK(store_open(&b, store_dir(), STORE_WRITE), "writer after the first closed")) {
+		ASSERT_EQ(b.next_seq, 2, "next_seq");
+		store_close(&b);
+	}
+}
+
+TEST(store_index_contents)
+{
+	char s1[ST_ID_HEX], s2[ST_ID_HEX];
+	struct store st;
+
+	hex_encode(S1, ST_ID_LEN, s1);
+	hex_encode(S2, ST_ID_LEN, s2);
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create"))
+		return;
+	ASSERT_OK(append_script(&st, NULL), "append");
+	store_close(&st);
+	if (!ASSERT_OK(store_open(&st, store_dir(), 0), "open read-only"))
+		return;
+
+	ASSERT_EQ(q_int(&st, "SELECT count(*) FROM sessions"), 2, "sessions");
+	ASSERT_STREQ(q_text(&st, "SELECT user FROM sessions WHERE id = %Q", s1), "alice", "user");
+	ASSERT_STREQ(q_text(&st, "SELECT host FROM sessions WHERE id = %Q", s1), "web1", "host");
+	ASSERT_STREQ(q_text(&st, "SELECT boot_id FROM sessions WHERE id = %Q", s1), "0f1e2d3c",
+		     "boot_id");
+	ASSERT_EQ(q_int(&st, "SELECT loginuid FROM sessions WHERE id = %Q", s1), 1000, "loginuid");
+	ASSERT_EQ(q_int(&st, "SELECT uid FROM sessions WHERE id = %Q", s1), 1000, "uid");
+	ASSERT_STREQ(q_text(&st, "SELECT source_ip FROM sessions WHERE id = %Q", s1), "192.0.2.10",
+		     "source_ip");
+	ASSERT_EQ(q_int(&st, "SELECT source_port FROM sessions WHERE id = %Q", s1), 50022,
+		  "source_port");
+	ASSERT_STREQ(q_text(&st, "SELECT local_ip FROM sessions WHERE id = %Q", s1), "192.0.2.1",
+		     "local_ip");
+	ASSERT_EQ(q_int(&st, "SELECT local_port FROM sessions WHERE id = %Q", s1), 22, "local_port");
+	ASSERT_STREQ(q_text(&st, "SELECT tty FROM sessions WHERE id = %Q", s1), "pts/3", "tty");
+	ASSERT_EQ(q_int(&st, "SELECT leader_pid FROM sessions WHERE id = %Q", s1), 4242, "leader");
+	ASSERT_EQ(q_int(&st, "SELECT listener_pid FROM sessions WHERE id = %Q", s1), 800, "listener");
+	ASSERT_EQ(q_int(&st, "SELECT adopted FROM sessions WHERE id = %Q", s1), 0, "adopted");
+	ASSERT_EQ(q_int(&st, "SELECT start_ns FROM sessions WHERE id = %Q", s1), T0 + NS, "start_ns");
+	ASSERT_EQ(q_int(&st, "SELECT end_ns FROM sessions WHERE id = %Q", s1), T0 + 15 * NS, "end_ns");
+	ASSERT_STREQ(q_text(&st, "SELECT end_reason FROM sessions WHERE id = %Q", s1), "logout",
+		     "end_reason");
+	/* only the login's own pty (pts/3) counts */
+	ASSERT_EQ(q_int(&st, "SELECT bytes_in FROM sessions WHERE id = %Q", s1), 3, "bytes_in");
+	ASSERT_EQ(q_int(&st, "SELECT bytes_out FROM sessions WHERE id = %Q", s1), 14, "bytes_out");
+	ASSERT_EQ(q_int(&st, "SELECT lost_events FROM sessions WHERE id = %Q", s1), 5, "lost_events");
+	ASSERT_EQ(q_int(&st, "SELECT lost_bytes FROM sessions WHERE id = %Q", s1), 150, "lost_bytes");
+
+	ASSERT_STREQ(q_text(&st, "SELECT user FROM sessions WHERE id = %Q", s2), "bob", "user 2");
+	ASSERT_EQ(q_int(&st, "SELECT uid FROM sessions WHERE id = %Q", s2), 0, "uid 2 after ATTR");
+	ASSERT_EQ(q_int(&st, "SELECT loginuid FROM sessions WHERE id = %Q", s2), Q_NULL,
+		  "absent loginuid is NULL");
+	ASSERT_EQ(q_int(&st, "SELECT source_port FROM sessions WHERE id = %Q", s2), Q_NULL,
+		  "absent port is NULL");
+	ASSERT_STREQ(q_text(&st, "SELECT tty FROM sessions WHERE id = %Q", s2), "(null)", "tty 2");
+	ASSERT_EQ(q_int(&st, "SELECT bytes_in FROM sessions WHERE id = %Q", s2), 1000, "bytes_in 2");
+	ASSERT_EQ(q_int(&st, "SELECT bytes_out FROM sessions WHERE id = %Q", s2), 0, "bytes_out 2");
+	ASSERT_EQ(q_int(&st, "SELECT end_ns FROM sessions WHERE id = %Q", s2), Q_NULL,
+		  "session 2 still open");
+	ASSERT_EQ(q_int(&st, "SELECT lost_events FROM sessions WHERE id = %Q", s2), 0, "lost 2");
+
+	ASSERT_EQ(q_int(&st, "SELECT count(*) FROM execs"), 3, "execs");
+	ASSERT_EQ(q_int(&st, "SELECT exit_status FROM execs WHERE session = %Q AND pid = 5000", s1),
+		  256, "exit status of ls");
+	ASSERT_EQ(q_int(&st, "SELECT exit_ns FROM execs WHERE session = %Q AND pid = 5000", s1),
+		  T0 + 5 * NS, "exit time of ls");
+	ASSERT_STREQ(q_text(&st, "SELECT filename FROM execs WHERE session = %Q AND pid = 5000", s1),
+		     "/usr/bin/ls", "filename");
+	ASSERT_STREQ(q_text(&st, "SELECT hex(argv) FROM execs WHERE session = %Q AND pid = 5000", s1),
+		     "6C73002D6C6100", "argv blob keeps its NULs");
+	ASSERT_EQ(q_int(&st, "SELECT ppid FROM execs WHERE pid = 5000"), 4242, "ppid");
+	ASSERT_EQ(q_int(&st, "SELECT sessionid FROM execs WHERE pid = 5000"), 7, "sessionid");
+	ASSERT_EQ(q_int(&st, "SELECT argv_total FROM execs WHERE pid = 5000"), 7, "argv_total");
+	/* pid 6000 exec'ed twice: the exit belongs to the last image */
+	ASSERT_EQ(q_int(&st, "SELECT exit_status FROM execs WHERE filename = '/bin/sh'"), Q_NULL,
+		  "first image of pid 6000 has no exit");
+	ASSERT_EQ(q_int(&st, "SELECT exit_status FROM execs WHERE filename = '/usr/bin/vim'"), 9,
+		  "second image of pid 6000 exited");
+
+	ASSERT_EQ(q_int(&st, "SELECT count(*) FROM gaps"), 2, "gaps");
+	ASSERT_EQ(q_int(&st, "SELECT sum(lost_events) FROM gaps WHERE session = %Q", s1), 5,
+		  "gap events");
+	ASSERT_EQ(q_int(&st, "SELECT sum(lost_bytes) FROM gaps WHERE session = %Q", s1), 150,
+		  "gap bytes");
+	ASSERT_STREQ(q_text(&st, "SELECT reason FROM gaps WHERE seq = 8"), "ring buffer full",
+		     "gap reason");
+
+	ASSERT_EQ(q_int(&st, "SELECT value FROM meta WHERE key = 'last_seq'"), SCRIPT_RECORDS,
+		  "meta last_seq");
+	ASSERT_EQ(q_int(&st, "SELECT value FROM meta WHERE key = 'last_segment'"), 1,
+		  "meta last_segment");
+	store_close(&st);
+}
+
+static void unlink_index(void)
+{
+	unlink(test_path("store/index.sqlite"));
+	unlink(test_path("store/index.sqlite-wal"));
+	unlink(test_path("store/index.sqlite-shm"));
+}
+
+TEST(store_reindex_gives_identical_tables)
+{
+	struct index_dump before = { 0 }, after = { 0 };
+	struct store st;
+	uint64_t records = 0;
+
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create"))
+		return;
+	st.seg_rotate_bytes = 600; /* chunks in several segments */
+	ASSERT_OK(append_script(&st, NULL), "append");
+	ASSERT_OK(store_sync(&st), "sync");
+	ASSERT_OK(index_dump(&st, &before), "dump");
+	ASSERT_GE(index_dump_rows(&before), 2 + 2 + 4 + 3 + 2, "rows in the index");
+	ASSERT_GT(st.seg_no, 2, "several segments");
+
+	/* 1: rebuild in place */
+	ASSERT_OK(store_reindex(&st, &records), "reindex");
+	ASSERT_EQ(records, SCRIPT_RECORDS, "records reindexed");
+	ASSERT_OK(index_dump(&st, &after), "dump");
+	CHECK_SAME_INDEX(&after, &before, "after reindex");
+
+	/* 2: after every row is gone */
+	ASSERT_EQ(sqlite3_exec(st.index.db,
+			       "DELETE FROM sessions; DELETE FROM chunks; DELETE FROM execs;"
+			       " DELETE FROM gaps; DELETE FROM meta;",
+			       NULL, NULL, NULL),
+		  SQLITE_OK, "delete all rows");
+	ASSERT_OK(index_dump(&st, &after), "dump");
+	ASSERT_EQ(index_dump_rows(&after), 0, "tables are empty");
+	ASSERT_OK(store_reindex(&st, &records), "reindex");
+	ASSERT_OK(index_dump(&st, &after), "dump");
+	CHECK_SAME_INDEX(&after, &before, "after delete and reindex");
+	store_close(&st);
+
+	/* 3: index.sqlite deleted: the writer's open catches up from the log */
+	unlink_index();
+	if (ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE), "reopen without index")) {
+		ASSERT_EQ(st.next_seq, SCRIPT_RECORDS + 1, "next_seq");
+		ASSERT_OK(index_dump(&st, &after), "dump");
+		CHECK_SAME_INDEX(&after, &before, "rebuilt on open");
+		store_close(&st);
+	}
+	index_dump_free(&before);
+	index_dump_free(&after);
+}
+
+/* Write len bytes at off of a file. */
+static int poke(const char *path, off_t off, const void *p, size_t len)
+{
+	int fd = open(path, O_WRONLY);
+	int err = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (pwrite(fd, p, len, off) != (ssize_t)len)
+		err = errno ? -errno : -EIO;
+	close(fd);
+	return err;
+}
+
+/* Three or more segments of TTY records; returns the number of records. */
+static int make_segments(struct kept *k)
+{
+	struct store st;
+	int n = 0;
+
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create"))
+		return 0;
+	st.seg_rotate_bytes = 400;
+	while (st.seg_no < 4 && ASSERT_OK(append_tty(&st, k, S1, STREAM_OUT, 0, "output", 6, T0 + n),
+					  "append"))
+		n++;
+	store_close(&st);
+	return n;
+}
+
+TEST(store_bad_segment_header_is_damage)
+{
+	static const struct {
+		const char *what;
+		off_t off;
+	} cases[] = {
+		{ "bad magic", 0 },
+		{ "bad version", 11 },
+		{ "wrong store id", 16 },
+		{ "wrong store id, last byte", 31 },
+		{ "wrong segment number", 39 },
+	};
+	struct kept k = { 0 };
+	uint8_t orig[SEG_HEADER_LEN];
+	int n = make_segments(&k), fd;
+
+	if (!ASSERT_GT(n, 0, "records") || !ASSERT_GE(count_segments(), 4, "segments"))
+		goto out;
+	fd = open(seg_path(2), O_RDONLY);
+	if (!ASSERT_GE(fd, 0, "open segment 2"))
+		goto out;
+	ASSERT_EQ(read(fd, orig, sizeof(orig)), SEG_HEADER_LEN, "read header");
+	close(fd);
+
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		uint8_t bad = orig[cases[c].off] ^ 0x01;
+		struct seen *s;
+		size_t in_seg2 = 0;
+
+		if (!ASSERT_OK(poke(seg_path(2), cases[c].off, &bad, 1), "corrupt header"))
+			break;
+		s = scan_all();
+		if (s && ASSERT_EQ(s->ndamage, 1, cases[c].what)) {
+			ASSERT_STREQ(s->damage[0].file, seg_path(2), "damaged file");
+			ASSERT_EQ(s->damage[0].off, 0, "damage at offset 0");
+			ASSERT_EQ(s->damage[0].bytes, file_size(seg_path(2)), "whole segment");
+			ASSERT_TRUE(has_substr(s->damage[0].why, "header"), "reason names the header");
+		}
+		if (s) {
+			/* segments 1, 3 and 4 are all there, in order */
+			for (size_t i = 0; i < s->n; i++)
+				in_seg2 += s->r[i].seg == 2;
+			ASSERT_EQ(in_seg2, 0, "nothing read from segment 2");
+			ASSERT_GT(s->n, 0, "records from the other segments");
+			for (size_t i = 0, j = 0; i < k.n && j < s->n; i++) {
+				if (get_be64(k.recs[i].data + 8) != s->r[j].seq)
+					continue; /* one of segment 2's */
+				if (!ASSERT_BYTES_EQ(s->r[j].bytes.data, s->r[j].bytes.len, k.recs[i].data,
+						     k.recs[i].len, "other segments intact"))
+					break;
+				j++;
+			}
+			ASSERT_EQ(s->r[s->n - 1].seq, n, "scan went on to the last record");
+			seen_free(s);
+		}
+		ASSERT_OK(poke(seg_path(2), 0, orig, sizeof(orig)), "restore header");
+	}
+
+	/* a segment shorter than its header */
+	if (ASSERT_OK(truncate(seg_path(2), 10), "truncate segment 2")) {
+		struct seen *s = scan_all();
+
+		if (s && ASSERT_EQ(s->ndamage, 1, "short segment")) {
+			ASSERT_STREQ(s->damage[0].file, seg_path(2), "damaged file");
+			ASSERT_EQ(s->damage[0].bytes, 10, "bytes");
+			ASSERT_EQ(s->r[s->n - 1].seq, n, "scan went on to the last record");
+		}
+		if (s)
+			seen_free(s);
+	}
+out:
+	kept_free(&k);
+}
+
+TEST(store_bad_header_of_last_segment_gets_a_gap)
+{
+	struct kept k = { 0 };
+	struct store st;
+	struct seen *s;
+	int n = make_segments(&k), last = count_segments();
+	uint8_t bad = 0;
+
+	if (!ASSERT_GT(n, 0, "records") || !ASSERT_OK(poke(seg_path(last), 16, &bad, 1), "corrupt"))
+		goto out;
+	if (ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE), "reopen")) {
+		ASSERT_EQ(st.seg_no, last + 1, "new segment");
+		store_close(&st);
+	}
+	s = scan_all();
+	if (s && ASSERT_GT(s->n, 0, "records")) {
+		ASSERT_EQ(s->r[s->n - 1].type, REC_GAP, "GAP for the unreadable segment");
+		ASSERT_EQ(s->r[s->n - 1].seg, last + 1, "GAP in the new segment");
+		ASSERT_EQ(s->r[s->n - 1].seq, n + 1, "GAP seq");
+	}
+	if (s)
+		seen_free(s);
+out:
+	kept_free(&k);
+}
+
+TEST(store_corrupt_record_in_the_middle)
+{
+	struct kept k = { 0 };
+	struct seen *s;
+	uint64_t off = 0;
+	int n = make_segments(&k);
+
+	s = scan_all();
+	if (!ASSERT_GT(n, 4, "records") || !s)
+		goto out;
+	/* flip a data byte of the 2nd record of segment 1 */
+	for (size_t i = 0; i < s->n; i++)
+		if (s->r[i].seq == 2)
+			off = s->r[i].off;
+	seen_free(s);
+	if (!ASSERT_EQ(off > 0, 1, "record 2 found") ||
+	    !ASSERT_OK(poke(seg_path(1), off + REC_HEADER_LEN + 10, "X", 1), "corrupt"))
+		goto out;
+	s = scan_all();
+	if (s && ASSERT_EQ(s->ndamage, 1, "damage reports")) {
+		ASSERT_STREQ(s->damage[0].file, seg_path(1), "file");
+		ASSERT_EQ(s->damage[0].off, off, "offset of the bad record");
+		ASSERT_EQ(s->damage[0].bytes, file_size(seg_path(1)) - off, "rest of the segment");
+		ASSERT_TRUE(has_substr(s->damage[0].why, "CRC"), "reason");
+		ASSERT_EQ(s->r[0].seq, 1, "record before it");
+		ASSERT_GT(s->r[1].seq, 2, "then the next segment");
+		ASSERT_EQ(s->r[1].off, SEG_HEADER_LEN, "from its start");
+		ASSERT_EQ(s->r[s->n - 1].seq, n, "to the end");
+	}
+	if (s)
+		seen_free(s);
+out:
+	kept_free(&k);
+}
+
+TEST(store_scan_from_segment_and_early_stop)
+{
+	struct kept k = { 0 };
+	struct store st;
+	struct seen *s = calloc(1, sizeof(*s));
+	int n = make_segments(&k);
+
+	if (!ASSERT_NOT_NULL(s, "calloc") || !ASSERT_GT(n, 0, "records") ||
+	    !ASSERT_OK(store_open(&st, store_dir(), 0), "open read-only"))
+		goto out;
+	ASSERT_OK(scan(&st, s, 3), "scan from segment 3");
+	ASSERT_GT(s->n, 0, "records");
+	for (size_t i = 0; i < s->n; i++)
+		ASSERT_GE(s->r[i].seg, 3, "segment");
+	ASSERT_EQ(s->r[s->n - 1].seq, n, "up to the last");
+	for (size_t i = 0; i < s->n; i++)
+		buf_free(&s->r[i].bytes);
+	memset(s, 0, sizeof(*s));
+	s->stop_after = 3;
+	ASSERT_EQ(scan(&st, s, 0), 1, "visitor's return value comes back");
+	ASSERT_EQ(s->n, 3, "stopped after 3");
+	store_close(&st);
+out:
+	if (s)
+		seen_free(s);
+	kept_free(&k);
+}
