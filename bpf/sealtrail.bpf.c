@@ -47,7 +47,8 @@ struct pty_io {
 	__u32 dir;  /* enum st_tty_dir */
 	__u32 tty_index;
 	__u32 is_write;
-	__u64 relay; /* relays key for forwarded connections (counted only) */
+	__u64 relay;  /* relays key for forwarded connections (counted only) */
+	__u64 object; /* relays key of pipes */
 };
 
 /* connect() by sshd between sys_enter and sys_exit. */
@@ -133,7 +134,7 @@ int handle_fork(struct bpf_raw_tracepoint_args *ctx)
 
 /* Remember a command's stdin/stdout/stderr pipes, whose other end sshd holds. */
 static __always_inline void relay_pipe(struct task_struct *task, __u32 fd, __u32 stream,
-				       __u64 sess_key, __u64 *prev)
+				       __u64 sess_key, __u64 *prev, __u64 *out)
 {
 	struct file *file = fd_file(task, fd);
 	struct st_relay r = { .sess_key = sess_key, .stream = stream };
@@ -147,6 +148,7 @@ static __always_inline void relay_pipe(struct task_struct *task, __u32 fd, __u32
 	if (!inode || key == *prev || (BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFIFO)
 		return;
 	*prev = key;
+	*out = key;
 	bpf_map_update_elem(&relays, &key, &r, BPF_ANY);
 }
 
@@ -156,7 +158,7 @@ static __always_inline void relay_pipe(struct task_struct *task, __u32 fd, __u32
  * run on a terminal?
  */
 static __always_inline __u32 exec_classify(struct task_struct *task, __u32 tgid, __u32 ppid,
-					   __u64 sess_key)
+					   __u64 sess_key, __u64 stdio[3])
 {
 	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
 	struct st_exe_id id = {
@@ -180,9 +182,9 @@ static __always_inline __u32 exec_classify(struct task_struct *task, __u32 tgid,
 		if (!(flags & ST_EXEC_IS_SSHD)) {
 			__u64 prev = 0;
 
-			relay_pipe(task, 0, ST_PIPE_STDIN, sess_key, &prev);
-			relay_pipe(task, 1, ST_PIPE_STDOUT, sess_key, &prev);
-			relay_pipe(task, 2, ST_PIPE_STDERR, sess_key, &prev);
+			relay_pipe(task, 0, ST_PIPE_STDIN, sess_key, &prev, &stdio[0]);
+			relay_pipe(task, 1, ST_PIPE_STDOUT, sess_key, &prev, &stdio[1]);
+			relay_pipe(task, 2, ST_PIPE_STDERR, sess_key, &prev, &stdio[2]);
 		}
 	}
 	return flags;
@@ -206,7 +208,8 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 
 	task = (struct task_struct *)bpf_get_current_task();
 	ev->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	ev->flags = exec_classify(task, tgid, ev->ppid, key);
+	ev->stdio[0] = ev->stdio[1] = ev->stdio[2] = 0;
+	ev->flags = exec_classify(task, tgid, ev->ppid, key, ev->stdio);
 	ev->uid = BPF_CORE_READ(task, cred, uid.val);
 	ev->euid = BPF_CORE_READ(task, cred, euid.val);
 	ev->gid = BPF_CORE_READ(task, cred, gid.val);
@@ -327,11 +330,21 @@ static __always_inline int pty_enter(__u64 fd, __u64 buf, __u64 nvec, __u32 is_w
 		if (!p || !(p->flags & ST_PROC_SSHD))
 			return 0;
 		r = bpf_map_lookup_elem(&relays, &key);
-		if (!r)
+		if (r) {
+			io.dir = r->stream;
+			if (r->stream == ST_FORWARD)
+				io.relay = key;
+		} else if ((BPF_CORE_READ(inode, i_mode) & S_IFMT) == S_IFIFO) {
+			/*
+			 * sshd can write a command's stdin before the command's
+			 * exec tells us which pipe that is: send it with the
+			 * pipe's identity, the collector sorts it out.
+			 */
+			io.dir = ST_PIPE_UNKNOWN;
+		} else {
 			return 0;
-		io.dir = r->stream;
-		if (r->stream == ST_FORWARD)
-			io.relay = key;
+		}
+		io.object = key;
 	}
 	if (nvec > ST_IOV_MAX) {
 		io.nvec = ST_IOV_MAX;
@@ -398,6 +411,7 @@ static long pty_emit_chunk(__u64 i, struct pty_walk *w)
 	ev->len = n;
 	ev->pad = 0;
 	ev->offset = w->offset;
+	ev->object = w->io.object;
 	submit(ev, size, w->sess_key, n);
 	w->seg_off += n;
 	w->left -= n;

@@ -44,6 +44,7 @@ enum st_tty_dir {
 	ST_PIPE_STDOUT = 3, /* sshd read it from the command's stdout */
 	ST_PIPE_STDERR = 4, /* sshd read it from the command's stderr */
 	ST_FORWARD = 5,	    /* a forwarded TCP connection: counted, not copied */
+	ST_PIPE_UNKNOWN = 6, /* sshd moved it through a pipe not yet tied to a command */
 };
 
 /* Indexes of the per-CPU counters map (exported by `sealtrail status`). */
@@ -93,6 +94,7 @@ struct st_ev_exec {
 	__u32 args_total; /* bytes of argv the process really has */
 	__u32 flags; /* ST_EXEC_* */
 	__u32 pad;
+	__u64 stdio[3]; /* pipes on fds 0, 1, 2: kernel address of the inode, or 0 */
 	char filename[ST_PATH_MAX];
 	char args[ST_ARGS_MAX]; /* NUL-separated, only args_len are sent */
 };
@@ -115,6 +117,7 @@ struct st_ev_tty {
 	__u32 len; /* bytes in data[], at most ST_TTY_CHUNK */
 	__u32 pad;
 	__u64 offset; /* offset of this chunk within the syscall's data */
+	__u64 object; /* pipes: kernel address of the pipe's inode */
 	char data[ST_TTY_CHUNK];
 };
 
@@ -174,9 +177,9 @@ struct st_proc {
 _Static_assert(sizeof(struct st_event_hdr) == 32, "st_event_hdr layout");
 _Static_assert(sizeof(struct st_ev_session) == 56, "st_ev_session layout");
 _Static_assert(sizeof(struct st_ev_fork) == 40, "st_ev_fork layout");
-_Static_assert(sizeof(struct st_ev_exec) == 72 + ST_PATH_MAX + ST_ARGS_MAX, "st_ev_exec layout");
+_Static_assert(sizeof(struct st_ev_exec) == 96 + ST_PATH_MAX + ST_ARGS_MAX, "st_ev_exec layout");
 _Static_assert(sizeof(struct st_ev_exit) == 40, "st_ev_exit layout");
-_Static_assert(sizeof(struct st_ev_tty) == 56 + ST_TTY_CHUNK, "st_ev_tty layout");
+_Static_assert(sizeof(struct st_ev_tty) == 64 + ST_TTY_CHUNK, "st_ev_tty layout");
 _Static_assert(sizeof(struct st_session) == 24, "st_session layout");
 _Static_assert(sizeof(struct st_ev_connect) == 72, "st_ev_connect layout");
 _Static_assert(sizeof(struct st_ev_close) == 56, "st_ev_close layout");

@@ -21,13 +21,12 @@
 
 #include "store/record.h"
 
-#define CHECK(cond)                                                                  \
-	do {                                                                         \
-		if (!(cond)) {                                                       \
-			fprintf(stderr, "fuzz_record: %s:%d: %s\n", __FILE__, __LINE__, \
-				#cond);                                              \
-			abort();                                                     \
-		}                                                                    \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "fuzz_record: %s:%d: %s\n", __FILE__, __LINE__, #cond);    \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 static void check_record(const uint8_t *p, size_t used, const struct record *rec)
@@ -45,7 +44,8 @@ static void check_record(const uint8_t *p, size_t used, const struct record *rec
 	for (unsigned i = 0; i < rec->nfields; i++) {
 		const struct rec_field *f = &rec->fields[i];
 
-		CHECK(f->data >= p + REC_HEADER_LEN + 6 && f->data <= end && f->len <= end - f->data);
+		CHECK(f->data >= p + REC_HEADER_LEN + 6 && f->data <= end &&
+		      f->len <= end - f->data);
 		field_bytes += 6 + f->len;
 	}
 	CHECK(REC_HEADER_LEN + field_bytes + REC_TRAILER_LEN == used);
@@ -67,7 +67,8 @@ static void check_record(const uint8_t *p, size_t used, const struct record *rec
 	/* canonical: the same record built again is the same bytes */
 	err = rec_begin(&again, rec->type, rec->session, rec->wall_ns, rec->mono_ns);
 	for (unsigned i = 0; i < rec->nfields && !err; i++)
-		err = rec_add_bytes(&again, rec->fields[i].tag, rec->fields[i].data, rec->fields[i].len);
+		err = rec_add_bytes(&again, rec->fields[i].tag, rec->fields[i].data,
+				    rec->fields[i].len);
 	err = err ?: rec_finish(&again, rec->seq);
 	CHECK(err == 0);
 	CHECK(again.len == used && !memcmp(again.data, p, used));
@@ -81,8 +82,7 @@ static void fix_crcs(uint8_t *p, size_t size)
 
 		if (len < REC_MIN_LEN || len > size - off)
 			break;
-		put_be32(p + off + len - REC_TRAILER_LEN,
-			 crc32(0, p + off, len - REC_TRAILER_LEN));
+		put_be32(p + off + len - REC_TRAILER_LEN, crc32(0, p + off, len - REC_TRAILER_LEN));
 		off += len;
 	}
 }

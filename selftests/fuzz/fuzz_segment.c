@@ -28,17 +28,16 @@
 #include "common/log.h"
 #include "store/store.h"
 
-#define CHECK(cond)                                                                   \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			fprintf(stderr, "fuzz_segment: %s:%d: %s\n", __FILE__, __LINE__, \
-				#cond);                                               \
-			abort();                                                      \
-		}                                                                     \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "fuzz_segment: %s:%d: %s\n", __FILE__, __LINE__, #cond);   \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
-static char base[64];	/* the temporary directory, removed at exit */
-static char dir[128];	/* the store in it */
+static char base[64]; /* the temporary directory, removed at exit */
+static char dir[128]; /* the store in it */
 static char seg1[256], seg2[256], index_files[3][256];
 static struct store reader; /* open read-only for the whole run: dir and id */
 static uint8_t header[SEG_HEADER_LEN];
@@ -145,8 +144,7 @@ static void fix_crcs(uint8_t *p, size_t size)
 
 		if (len < REC_MIN_LEN || len > size - off)
 			break;
-		put_be32(p + off + len - REC_TRAILER_LEN,
-			 crc32(0, p + off, len - REC_TRAILER_LEN));
+		put_be32(p + off + len - REC_TRAILER_LEN, crc32(0, p + off, len - REC_TRAILER_LEN));
 		off += len;
 	}
 }
@@ -166,8 +164,8 @@ static void write_segment(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size)
 {
-	struct scan_state s = { .st = &reader }, after = { .st = &reader };
-	struct store_visitor v = { on_record, on_damage, &s, 0 };
+	struct scan_state s = {.st = &reader}, after = {.st = &reader};
+	struct store_visitor v = {on_record, on_damage, &s, 0};
 	static struct buf body;
 	struct store w;
 	uint64_t gap = 0;

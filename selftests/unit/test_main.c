@@ -35,6 +35,9 @@ struct test {
 static struct test tests[MAX_TESTS];
 static int ntests;
 
+/* SIGINT/SIGTERM/SIGHUP to the runner: kill the test, clean up, then die of it. */
+static volatile sig_atomic_t stop_signal;
+
 /* State of the test running in this (child) process. */
 static char cur_dir[64];
 static bool cur_failed;
@@ -45,7 +48,7 @@ void test_register(const char *name, test_fn fn, const char *file, int line)
 		fprintf(stderr, "unit-tests: more than %d tests, raise MAX_TESTS\n", MAX_TESTS);
 		exit(2);
 	}
-	tests[ntests++] = (struct test){ name, fn, file, line };
+	tests[ntests++] = (struct test){name, fn, file, line};
 }
 
 const char *test_dir(void)
@@ -92,8 +95,8 @@ static void hex_line(const char *label, const uint8_t *p, size_t len, size_t fro
 	printf("|\n");
 }
 
-void test_fail_mem(const char *file, int line, const char *what, const void *got,
-		   size_t got_len, const void *want, size_t want_len)
+void test_fail_mem(const char *file, int line, const char *what, const void *got, size_t got_len,
+		   const void *want, size_t want_len)
 {
 	const uint8_t *g = got, *w = want;
 	size_t n = got_len < want_len ? got_len : want_len, at = 0;
@@ -117,6 +120,20 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
 	if (remove(path))
 		fprintf(stderr, "unit-tests: cannot remove %s: %s\n", path, strerror(errno));
 	return 0;
+}
+
+static void on_stop_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static void catch_stop_signals(void (*handler)(int))
+{
+	struct sigaction sa = {.sa_handler = handler}; /* no SA_RESTART: waitpid returns */
+
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 }
 
 static int by_file_and_line(const void *a, const void *b)
@@ -157,6 +174,7 @@ static bool run_one(const struct test *t, bool verbose)
 	fflush(stderr);
 	pid = fork();
 	if (pid == 0) {
+		catch_stop_signals(SIG_DFL);
 		dup2(fileno(log), STDERR_FILENO);
 		alarm(TEST_TIMEOUT_S);
 		cur_failed = false;
@@ -165,10 +183,18 @@ static bool run_one(const struct test *t, bool verbose)
 		fflush(stderr);
 		_exit(cur_failed ? 1 : 0);
 	}
+	while (pid > 0 && waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			printf("    waitpid: %s\n", strerror(errno));
+			pid = 0;
+		} else if (stop_signal) {
+			kill(pid, SIGKILL);
+		}
+	}
 	if (pid < 0) {
 		printf("    fork: %s\n", strerror(errno));
-	} else if (waitpid(pid, &status, 0) < 0) {
-		printf("    waitpid: %s\n", strerror(errno));
+	} else if (pid == 0) {
+		/* waitpid failed, said so above */
 	} else if (WIFSIGNALED(status)) {
 		printf("    %s:%d: %s killed by signal %d (%s)\n", t->file, t->line, t->name,
 		       WTERMSIG(status),
@@ -200,10 +226,11 @@ int main(int argc, char **argv)
 			list = true;
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-v] [-l] [SUBSTRING]\n"
-					"  run the unit tests whose name contains SUBSTRING (all if none)\n"
-					"  -v  show what passing tests logged too\n"
-					"  -l  list the tests instead of running them\n",
+			fprintf(stderr,
+				"usage: %s [-v] [-l] [SUBSTRING]\n"
+				"  run the unit tests whose name contains SUBSTRING (all if none)\n"
+				"  -v  show what passing tests logged too\n"
+				"  -l  list the tests instead of running them\n",
 				argv[0]);
 			return opt == 'h' ? 0 : 2;
 		}
@@ -212,7 +239,8 @@ int main(int argc, char **argv)
 		filter = argv[optind];
 	qsort(tests, ntests, sizeof(tests[0]), by_file_and_line);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	for (int i = 0; i < ntests; i++) {
+	catch_stop_signals(on_stop_signal);
+	for (int i = 0; i < ntests && !stop_signal; i++) {
 		if (filter && !strstr(tests[i].name, filter))
 			continue;
 		if (list) {
@@ -226,6 +254,11 @@ int main(int argc, char **argv)
 	}
 	if (list)
 		return 0;
+	if (stop_signal) {
+		printf("interrupted by signal %d\n", (int)stop_signal);
+		catch_stop_signals(SIG_DFL);
+		raise(stop_signal);
+	}
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }

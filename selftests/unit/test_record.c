@@ -9,8 +9,8 @@
 #include "store/record.h"
 #include "test.h"
 
-static const uint8_t sid[ST_ID_LEN] = { 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
-					0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f };
+static const uint8_t sid[ST_ID_LEN] = {0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
+				       0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f};
 
 /* Recompute length and CRC of a hand-edited record of len bytes at p. */
 static void reseal(uint8_t *p, uint32_t len)
@@ -33,22 +33,22 @@ static int build_small(struct buf *b)
 TEST(record_layout_is_big_endian)
 {
 	static const uint8_t want[74] = {
-		0x00, 0x00, 0x00, 0x4a,				/* len 74 */
-		0x00, 0x05,					/* type REC_TTY */
-		0x00, 0x00,					/* flags */
-		0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28, /* seq */
-		0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, /* wall_ns */
-		0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, /* mono_ns */
-		0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, /* session */
-		0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
-		0x00, 0x1a, 0x00, 0x00, 0x00, 0x08,		/* TAG_STREAM (26), 8 bytes */
-		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, /* STREAM_OUT */
-		0x00, 0x1b, 0x00, 0x00, 0x00, 0x02,		/* TAG_DATA (27), 2 bytes */
-		'h',  'i',
-		/* CRC filled in below */
+	    0x00, 0x00, 0x00, 0x4a, /* len 74 */
+	    0x00, 0x05, /* type REC_TTY */
+	    0x00, 0x00, /* flags */
+	    0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28, /* seq */
+	    0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, /* wall_ns */
+	    0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, /* mono_ns */
+	    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, /* session */
+	    0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
+	    0x00, 0x1a, 0x00, 0x00, 0x00, 0x08, /* TAG_STREAM (26), 8 bytes */
+	    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, /* STREAM_OUT */
+	    0x00, 0x1b, 0x00, 0x00, 0x00, 0x02, /* TAG_DATA (27), 2 bytes */
+	    'h',  'i',
+	    /* CRC filled in below */
 	};
 	uint8_t expect[sizeof(want)];
-	struct buf b = { 0 };
+	struct buf b = {0};
 
 	if (!ASSERT_OK(build_small(&b), "build"))
 		goto out;
@@ -99,8 +99,8 @@ TEST(record_numbers_are_stable)
 
 TEST(record_round_trip_every_field_type)
 {
-	static const uint8_t binary[] = { 0x00, 0xff, 0x00, 0x80, '\n', 0x1b, '[', 'm' };
-	struct buf b = { 0 };
+	static const uint8_t binary[] = {0x00, 0xff, 0x00, 0x80, '\n', 0x1b, '[', 'm'};
+	struct buf b = {0};
 	struct record rec;
 	const struct rec_field *f;
 	uint8_t *big = NULL;
@@ -160,7 +160,8 @@ TEST(record_round_trip_every_field_type)
 	/* fields keep their order and point into the parsed bytes */
 	ASSERT_EQ(rec.fields[0].tag, TAG_PID, "first field");
 	ASSERT_EQ(rec.fields[8].tag, TAG_OFFSET, "last field");
-	ASSERT_TRUE(rec.fields[0].data == b.data + REC_HEADER_LEN + 6, "field data points into record");
+	ASSERT_TRUE(rec.fields[0].data == b.data + REC_HEADER_LEN + 6,
+		    "field data points into record");
 
 	/* absent and mistyped fields */
 	ASSERT_TRUE(rec_field(&rec, TAG_USER) == NULL, "absent field");
@@ -175,8 +176,8 @@ out:
 
 TEST(record_without_session_or_fields)
 {
-	static const uint8_t zero[ST_ID_LEN] = { 0 };
-	struct buf b = { 0 };
+	static const uint8_t zero[ST_ID_LEN] = {0};
+	struct buf b = {0};
 	struct record rec;
 	char err[128];
 	size_t used;
@@ -195,7 +196,7 @@ out:
 
 TEST(record_duplicate_tag_first_wins)
 {
-	struct buf b = { 0 };
+	struct buf b = {0};
 	struct record rec;
 	char err[128], s[16];
 	size_t used;
@@ -214,7 +215,7 @@ TEST(record_duplicate_tag_first_wins)
 
 TEST(record_parse_ignores_bytes_after_it)
 {
-	struct buf b = { 0 };
+	struct buf b = {0};
 	struct record rec;
 	char err[128];
 	size_t used = 0, off = 0, n = 0;
@@ -242,7 +243,7 @@ out:
 
 TEST(record_every_bit_flip_is_detected)
 {
-	struct buf b = { 0 };
+	struct buf b = {0};
 	struct record rec;
 	char err[128];
 	size_t used;
@@ -282,7 +283,7 @@ out:
 
 TEST(record_every_truncation_is_a_torn_tail)
 {
-	struct buf b = { 0 };
+	struct buf b = {0};
 	struct record rec;
 	char err[128];
 	size_t used;
@@ -300,8 +301,9 @@ TEST(record_every_truncation_is_a_torn_tail)
 		memcpy(p, b.data, n);
 		rc = rec_parse(p, n, &rec, &used, err);
 		if (rc != -EAGAIN && wrong++ < 5)
-			test_fail(__FILE__, __LINE__, "truncated to %zu of %zu bytes: got %d, want -EAGAIN",
-				  n, b.len, rc);
+			test_fail(__FILE__, __LINE__,
+				  "truncated to %zu of %zu bytes: got %d, want -EAGAIN", n, b.len,
+				  rc);
 		free(p);
 	}
 	ASSERT_EQ(wrong, 0, "truncations not reported as -EAGAIN");
@@ -311,7 +313,7 @@ out:
 
 TEST(record_length_out_of_bounds)
 {
-	uint8_t p[REC_MIN_LEN + 16] = { 0 };
+	uint8_t p[REC_MIN_LEN + 16] = {0};
 	struct record rec;
 	char err[128];
 	size_t used;
@@ -339,7 +341,7 @@ TEST(record_maximum_size)
 {
 	size_t room = REC_MAX_LEN - REC_HEADER_LEN - 6 - REC_TRAILER_LEN;
 	uint8_t *data = calloc(1, room + 1);
-	struct buf b = { 0 };
+	struct buf b = {0};
 	struct record rec;
 	char err[128];
 	size_t used;
@@ -362,7 +364,7 @@ TEST(record_maximum_size)
 
 TEST(record_finish_needs_a_header)
 {
-	struct buf b = { 0 };
+	struct buf b = {0};
 
 	ASSERT_OK(buf_add(&b, "short", 5), "buf_add");
 	ASSERT_EQ(rec_finish(&b, 1), -EINVAL, "finish without header");
@@ -371,7 +373,7 @@ TEST(record_finish_needs_a_header)
 
 TEST(record_field_overrunning_record)
 {
-	struct buf b = { 0 };
+	struct buf b = {0};
 	struct record rec;
 	char err[128];
 	size_t used;
@@ -410,7 +412,7 @@ out:
 TEST(record_field_header_cut)
 {
 	for (uint32_t extra = 1; extra < 6; extra++) {
-		uint8_t p[REC_MIN_LEN + 6] = { 0 };
+		uint8_t p[REC_MIN_LEN + 6] = {0};
 		uint32_t len = REC_MIN_LEN + extra;
 		struct record rec;
 		char err[128];
@@ -424,8 +426,8 @@ TEST(record_field_header_cut)
 
 TEST(record_unknown_type_or_flags)
 {
-	static const uint16_t bad_types[] = { 0, REC_TYPE_MAX, REC_TYPE_MAX + 1, 0x8000, 0xffff };
-	struct buf b = { 0 };
+	static const uint16_t bad_types[] = {0, REC_TYPE_MAX, REC_TYPE_MAX + 1, 0x8000, 0xffff};
+	struct buf b = {0};
 	struct record rec;
 	char err[128];
 	size_t used;
@@ -454,7 +456,7 @@ out:
 
 TEST(record_field_count_limit)
 {
-	struct buf b = { 0 };
+	struct buf b = {0};
 	struct record rec;
 	char err[128];
 	size_t used;
@@ -481,7 +483,7 @@ out:
 
 TEST(record_str_truncates)
 {
-	struct buf b = { 0 };
+	struct buf b = {0};
 	struct record rec;
 	char err[128], s[16];
 	size_t used;

@@ -9,7 +9,9 @@ measured in the same run, as a ratio, because the machine is noisy:
 
 syscall     ns per write(1 B)+read(1 B) on a pipe for a process outside any
             session: nothing attached (baseline) / empty BPF programs on
-            sealtrail's eleven attach points / sealtraild running.
+            the attach points of build/sealtrail.bpf.o (read from the
+            object) / sealtraild running; for comparison, empty programs on
+            raw_tp/sys_enter + raw_tp/sys_exit.
             Target: added(sealtraild) / added(empty) <= 1.25.
 throughput  `cat` of a 256 MiB text file inside an interactive `ssh -tt`
             session: unrecorded (baseline) / sealtraild / tlog-rec-session
@@ -22,9 +24,14 @@ collector   100 concurrent interactive sessions each `cat`ting 2 MB of text:
 
 Configurations are interleaved round by round (the order rotates) and the
 median of each is reported. Before every sample the run waits (bounded by
---quiet-wait) until no BPF program of another process is attached to a
-tracepoint, since a second recorder on the machine (a concurrently running
-test suite) would distort every number; samples taken anyway are flagged.
+--quiet-wait per sample and --quiet-budget per run) until no BPF program of
+another process is attached to a tracepoint and the CPUs are idle, since a
+second recorder (a concurrently running test suite) or a fuzzer would
+distort every number; samples taken anyway are flagged in the notes.
+
+--quick runs everything small (seconds) to check the benchmark itself;
+--json FILE keeps every sample. sealtraild runs as shipped unless
+--ringbuf-size or --daemon-nice say otherwise (for experiments).
 
 Everything is created under one temporary directory in /tmp (deleted at the
 end) and undone on exit, Ctrl-C or SIGTERM: test users, the private sshd,
@@ -45,7 +52,7 @@ import hashlib
 import json
 import os
 import platform
-import pwd
+import re
 import selectors
 import shutil
 import signal
@@ -89,6 +96,11 @@ def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
+
+
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
@@ -129,6 +141,42 @@ def proc_status_kb(pid, field):
     return None
 
 
+def _cpu_times():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]  # idle + iowait
+    return sum(v[:8]) - idle, sum(v[:8])
+
+
+def cpu_busy(interval):
+    """Fraction of all CPUs busy over interval seconds."""
+    b0, t0 = _cpu_times()
+    time.sleep(interval)
+    b1, t1 = _cpu_times()
+    return (b1 - b0) / max(1, t1 - t0)
+
+
+def top_cpu(own_pids, n=3):
+    """The processes that used the most CPU time in the last ~0.3 s."""
+    def snap():
+        out = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    with open(f"/proc/{d}/stat", "rb") as f:
+                        data = f.read()
+                    rest = data[data.rfind(b")") + 2:].split()
+                    comm = data[data.find(b"(") + 1:data.rfind(b")")].decode(errors="replace")
+                    out[int(d)] = (comm, int(rest[11]) + int(rest[12]))
+        return out
+    a = snap()
+    time.sleep(0.3)
+    b = snap()
+    use = sorted(((v[1] - a[p][1], f"{v[0]}[{p}]") for p, v in b.items()
+                  if p in a and p not in own_pids), reverse=True)
+    return ", ".join(name for ticks, name in use[:n] if ticks > 0) or "?"
+
+
 def foreign_bpf(own_pids):
     """BPF programs attached to (raw) tracepoints by processes not ours."""
     p = subprocess.run(["bpftool", "-j", "perf"], capture_output=True, text=True)
@@ -164,6 +212,7 @@ class Bench:
         self.tmp = None
         self.notes = []  # things that looked wrong, for the report
         self.contaminated = 0
+        self.waited = 0.0  # seconds spent waiting for a quiet machine
         self.own_pids = set()
         self._lock_fd = None
 
@@ -224,24 +273,46 @@ class Bench:
         log("NOTE: " + msg)
         self.notes.append(msg)
 
+    def check_after(self, what):
+        """Flag a sample if a foreign recorder appeared while it ran."""
+        foreign = foreign_bpf(self.own_pids)
+        if foreign:
+            self.contaminated += 1
+            self.note(f"{what}: other processes attached BPF programs during the "
+                      f"sample: {foreign}")
+            return False
+        return True
+
     def gate(self, what):
-        """Wait until no foreign BPF tracepoint programs are attached.
-        Returns True if the sample is clean."""
-        deadline = time.monotonic() + self.args.quiet_wait
-        first = True
+        """Wait until no foreign BPF tracepoint programs are attached and the
+        machine is idle (this run is idle between samples, so the load is
+        someone else's). Returns True if the sample starts clean."""
+        budget = max(0.0, self.args.quiet_budget - self.waited)
+        deadline = time.monotonic() + min(self.args.quiet_wait, budget)
+        t0 = time.monotonic()
+        last, last_t = None, 0.0
         while True:
             foreign = foreign_bpf(self.own_pids)
-            if not foreign:
+            busy = cpu_busy(0.5)
+            why = []
+            if foreign:
+                why.append(f"other processes' BPF programs attached: {foreign}")
+            if busy > self.args.busy_max:
+                why.append(f"CPUs {busy:.0%} busy with other work: {top_cpu(self.own_pids)}")
+            if not why:
+                if last:
+                    self.waited += time.monotonic() - t0
                 return True
             if time.monotonic() >= deadline:
+                self.waited += time.monotonic() - t0
                 self.contaminated += 1
-                self.note(f"{what}: measured while other processes had BPF programs "
-                          f"attached: {foreign}")
+                self.note(f"{what}: measured anyway after waiting "
+                          f"{time.monotonic() - t0:.0f} s: {'; '.join(why)}")
                 return False
-            if first:
-                log(f"waiting for foreign BPF programs to go away: {foreign}")
-                first = False
-            time.sleep(1)
+            kinds = (bool(foreign), busy > self.args.busy_max)
+            if kinds != last or time.monotonic() - last_t > 15:
+                log(f"waiting for a quiet machine: {'; '.join(why)}")
+                last, last_t = kinds, time.monotonic()
 
     # -- sealtraild --------------------------------------------------------
 
@@ -517,19 +588,46 @@ def build_syscall_tools(bench):
     return loader, loop
 
 
+PROG_SECTION_PREFIXES = ("tp/", "tracepoint/", "raw_tp/", "raw_tracepoint/", "uprobe",
+                         "uretprobe", "kprobe", "kretprobe", "fentry/", "fexit/", "tp_btf/",
+                         "socket", "cgroup", "sk_msg", "sk_skb", "lsm/", "usdt")
+
+
+def sealtrail_sections(build):
+    """Program sections of the sealtrail BPF object that sealtraild embeds."""
+    obj = os.path.join(build, "sealtrail.bpf.o")
+    out = run(["readelf", "-SW", obj]).stdout
+    secs = set()
+    for line in out.splitlines():
+        m = re.search(r"\]\s+(\S+)\s+PROGBITS", line)
+        if m and m.group(1).startswith(PROG_SECTION_PREFIXES):
+            secs.add(m.group(1))
+    if not secs:
+        raise RuntimeError(f"no program sections found in {obj}")
+    tps = sorted(x for x in secs if x.startswith(("tp/", "tracepoint/", "raw_tp/",
+                                                   "raw_tracepoint/")))
+    return tps, sorted(secs - set(tps))
+
+
 @contextlib.contextmanager
-def empty_programs(bench, loader, mode="sealtrail"):
-    want = {"sealtrail": 11, "raw": 5}[mode]
-    argv = [loader] + (["raw"] if mode == "raw" else [])
+def empty_programs(bench, loader, sections):
+    want = 5 if sections == ["raw"] else len(sections)
+    argv = [loader] + sections
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          stdin=subprocess.DEVNULL, text=True)
     bench.own_pids.add(p.pid)
     try:
         sel = selectors.DefaultSelector()
         sel.register(p.stdout, selectors.EVENT_READ)
-        if not sel.select(30) or p.stdout.readline().strip() != f"ready {want}":
-            raise RuntimeError(f"empty_loader did not start: rc={p.poll()} "
-                               f"{p.stderr.read() if p.poll() is not None else ''}")
+        line = p.stdout.readline().strip() if sel.select(30) else ""
+        if line != f"ready {want}":
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            raise RuntimeError(f"empty_loader did not start ({line!r}, rc={p.returncode}): "
+                               f"{p.stderr.read().strip()}"
+                               + (" -- add that attach point to tools/bench/empty.bpf.c"
+                                  if p.returncode == 3 else ""))
         sel.close()
         yield p
     finally:
@@ -548,6 +646,8 @@ def empty_programs(bench, loader, mode="sealtrail"):
 def part_syscall(bench):
     a = bench.args
     loader, loop = build_syscall_tools(bench)
+    sections, unmirrored = sealtrail_sections(bench.build)
+    log(f"syscall: sealtrail attach points: {' '.join(sections)}")
     cpu = None if a.cpu == -2 else (os.cpu_count() - 1 if a.cpu == -1 else a.cpu)
 
     def sample(label):
@@ -557,6 +657,7 @@ def part_syscall(bench):
                            preexec_fn=pre)
         if p.returncode != 0:
             raise RuntimeError(f"sysloop failed: {p.stderr}")
+        clean = bench.check_after(f"syscall/{label}") and clean
         return float(p.stdout), clean
 
     configs = ["detached", "empty", "sealtraild"] + (["raw"] if a.raw_tp else [])
@@ -568,10 +669,15 @@ def part_syscall(bench):
             if c == "detached":
                 v, ok = sample(c)
             elif c in ("empty", "raw"):
-                with empty_programs(bench, loader, "raw" if c == "raw" else "sealtrail"):
+                with empty_programs(bench, loader, ["raw"] if c == "raw" else sections):
                     v, ok = sample(c)
             else:
                 with bench.daemon() as d:
+                    nprogs = len(d.status().get("programs", []))
+                    if nprogs != len(sections) + len(unmirrored):
+                        bench.note(f"sealtraild attached {nprogs} programs, "
+                                   f"{len(sections) + len(unmirrored)} in "
+                                   f"{bench.build}/sealtrail.bpf.o: is the build stale?")
                     before = d.status().get("events", 0)
                     v, ok = sample(c)
                     time.sleep(0.3)  # one status refresh (written every 200 ms)
@@ -589,7 +695,7 @@ def part_syscall(bench):
               zip(samples["detached"], samples["empty"], samples["sealtraild"]) if e > d]
     rows = []
     for c, label in (("detached", "(a) nothing attached"),
-                     ("empty", "(b) empty programs, same 11 attach points"),
+                     ("empty", f"(b) empty programs, same {len(sections)} attach points"),
                      ("sealtraild", "(c) sealtraild running (filter fast path)"),
                      ("raw", "(d) for comparison: empty raw_tp/sys_enter+sys_exit")):
         if c not in configs:
@@ -601,7 +707,9 @@ def part_syscall(bench):
     text += (f"\n\nadded(c)/added(b) = {fmt(ratio_added, 2)} (target <= 1.25: "
              f"{verdict(ratio_added <= 1.25)}); per-round paired ratios: "
              f"{' '.join(fmt(x, 2) for x in paired)}"
-             f"\none iteration = write(1 B) + read(1 B) on a pipe = 2 syscalls = 4 tracepoint hits; "
+             f"\nattach points (from {bench.build}/sealtrail.bpf.o): {' '.join(sections)}"
+             + (f"\nNOT mirrored by (b): {' '.join(unmirrored)}" if unmirrored else "")
+             + f"\none iteration = write(1 B) + read(1 B) on a pipe = 2 syscalls = 4 tracepoint hits; "
              f"{a.iters} iterations per sample, {a.syscall_rounds} rounds"
              f"{f', pinned to CPU {cpu}' if cpu is not None else ''}"
              f"\nring-buffer events emitted by sealtraild during its samples: {events} "
@@ -612,7 +720,7 @@ def part_syscall(bench):
     return {
         "title": "1. syscall overhead outside sessions",
         "text": text,
-        "data": {"samples": samples, "median": med, "added": added,
+        "data": {"attach_points": sections, "samples": samples, "median": med, "added": added,
                  "added_ratio": ratio_added, "paired_ratios": paired,
                  "clean_samples": clean, "daemon_events": events},
         "checks": [("syscall: added(sealtraild)/added(empty) <= 1.25", ratio_added <= 1.25)],
@@ -755,7 +863,7 @@ _BUILD = None
 
 
 def bench_build():
-    return _BUILD
+    return _BUILD or harness.BUILD
 
 
 def part_throughput(bench):
@@ -827,17 +935,20 @@ def _part_throughput(bench, stack):
                                        f"differs from what the client received "
                                        f"({m['total']} B)")
             elif c == "tlog":
-                m = stream_session(bench, lab, tlogu, path, size)
+                m = stream_session(bench, lab, tlogu, path, size, verify=a.verify)
                 # tlog flushes on exit; give it a moment to finish writing
                 time.sleep(0.5)
                 info["log_bytes"] = du(tlog_dir)
                 clear_dir(tlog_dir)
             elif c == "sudo":
-                m = stream_session(bench, lab, plain, path, size, sudo=True)
+                m = stream_session(bench, lab, plain, path, size, sudo=True, verify=a.verify)
                 info["log_bytes"] = du(iolog_dir) if os.path.isdir(iolog_dir) else 0
                 shutil.rmtree(iolog_dir, ignore_errors=True)
             else:
-                m = stream_session(bench, lab, plain, path, size)
+                m = stream_session(bench, lab, plain, path, size, verify=a.verify)
+            info["clean"] = bench.check_after(f"throughput/{c}") and clean
+            if c in ("tlog", "sudo") and info["log_bytes"] == 0:
+                bench.note(f"throughput round {r + 1}: {c} wrote no log at all")
             mbs = size / m["seconds"] / 1e6
             info["client_reads"] = m["reads"]
             res[c].append(mbs)
@@ -1026,7 +1137,7 @@ def _part_collector(bench, stack):
     res = {c: [] for c in configs}
     for r in range(a.collector_rounds):
         for c in rotate(configs, r):
-            bench.gate(f"collector/{c}")
+            clean = bench.gate(f"collector/{c}")
             if c == "sealtraild":
                 # the daemon must not record a ~200 MB store per round on
                 # top of the next: each round gets a fresh one (deleted)
@@ -1043,6 +1154,7 @@ def _part_collector(bench, stack):
             else:
                 o = collector_round(bench, lab, users, path)
             o["mbs"] = o["payload"] / o["stream_s"] / 1e6
+            o["clean"] = bench.check_after(f"collector/{c}") and clean
             res[c].append(o)
             log(f"collector round {r + 1}/{a.collector_rounds} {c}: login {o['login_s']:.1f} s, "
                 f"stream {o['stream_s']:.1f} s = {o['mbs']:.1f} MB/s"
@@ -1117,15 +1229,21 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("parts", nargs="*", choices=[*PARTS, "all"], default=[],
-                    help="parts to run (default: all)")
+    ap.add_argument("parts", nargs="*", metavar="PART",
+                    help=f"{', '.join(PARTS)} or all (default: all)")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--json", help="also write all samples to this file")
     ap.add_argument("--quick", action="store_true",
                     help="small sizes, to check that the benchmark itself works")
-    ap.add_argument("--quiet-wait", type=float, default=120,
+    ap.add_argument("--quiet-wait", type=float, default=60,
                     help="seconds to wait, per sample, for other processes' BPF "
-                         "programs to go away (default 120)")
+                         "programs to go away and the CPUs to be idle (default 60)")
+    ap.add_argument("--quiet-budget", type=float, default=300,
+                    help="total seconds the whole run may spend waiting for a quiet "
+                         "machine (default 300); after that samples are only flagged")
+    ap.add_argument("--busy-max", type=float, default=0.25,
+                    help="CPU busy fraction (all CPUs) above which the machine is "
+                         "not quiet (default 0.25)")
     g = ap.add_argument_group("sealtraild (default: as shipped)")
     g.add_argument("--ringbuf-size", type=int,
                    help="pass --ringbuf-size BYTES to sealtraild")
@@ -1143,19 +1261,23 @@ def main():
     g.add_argument("--rounds", type=int, default=3)
     g.add_argument("--configs", default="unrecorded,sealtraild,tlog,sudo")
     g.add_argument("--verify", action="store_true",
-                   help="hash the client's output and compare it with `sealtrail export`")
+                   help="hash the client's output (in every configuration, to keep them "
+                        "comparable) and compare it with `sealtrail export`")
     g.add_argument("--stream-timeout", type=float, default=600)
     g = ap.add_argument_group("collector")
     g.add_argument("--sessions", type=int, default=100)
     g.add_argument("--users", type=int, default=4)
     g.add_argument("--session-bytes", type=int, default=2_000_000)
-    g.add_argument("--collector-rounds", type=int, default=2)
+    g.add_argument("--collector-rounds", type=int, default=3)
     args = ap.parse_args()
     if args.quick:
         args.iters, args.syscall_rounds = 500_000, 2
         args.size_mib, args.rounds = 16, 1
         args.sessions, args.session_bytes, args.collector_rounds = 10, 200_000, 1
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    bad = [p for p in args.parts if p not in PARTS and p != "all"]
+    if bad:
+        ap.error(f"unknown part {bad[0]!r}: choose from {', '.join(PARTS)}, all")
     parts = [p for p in PARTS if not args.parts or "all" in args.parts or p in args.parts]
     if os.geteuid() != 0:
         sys.exit("run.py: needs root (BPF, test users, sshd)")
@@ -1181,16 +1303,19 @@ def main():
         for name in parts:
             log(f"=== {name}")
             t = time.monotonic()
+            load0 = loadavg()
             try:
                 r = PARTS[name](bench)
                 r["seconds"] = time.monotonic() - t
+                r["text"] += (f"\nload average (1 min) at start/end of the part: "
+                              f"{load0} / {loadavg()}")
                 results.append(r)
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception:
                 failed.append(name)
                 print(f"\nPART {name} FAILED:\n{traceback.format_exc()}", flush=True)
-        notes, contaminated = bench.notes, bench.contaminated
+        notes, contaminated, waited = bench.notes, bench.contaminated, bench.waited
     print("\n" + header)
     for r in results:
         print(f"\n## {r['title']} ({r['seconds']:.0f} s)\n\n{r['text']}")
@@ -1201,8 +1326,10 @@ def main():
     for name in failed:
         print(f"- FAILED TO RUN: {name}")
     if contaminated:
-        print(f"- {contaminated} samples were taken while other processes had BPF "
-              "programs attached (see notes): treat those numbers with care")
+        print(f"- {contaminated} samples were taken on a machine that was not quiet "
+              "(other recorders or other CPU load, see notes): treat those numbers with care")
+    if waited >= 1:
+        print(f"- waited {waited:.0f} s in total for a quiet machine")
     if notes:
         print("\nnotes:")
         for n in notes:

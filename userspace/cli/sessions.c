@@ -48,15 +48,16 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 	    {"since", required_argument, NULL, 's'},
 	    {"until", required_argument, NULL, 'u'},
 	    {"user", required_argument, NULL, 'U'},
+	    {"kind", required_argument, NULL, 'K'},
 	    CLI_COMMON_OPTS,
 	    {0},
 	};
 	const char *sql =
 	    "SELECT id, user, loginuid, uid, source_ip, source_port, local_port, tty, host,"
-	    " start_ns, end_ns, bytes_in, bytes_out, lost_events, lost_bytes, end_reason, "
-	    "leader_pid"
+	    " start_ns, end_ns, bytes_in, bytes_out, lost_events, lost_bytes, end_reason,"
+	    " leader_pid, kind, command"
 	    " FROM sessions WHERE (end_ns IS NULL OR end_ns >= ?1) AND start_ns <= ?2"
-	    " AND (?3 IS NULL OR user = ?3) ORDER BY start_ns, id";
+	    " AND (?3 IS NULL OR user = ?3) AND (?4 IS NULL OR kind = ?4) ORDER BY start_ns, id";
 	uint64_t now = clock_ns(CLOCK_REALTIME), since = 0, until = INT64_MAX;
 	const char *user = NULL, *kind = NULL;
 	struct buf line = {0};

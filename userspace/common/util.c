@@ -78,7 +78,7 @@ static int hex_value(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
-	c = tolower(c);
+	c = tolower((unsigned char)c);
 	if (c >= 'a' && c <= 'f')
 		return c - 'a' + 10;
 	return -1;
@@ -186,7 +186,13 @@ int parse_time(const char *s, uint64_t now_ns, uint64_t *wall_ns)
 	} else if (*p == '+' || *p == '-') {
 		int sign = *p == '-' ? -1 : 1, hh, mm;
 
-		if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2 || hh > 23 || mm > 59)
+		/* exactly [+-]HH:MM */
+		if (!isdigit((unsigned char)p[1]) || !isdigit((unsigned char)p[2]) || p[3] != ':' ||
+		    !isdigit((unsigned char)p[4]) || !isdigit((unsigned char)p[5]))
+			return -EINVAL;
+		hh = (p[1] - '0') * 10 + (p[2] - '0');
+		mm = (p[4] - '0') * 10 + (p[5] - '0');
+		if (hh > 23 || mm > 59)
 			return -EINVAL;
 		offset = sign * (hh * 3600L + mm * 60L);
 		p += 6;
@@ -196,7 +202,9 @@ int parse_time(const char *s, uint64_t now_ns, uint64_t *wall_ns)
 	if (*p)
 		return -EINVAL;
 	secs = timegm(&tm) - offset;
-	if (secs < 0)
+	/* before 1970, or past what u64 nanoseconds hold (2554-07-21) */
+	if (secs < 0 || (uint64_t)secs > UINT64_MAX / 1000000000ull ||
+	    ((uint64_t)secs == UINT64_MAX / 1000000000ull && frac > UINT64_MAX % 1000000000ull))
 		return -ERANGE;
 	*wall_ns = (uint64_t)secs * 1000000000ull + frac;
 	return 0;

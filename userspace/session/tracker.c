@@ -29,6 +29,14 @@
 
 #define PENDING_MAX 64
 #define MAX_CHANNELS 64
+#define HELD_MAX (1u << 20)
+
+struct held_chunk {
+	uint64_t object;
+	uint64_t ts_ns;
+	uint32_t pid;
+	uint32_t len;
+};
 #define KIND_SHELL "shell"
 #define KIND_EXEC "exec"
 #define KIND_SUBSYSTEM "subsystem"
@@ -80,6 +88,15 @@ struct session {
 		bool capped;
 	} pipes[STREAM_MAX];
 	uint64_t stored_total; /* pipe bytes stored, against capture_cap */
+	/* pipes sshd used before the command's exec said which stream they are */
+	struct {
+		uint64_t object;
+		unsigned stream;
+	} pipe_objs[8];
+	unsigned npipe_objs;
+	struct buf held; /* chunks on pipes not yet tied: struct held_chunk + data */
+	uint64_t held_dropped_events;
+	uint64_t held_dropped_bytes;
 	uint64_t channels[MAX_CHANNELS]; /* forwarded connections still open */
 	unsigned nchannels;
 	struct buf pending[PENDING_MAX];
@@ -88,6 +105,7 @@ struct session {
 };
 
 static int end_pipes(struct tracker *t, struct session *s, uint64_t boot_ns);
+static int tie_pipes(struct tracker *t, struct session *s, const struct st_ev_exec *ev);
 static int close_channel(struct tracker *t, struct session *s, uint64_t conn_id, uint64_t sent,
 			 uint64_t recv, uint64_t boot_ns, const char *reason);
 
@@ -147,6 +165,7 @@ static void free_session(struct session *s)
 {
 	for (unsigned i = 0; i < STREAM_MAX; i++)
 		EVP_MD_CTX_free(s->pipes[i].sha);
+	buf_free(&s->held);
 	for (unsigned i = 0; i < s->npending; i++)
 		buf_free(&s->pending[i]);
 	free(s);
@@ -502,18 +521,21 @@ static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec
 		log_info(
 		    "session %s: pid %u: argv of %u bytes truncated to %u (flagged in the record)",
 		    s->idhex, ev->hdr.pid, ev->args_total, ev->args_len);
-	return err ?: emit(t, s);
+	err = err ?: emit(t, s);
+	if (!err && (ev->flags & ST_EXEC_FROM_SSHD) && !(ev->flags & ST_EXEC_IS_SSHD))
+		err = tie_pipes(t, s, ev);
+	return err;
 }
 
 /*
  * Bytes between sshd and a command's stdin/stdout/stderr: stored while the
  * session is under capture_cap bytes, counted and hashed always.
  */
-static int on_pipe(struct tracker *t, struct session *s, const struct st_ev_tty *ev)
+static int on_pipe(struct tracker *t, struct session *s, unsigned stream, uint32_t pid,
+		   uint64_t ts_ns, const void *data, uint64_t len)
 {
-	unsigned stream = ev->dir; /* ST_PIPE_* numbers are STREAM_* numbers */
 	struct pipe_stream *p = &s->pipes[stream];
-	uint64_t keep = ev->len;
+	uint64_t keep = len;
 	int err;
 
 	if (!p->sha) {
@@ -521,8 +543,8 @@ static int on_pipe(struct tracker *t, struct session *s, const struct st_ev_tty 
 		if (!p->sha || EVP_DigestInit_ex(p->sha, EVP_sha256(), NULL) != 1)
 			return -ENOMEM;
 	}
-	EVP_DigestUpdate(p->sha, ev->data, ev->len);
-	p->bytes += ev->len;
+	EVP_DigestUpdate(p->sha, data, len);
+	p->bytes += len;
 	if (t->capture_cap) {
 		uint64_t room = t->capture_cap > s->stored_total ? t->capture_cap - s->stored_total : 0;
 
@@ -530,24 +552,88 @@ static int on_pipe(struct tracker *t, struct session *s, const struct st_ev_tty 
 	}
 	err = materialize(t, s);
 	if (!err && keep) {
-		err = begin(t, s, REC_TTY, ev->hdr.ts_ns);
+		err = begin(t, s, REC_TTY, ts_ns);
 		err = err ?: rec_add_u64(&t->rec, TAG_STREAM, stream);
-		err = err ?: rec_add_u64(&t->rec, TAG_PID, ev->hdr.pid);
-		err = err ?: rec_add_bytes(&t->rec, TAG_DATA, ev->data, keep);
+		err = err ?: rec_add_u64(&t->rec, TAG_PID, pid);
+		err = err ?: rec_add_bytes(&t->rec, TAG_DATA, data, keep);
 		err = err ?: emit(t, s);
 		p->stored += keep;
 		s->stored_total += keep;
 	}
-	if (!err && keep < ev->len && !p->capped) {
+	if (!err && keep < len && !p->capped) {
 		p->capped = true;
 		log_info("session %s: stream %u passed the capture cap of %llu bytes; counting and"
 			 " hashing the rest",
 			 s->idhex, stream, (unsigned long long)t->capture_cap);
-		err = begin(t, s, REC_CAPPED, ev->hdr.ts_ns);
+		err = begin(t, s, REC_CAPPED, ts_ns);
 		err = err ?: rec_add_u64(&t->rec, TAG_STREAM, stream);
-		err = err ?: rec_add_u64(&t->rec, TAG_BYTES, p->bytes - ev->len + keep);
+		err = err ?: rec_add_u64(&t->rec, TAG_BYTES, p->bytes - len + keep);
 		err = err ?: rec_add_u64(&t->rec, TAG_CAP, t->capture_cap);
 		err = err ?: emit(t, s);
+	}
+	return err;
+}
+
+/* Which stream a pipe is, once the command's exec told us; else -1. */
+static int pipe_stream_of(const struct session *s, uint64_t object)
+{
+	for (unsigned i = 0; i < s->npipe_objs; i++)
+		if (s->pipe_objs[i].object == object)
+			return s->pipe_objs[i].stream;
+	return -1;
+}
+
+/* Keep bytes on a pipe not yet tied to a command (bounded). */
+static int hold_pipe_chunk(struct tracker *t, struct session *s, const struct st_ev_tty *ev)
+{
+	struct held_chunk h = {ev->object, ev->hdr.ts_ns, ev->hdr.pid, ev->len};
+
+	if (s->held.len + sizeof(h) + ev->len > HELD_MAX) {
+		/* written as a gap record when the pipes are tied */
+		s->held_dropped_events++;
+		s->held_dropped_bytes += ev->len;
+		return 0;
+	}
+	if (buf_add(&s->held, &h, sizeof(h)) || buf_add(&s->held, ev->data, ev->len))
+		return -ENOMEM;
+	return 0;
+}
+
+/* The command started: tie its pipes to streams and write what was held. */
+static int tie_pipes(struct tracker *t, struct session *s, const struct st_ev_exec *ev)
+{
+	static const unsigned streams[3] = {STREAM_STDIN, STREAM_STDOUT, STREAM_STDERR};
+	size_t off = 0;
+	int err = 0;
+
+	for (unsigned i = 0; i < 3; i++) {
+		if (!ev->stdio[i] || s->npipe_objs == 8 || pipe_stream_of(s, ev->stdio[i]) >= 0)
+			continue;
+		s->pipe_objs[s->npipe_objs].object = ev->stdio[i];
+		s->pipe_objs[s->npipe_objs++].stream = streams[i];
+	}
+	while (!err && off + sizeof(struct held_chunk) <= s->held.len) {
+		struct held_chunk h;
+		int stream;
+
+		memcpy(&h, s->held.data + off, sizeof(h));
+		stream = pipe_stream_of(s, h.object);
+		if (stream >= 0)
+			err = on_pipe(t, s, stream, h.pid, h.ts_ns, s->held.data + off + sizeof(h),
+				      h.len);
+		off += sizeof(h) + h.len;
+	}
+	s->held.len = 0;
+	if (!err && s->held_dropped_events) {
+		log_warn("session %s: %llu pipe bytes sent before the command started were over"
+			 " %u and not kept",
+			 s->idhex, (unsigned long long)s->held_dropped_bytes, HELD_MAX);
+		err = begin(t, s, REC_GAP, ev->hdr.ts_ns);
+		err = err ?: rec_add_u64(&t->rec, TAG_LOST_EVENTS, s->held_dropped_events);
+		err = err ?: rec_add_u64(&t->rec, TAG_LOST_BYTES, s->held_dropped_bytes);
+		err = err ?: rec_add_str(&t->rec, TAG_REASON, "pipe bytes before the command started");
+		err = err ?: emit(t, s);
+		s->held_dropped_events = s->held_dropped_bytes = 0;
 	}
 	return err;
 }
@@ -638,10 +724,17 @@ static int on_tty(struct tracker *t, struct session *s, const struct st_ev_tty *
 	int err = 0;
 
 	if (size < head || ev->len > size - head || ev->len > ST_TTY_CHUNK ||
-	    ev->dir > ST_PIPE_STDERR)
+	    ev->dir > ST_PIPE_UNKNOWN || ev->dir == ST_FORWARD)
 		return -EBADMSG;
+	if (ev->dir == ST_PIPE_UNKNOWN) {
+		int stream = pipe_stream_of(s, ev->object);
+
+		return stream >= 0 ? on_pipe(t, s, stream, ev->hdr.pid, ev->hdr.ts_ns, ev->data,
+					     ev->len)
+				   : hold_pipe_chunk(t, s, ev);
+	}
 	if (ev->dir >= ST_PIPE_STDIN)
-		return on_pipe(t, s, ev);
+		return on_pipe(t, s, ev->dir, ev->hdr.pid, ev->hdr.ts_ns, ev->data, ev->len);
 	/* the login's pty is the one sshd relays; sudo, tmux or script open others */
 	if (s->tty < 0 && sshd_has(s, ev->hdr.pid)) {
 		s->tty = ev->tty_index;
@@ -770,6 +863,13 @@ static void login_without_program(struct tracker *t, struct session *s, uint64_t
 		learn_person_from_proc(t, s, s->sshd_pids[i]);
 	if (s->uid == NO_UID)
 		return;
+	if (s->materialized) {
+		/* PAM helpers (motd) already made it real, as root: now we know who */
+		write_attrs(t, s, now, true, false);
+		if (!s->kind)
+			set_kind(t, s, KIND_FORWARD, NULL, now);
+		return;
+	}
 	if (!s->kind)
 		s->kind = KIND_FORWARD;
 	materialize(t, s);
@@ -794,7 +894,7 @@ int tracker_tick(struct tracker *t)
 		} else if (capture_get_session(t->cap, s->key, &ks) == 0) {
 			if (s->materialized)
 				check_losses(t, s, &ks, now);
-			else if (now - s->start_boot_ns > 1000000000ull)
+			if (s->uid == NO_UID && now - s->start_boot_ns > 1000000000ull)
 				login_without_program(t, s, now);
 			/* the leader is gone but an event that would have ended it was lost */
 			if (ks.ended && sshd_all_gone(s) && ++s->ended_ticks > 2)

@@ -145,6 +145,8 @@ const char *rec_str(const struct record *rec, uint16_t tag, char *out, size_t si
 	const struct rec_field *f = rec_field(rec, tag);
 	size_t n = f ? f->len : 0;
 
+	if (!size)
+		return out;
 	if (n >= size)
 		n = size - 1;
 	if (n)

@@ -231,9 +231,13 @@ static int open_writer(struct store *st)
 		if (err)
 			return err;
 		/* only damage in the last segment matters for appending */
-		if (rs.tail_damaged && strstr(rs.damage_file, "seg-") &&
-		    strtoul(strstr(rs.damage_file, "seg-") + 4, NULL, 10) != last)
-			rs.tail_damaged = false;
+		if (rs.tail_damaged) {
+			const char *base = strrchr(rs.damage_file, '/');
+			unsigned n;
+
+			if (!base || sscanf(base, "/seg-%8u.log", &n) != 1 || n != last)
+				rs.tail_damaged = false;
+		}
 	}
 	st->next_seq = (rs.max_seq > rs.index_seq ? rs.max_seq : rs.index_seq) + 1;
 	if (rs.applied)
@@ -350,6 +354,11 @@ int store_append(struct store *st, struct buf *rec)
 	err = rec_finish(rec, st->next_seq);
 	if (err)
 		return err;
+	/* never write what no reader could parse: it would hide what follows */
+	if (rec_parse(rec->data, rec->len, &parsed, &used, why)) {
+		log_error("store %s: refusing to append an invalid record: %s", st->dir, why);
+		return -EINVAL;
+	}
 	if (st->seg_size + rec->len > st->seg_rotate_bytes && st->seg_size > SEG_HEADER_LEN) {
 		err = store_sync(st);
 		if (err)
@@ -366,8 +375,7 @@ int store_append(struct store *st, struct buf *rec)
 		return err;
 	st->seg_size += rec->len;
 	st->next_seq++;
-	if (rec_parse(rec->data, rec->len, &parsed, &used, why) == 0)
-		err = index_apply(&st->index, &parsed, st->seg_no, off);
+	err = index_apply(&st->index, &parsed, st->seg_no, off);
 	if (st->wbuf.len >= WBUF_FLUSH_BYTES)
 		err = err ?: flush_wbuf(st);
 	return err;

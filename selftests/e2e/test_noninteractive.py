@@ -1,0 +1,229 @@
+"""Logins without a pty are sessions too: `ssh host cmd`, `ssh -T host bash`,
+sftp/scp, rsync, and port forwards, with UsePAM yes and no."""
+
+import hashlib
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+
+from harness import Daemon, check, check_eq, test, wait_for
+from sshlab import SshLab
+
+CAP = 8 << 20
+
+
+def for_both_pam_modes(name):
+    def register(fn):
+        for use_pam in (True, False):
+            test(f"e2e/{'pam' if use_pam else 'nopam'}/{name}")(
+                lambda fn=fn, use_pam=use_pam: fn(use_pam))
+        return fn
+    return register
+
+
+def setup(use_pam, user):
+    lab = SshLab(tempfile.mkdtemp(prefix="st-lab-"), use_pam=use_pam)
+    d = Daemon()
+    lab.__enter__()
+    try:
+        d.start()
+        u = lab.add_user(user)
+        d.wait_listener(lab.pid)
+    except BaseException:
+        d.close()
+        lab.__exit__(None, None, None)
+        raise
+    return lab, d, u
+
+
+def ended_session_of(d, user, **match):
+    def pred(s):
+        return (s["user"] == user and s["end"] is not None and
+                all(s.get(k) == v for k, v in match.items()))
+    return d.wait_session(f"ended session of {user} {match}", pred, timeout=60)
+
+
+@for_both_pam_modes("exec_command_output_and_exit_code")
+def exec_command(use_pam):
+    lab, d, u = setup(use_pam, "stexec")
+    try:
+        cmd = "echo MARK; id; echo oops >&2; exit 3"
+        p = subprocess.run(lab.ssh_argv(u, cmd, tty=False), capture_output=True, timeout=60)
+        check_eq(p.returncode, 3, "ssh exit status", stderr=p.stderr)
+        sess = ended_session_of(d, u.name)
+        check_eq(sess["kind"], "exec", "kind", session=sess)
+        check_eq(sess["command"], cmd, "command", session=sess)
+        check_eq(sess["uid"], u.uid, "person", session=sess)
+        check_eq(d.export(sess["id"], "--format", "raw", "--stream", "stdout"), p.stdout,
+                 "stdout byte-exact")
+        check_eq(d.export(sess["id"], "--format", "raw", "--stream", "stderr"), p.stderr,
+                 "stderr byte-exact")
+        check_eq(d.cli("replay", sess["id"], "--speed", "0", binary=True).stdout,
+                 p.stdout + p.stderr, "replay prints the command's output")
+        events = d.events(sess["id"])
+        shell = [e for e in events if e["type"] == "exec" and e.get("argv", [])[1:] == ["-c", cmd]]
+        check_eq(len(shell), 1, "the login shell's exec with the command")
+        exits = {e["pid"]: e["status"] for e in events if e["type"] == "exit"}
+        check_eq(exits.get(shell[0]["pid"]), 3 << 8, "exit status 3 recorded")
+        check_eq(len(d.sessions("--kind", "exec")), 1, "--kind exec")
+        check_eq(len(d.sessions("--kind", "shell")), 0, "--kind shell")
+    finally:
+        d.close()
+        lab.__exit__(None, None, None)
+
+
+@for_both_pam_modes("big_output_capped_with_sha256")
+def big_output(use_pam):
+    lab, d, u = setup(use_pam, "stbig")
+    try:
+        size = 50 << 20
+        p = subprocess.run(lab.ssh_argv(u, f"head -c {size} /dev/urandom", tty=False),
+                           capture_output=True, timeout=300)
+        check_eq(len(p.stdout), size, "client got 50 MiB")
+        sess = ended_session_of(d, u.name)
+        check_eq(sess["bytes_out"], size, "bytes_out counts the whole stream", session=sess)
+        check_eq(sess["lost_events"], 0, "no losses", session=sess)
+        events = d.events(sess["id"])
+        ends = [e for e in events if e["type"] == "stream_end" and e["stream"] == 3]
+        check_eq(len(ends), 1, "one stream_end for stdout")
+        check_eq(ends[0]["bytes"], size, "stream size")
+        check_eq(ends[0]["stored"], CAP, "stored up to the cap")
+        check_eq(ends[0]["sha256"], hashlib.sha256(p.stdout).hexdigest(), "SHA-256 of the stream")
+        capped = [e for e in events if e["type"] == "capped"]
+        check_eq(len(capped), 1, "one capped record")
+        stored = d.export(sess["id"], "--format", "raw", "--stream", "stdout")
+        check_eq(stored, p.stdout[:CAP], "the stored part is the stream's first 8 MiB")
+    finally:
+        d.close()
+        lab.__exit__(None, None, None)
+
+
+@for_both_pam_modes("bash_fed_on_stdin")
+def bash_stdin(use_pam):
+    lab, d, u = setup(use_pam, "ststdin")
+    try:
+        script = b"echo one\nenv ST_MARK=stdin true\nexit 0\n"
+        p = subprocess.run(lab.ssh_argv(u, "bash", tty=False), input=script,
+                           capture_output=True, timeout=60)
+        check_eq(p.returncode, 0, "exit status", stderr=p.stderr)
+        sess = ended_session_of(d, u.name)
+        check_eq(sess["kind"], "exec", "kind", session=sess)
+        check_eq(d.export(sess["id"], "--format", "raw", "--stream", "stdin"), script,
+                 "stdin byte-exact")
+        check_eq(d.export(sess["id"], "--format", "raw", "--stream", "stdout"), p.stdout,
+                 "stdout byte-exact")
+        execs = [e["argv"] for e in d.events(sess["id"]) if e["type"] == "exec"]
+        check(["env", "ST_MARK=stdin", "true"] in execs, "commands from stdin as execs",
+              execs=execs)
+    finally:
+        d.close()
+        lab.__exit__(None, None, None)
+
+
+@for_both_pam_modes("sftp_and_scp_are_subsystem_sessions")
+def sftp(use_pam):
+    lab, d, u = setup(use_pam, "stsftp")
+    work = tempfile.mkdtemp(prefix="st-sftp-")
+    try:
+        src = os.path.join(work, "up.bin")
+        with open(src, "wb") as f:
+            f.write(os.urandom(300000))
+        os.chmod(work, 0o755)
+        batch = os.path.join(work, "batch")
+        with open(batch, "w") as f:
+            f.write(f"put {src} up.bin\nget up.bin {work}/down.bin\n")
+        ssh = lab.ssh_argv(u, tty=False)
+        # sftp and scp take the ssh options, not the ssh command line
+        opts = [a for a in ssh[1:-1] if a not in ("-T", "-e", "none")]
+        opts = [o for i, o in enumerate(opts) if not (opts[i - 1:i] == ["-e"])]
+        p = subprocess.run(["sftp", "-b", batch, "-P", str(lab.port)] +
+                           [o for o in opts if o not in ("-p", str(lab.port))] +
+                           [f"{u.name}@{lab.host}"], capture_output=True, timeout=60)
+        check_eq(p.returncode, 0, "sftp batch", stderr=p.stderr)
+        with open(src, "rb") as a, open(os.path.join(work, "down.bin"), "rb") as b:
+            check(a.read() == b.read(), "round trip")
+        sess = ended_session_of(d, u.name)
+        check_eq(sess["kind"], "subsystem", "sftp session kind", session=sess)
+        check(sess["bytes_in"] >= 300000 and sess["bytes_out"] >= 300000,
+              "bytes each way counted", session=sess)
+        p = subprocess.run(["scp", "-P", str(lab.port)] +
+                           [o for o in opts if o not in ("-p", str(lab.port))] +
+                           [src, f"{u.name}@{lab.host}:scp.bin"], capture_output=True,
+                           timeout=60)
+        check_eq(p.returncode, 0, "scp upload", stderr=p.stderr)
+        wait_for(lambda: len([s for s in d.sessions("--kind", "subsystem")
+                              if s["user"] == u.name and s["end"]]) == 2, 60,
+                 "scp (sftp protocol) recorded as a second subsystem session")
+    finally:
+        d.close()
+        lab.__exit__(None, None, None)
+
+
+@for_both_pam_modes("port_forward_channels")
+def forward(use_pam):
+    lab, d, u = setup(use_pam, "stfwd")
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    target = srv.getsockname()[1]
+    got = []
+
+    def serve():
+        c, _ = srv.accept()
+        data = b""
+        while len(data) < 5000:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        got.append(data)
+        c.sendall(b"R" * 12345)
+        c.close()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        from sshlab import free_port
+        local = free_port()
+        ssh = subprocess.Popen(lab.ssh_argv(u, tty=False, extra=(
+            "-N", "-L", f"{local}:127.0.0.1:{target}", "-o", "ExitOnForwardFailure=yes")),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        live = d.wait_session("forward session to start",
+                              lambda s: s["user"] == u.name and s["end"] is None, 30)
+        check_eq(live["kind"], "forward", "kind", session=live)
+
+        def connect():
+            try:
+                return socket.create_connection(("127.0.0.1", local), timeout=5)
+            except OSError:
+                return None
+        c = wait_for(connect, 20, "the forward to accept")
+        c.sendall(b"S" * 5000)
+        received = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        c.close()
+        t.join(10)
+        check_eq(len(received), 12345, "bytes back through the forward")
+        ssh.terminate()
+        ssh.wait(20)
+        sess = ended_session_of(d, u.name)
+        events = d.events(sess["id"])
+        opens = [e for e in events if e["type"] == "channel_open"]
+        closes = [e for e in events if e["type"] == "channel_close"]
+        check_eq(len(opens), 1, "one channel", events=[e["type"] for e in events])
+        check_eq((opens[0]["dest_ip"], opens[0]["dest_port"]), ("127.0.0.1", target),
+                 "destination")
+        check_eq(len(closes), 1, "channel closed")
+        check_eq(closes[0]["bytes_sent"], 5000, "bytes to the destination")
+        check_eq(closes[0]["bytes_recv"], 12345, "bytes from the destination")
+        check_eq(sess["kind"], "forward", "kind at the end", session=sess)
+    finally:
+        srv.close()
+        d.close()
+        lab.__exit__(None, None, None)
