@@ -182,7 +182,8 @@ def forward(use_pam):
         c.sendall(b"R" * 12345)
         c.close()
 
-    t = threading.Thread(target=serve)
+    srv.settimeout(60)
+    t = threading.Thread(target=serve, daemon=True)
     t.start()
     try:
         from sshlab import free_port
@@ -190,9 +191,10 @@ def forward(use_pam):
         ssh = subprocess.Popen(lab.ssh_argv(u, tty=False, extra=(
             "-N", "-L", f"{local}:127.0.0.1:{target}", "-o", "ExitOnForwardFailure=yes")),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        live = d.wait_session("forward session to start",
-                              lambda s: s["user"] == u.name and s["end"] is None, 30)
-        check_eq(live["kind"], "forward", "kind", session=live)
+        live = d.wait_session("live forward session of kind forward",
+                              lambda s: s["user"] == u.name and s["end"] is None and
+                              s["kind"] == "forward", 30)
+        check_eq(live["uid"], u.uid, "person of a login that runs no program", session=live)
 
         def connect():
             try:
