@@ -80,6 +80,7 @@ struct session {
 	uint64_t lost_events_seen;
 	uint64_t lost_bytes_seen;
 	const char *kind; /* NULL until known, then KIND_* */
+	char *command;	  /* what `ssh host CMD` asked for, if anything */
 	/* a command's pipes (no pty): stored up to the cap, hashed whole */
 	struct pipe_stream {
 		uint64_t bytes;
@@ -166,6 +167,7 @@ static void free_session(struct session *s)
 	for (unsigned i = 0; i < STREAM_MAX; i++)
 		EVP_MD_CTX_free(s->pipes[i].sha);
 	buf_free(&s->held);
+	free(s->command);
 	for (unsigned i = 0; i < s->npending; i++)
 		buf_free(&s->pending[i]);
 	free(s);
@@ -281,6 +283,8 @@ static int materialize(struct tracker *t, struct session *s)
 	err = err ?: add_tty(t, s);
 	if (s->kind)
 		err = err ?: rec_add_str(&t->rec, TAG_KIND, s->kind);
+	if (s->command)
+		err = err ?: rec_add_str(&t->rec, TAG_COMMAND, s->command);
 	err = err ?: emit(t, s);
 	for (unsigned i = 0; i < s->npending; i++) {
 		if (!err) {
@@ -326,6 +330,8 @@ static int set_kind(struct tracker *t, struct session *s, const char *kind, cons
 	if (s->kind == kind)
 		return 0;
 	s->kind = kind;
+	if (command && !s->command)
+		s->command = strdup(command);
 	if (!s->materialized)
 		return 0; /* the start record will carry it */
 	err = begin(t, s, REC_SESSION_ATTR, boot_ns);
