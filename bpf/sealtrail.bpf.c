@@ -30,6 +30,13 @@ struct {
 	__type(value, union scratch);
 } scratch SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct st_ev_file);
+} file_scratch SEC(".maps");
+
 #define S_IFMT 00170000
 #define S_IFIFO 0010000
 #define SOCK_STREAM 1
@@ -42,12 +49,12 @@ struct {
  * or by sshd on a relay (a command's pipe, a forwarded connection).
  */
 struct pty_io {
-	__u64 buf;  /* user buffer, or the iovec array for readv/writev */
+	__u64 buf; /* user buffer, or the iovec array for readv/writev */
 	__u32 nvec; /* 0 for read/write */
-	__u32 dir;  /* enum st_tty_dir */
+	__u32 dir; /* enum st_tty_dir */
 	__u32 tty_index;
 	__u32 is_write;
-	__u64 relay;  /* relays key for forwarded connections (counted only) */
+	__u64 relay; /* relays key for forwarded connections (counted only) */
 	__u64 object; /* relays key of pipes */
 };
 
@@ -137,7 +144,7 @@ static __always_inline void relay_pipe(struct task_struct *task, __u32 fd, __u32
 				       __u64 sess_key, __u64 *prev, __u64 *out)
 {
 	struct file *file = fd_file(task, fd);
-	struct st_relay r = { .sess_key = sess_key, .stream = stream };
+	struct st_relay r = {.sess_key = sess_key, .stream = stream};
 	struct inode *inode;
 	__u64 key;
 
@@ -162,18 +169,24 @@ static __always_inline __u32 exec_classify(struct task_struct *task, __u32 tgid,
 {
 	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
 	struct st_exe_id id = {
-		.ino = BPF_CORE_READ(exe, f_inode, i_ino),
-		.dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev),
+	    .ino = BPF_CORE_READ(exe, f_inode, i_ino),
+	    .dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev),
 	};
 	struct st_proc *p = proc_of(tgid), *pp = proc_of(ppid);
 	struct file *in = fd_file(task, 0);
 	__u32 flags = 0, major;
 
-	if (bpf_map_lookup_elem(&sshd_exes, &id))
+	__u8 *exe_kind = bpf_map_lookup_elem(&sshd_exes, &id);
+
+	if (exe_kind && *exe_kind == ST_EXE_SSHD)
 		flags |= ST_EXEC_IS_SSHD;
-	if (p)
-		p->flags = flags & ST_EXEC_IS_SSHD ? p->flags | ST_PROC_SSHD
-						   : p->flags & ~ST_PROC_SSHD;
+	if (p) {
+		p->flags &= ~(ST_PROC_SSHD | ST_PROC_TRANSFER | ST_PROC_XFER_ACTIVE);
+		if (flags & ST_EXEC_IS_SSHD)
+			p->flags |= ST_PROC_SSHD;
+		else if (exe_kind && *exe_kind == ST_EXE_TRANSFER)
+			p->flags |= ST_PROC_TRANSFER;
+	}
 	major = in ? BPF_CORE_READ(in, f_inode, i_rdev) >> 20 : 0;
 	if (major >= 136 && major <= 143)
 		flags |= ST_EXEC_STDIN_TTY;
@@ -304,7 +317,7 @@ int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
 static __always_inline int pty_enter(__u64 fd, __u64 buf, __u64 nvec, __u32 is_write)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct pty_io io = { .buf = buf, .nvec = nvec, .is_write = is_write };
+	struct pty_io io = {.buf = buf, .nvec = nvec, .is_write = is_write};
 	struct task_struct *task;
 	struct file *file;
 	struct inode *inode;
@@ -327,6 +340,23 @@ static __always_inline int pty_enter(__u64 fd, __u64 buf, __u64 nvec, __u32 is_w
 		__u64 key = (__u64)inode;
 		struct st_relay *r;
 
+		if (p && (p->flags & ST_PROC_TRANSFER)) {
+			/*
+			 * Files opened before the program first reads its stdin
+			 * (the protocol) are the loader's and NSS's, not transfers.
+			 */
+			if (fd == 0 && !is_write)
+				p->flags |= ST_PROC_XFER_ACTIVE;
+			/* a transferred file: bytes counted, not copied */
+			key = (__u64)file;
+			r = bpf_map_lookup_elem(&relays, &key);
+			if (!r || r->stream != ST_FILE)
+				return 0;
+			io.dir = ST_FILE;
+			io.relay = key;
+			bpf_map_update_elem(&inflight, &tid, &io, BPF_ANY);
+			return 0;
+		}
 		if (!p || !(p->flags & ST_PROC_SSHD))
 			return 0;
 		r = bpf_map_lookup_elem(&relays, &key);
@@ -518,7 +548,7 @@ SEC("tp/syscalls/sys_enter_connect")
 int enter_connect(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct connect_args a = { .fd = ctx->args[0], .addr = ctx->args[1] };
+	struct connect_args a = {.fd = ctx->args[0], .addr = ctx->args[1]};
 	struct st_proc *p;
 	__u32 tid = (__u32)id;
 
@@ -539,7 +569,7 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	struct connect_args *a;
 	struct socket *sock;
 	struct file *file;
-	struct st_relay r = { .stream = ST_FORWARD };
+	struct st_relay r = {.stream = ST_FORWARD};
 	__u32 tid = (__u32)id;
 	__u64 fd, addr, key;
 
@@ -595,11 +625,32 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	if (!is_tracked(id >> 32))
 		return 0;
 	p = proc_of(id >> 32);
-	if (!p || !(p->flags & ST_PROC_SSHD))
+	if (!p || !(p->flags & (ST_PROC_SSHD | ST_PROC_TRANSFER)))
 		return 0;
 	file = fd_file((struct task_struct *)bpf_get_current_task(), ctx->args[0]);
 	if (!file)
 		return 0;
+	if (p->flags & ST_PROC_TRANSFER) {
+		struct st_ev_file *fe;
+		__u32 zero = 0;
+
+		key = (__u64)file;
+		r = bpf_map_lookup_elem(&relays, &key);
+		fe = bpf_map_lookup_elem(&file_scratch, &zero);
+		if (!r || r->stream != ST_FILE || !fe)
+			return 0;
+		fill_hdr(&fe->hdr, ST_EV_FILE_CLOSE, sizeof(*fe), r->sess_key);
+		fe->file_id = key;
+		fe->fd = ctx->args[0];
+		fe->flags = 0;
+		fe->dirfd = fe->dirfd2 = 0;
+		fe->bytes_read = r->bytes_recv;
+		fe->bytes_written = r->bytes_sent;
+		fe->path[0] = fe->path2[0] = 0;
+		submit(fe, sizeof(*fe), r->sess_key, 0);
+		bpf_map_delete_elem(&relays, &key);
+		return 0;
+	}
 	key = (__u64)BPF_CORE_READ(file, f_inode);
 	r = bpf_map_lookup_elem(&relays, &key);
 	if (!r || r->stream != ST_FORWARD)
@@ -611,4 +662,135 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 	submit(&ev, sizeof(ev), r->sess_key, 0);
 	bpf_map_delete_elem(&relays, &key);
 	return 0;
+}
+
+/* ---- files of transfer programs (sftp-server, scp, rsync) ------------ */
+
+struct open_args {
+	__u64 path;
+	__u64 flags;
+	__s64 dirfd;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32); /* tid */
+	__type(value, struct open_args);
+} opens SEC(".maps");
+
+#define O_DIRECTORY 0200000
+
+static __always_inline struct st_proc *transfer_proc(__u64 id)
+{
+	struct st_proc *p = proc_of(id >> 32);
+
+	return p && (p->flags & ST_PROC_TRANSFER) ? p : NULL;
+}
+
+SEC("tp/syscalls/sys_enter_openat")
+int enter_openat(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct open_args a = {.path = ctx->args[1], .flags = ctx->args[2], .dirfd = ctx->args[0]};
+	__u32 tid = (__u32)id;
+
+	struct st_proc *p;
+
+	if (!is_tracked(id >> 32) || (a.flags & O_DIRECTORY))
+		return 0;
+	p = transfer_proc(id);
+	if (!p || !(p->flags & ST_PROC_XFER_ACTIVE))
+		return 0;
+	bpf_map_update_elem(&opens, &tid, &a, BPF_ANY);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_openat")
+int exit_openat(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct st_relay r = {.stream = ST_FILE};
+	struct st_ev_file *ev;
+	struct open_args *a;
+	struct st_proc *p;
+	struct file *file;
+	__u32 tid = (__u32)id, zero = 0;
+	__u64 key;
+
+	if (!is_tracked(id >> 32))
+		return 0;
+	a = bpf_map_lookup_elem(&opens, &tid);
+	if (!a)
+		return 0;
+	ev = bpf_map_lookup_elem(&file_scratch, &zero);
+	p = transfer_proc(id);
+	if (!ev || !p || ctx->ret < 0) {
+		bpf_map_delete_elem(&opens, &tid);
+		return 0;
+	}
+	file = fd_file((struct task_struct *)bpf_get_current_task(), ctx->ret);
+	if (!file || (BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != 0100000 /* S_IFREG */) {
+		bpf_map_delete_elem(&opens, &tid);
+		return 0;
+	}
+	r.sess_key = p->sess_key;
+	key = (__u64)file;
+	bpf_map_update_elem(&relays, &key, &r, BPF_ANY);
+	fill_hdr(&ev->hdr, ST_EV_FILE_OPEN, sizeof(*ev), p->sess_key);
+	ev->file_id = key;
+	ev->fd = ctx->ret;
+	ev->flags = a->flags;
+	ev->dirfd = a->dirfd;
+	ev->dirfd2 = 0;
+	ev->bytes_read = ev->bytes_written = 0;
+	bpf_probe_read_user_str(ev->path, sizeof(ev->path), (void *)a->path);
+	ev->path2[0] = 0;
+	bpf_map_delete_elem(&opens, &tid);
+	submit(ev, sizeof(*ev), p->sess_key, 0);
+	return 0;
+}
+
+static __always_inline int file_rename(__s32 olddfd, __u64 oldname, __s32 newdfd, __u64 newname)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct st_ev_file *ev;
+	struct st_proc *p;
+	__u32 zero = 0;
+
+	if (!is_tracked(id >> 32))
+		return 0;
+	p = transfer_proc(id);
+	ev = bpf_map_lookup_elem(&file_scratch, &zero);
+	if (!p || !ev)
+		return 0;
+	fill_hdr(&ev->hdr, ST_EV_FILE_RENAME, sizeof(*ev), p->sess_key);
+	ev->file_id = 0;
+	ev->fd = -1;
+	ev->flags = 0;
+	ev->dirfd = olddfd;
+	ev->dirfd2 = newdfd;
+	ev->bytes_read = ev->bytes_written = 0;
+	bpf_probe_read_user_str(ev->path, sizeof(ev->path), (void *)oldname);
+	bpf_probe_read_user_str(ev->path2, sizeof(ev->path2), (void *)newname);
+	submit(ev, sizeof(*ev), p->sess_key, 0);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_rename")
+int enter_rename(struct trace_event_raw_sys_enter *ctx)
+{
+	return file_rename(-100, ctx->args[0], -100, ctx->args[1]);
+}
+
+SEC("tp/syscalls/sys_enter_renameat")
+int enter_renameat(struct trace_event_raw_sys_enter *ctx)
+{
+	return file_rename(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]);
+}
+
+SEC("tp/syscalls/sys_enter_renameat2")
+int enter_renameat2(struct trace_event_raw_sys_enter *ctx)
+{
+	return file_rename(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]);
 }

@@ -11,7 +11,7 @@ packages=(
 	libclang-rt-14-dev
 	# tests: a real sshd and clients, users, sudo/su, namespaces, asciicast
 	openssh-server openssh-client sudo passwd login iproute2 procps python3 tmux
-	asciinema
+	asciinema rsync
 	# benchmarks: peers to compare against
 	tlog
 )

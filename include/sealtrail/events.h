@@ -31,20 +31,24 @@ enum st_event_type {
 	ST_EV_FORK = 3,
 	ST_EV_EXEC = 4,
 	ST_EV_EXIT = 5,
-	ST_EV_TTY = 6,	   /* bytes of a pty or of a command's pipe (struct st_ev_tty) */
+	ST_EV_TTY = 6, /* bytes of a pty or of a command's pipe (struct st_ev_tty) */
 	ST_EV_CONNECT = 7, /* sshd opened a forwarded TCP connection */
-	ST_EV_CLOSE = 8,   /* sshd closed it: byte counts */
+	ST_EV_CLOSE = 8, /* sshd closed it: byte counts */
+	ST_EV_FILE_OPEN = 9, /* a transfer program (sftp-server, scp, rsync) opened a file */
+	ST_EV_FILE_CLOSE = 10, /* ... and closed it: bytes read and written */
+	ST_EV_FILE_RENAME = 11,
 };
 
 /* Which stream a chunk of bytes belongs to (st_ev_tty.dir). */
 enum st_tty_dir {
-	ST_TTY_IN = 0,	    /* written to the pty master: what the client sent */
-	ST_TTY_OUT = 1,	    /* read from the pty master: what the client received */
-	ST_PIPE_STDIN = 2,  /* sshd wrote it to a command's stdin (no pty) */
+	ST_TTY_IN = 0, /* written to the pty master: what the client sent */
+	ST_TTY_OUT = 1, /* read from the pty master: what the client received */
+	ST_PIPE_STDIN = 2, /* sshd wrote it to a command's stdin (no pty) */
 	ST_PIPE_STDOUT = 3, /* sshd read it from the command's stdout */
 	ST_PIPE_STDERR = 4, /* sshd read it from the command's stderr */
-	ST_FORWARD = 5,	    /* a forwarded TCP connection: counted, not copied */
+	ST_FORWARD = 5, /* a forwarded TCP connection: counted, not copied */
 	ST_PIPE_UNKNOWN = 6, /* sshd moved it through a pipe not yet tied to a command */
+	ST_FILE = 7, /* a file a transfer program opened: counted, not copied */
 };
 
 /* Indexes of the per-CPU counters map (exported by `sealtrail status`). */
@@ -100,8 +104,8 @@ struct st_ev_exec {
 };
 #define ST_EXEC_ARGS_TRUNCATED 1u
 #define ST_EXEC_READ_FAILED 2u
-#define ST_EXEC_FROM_SSHD 4u  /* the parent is one of the session's sshd processes */
-#define ST_EXEC_IS_SSHD 8u    /* the new program is an sshd binary */
+#define ST_EXEC_FROM_SSHD 4u /* the parent is one of the session's sshd processes */
+#define ST_EXEC_IS_SSHD 8u /* the new program is an sshd binary */
 #define ST_EXEC_STDIN_TTY 16u /* fd 0 is a pty slave: a terminal login */
 
 struct st_ev_exit {
@@ -124,9 +128,9 @@ struct st_ev_tty {
 struct st_ev_connect {
 	struct st_event_hdr hdr;
 	__s32 fd;
-	__s32 ret;     /* connect(2) result: 0 or -EINPROGRESS */
-	__u16 family;  /* AF_INET or AF_INET6 */
-	__u16 port;    /* host byte order */
+	__s32 ret; /* connect(2) result: 0 or -EINPROGRESS */
+	__u16 family; /* AF_INET or AF_INET6 */
+	__u16 port; /* host byte order */
 	__u32 pad;
 	__u8 addr[16]; /* IPv4 in the first 4 bytes */
 	__u64 conn_id; /* kernel address of the socket's inode: pairs with close */
@@ -173,6 +177,25 @@ struct st_proc {
 	__u32 pad;
 };
 #define ST_PROC_SSHD 1u /* runs an sshd binary: its pipes and sockets are relays */
+#define ST_PROC_TRANSFER 2u /* runs a transfer program: its files are summarised */
+#define ST_PROC_XFER_ACTIVE 4u /* ... and it has read its stdin: the transfer began */
+
+/* Values of the sshd_exes map (which also lists transfer programs). */
+#define ST_EXE_SSHD 1
+#define ST_EXE_TRANSFER 2
+
+struct st_ev_file {
+	struct st_event_hdr hdr;
+	__u64 file_id; /* kernel address of the struct file: pairs open and close */
+	__s32 fd;
+	__u32 flags; /* open(2) flags */
+	__u64 bytes_read;
+	__u64 bytes_written;
+	__s32 dirfd; /* what path is relative to (AT_FDCWD = -100) */
+	__s32 dirfd2; /* rename: what path2 is relative to */
+	char path[ST_PATH_MAX]; /* open: as given to openat; rename: old name */
+	char path2[ST_PATH_MAX]; /* rename: new name */
+};
 
 _Static_assert(sizeof(struct st_event_hdr) == 32, "st_event_hdr layout");
 _Static_assert(sizeof(struct st_ev_session) == 56, "st_ev_session layout");
@@ -184,5 +207,6 @@ _Static_assert(sizeof(struct st_session) == 24, "st_session layout");
 _Static_assert(sizeof(struct st_ev_connect) == 72, "st_ev_connect layout");
 _Static_assert(sizeof(struct st_ev_close) == 56, "st_ev_close layout");
 _Static_assert(sizeof(struct st_relay) == 32, "st_relay layout");
+_Static_assert(sizeof(struct st_ev_file) == 72 + 2 * ST_PATH_MAX, "st_ev_file layout");
 
 #endif

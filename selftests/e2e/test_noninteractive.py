@@ -231,3 +231,85 @@ def forward(use_pam):
         srv.close()
         d.close()
         lab.__exit__(None, None, None)
+
+
+def file_records(d, sid):
+    return [e for e in d.events(sid) if e["type"] == "file"]
+
+
+@for_both_pam_modes("transfers_summarised_per_file")
+def transfers(use_pam):
+    """scp (SFTP protocol and legacy -O), sftp and rsync: one record per
+    file with direction, size and SHA-256, and no payload in the store."""
+    lab, d, u = setup(use_pam, "stxfer")
+    work = tempfile.mkdtemp(prefix="st-xfer-")
+    os.chmod(work, 0o755)
+    try:
+        data = os.urandom(2 << 20)
+        digest = hashlib.sha256(data).hexdigest()
+        src = os.path.join(work, "payload.bin")
+        with open(src, "wb") as f:
+            f.write(data)
+        ssh = lab.ssh_argv(u, tty=False)
+        opts = ["-P", str(lab.port), "-i", u.key_path, "-F", "/dev/null",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+        del ssh
+        target = f"{u.name}@{lab.host}"
+
+        def run(argv, what):
+            p = subprocess.run(argv, capture_output=True, timeout=120)
+            check_eq(p.returncode, 0, what, stderr=p.stderr)
+
+        def session_files(before):
+            sessions = wait_for(lambda: [s for s in d.sessions() if s["user"] == u.name and
+                                         s["end"] and s["id"] not in before] or None,
+                                60, "the transfer session to end")
+            check_eq(len(sessions), 1, "one new session", sessions=sessions)
+            return sessions[0], file_records(d, sessions[0]["id"])
+
+        def ids():
+            return {s["id"] for s in d.sessions()}
+
+        before = ids()
+        run(["scp"] + opts + [src, f"{target}:up-sftp.bin"], "scp upload (SFTP protocol)")
+        sess, files = session_files(before)
+        check_eq(sess["kind"], "subsystem", "scp uses the sftp subsystem", session=sess)
+        up = [f for f in files if f["path"] == f"{u.home}/up-sftp.bin"]
+        check_eq(len(up), 1, "file record for the upload", files=files)
+        check_eq((up[0]["direction"], up[0]["bytes"], up[0]["size"], up[0]["sha256"]),
+                 ("upload", len(data), len(data), digest), "upload summary")
+        check(sess["bytes_in"] >= len(data), "stream bytes counted", session=sess)
+        stored = d.export(sess["id"], "--format", "raw", "--stream", "stdin")
+        check_eq(len(stored), 0, "no payload stored for a transfer")
+
+        before = ids()
+        run(["scp", "-O"] + opts + [f"{target}:up-sftp.bin", os.path.join(work, "down.bin")],
+            "legacy scp download")
+        sess, files = session_files(before)
+        check_eq(sess["kind"], "exec", "legacy scp runs scp -f", session=sess)
+        down = [f for f in files if f["path"] == f"{u.home}/up-sftp.bin"]
+        check_eq(len(down), 1, "file record for the download", files=files)
+        check_eq((down[0]["direction"], down[0]["bytes"], down[0]["sha256"]),
+                 ("download", len(data), digest), "download summary")
+
+        tree = os.path.join(work, "tree")
+        os.makedirs(os.path.join(tree, "sub"))
+        for name, size in (("a.txt", 1000), ("sub/b.bin", 70000)):
+            with open(os.path.join(tree, name), "wb") as f:
+                f.write(os.urandom(size))
+        before = ids()
+        rsh = "ssh " + " ".join(o if o != "-P" else "-p" for o in opts)
+        run(["rsync", "-a", "-e", rsh, tree + "/", f"{target}:tree/"], "rsync upload")
+        sess, files = session_files(before)
+        check(sess["command"].startswith("rsync --server"), "rsync command", session=sess)
+        got = {f["path"]: f for f in files if f["direction"] == "upload"}
+        for name, size in (("a.txt", 1000), ("sub/b.bin", 70000)):
+            with open(os.path.join(tree, name), "rb") as f:
+                want = hashlib.sha256(f.read()).hexdigest()
+            rec = got.get(f"{u.home}/tree/{name}")
+            check(rec is not None, f"rsync file record for {name}", files=sorted(got))
+            check_eq((rec["bytes"], rec["sha256"]), (size, want), f"rsync summary of {name}")
+    finally:
+        d.close()
+        lab.__exit__(None, None, None)

@@ -171,17 +171,16 @@ int capture_track(struct capture *c, uint32_t tgid, uint64_t key, uint32_t flags
 	return 0;
 }
 
-int capture_add_sshd_exe(struct capture *c, const char *path)
+int capture_add_exe(struct capture *c, const char *path, uint8_t kind)
 {
 	struct st_exe_id id = {0};
-	uint8_t one = 1;
 	struct stat sb;
 
 	if (stat(path, &sb))
 		return -errno;
 	id.ino = sb.st_ino;
 	id.dev = (major(sb.st_dev) << 20) | minor(sb.st_dev); /* the kernel's MKDEV */
-	return bpf_map__update_elem(c->skel->maps.sshd_exes, &id, sizeof(id), &one, 1, BPF_ANY);
+	return bpf_map__update_elem(c->skel->maps.sshd_exes, &id, sizeof(id), &kind, 1, BPF_ANY);
 }
 
 int capture_get_relay(struct capture *c, uint64_t conn_id, struct st_relay *out)

@@ -34,8 +34,11 @@ int capture_add_session(struct capture *c, uint64_t key, uint32_t leader);
 int capture_get_session(struct capture *c, uint64_t key, struct st_session *out);
 void capture_delete_session(struct capture *c, uint64_t key);
 int capture_track(struct capture *c, uint32_t tgid, uint64_t key, uint32_t flags);
-/* Tell the BPF side which executable is sshd (its pipes and sockets are relays). */
-int capture_add_sshd_exe(struct capture *c, const char *path);
+/*
+ * Tell the BPF side what an executable is: ST_EXE_SSHD (its pipes and
+ * sockets are relays) or ST_EXE_TRANSFER (its files are summarised).
+ */
+int capture_add_exe(struct capture *c, const char *path, uint8_t kind);
 /* Byte counters of a forwarded connection still open (conn_id from the kernel). */
 int capture_get_relay(struct capture *c, uint64_t conn_id, struct st_relay *out);
 bool capture_is_tracked(struct capture *c, uint32_t tgid);

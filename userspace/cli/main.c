@@ -106,11 +106,11 @@ int cli_each_chunk(struct cli *c, const char *id, unsigned streams,
 	if (sqlite3_prepare_v2(
 		c->store.index.db,
 		"SELECT seq, segment, offset FROM chunks WHERE session = ?1"
-			       " AND ((1 << stream) & ?2) != 0 AND (stream >= 2 OR tty = coalesce("
-			       " (SELECT CAST(substr(tty, 5) AS INTEGER) FROM sessions"
-			       "  WHERE id = ?1 AND tty LIKE 'pts/%'),"
-			       " (SELECT tty FROM chunks WHERE session = ?1 AND stream < 2 ORDER BY seq LIMIT 1)))"
-			       " ORDER BY seq",
+		" AND ((1 << stream) & ?2) != 0 AND (stream >= 2 OR tty = coalesce("
+		" (SELECT CAST(substr(tty, 5) AS INTEGER) FROM sessions"
+		"  WHERE id = ?1 AND tty LIKE 'pts/%'),"
+		" (SELECT tty FROM chunks WHERE session = ?1 AND stream < 2 ORDER BY seq LIMIT 1)))"
+		" ORDER BY seq",
 		-1, &st, NULL) != SQLITE_OK) {
 		free(rec);
 		return -EIO;

@@ -174,7 +174,8 @@ int cmd_export(struct cli *c, int argc, char **argv)
 			else if (!strcmp(optarg, "in") || !strcmp(optarg, "input"))
 				streams = STREAMS_INPUT;
 			else {
-				log_error("--stream %s: need out, in, stdout, stderr or stdin", optarg);
+				log_error("--stream %s: need out, in, stdout, stderr or stdin",
+					  optarg);
 				return 2;
 			}
 		} else if (cli_common_opt(c, opt)) {

@@ -78,7 +78,8 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 		} else if (opt == 'K') {
 			if (strcmp(optarg, "shell") && strcmp(optarg, "exec") &&
 			    strcmp(optarg, "subsystem") && strcmp(optarg, "forward")) {
-				log_error("--kind %s: need shell, exec, subsystem or forward", optarg);
+				log_error("--kind %s: need shell, exec, subsystem or forward",
+					  optarg);
 				return 2;
 			}
 			kind = optarg;
@@ -100,8 +101,9 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 	if (kind)
 		sqlite3_bind_text(st, 4, kind, -1, SQLITE_STATIC);
 	if (!c->json)
-		printf("%-32s  %-10s %-9s %-21s %-6s %-7s %-30s %-30s %10s %10s %5s\n", "ID", "USER",
-		       "KIND", "SOURCE", "LPORT", "TTY", "START", "END", "IN", "OUT", "LOST");
+		printf("%-32s  %-10s %-9s %-21s %-6s %-7s %-30s %-30s %10s %10s %5s\n", "ID",
+		       "USER", "KIND", "SOURCE", "LPORT", "TTY", "START", "END", "IN", "OUT",
+		       "LOST");
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		char start[40], end[40], src[96];
 

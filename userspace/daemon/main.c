@@ -30,24 +30,27 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: sealtraild [options]\n"
-		"Record every ssh login on this host from the kernel into a store.\n\n"
-		"  --store DIR           store directory (default " STORE_DEFAULT_DIR ")\n"
-		"  --sshd PATH           sshd binary whose listeners are followed; repeatable\n"
-		"                        (default /usr/sbin/sshd and /usr/sbin/sshd-session)\n"
-		"  --ringbuf-size BYTES  kernel ring buffer, a power of two (default 32 MiB)\n"
-		"  --capture-cap-bytes N bytes of a non-interactive login's stdin/stdout/stderr\n"
-		"                        stored per session (default 8 MiB, 0 = all); past it\n"
-		"                        the streams are counted and SHA-256-hashed\n"
-		"  --subsystem PATH      command that makes a login kind \"subsystem\"; repeatable\n"
-		"                        (default /usr/lib/openssh/sftp-server and internal-sftp)\n"
-		"  --log-level LEVEL     error, warning, info (default) or debug\n"
-		"  --consumer-delay-ms N testing: pause N ms after each ring-buffer read, to\n"
-		"                        force losses and check that they become gap records\n"
-		"  --version, --help\n\n"
-		"Runs in the foreground and logs to stderr; stop it with SIGTERM or SIGINT,\n"
-		"which flushes and syncs the store. `sealtrail status` shows its state.\n");
+	fprintf(
+	    out,
+	    "usage: sealtraild [options]\n"
+	    "Record every ssh login on this host from the kernel into a store.\n\n"
+	    "  --store DIR           store directory (default " STORE_DEFAULT_DIR ")\n"
+	    "  --sshd PATH           sshd binary whose listeners are followed; repeatable\n"
+	    "                        (default /usr/sbin/sshd and /usr/sbin/sshd-session)\n"
+	    "  --ringbuf-size BYTES  kernel ring buffer, a power of two (default 32 MiB)\n"
+	    "  --capture-cap-bytes N bytes of a non-interactive login's stdin/stdout/stderr\n"
+	    "                        stored per session (default 8 MiB, 0 = all); past it\n"
+	    "                        the streams are counted and SHA-256-hashed\n"
+	    "  --subsystem PATH      command that makes a login kind \"subsystem\"; repeatable\n"
+	    "  --transfer PATH       program whose files are summarised (path, size, SHA-256);\n"
+	    "                        repeatable (default sftp-server, /usr/bin/scp, rsync)\n"
+	    "                        (default /usr/lib/openssh/sftp-server and internal-sftp)\n"
+	    "  --log-level LEVEL     error, warning, info (default) or debug\n"
+	    "  --consumer-delay-ms N testing: pause N ms after each ring-buffer read, to\n"
+	    "                        force losses and check that they become gap records\n"
+	    "  --version, --help\n\n"
+	    "Runs in the foreground and logs to stderr; stop it with SIGTERM or SIGINT,\n"
+	    "which flushes and syncs the store. `sealtrail status` shows its state.\n");
 }
 
 static int write_status(struct tracker *t, struct capture *cap, const char *store_dir,
@@ -119,6 +122,9 @@ int main(int argc, char **argv)
 	bool cap_set = false;
 	const char *subsystems[TRACKER_MAX_SUBSYSTEMS];
 	unsigned nsub = 0;
+	const char *transfers[8] = {"/usr/lib/openssh/sftp-server", "/usr/bin/scp",
+				    "/usr/bin/rsync"};
+	unsigned ntransfer = 0, ntransfer_default = 3;
 	struct store store;
 	struct capture capture = {0};
 	struct tracker t;
@@ -169,7 +175,8 @@ int main(int argc, char **argv)
 
 			cap = strtoull(optarg, &end, 0);
 			if (*end) {
-				fprintf(stderr, "sealtraild: --capture-cap-bytes %s: not a number\n",
+				fprintf(stderr,
+					"sealtraild: --capture-cap-bytes %s: not a number\n",
 					optarg);
 				return 2;
 			}
@@ -179,6 +186,10 @@ int main(int argc, char **argv)
 		case 'S':
 			if (nsub < TRACKER_MAX_SUBSYSTEMS)
 				subsystems[nsub++] = optarg;
+			break;
+		case 'T':
+			if (ntransfer < 8)
+				transfers[ntransfer++] = optarg;
 			break;
 		case 'V':
 			printf("sealtraild %s\n", SEALTRAIL_VERSION);
@@ -239,8 +250,18 @@ int main(int argc, char **argv)
 	if (err)
 		goto out_store;
 	for (unsigned i = 0; i < t.nsshd; i++)
-		if (capture_add_sshd_exe(&capture, t.sshd_paths[i]) && errno != ENOENT)
-			log_warn("--sshd %s: cannot follow it: %s", t.sshd_paths[i], strerror(errno));
+		if (capture_add_exe(&capture, t.sshd_paths[i], ST_EXE_SSHD) && errno != ENOENT)
+			log_warn("--sshd %s: cannot follow it: %s", t.sshd_paths[i],
+				 strerror(errno));
+	for (unsigned i = 0; i < (ntransfer ? ntransfer : ntransfer_default); i++)
+		if (capture_add_exe(&capture, transfers[i], ST_EXE_TRANSFER) && errno != ENOENT)
+			log_warn("--transfer %s: cannot follow it: %s", transfers[i],
+				 strerror(errno));
+	err = hasher_start(&t.hasher);
+	if (err) {
+		log_error("cannot start the file hashing thread: %s", strerror(-err));
+		goto out;
+	}
 	started = clock_ns(CLOCK_REALTIME);
 	err = tracker_close_stale(&t);
 	err = err ?: tracker_daemon_record(&t, "start");
@@ -264,6 +285,7 @@ int main(int argc, char **argv)
 			usleep(delay_ms * 1000);
 		now = clock_ns(CLOCK_MONOTONIC);
 		if (now - last_tick >= TICK_NS) {
+			tracker_files_done(&t, false);
 			tracker_tick(&t);
 			last_tick = now;
 		}
@@ -276,10 +298,12 @@ int main(int argc, char **argv)
 	err = 0;
 	log_info("signal %d: flushing and closing the store", (int)stop_requested);
 	ring_buffer__consume(capture.rb);
+	tracker_files_done(&t, true);
 	tracker_tick(&t);
 	tracker_daemon_record(&t, "stop");
 	write_status(&t, &capture, store_dir, started, ringbuf, false);
 out:
+	hasher_stop(&t.hasher);
 	capture_close(&capture);
 out_store:
 	tracker_fini(&t);

@@ -31,6 +31,17 @@
 #define MAX_CHANNELS 64
 #define HELD_MAX (1u << 20)
 
+struct xfer_file {
+	struct xfer_file *next;
+	uint64_t file_id; /* 0 once closed */
+	uint32_t pid;
+	uint64_t bytes_read;
+	uint64_t bytes_written;
+	uint64_t close_ns;
+	char path[4096];
+};
+#define MAX_XFER_FILES 4096
+
 struct held_chunk {
 	uint64_t object;
 	uint64_t ts_ns;
@@ -80,7 +91,7 @@ struct session {
 	uint64_t lost_events_seen;
 	uint64_t lost_bytes_seen;
 	const char *kind; /* NULL until known, then KIND_* */
-	char *command;	  /* what `ssh host CMD` asked for, if anything */
+	char *command; /* what `ssh host CMD` asked for, if anything */
 	/* a command's pipes (no pty): stored up to the cap, hashed whole */
 	struct pipe_stream {
 		uint64_t bytes;
@@ -99,6 +110,10 @@ struct session {
 	uint64_t held_dropped_events;
 	uint64_t held_dropped_bytes;
 	uint64_t channels[MAX_CHANNELS]; /* forwarded connections still open */
+	/* a transfer (sftp, scp, rsync): summarised by file, payload not stored */
+	bool transfer;
+	struct xfer_file *files; /* opened by a transfer program, not yet hashed */
+	unsigned nfiles;
 	unsigned nchannels;
 	struct buf pending[PENDING_MAX];
 	unsigned npending;
@@ -107,6 +122,7 @@ struct session {
 
 static int end_pipes(struct tracker *t, struct session *s, uint64_t boot_ns);
 static int tie_pipes(struct tracker *t, struct session *s, const struct st_ev_exec *ev);
+static void hash_closed_files(struct tracker *t, struct session *s, uint32_t pid);
 static int close_channel(struct tracker *t, struct session *s, uint64_t conn_id, uint64_t sent,
 			 uint64_t recv, uint64_t boot_ns, const char *reason);
 
@@ -168,6 +184,12 @@ static void free_session(struct session *s)
 		EVP_MD_CTX_free(s->pipes[i].sha);
 	buf_free(&s->held);
 	free(s->command);
+	while (s->files) {
+		struct xfer_file *f = s->files;
+
+		s->files = f->next;
+		free(f);
+	}
 	for (unsigned i = 0; i < s->npending; i++)
 		buf_free(&s->pending[i]);
 	free(s);
@@ -344,7 +366,8 @@ static int set_kind(struct tracker *t, struct session *s, const char *kind, cons
 static bool is_subsystem(const struct tracker *t, const char *path, const char *command)
 {
 	for (unsigned i = 0; i < t->nsubsystems; i++)
-		if (!strcmp(path, t->subsystems[i]) || (command && !strcmp(command, t->subsystems[i])))
+		if (!strcmp(path, t->subsystems[i]) ||
+		    (command && !strcmp(command, t->subsystems[i])))
 			return true;
 	return false;
 }
@@ -437,6 +460,11 @@ static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, i
 		reason = why;
 	}
 	err = err ?: end_pipes(t, s, boot_ns);
+	if (s->transfer || s->files) {
+		/* file records before the end record: wait for their hashes */
+		hash_closed_files(t, s, 0);
+		err = err ?: tracker_files_done(t, true);
+	}
 	while (!err && s->nchannels) {
 		struct st_relay r = {0};
 		uint64_t id = s->channels[0];
@@ -491,17 +519,22 @@ static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec
 
 		s->shell_pid = ev->hdr.pid;
 		a1 = memchr(a0, 0, end - a0);
-		if (a1 && ++a1 < end && !strncmp(a1, "-c", end - a1) && (cmd = memchr(a1, 0, end - a1)) &&
-		    ++cmd < end && memchr(cmd, 0, end - cmd))
+		if (a1 && ++a1 < end && !strncmp(a1, "-c", end - a1) &&
+		    (cmd = memchr(a1, 0, end - a1)) && ++cmd < end && memchr(cmd, 0, end - cmd))
 			; /* cmd points at a NUL-terminated command */
 		else
 			cmd = NULL;
-		if (ev->flags & ST_EXEC_STDIN_TTY)
+		if (ev->flags & ST_EXEC_STDIN_TTY) {
 			err = set_kind(t, s, KIND_SHELL, cmd, ev->hdr.ts_ns);
-		else if (is_subsystem(t, path, cmd))
+		} else if (is_subsystem(t, path, cmd)) {
+			s->transfer = true;
 			err = set_kind(t, s, KIND_SUBSYSTEM, cmd, ev->hdr.ts_ns);
-		else
+		} else {
+			/* scp -t/-f and rsync --server move files: summarise those */
+			s->transfer = cmd && (!strncmp(cmd, "scp ", 4) ||
+					      !strncmp(cmd, "rsync --server", 14));
 			err = set_kind(t, s, KIND_EXEC, cmd, ev->hdr.ts_ns);
+		}
 	}
 	if (!is_sshd(t, path))
 		sshd_remove(s, ev->hdr.pid);
@@ -521,7 +554,8 @@ static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec
 	err = err ?: rec_add_str(&t->rec, TAG_FILENAME, path);
 	err = err ?: rec_add_bytes(&t->rec, TAG_ARGV, ev->args, ev->args_len);
 	err = err ?: rec_add_u64(&t->rec, TAG_ARGV_TOTAL, ev->args_total);
-	err = err ?: rec_add_u64(&t->rec, TAG_ARGV_TRUNCATED,
+	err = err
+		  ?: rec_add_u64(&t->rec, TAG_ARGV_TRUNCATED,
 				 ev->flags & (ST_EXEC_ARGS_TRUNCATED | ST_EXEC_READ_FAILED));
 	if (!err && (ev->flags & ST_EXEC_ARGS_TRUNCATED))
 		log_info(
@@ -551,8 +585,11 @@ static int on_pipe(struct tracker *t, struct session *s, unsigned stream, uint32
 	}
 	EVP_DigestUpdate(p->sha, data, len);
 	p->bytes += len;
-	if (t->capture_cap) {
-		uint64_t room = t->capture_cap > s->stored_total ? t->capture_cap - s->stored_total : 0;
+	if (s->transfer) {
+		keep = 0; /* summarised per file instead */
+	} else if (t->capture_cap) {
+		uint64_t room =
+		    t->capture_cap > s->stored_total ? t->capture_cap - s->stored_total : 0;
 
 		keep = keep < room ? keep : room;
 	}
@@ -566,7 +603,7 @@ static int on_pipe(struct tracker *t, struct session *s, unsigned stream, uint32
 		p->stored += keep;
 		s->stored_total += keep;
 	}
-	if (!err && keep < len && !p->capped) {
+	if (!err && keep < len && !p->capped && !s->transfer) {
 		p->capped = true;
 		log_info("session %s: stream %u passed the capture cap of %llu bytes; counting and"
 			 " hashing the rest",
@@ -637,7 +674,9 @@ static int tie_pipes(struct tracker *t, struct session *s, const struct st_ev_ex
 		err = begin(t, s, REC_GAP, ev->hdr.ts_ns);
 		err = err ?: rec_add_u64(&t->rec, TAG_LOST_EVENTS, s->held_dropped_events);
 		err = err ?: rec_add_u64(&t->rec, TAG_LOST_BYTES, s->held_dropped_bytes);
-		err = err ?: rec_add_str(&t->rec, TAG_REASON, "pipe bytes before the command started");
+		err = err
+			  ?: rec_add_str(&t->rec, TAG_REASON,
+					 "pipe bytes before the command started");
 		err = err ?: emit(t, s);
 		s->held_dropped_events = s->held_dropped_bytes = 0;
 	}
@@ -724,6 +763,164 @@ static int on_connect(struct tracker *t, struct session *s, const struct st_ev_c
 	return err ?: emit(t, s);
 }
 
+/*
+ * Absolute path of what pid named: relative to its directory fd or cwd as
+ * they are when we get the event (a process that closed or reused that fd
+ * or changed directory in the meantime makes this wrong; walking the
+ * dentry in the kernel would not be), else the opened fd's own link.
+ */
+static void absolute_path(uint32_t pid, int fd, int dirfd, const char *path, char *out, size_t size)
+{
+	char link[64], dir[4096];
+	ssize_t n;
+
+	if (path[0] == '/') {
+		snprintf(out, size, "%s", path);
+		return;
+	}
+	if (dirfd == -100 /* AT_FDCWD */)
+		snprintf(link, sizeof(link), "/proc/%u/cwd", pid);
+	else
+		snprintf(link, sizeof(link), "/proc/%u/fd/%d", pid, dirfd);
+	n = readlink(link, dir, sizeof(dir) - 1);
+	if (n <= 0 && fd >= 0) {
+		snprintf(link, sizeof(link), "/proc/%u/fd/%d", pid, fd);
+		n = readlink(link, out, size - 1);
+		if (n > 0 && out[0] == '/') {
+			out[n] = 0;
+			return;
+		}
+	}
+	dir[n > 0 ? n : 0] = 0;
+	if (snprintf(out, size, "%s/%s", n > 0 ? dir : "?", path) >= (int)size)
+		log_debug("pid %u: path %s/%s truncated", pid, dir, path);
+}
+
+static struct xfer_file *find_file(struct session *s, uint64_t file_id)
+{
+	for (struct xfer_file *f = s->files; f; f = f->next)
+		if (f->file_id == file_id)
+			return f;
+	return NULL;
+}
+
+/* Queue the hash of the files pid closed (all files if pid is 0). */
+static void hash_closed_files(struct tracker *t, struct session *s, uint32_t pid)
+{
+	struct xfer_file **pp = &s->files;
+
+	while (*pp) {
+		struct xfer_file *f = *pp;
+		struct hash_job *job;
+
+		if (f->file_id || (pid && f->pid != pid) || !(job = calloc(1, sizeof(*job)))) {
+			pp = &f->next;
+			continue;
+		}
+		job->sess_key = s->key;
+		snprintf(job->path, sizeof(job->path), "%s", f->path);
+		job->ts_ns = f->close_ns;
+		job->pid = f->pid;
+		job->bytes_read = f->bytes_read;
+		job->bytes_written = f->bytes_written;
+		hasher_submit(&t->hasher, job);
+		*pp = f->next;
+		s->nfiles--;
+		free(f);
+	}
+}
+
+static int on_file(struct tracker *t, struct session *s, const struct st_ev_file *ev)
+{
+	char path[ST_PATH_MAX + 1], path2[ST_PATH_MAX + 1];
+	struct xfer_file *f;
+
+	memcpy(path, ev->path, ST_PATH_MAX);
+	path[ST_PATH_MAX] = 0;
+	memcpy(path2, ev->path2, ST_PATH_MAX);
+	path2[ST_PATH_MAX] = 0;
+	switch (ev->hdr.type) {
+	case ST_EV_FILE_OPEN:
+		if (s->nfiles >= MAX_XFER_FILES || !(f = calloc(1, sizeof(*f))))
+			return 0;
+		f->file_id = ev->file_id;
+		f->pid = ev->hdr.pid;
+		absolute_path(ev->hdr.pid, ev->fd, ev->dirfd, path, f->path, sizeof(f->path));
+		{
+			struct xfer_file **tail = &s->files; /* keep them in open order */
+
+			while (*tail)
+				tail = &(*tail)->next;
+			*tail = f;
+		}
+		s->nfiles++;
+		return 0;
+	case ST_EV_FILE_CLOSE:
+		f = find_file(s, ev->file_id);
+		if (!f)
+			return 0;
+		f->file_id = 0; /* closed: hashed when its program exits (after renames) */
+		f->bytes_read = ev->bytes_read;
+		f->bytes_written = ev->bytes_written;
+		f->close_ns = ev->hdr.ts_ns;
+		return 0;
+	case ST_EV_FILE_RENAME: {
+		char from[4096], to[4096];
+
+		/* rsync writes a temporary file and renames it over the target */
+		absolute_path(ev->hdr.pid, -1, ev->dirfd, path, from, sizeof(from));
+		absolute_path(ev->hdr.pid, -1, ev->dirfd2, path2, to, sizeof(to));
+		for (f = s->files; f; f = f->next)
+			if (!strcmp(f->path, from))
+				snprintf(f->path, sizeof(f->path), "%s", to);
+		return 0;
+	}
+	}
+	return 0;
+}
+
+int tracker_files_done(struct tracker *t, bool drain)
+{
+	struct hash_job *job;
+	int err = 0;
+
+	if (drain)
+		hasher_drain(&t->hasher);
+	job = hasher_take(&t->hasher);
+	while (job) {
+		struct hash_job *next = job->next;
+		struct session *s = find_session(t, job->sess_key);
+
+		/* untouched files (opened, neither read nor written) are not transfers */
+		if (s && (job->bytes_read || job->bytes_written)) {
+			bool up = job->bytes_written > 0;
+			int e;
+
+			e = begin(t, s, REC_FILE, job->ts_ns);
+			e = e ?: rec_add_str(&t->rec, TAG_PATH, job->path);
+			e = e ?: rec_add_str(&t->rec, TAG_DIRECTION, up ? "upload" : "download");
+			e = e
+				?: rec_add_u64(&t->rec, TAG_BYTES,
+					       up ? job->bytes_written : job->bytes_read);
+			e = e ?: rec_add_u64(&t->rec, TAG_PID, job->pid);
+			if (!job->err) {
+				e = e ?: rec_add_u64(&t->rec, TAG_SIZE, job->size);
+				e = e ?: rec_add_str(&t->rec, TAG_SHA256, job->sha256);
+			} else {
+				char why[128];
+
+				snprintf(why, sizeof(why), "not hashed: %s", strerror(-job->err));
+				e = e ?: rec_add_str(&t->rec, TAG_REASON, why);
+			}
+			e = e ?: emit(t, s);
+			err = err ?: e;
+		}
+		free(job);
+		job = next;
+	}
+	return err;
+}
+
 static int on_tty(struct tracker *t, struct session *s, const struct st_ev_tty *ev, size_t size)
 {
 	size_t head = offsetof(struct st_ev_tty, data);
@@ -735,9 +932,9 @@ static int on_tty(struct tracker *t, struct session *s, const struct st_ev_tty *
 	if (ev->dir == ST_PIPE_UNKNOWN) {
 		int stream = pipe_stream_of(s, ev->object);
 
-		return stream >= 0 ? on_pipe(t, s, stream, ev->hdr.pid, ev->hdr.ts_ns, ev->data,
-					     ev->len)
-				   : hold_pipe_chunk(t, s, ev);
+		return stream >= 0
+			   ? on_pipe(t, s, stream, ev->hdr.pid, ev->hdr.ts_ns, ev->data, ev->len)
+			   : hold_pipe_chunk(t, s, ev);
 	}
 	if (ev->dir >= ST_PIPE_STDIN)
 		return on_pipe(t, s, ev->dir, ev->hdr.pid, ev->hdr.ts_ns, ev->data, ev->len);
@@ -800,6 +997,13 @@ int tracker_on_event(void *arg, void *data, size_t size)
 	case ST_EV_TTY:
 		err = on_tty(t, s, data, size);
 		break;
+	case ST_EV_FILE_OPEN:
+	case ST_EV_FILE_CLOSE:
+	case ST_EV_FILE_RENAME:
+		if (size != sizeof(struct st_ev_file))
+			return 0;
+		err = on_file(t, s, data);
+		break;
 	case ST_EV_CONNECT:
 		if (size != sizeof(struct st_ev_connect))
 			return 0;
@@ -810,7 +1014,8 @@ int tracker_on_event(void *arg, void *data, size_t size)
 
 		if (size != sizeof(*ev))
 			return 0;
-		err = close_channel(t, s, ev->conn_id, ev->bytes_sent, ev->bytes_recv, h->ts_ns, NULL);
+		err = close_channel(t, s, ev->conn_id, ev->bytes_sent, ev->bytes_recv, h->ts_ns,
+				    NULL);
 		break;
 	}
 	case ST_EV_FORK:
@@ -833,6 +1038,8 @@ int tracker_on_event(void *arg, void *data, size_t size)
 			s->shell_exited = true;
 			s->shell_status = status;
 		}
+		if (s->files)
+			hash_closed_files(t, s, h->pid);
 		err = begin(t, s, REC_EXIT, h->ts_ns);
 		err = err ?: rec_add_u64(&t->rec, TAG_PID, h->pid);
 		err = err ?: rec_add_u64(&t->rec, TAG_STATUS, (uint32_t)status);

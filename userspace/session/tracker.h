@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "capture/capture.h"
+#include "session/hasher.h"
 #include "common/util.h"
 #include "store/store.h"
 
@@ -30,6 +31,7 @@ struct tracker {
 	const char *subsystems[TRACKER_MAX_SUBSYSTEMS]; /* programs that make a login "subsystem" */
 	unsigned nsubsystems;
 	uint64_t capture_cap; /* pipe bytes stored per session; 0 = all */
+	struct hasher hasher; /* SHA-256 of transferred files, off the event loop */
 	uint32_t privsep_uid; /* sshd's pre-auth user, never a person */
 	uint32_t listeners[TRACKER_MAX_LISTENERS];
 	unsigned nlisteners;
@@ -55,6 +57,8 @@ int tracker_scan(struct tracker *t);
 int tracker_tick(struct tracker *t);
 /* Record that the collector starts or stops. */
 int tracker_daemon_record(struct tracker *t, const char *event);
+/* Write file records whose hashes are done (wait for all if drain). */
+int tracker_files_done(struct tracker *t, bool drain);
 /* Close sessions left open by a previous run whose leader is gone. */
 int tracker_close_stale(struct tracker *t);
 

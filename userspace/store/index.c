@@ -33,7 +33,10 @@ static const char schema[] =
     " dest_port INTEGER, pid INTEGER, open_ns INTEGER, close_ns INTEGER, bytes_sent INTEGER,"
     " bytes_recv INTEGER, PRIMARY KEY(session, conn_id, open_ns));"
     "CREATE TABLE IF NOT EXISTS streams(session TEXT, stream INTEGER, bytes INTEGER,"
-    " stored INTEGER, sha256 TEXT, capped INTEGER, PRIMARY KEY(session, stream));";
+    " stored INTEGER, sha256 TEXT, capped INTEGER, PRIMARY KEY(session, stream));"
+    "CREATE TABLE IF NOT EXISTS files(seq INTEGER PRIMARY KEY, session TEXT, wall_ns INTEGER,"
+    " pid INTEGER, path TEXT, direction TEXT, bytes INTEGER, size INTEGER, sha256 TEXT);"
+    "CREATE INDEX IF NOT EXISTS files_session ON files(session);";
 
 enum stmt_id {
 	S_BEGIN,
@@ -55,6 +58,7 @@ enum stmt_id {
 	S_CHANNEL_OPEN,
 	S_CHANNEL_CLOSE,
 	S_STREAM_END,
+	S_FILE,
 	S_COUNT,
 };
 
@@ -90,8 +94,11 @@ static const char *const stmt_sql[S_COUNT] = {
 		       " open_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [S_CHANNEL_CLOSE] = "UPDATE channels SET close_ns = ?3, bytes_sent = ?4, bytes_recv = ?5"
 			" WHERE session = ?1 AND conn_id = ?2 AND close_ns IS NULL",
-    [S_STREAM_END] = "INSERT OR REPLACE INTO streams(session, stream, bytes, stored, sha256, capped)"
-		     " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_STREAM_END] =
+	"INSERT OR REPLACE INTO streams(session, stream, bytes, stored, sha256, capped)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_FILE] = "INSERT OR REPLACE INTO files(seq, session, wall_ns, pid, path, direction, bytes,"
+	       " size, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [S_LOST] = "UPDATE sessions SET lost_events = lost_events + ?2,"
 	       " lost_bytes = lost_bytes + ?3 WHERE id = ?1",
 };
@@ -191,7 +198,7 @@ static uint64_t get_u64(const struct record *rec, uint16_t tag, uint64_t dflt)
 
 int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uint64_t off)
 {
-	char sid[ST_ID_HEX], s1[256], s2[256], s3[256], s4[256], s5[64];
+	char sid[ST_ID_HEX], s1[256], s2[256], s3[256], s4[256], s5[64], path[4096];
 	const struct rec_field *f;
 	uint64_t v;
 	int err = 0;
@@ -221,14 +228,16 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 		if (!err && rec_field(rec, TAG_TTY))
 			err = run(ix, S_ATTR_TTY, "tt", sid, rec_str(rec, TAG_TTY, s1, sizeof(s1)));
 		if (!err && rec_field(rec, TAG_KIND))
-			err = run(ix, S_ATTR_KIND, "ttt", sid, rec_str(rec, TAG_KIND, s1, sizeof(s1)),
-				  rec_str(rec, TAG_COMMAND, s2, sizeof(s2)));
+			err =
+			    run(ix, S_ATTR_KIND, "ttt", sid, rec_str(rec, TAG_KIND, s1, sizeof(s1)),
+				rec_str(rec, TAG_COMMAND, s2, sizeof(s2)));
 		break;
 	}
 	case REC_SESSION_ATTR:
 		if (rec_field(rec, TAG_KIND))
-			err |= run(ix, S_ATTR_KIND, "ttt", sid, rec_str(rec, TAG_KIND, s1, sizeof(s1)),
-				   rec_str(rec, TAG_COMMAND, s2, sizeof(s2)));
+			err |=
+			    run(ix, S_ATTR_KIND, "ttt", sid, rec_str(rec, TAG_KIND, s1, sizeof(s1)),
+				rec_str(rec, TAG_COMMAND, s2, sizeof(s2)));
 		if (rec_field(rec, TAG_USER))
 			err |=
 			    run(ix, S_ATTR_USER, "tt", sid, rec_str(rec, TAG_USER, s1, sizeof(s1)));
@@ -249,11 +258,13 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 
 		f = rec_field(rec, TAG_DATA);
 		v = f ? f->len : 0;
-		err = run(ix, S_CHUNK, "itiiiiiii", rec->seq, sid, stream, get_u64(rec, TAG_TTY_INDEX, 0),
-			  rec->wall_ns, rec->mono_ns, (uint64_t)seg_no, off, v);
+		err = run(ix, S_CHUNK, "itiiiiiii", rec->seq, sid, stream,
+			  get_u64(rec, TAG_TTY_INDEX, 0), rec->wall_ns, rec->mono_ns,
+			  (uint64_t)seg_no, off, v);
 		if (!err)
 			err = run(ix, S_BYTES, "tiiii", sid, stream_is_input(stream) ? v : 0,
-				  stream_is_input(stream) ? 0 : v, get_u64(rec, TAG_TTY_INDEX, 0), stream);
+				  stream_is_input(stream) ? 0 : v, get_u64(rec, TAG_TTY_INDEX, 0),
+				  stream);
 		break;
 	}
 	case REC_EXEC:
@@ -277,12 +288,14 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 			  get_u64(rec, TAG_PID, 0), rec->wall_ns);
 		break;
 	case REC_CHANNEL_CLOSE:
-		err = run(ix, S_CHANNEL_CLOSE, "tiiii", sid, get_u64(rec, TAG_CONN_ID, 0), rec->wall_ns,
-			  get_u64(rec, TAG_BYTES_SENT, 0), get_u64(rec, TAG_BYTES_RECV, 0));
+		err = run(ix, S_CHANNEL_CLOSE, "tiiii", sid, get_u64(rec, TAG_CONN_ID, 0),
+			  rec->wall_ns, get_u64(rec, TAG_BYTES_SENT, 0),
+			  get_u64(rec, TAG_BYTES_RECV, 0));
 		break;
 	case REC_STREAM_END: {
 		uint64_t stream = get_u64(rec, TAG_STREAM, 0), bytes = get_u64(rec, TAG_BYTES, 0);
-		uint64_t stored = get_u64(rec, TAG_STORED, 0), rest = bytes > stored ? bytes - stored : 0;
+		uint64_t stored = get_u64(rec, TAG_STORED, 0),
+			 rest = bytes > stored ? bytes - stored : 0;
 
 		err = run(ix, S_STREAM_END, "tiiiti", sid, stream, bytes, stored,
 			  rec_str(rec, TAG_SHA256, s1, sizeof(s1)), (uint64_t)(bytes > stored));
@@ -292,6 +305,12 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 				  stream_is_input(stream) ? 0 : rest, (uint64_t)0, stream);
 		break;
 	}
+	case REC_FILE:
+		err = run(ix, S_FILE, "itiittiit", rec->seq, sid, rec->wall_ns,
+			  get_u64(rec, TAG_PID, 0), rec_str(rec, TAG_PATH, path, sizeof(path)),
+			  rec_str(rec, TAG_DIRECTION, s2, sizeof(s2)), get_u64(rec, TAG_BYTES, 0),
+			  get_u64(rec, TAG_SIZE, 0), rec_str(rec, TAG_SHA256, s3, sizeof(s3)));
+		break;
 	case REC_GAP: {
 		uint64_t events = get_u64(rec, TAG_LOST_EVENTS, 0),
 			 bytes = get_u64(rec, TAG_LOST_BYTES, 0);
@@ -333,7 +352,7 @@ int index_clear(struct index *ix)
 	if (sqlite3_exec(ix->db,
 			 "DELETE FROM sessions; DELETE FROM chunks; DELETE FROM execs;"
 			 " DELETE FROM gaps; DELETE FROM meta; DELETE FROM channels;"
-			 " DELETE FROM streams;",
+			 " DELETE FROM streams; DELETE FROM files;",
 			 NULL, NULL, &msg) != SQLITE_OK) {
 		log_error("index: cannot clear: %s", msg);
 		sqlite3_free(msg);

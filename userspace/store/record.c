@@ -171,6 +171,7 @@ const char *rec_type_name(uint16_t type)
 	    [REC_CHANNEL_CLOSE] = "channel_close",
 	    [REC_CAPPED] = "capped",
 	    [REC_STREAM_END] = "stream_end",
+	    [REC_FILE] = "file",
 	};
 
 	return type < REC_TYPE_MAX && names[type] ? names[type] : "unknown";
@@ -228,6 +229,9 @@ static const struct {
     [TAG_SHA256] = {"sha256", true},
     [TAG_CAP] = {"cap", false},
     [TAG_TTY_INDEX] = {"tty_index", false},
+    [TAG_PATH] = {"path", true},
+    [TAG_DIRECTION] = {"direction", true},
+    [TAG_SIZE] = {"size", false},
 };
 
 const char *rec_tag_name(uint16_t tag)

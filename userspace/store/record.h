@@ -37,11 +37,12 @@ enum rec_type {
 	REC_EXEC = 6, /* a session process ran a program */
 	REC_FORK = 7,
 	REC_EXIT = 8,
-	REC_GAP = 9,		/* something was lost: counts and reason */
-	REC_CHANNEL_OPEN = 10,	/* sshd opened a forwarded connection */
+	REC_GAP = 9, /* something was lost: counts and reason */
+	REC_CHANNEL_OPEN = 10, /* sshd opened a forwarded connection */
 	REC_CHANNEL_CLOSE = 11, /* ... and closed it: bytes each way */
-	REC_CAPPED = 12,	/* a stream passed capture_cap_bytes: only counted now */
-	REC_STREAM_END = 13,	/* size and SHA-256 of a whole pipe stream */
+	REC_CAPPED = 12, /* a stream passed capture_cap_bytes: only counted now */
+	REC_STREAM_END = 13, /* size and SHA-256 of a whole pipe stream */
+	REC_FILE = 14, /* a file a transfer program wrote or read */
 	REC_TYPE_MAX,
 };
 
@@ -94,12 +95,15 @@ enum rec_tag {
 	TAG_SHA256,
 	TAG_CAP,
 	TAG_TTY_INDEX, /* REC_TTY: N of /dev/pts/N */
+	TAG_PATH,
+	TAG_DIRECTION, /* REC_FILE: "upload" (written on the bastion) or "download" */
+	TAG_SIZE, /* REC_FILE: size of the file when hashed */
 	TAG_MAX,
 };
 
 /* Streams of a session: a terminal's two directions, or a command's pipes. */
 enum rec_stream {
-	STREAM_IN = 0,	/* terminal input: what the client typed */
+	STREAM_IN = 0, /* terminal input: what the client typed */
 	STREAM_OUT = 1, /* terminal output: what the client saw */
 	STREAM_STDIN = 2,
 	STREAM_STDOUT = 3,
