@@ -151,7 +151,7 @@ static __always_inline void relay_pipe(struct task_struct *task, __u32 fd, __u32
 	if (!file)
 		return;
 	inode = BPF_CORE_READ(file, f_inode);
-	key = (__u64)inode;
+	key = BPF_CORE_READ(inode, i_ino);
 	if (!inode || key == *prev || (BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFIFO)
 		return;
 	*prev = key;
@@ -337,7 +337,7 @@ static __always_inline int pty_enter(__u64 fd, __u64 buf, __u64 nvec, __u32 is_w
 		io.tty_index = BPF_CORE_READ(priv, tty, link, index);
 	} else {
 		struct st_proc *p = proc_of(id >> 32);
-		__u64 key = (__u64)inode;
+		__u64 key = BPF_CORE_READ(inode, i_ino);
 		struct st_relay *r;
 
 		if (p && (p->flags & ST_PROC_TRANSFER)) {
@@ -604,7 +604,7 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	ev.port = bpf_ntohs(ev.port);
 	ev.fd = fd;
 	ev.ret = ctx->ret;
-	key = (__u64)BPF_CORE_READ(file, f_inode);
+	key = BPF_CORE_READ(file, f_inode, i_ino);
 	ev.conn_id = key;
 	bpf_map_update_elem(&relays, &key, &r, BPF_ANY);
 	fill_hdr(&ev.hdr, ST_EV_CONNECT, sizeof(ev), r.sess_key);
@@ -651,7 +651,7 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 		bpf_map_delete_elem(&relays, &key);
 		return 0;
 	}
-	key = (__u64)BPF_CORE_READ(file, f_inode);
+	key = BPF_CORE_READ(file, f_inode, i_ino);
 	r = bpf_map_lookup_elem(&relays, &key);
 	if (!r || r->stream != ST_FORWARD)
 		return 0;

@@ -58,7 +58,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
-	__type(key, __u64); /* kernel address of the inode */
+	__type(key, __u64); /* inode number, or struct file address (see st_relay) */
 	__type(value, struct st_relay);
 } relays SEC(".maps");
 

@@ -98,7 +98,7 @@ struct st_ev_exec {
 	__u32 args_total; /* bytes of argv the process really has */
 	__u32 flags; /* ST_EXEC_* */
 	__u32 pad;
-	__u64 stdio[3]; /* pipes on fds 0, 1, 2: kernel address of the inode, or 0 */
+	__u64 stdio[3]; /* pipes on fds 0, 1, 2: their inode numbers, or 0 */
 	char filename[ST_PATH_MAX];
 	char args[ST_ARGS_MAX]; /* NUL-separated, only args_len are sent */
 };
@@ -121,7 +121,7 @@ struct st_ev_tty {
 	__u32 len; /* bytes in data[], at most ST_TTY_CHUNK */
 	__u32 pad;
 	__u64 offset; /* offset of this chunk within the syscall's data */
-	__u64 object; /* pipes: kernel address of the pipe's inode */
+	__u64 object; /* pipes: inode number of the pipe (never reused soon, unlike its address) */
 	char data[ST_TTY_CHUNK];
 };
 
@@ -133,7 +133,7 @@ struct st_ev_connect {
 	__u16 port; /* host byte order */
 	__u32 pad;
 	__u8 addr[16]; /* IPv4 in the first 4 bytes */
-	__u64 conn_id; /* kernel address of the socket's inode: pairs with close */
+	__u64 conn_id; /* inode number of the socket: pairs with close */
 };
 
 struct st_ev_close {
@@ -144,8 +144,10 @@ struct st_ev_close {
 };
 
 /*
- * Value of the relays map, keyed by the kernel address of an inode: the
- * pipes between sshd and a command, and forwarded connections.
+ * Value of the relays map, keyed by inode number (pipefs and sockfs numbers
+ * are not reused soon, kernel addresses are): the pipes between sshd and a
+ * command, and forwarded connections; and by struct file address for the
+ * files of transfer programs (removed at close).
  */
 struct st_relay {
 	__u64 sess_key;

@@ -25,106 +25,8 @@
 
 #include "common/log.h"
 #include "session/procfs.h"
+#include "session/session.h"
 #include "session/tracker.h"
-
-#define PENDING_MAX 64
-#define MAX_CHANNELS 64
-#define HELD_MAX (1u << 20)
-
-struct xfer_file {
-	struct xfer_file *next;
-	uint64_t file_id; /* 0 once closed */
-	uint32_t pid;
-	uint64_t bytes_read;
-	uint64_t bytes_written;
-	uint64_t close_ns;
-	char path[4096];
-};
-#define MAX_XFER_FILES 4096
-
-struct held_chunk {
-	uint64_t object;
-	uint64_t ts_ns;
-	uint32_t pid;
-	uint32_t len;
-};
-#define KIND_SHELL "shell"
-#define KIND_EXEC "exec"
-#define KIND_SUBSYSTEM "subsystem"
-#define KIND_FORWARD "forward"
-#define ADOPTED_KEY_BIT (1ull << 63)
-/* Ended sessions stay known this long, for late events of their processes. */
-#define ENDED_KEEP_NS (3600ull * 1000000000ull)
-
-struct session {
-	struct session *next;
-	uint64_t key;
-	uint8_t id[ST_ID_LEN];
-	char idhex[ST_ID_HEX];
-	uint32_t leader;
-	uint32_t listener;
-	uint64_t start_boot_ns;
-	uint64_t last_event_ns;
-	bool materialized;
-	bool adopted;
-	bool ended;
-	unsigned ended_ticks; /* ticks the kernel said ended but no end event came */
-	uint32_t loginuid; /* NO_UID until known */
-	uint32_t uid; /* NO_UID until known */
-	bool have_addr;
-	struct conn_addr addr;
-	int tty;
-	uint32_t shell_pid; /* first program sshd started for the login */
-	bool shell_exited;
-	int shell_status;
-	/*
-	 * The session's sshd processes (monitor, privsep child): the login is
-	 * over when the leader and all of them are gone, not when the leader
-	 * alone is (killing the monitor leaves the user's connection working).
-	 */
-	uint32_t sshd_pids[16];
-	unsigned nsshd;
-	bool leader_exited;
-	int leader_status;
-	uint32_t killed_sshd; /* an sshd of the session killed by a signal */
-	int killed_signal;
-	uint64_t lost_events_seen;
-	uint64_t lost_bytes_seen;
-	const char *kind; /* NULL until known, then KIND_* */
-	char *command; /* what `ssh host CMD` asked for, if anything */
-	/* a command's pipes (no pty): stored up to the cap, hashed whole */
-	struct pipe_stream {
-		uint64_t bytes;
-		uint64_t stored;
-		EVP_MD_CTX *sha;
-		bool capped;
-	} pipes[STREAM_MAX];
-	uint64_t stored_total; /* pipe bytes stored, against capture_cap */
-	/* pipes sshd used before the command's exec said which stream they are */
-	struct {
-		uint64_t object;
-		unsigned stream;
-	} pipe_objs[8];
-	unsigned npipe_objs;
-	struct buf held; /* chunks on pipes not yet tied: struct held_chunk + data */
-	uint64_t held_dropped_events;
-	uint64_t held_dropped_bytes;
-	uint64_t channels[MAX_CHANNELS]; /* forwarded connections still open */
-	/* a transfer (sftp, scp, rsync): summarised by file, payload not stored */
-	bool transfer;
-	struct xfer_file *files; /* opened by a transfer program, not yet hashed */
-	unsigned nfiles;
-	unsigned nchannels;
-	struct buf pending[PENDING_MAX];
-	unsigned npending;
-	uint64_t pending_dropped;
-};
-
-static int end_pipes(struct tracker *t, struct session *s, uint64_t boot_ns);
-static int tie_pipes(struct tracker *t, struct session *s, const struct st_ev_exec *ev);
-static void hash_closed_files(struct tracker *t, struct session *s, uint32_t pid);
-static int close_channel(struct tracker *t, struct session *s, uint64_t conn_id, uint64_t sent,
-			 uint64_t recv, uint64_t boot_ns, const char *reason);
 
 static uint64_t wall_of(const struct tracker *t, uint64_t boot_ns)
 {
@@ -144,7 +46,7 @@ static bool is_sshd(const struct tracker *t, const char *path)
 	return false;
 }
 
-static struct session *find_session(struct tracker *t, uint64_t key)
+struct session *session_find(struct tracker *t, uint64_t key)
 {
 	for (struct session *s = t->sessions; s; s = s->next)
 		if (s->key == key)
@@ -195,13 +97,13 @@ static void free_session(struct session *s)
 	free(s);
 }
 
-static int begin(struct tracker *t, struct session *s, uint16_t type, uint64_t boot_ns)
+int session_begin(struct tracker *t, struct session *s, uint16_t type, uint64_t boot_ns)
 {
 	return rec_begin(&t->rec, type, s ? s->id : NULL, wall_of(t, boot_ns), boot_ns);
 }
 
 /* Append the record in t->rec, or hold it until the login is authenticated. */
-static int emit(struct tracker *t, struct session *s)
+int session_emit(struct tracker *t, struct session *s)
 {
 	int err;
 
@@ -281,7 +183,7 @@ static int add_tty(struct tracker *t, const struct session *s)
 }
 
 /* The login is real: write its start, then what was held back. */
-static int materialize(struct tracker *t, struct session *s)
+int session_materialize(struct tracker *t, struct session *s)
 {
 	int err;
 
@@ -289,7 +191,7 @@ static int materialize(struct tracker *t, struct session *s)
 		return 0;
 	s->materialized = true;
 	t->sessions_total++;
-	err = begin(t, s, REC_SESSION_START, s->start_boot_ns);
+	err = session_begin(t, s, REC_SESSION_START, s->start_boot_ns);
 	err = err ?: rec_add_str(&t->rec, TAG_HOST, t->host);
 	err = err ?: rec_add_str(&t->rec, TAG_BOOT_ID, t->boot_id);
 	err = err ?: rec_add_u64(&t->rec, TAG_LEADER_PID, s->leader);
@@ -307,22 +209,22 @@ static int materialize(struct tracker *t, struct session *s)
 		err = err ?: rec_add_str(&t->rec, TAG_KIND, s->kind);
 	if (s->command)
 		err = err ?: rec_add_str(&t->rec, TAG_COMMAND, s->command);
-	err = err ?: emit(t, s);
+	err = err ?: session_emit(t, s);
 	for (unsigned i = 0; i < s->npending; i++) {
 		if (!err) {
 			buf_free(&t->rec);
 			t->rec = s->pending[i];
 			s->pending[i] = (struct buf){0};
-			err = emit(t, s);
+			err = session_emit(t, s);
 		}
 		buf_free(&s->pending[i]);
 	}
 	s->npending = 0;
 	if (!err && s->pending_dropped) {
-		err = begin(t, s, REC_GAP, s->start_boot_ns);
+		err = session_begin(t, s, REC_GAP, s->start_boot_ns);
 		err = err ?: rec_add_u64(&t->rec, TAG_LOST_EVENTS, s->pending_dropped);
 		err = err ?: rec_add_str(&t->rec, TAG_REASON, "too many events before login");
-		err = err ?: emit(t, s);
+		err = err ?: session_emit(t, s);
 	}
 	log_info("session %s: %s login (leader pid %u, from %s:%u)", s->idhex,
 		 s->adopted ? "adopted" : "new", s->leader, s->have_addr ? s->addr.source_ip : "?",
@@ -330,22 +232,22 @@ static int materialize(struct tracker *t, struct session *s)
 	return err;
 }
 
-static int write_attrs(struct tracker *t, struct session *s, uint64_t boot_ns, bool person,
-		       bool tty)
+int session_write_attrs(struct tracker *t, struct session *s, uint64_t boot_ns, bool person,
+			bool tty)
 {
 	int err;
 
 	if (!s->materialized)
 		return 0;
-	err = begin(t, s, REC_SESSION_ATTR, boot_ns);
+	err = session_begin(t, s, REC_SESSION_ATTR, boot_ns);
 	err = err ?: (person ? add_person(t, s) : 0);
 	err = err ?: (tty ? add_tty(t, s) : 0);
-	return err ?: emit(t, s);
+	return err ?: session_emit(t, s);
 }
 
 /* What kind of login: decided by the program sshd starts as the user. */
-static int set_kind(struct tracker *t, struct session *s, const char *kind, const char *command,
-		    uint64_t boot_ns)
+int session_set_kind(struct tracker *t, struct session *s, const char *kind, const char *command,
+		     uint64_t boot_ns)
 {
 	int err;
 
@@ -356,11 +258,11 @@ static int set_kind(struct tracker *t, struct session *s, const char *kind, cons
 		s->command = strdup(command);
 	if (!s->materialized)
 		return 0; /* the start record will carry it */
-	err = begin(t, s, REC_SESSION_ATTR, boot_ns);
+	err = session_begin(t, s, REC_SESSION_ATTR, boot_ns);
 	err = err ?: rec_add_str(&t->rec, TAG_KIND, kind);
 	if (command)
 		err = err ?: rec_add_str(&t->rec, TAG_COMMAND, command);
-	return err ?: emit(t, s);
+	return err ?: session_emit(t, s);
 }
 
 static bool is_subsystem(const struct tracker *t, const char *path, const char *command)
@@ -387,11 +289,11 @@ static int check_losses(struct tracker *t, struct session *s, const struct st_se
 	log_warn("session %s: ring buffer full, %llu events (%llu terminal bytes) lost;"
 		 " raise --ringbuf-size if this repeats",
 		 s->idhex, (unsigned long long)events, (unsigned long long)bytes);
-	err = begin(t, s, REC_GAP, boot_ns);
+	err = session_begin(t, s, REC_GAP, boot_ns);
 	err = err ?: rec_add_u64(&t->rec, TAG_LOST_EVENTS, events);
 	err = err ?: rec_add_u64(&t->rec, TAG_LOST_BYTES, bytes);
 	err = err ?: rec_add_str(&t->rec, TAG_REASON, "ring buffer full");
-	return err ?: emit(t, s);
+	return err ?: session_emit(t, s);
 }
 
 static bool sshd_has(const struct session *s, uint32_t pid)
@@ -459,10 +361,10 @@ static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, i
 				 WEXITSTATUS(status));
 		reason = why;
 	}
-	err = err ?: end_pipes(t, s, boot_ns);
+	err = err ?: pipes_end(t, s, boot_ns);
 	if (s->transfer || s->files) {
 		/* file records before the end record: wait for their hashes */
-		hash_closed_files(t, s, 0);
+		transfer_hash_closed(t, s, 0);
 		err = err ?: tracker_files_done(t, true);
 	}
 	while (!err && s->nchannels) {
@@ -470,14 +372,14 @@ static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, i
 		uint64_t id = s->channels[0];
 
 		capture_get_relay(t->cap, id, &r);
-		err = close_channel(t, s, id, r.bytes_sent, r.bytes_recv, boot_ns, "session ended");
+		err = channel_close(t, s, id, r.bytes_sent, r.bytes_recv, boot_ns, "session ended");
 	}
 	if (!err && !s->kind)
-		err = set_kind(t, s, KIND_FORWARD, NULL, boot_ns);
-	err = err ?: begin(t, s, REC_SESSION_END, boot_ns);
+		err = session_set_kind(t, s, KIND_FORWARD, NULL, boot_ns);
+	err = err ?: session_begin(t, s, REC_SESSION_END, boot_ns);
 	err = err ?: rec_add_str(&t->rec, TAG_REASON, reason);
 	err = err ?: rec_add_u64(&t->rec, TAG_STATUS, (uint32_t)status);
-	err = err ?: emit(t, s);
+	err = err ?: session_emit(t, s);
 	err = err ?: store_sync(t->store);
 	log_info("session %s: ended: %s", s->idhex, reason);
 	return err;
@@ -485,7 +387,7 @@ static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, i
 
 static struct session *session_for_event(struct tracker *t, const struct st_event_hdr *h)
 {
-	struct session *s = find_session(t, h->sess_key);
+	struct session *s = session_find(t, h->sess_key);
 	struct st_session ks;
 
 	if (s || h->type == ST_EV_SESSION_END)
@@ -525,25 +427,25 @@ static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec
 		else
 			cmd = NULL;
 		if (ev->flags & ST_EXEC_STDIN_TTY) {
-			err = set_kind(t, s, KIND_SHELL, cmd, ev->hdr.ts_ns);
+			err = session_set_kind(t, s, KIND_SHELL, cmd, ev->hdr.ts_ns);
 		} else if (is_subsystem(t, path, cmd)) {
 			s->transfer = true;
-			err = set_kind(t, s, KIND_SUBSYSTEM, cmd, ev->hdr.ts_ns);
+			err = session_set_kind(t, s, KIND_SUBSYSTEM, cmd, ev->hdr.ts_ns);
 		} else {
 			/* scp -t/-f and rsync --server move files: summarise those */
 			s->transfer = cmd && (!strncmp(cmd, "scp ", 4) ||
 					      !strncmp(cmd, "rsync --server", 14));
-			err = set_kind(t, s, KIND_EXEC, cmd, ev->hdr.ts_ns);
+			err = session_set_kind(t, s, KIND_EXEC, cmd, ev->hdr.ts_ns);
 		}
 	}
 	if (!is_sshd(t, path))
 		sshd_remove(s, ev->hdr.pid);
 	if (!s->materialized && !is_sshd(t, path))
-		err = err ?: materialize(t, s);
+		err = err ?: session_materialize(t, s);
 	else if (person)
-		err = err ?: write_attrs(t, s, ev->hdr.ts_ns, true, false);
+		err = err ?: session_write_attrs(t, s, ev->hdr.ts_ns, true, false);
 
-	err = err ?: begin(t, s, REC_EXEC, ev->hdr.ts_ns);
+	err = err ?: session_begin(t, s, REC_EXEC, ev->hdr.ts_ns);
 	err = err ?: rec_add_u64(&t->rec, TAG_PID, ev->hdr.pid);
 	err = err ?: rec_add_u64(&t->rec, TAG_PPID, ev->ppid);
 	err = err ?: rec_add_u64(&t->rec, TAG_UID, ev->uid);
@@ -561,175 +463,14 @@ static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec
 		log_info(
 		    "session %s: pid %u: argv of %u bytes truncated to %u (flagged in the record)",
 		    s->idhex, ev->hdr.pid, ev->args_total, ev->args_len);
-	err = err ?: emit(t, s);
+	err = err ?: session_emit(t, s);
 	if (!err && (ev->flags & ST_EXEC_FROM_SSHD) && !(ev->flags & ST_EXEC_IS_SSHD))
-		err = tie_pipes(t, s, ev);
+		err = pipes_tie(t, s, ev);
 	return err;
-}
-
-/*
- * Bytes between sshd and a command's stdin/stdout/stderr: stored while the
- * session is under capture_cap bytes, counted and hashed always.
- */
-static int on_pipe(struct tracker *t, struct session *s, unsigned stream, uint32_t pid,
-		   uint64_t ts_ns, const void *data, uint64_t len)
-{
-	struct pipe_stream *p = &s->pipes[stream];
-	uint64_t keep = len;
-	int err;
-
-	if (!p->sha) {
-		p->sha = EVP_MD_CTX_new();
-		if (!p->sha || EVP_DigestInit_ex(p->sha, EVP_sha256(), NULL) != 1)
-			return -ENOMEM;
-	}
-	EVP_DigestUpdate(p->sha, data, len);
-	p->bytes += len;
-	if (s->transfer) {
-		keep = 0; /* summarised per file instead */
-	} else if (t->capture_cap) {
-		uint64_t room =
-		    t->capture_cap > s->stored_total ? t->capture_cap - s->stored_total : 0;
-
-		keep = keep < room ? keep : room;
-	}
-	err = materialize(t, s);
-	if (!err && keep) {
-		err = begin(t, s, REC_TTY, ts_ns);
-		err = err ?: rec_add_u64(&t->rec, TAG_STREAM, stream);
-		err = err ?: rec_add_u64(&t->rec, TAG_PID, pid);
-		err = err ?: rec_add_bytes(&t->rec, TAG_DATA, data, keep);
-		err = err ?: emit(t, s);
-		p->stored += keep;
-		s->stored_total += keep;
-	}
-	if (!err && keep < len && !p->capped && !s->transfer) {
-		p->capped = true;
-		log_info("session %s: stream %u passed the capture cap of %llu bytes; counting and"
-			 " hashing the rest",
-			 s->idhex, stream, (unsigned long long)t->capture_cap);
-		err = begin(t, s, REC_CAPPED, ts_ns);
-		err = err ?: rec_add_u64(&t->rec, TAG_STREAM, stream);
-		err = err ?: rec_add_u64(&t->rec, TAG_BYTES, p->bytes - len + keep);
-		err = err ?: rec_add_u64(&t->rec, TAG_CAP, t->capture_cap);
-		err = err ?: emit(t, s);
-	}
-	return err;
-}
-
-/* Which stream a pipe is, once the command's exec told us; else -1. */
-static int pipe_stream_of(const struct session *s, uint64_t object)
-{
-	for (unsigned i = 0; i < s->npipe_objs; i++)
-		if (s->pipe_objs[i].object == object)
-			return s->pipe_objs[i].stream;
-	return -1;
-}
-
-/* Keep bytes on a pipe not yet tied to a command (bounded). */
-static int hold_pipe_chunk(struct tracker *t, struct session *s, const struct st_ev_tty *ev)
-{
-	struct held_chunk h = {ev->object, ev->hdr.ts_ns, ev->hdr.pid, ev->len};
-
-	if (s->held.len + sizeof(h) + ev->len > HELD_MAX) {
-		/* written as a gap record when the pipes are tied */
-		s->held_dropped_events++;
-		s->held_dropped_bytes += ev->len;
-		return 0;
-	}
-	if (buf_add(&s->held, &h, sizeof(h)) || buf_add(&s->held, ev->data, ev->len))
-		return -ENOMEM;
-	return 0;
-}
-
-/* The command started: tie its pipes to streams and write what was held. */
-static int tie_pipes(struct tracker *t, struct session *s, const struct st_ev_exec *ev)
-{
-	static const unsigned streams[3] = {STREAM_STDIN, STREAM_STDOUT, STREAM_STDERR};
-	size_t off = 0;
-	int err = 0;
-
-	for (unsigned i = 0; i < 3; i++) {
-		if (!ev->stdio[i] || s->npipe_objs == 8 || pipe_stream_of(s, ev->stdio[i]) >= 0)
-			continue;
-		s->pipe_objs[s->npipe_objs].object = ev->stdio[i];
-		s->pipe_objs[s->npipe_objs++].stream = streams[i];
-	}
-	while (!err && off + sizeof(struct held_chunk) <= s->held.len) {
-		struct held_chunk h;
-		int stream;
-
-		memcpy(&h, s->held.data + off, sizeof(h));
-		stream = pipe_stream_of(s, h.object);
-		if (stream >= 0)
-			err = on_pipe(t, s, stream, h.pid, h.ts_ns, s->held.data + off + sizeof(h),
-				      h.len);
-		off += sizeof(h) + h.len;
-	}
-	s->held.len = 0;
-	if (!err && s->held_dropped_events) {
-		log_warn("session %s: %llu pipe bytes sent before the command started were over"
-			 " %u and not kept",
-			 s->idhex, (unsigned long long)s->held_dropped_bytes, HELD_MAX);
-		err = begin(t, s, REC_GAP, ev->hdr.ts_ns);
-		err = err ?: rec_add_u64(&t->rec, TAG_LOST_EVENTS, s->held_dropped_events);
-		err = err ?: rec_add_u64(&t->rec, TAG_LOST_BYTES, s->held_dropped_bytes);
-		err = err
-			  ?: rec_add_str(&t->rec, TAG_REASON,
-					 "pipe bytes before the command started");
-		err = err ?: emit(t, s);
-		s->held_dropped_events = s->held_dropped_bytes = 0;
-	}
-	return err;
-}
-
-/* Size and SHA-256 of each whole pipe stream, at the end of the session. */
-static int end_pipes(struct tracker *t, struct session *s, uint64_t boot_ns)
-{
-	int err = 0;
-
-	for (unsigned i = STREAM_STDIN; i < STREAM_MAX && !err; i++) {
-		struct pipe_stream *p = &s->pipes[i];
-		uint8_t md[EVP_MAX_MD_SIZE];
-		char hex[2 * EVP_MAX_MD_SIZE + 1];
-		unsigned mdlen = 0;
-
-		if (!p->sha)
-			continue;
-		EVP_DigestFinal_ex(p->sha, md, &mdlen);
-		hex_encode(md, mdlen, hex);
-		err = begin(t, s, REC_STREAM_END, boot_ns);
-		err = err ?: rec_add_u64(&t->rec, TAG_STREAM, i);
-		err = err ?: rec_add_u64(&t->rec, TAG_BYTES, p->bytes);
-		err = err ?: rec_add_u64(&t->rec, TAG_STORED, p->stored);
-		err = err ?: rec_add_str(&t->rec, TAG_SHA256, hex);
-		err = err ?: emit(t, s);
-	}
-	return err;
-}
-
-static int close_channel(struct tracker *t, struct session *s, uint64_t conn_id, uint64_t sent,
-			 uint64_t recv, uint64_t boot_ns, const char *reason)
-{
-	int err;
-
-	for (unsigned i = 0; i < s->nchannels; i++) {
-		if (s->channels[i] == conn_id) {
-			s->channels[i] = s->channels[--s->nchannels];
-			break;
-		}
-	}
-	err = begin(t, s, REC_CHANNEL_CLOSE, boot_ns);
-	err = err ?: rec_add_u64(&t->rec, TAG_CONN_ID, conn_id);
-	err = err ?: rec_add_u64(&t->rec, TAG_BYTES_SENT, sent);
-	err = err ?: rec_add_u64(&t->rec, TAG_BYTES_RECV, recv);
-	if (reason)
-		err = err ?: rec_add_str(&t->rec, TAG_REASON, reason);
-	return err ?: emit(t, s);
 }
 
 /* Person of a login that runs no program (ssh -N): its sshd runs as the user. */
-static void learn_person_from_proc(struct tracker *t, struct session *s, uint32_t pid)
+void session_learn_person_from_proc(struct tracker *t, struct session *s, uint32_t pid)
 {
 	struct proc_info p;
 
@@ -739,186 +480,6 @@ static void learn_person_from_proc(struct tracker *t, struct session *s, uint32_
 		s->loginuid = p.loginuid;
 	if (s->uid == NO_UID)
 		s->uid = p.uid;
-}
-
-static int on_connect(struct tracker *t, struct session *s, const struct st_ev_connect *ev)
-{
-	char ip[INET6_ADDRSTRLEN] = "?";
-	int err = 0;
-
-	inet_ntop(ev->family == 2 ? AF_INET : AF_INET6, ev->addr, ip, sizeof(ip));
-	if (!s->materialized) {
-		learn_person_from_proc(t, s, ev->hdr.pid);
-		if (!s->kind)
-			s->kind = KIND_FORWARD;
-		err = materialize(t, s);
-	}
-	if (s->nchannels < MAX_CHANNELS)
-		s->channels[s->nchannels++] = ev->conn_id;
-	err = err ?: begin(t, s, REC_CHANNEL_OPEN, ev->hdr.ts_ns);
-	err = err ?: rec_add_u64(&t->rec, TAG_CONN_ID, ev->conn_id);
-	err = err ?: rec_add_str(&t->rec, TAG_DEST_IP, ip);
-	err = err ?: rec_add_u64(&t->rec, TAG_DEST_PORT, ev->port);
-	err = err ?: rec_add_u64(&t->rec, TAG_PID, ev->hdr.pid);
-	return err ?: emit(t, s);
-}
-
-/*
- * Absolute path of what pid named: relative to its directory fd or cwd as
- * they are when we get the event (a process that closed or reused that fd
- * or changed directory in the meantime makes this wrong; walking the
- * dentry in the kernel would not be), else the opened fd's own link.
- */
-static void absolute_path(uint32_t pid, int fd, int dirfd, const char *path, char *out, size_t size)
-{
-	char link[64], dir[4096];
-	ssize_t n;
-
-	if (path[0] == '/') {
-		snprintf(out, size, "%s", path);
-		return;
-	}
-	if (dirfd == -100 /* AT_FDCWD */)
-		snprintf(link, sizeof(link), "/proc/%u/cwd", pid);
-	else
-		snprintf(link, sizeof(link), "/proc/%u/fd/%d", pid, dirfd);
-	n = readlink(link, dir, sizeof(dir) - 1);
-	if (n <= 0 && fd >= 0) {
-		snprintf(link, sizeof(link), "/proc/%u/fd/%d", pid, fd);
-		n = readlink(link, out, size - 1);
-		if (n > 0 && out[0] == '/') {
-			out[n] = 0;
-			return;
-		}
-	}
-	dir[n > 0 ? n : 0] = 0;
-	if (snprintf(out, size, "%s/%s", n > 0 ? dir : "?", path) >= (int)size)
-		log_debug("pid %u: path %s/%s truncated", pid, dir, path);
-}
-
-static struct xfer_file *find_file(struct session *s, uint64_t file_id)
-{
-	for (struct xfer_file *f = s->files; f; f = f->next)
-		if (f->file_id == file_id)
-			return f;
-	return NULL;
-}
-
-/* Queue the hash of the files pid closed (all files if pid is 0). */
-static void hash_closed_files(struct tracker *t, struct session *s, uint32_t pid)
-{
-	struct xfer_file **pp = &s->files;
-
-	while (*pp) {
-		struct xfer_file *f = *pp;
-		struct hash_job *job;
-
-		if (f->file_id || (pid && f->pid != pid) || !(job = calloc(1, sizeof(*job)))) {
-			pp = &f->next;
-			continue;
-		}
-		job->sess_key = s->key;
-		snprintf(job->path, sizeof(job->path), "%s", f->path);
-		job->ts_ns = f->close_ns;
-		job->pid = f->pid;
-		job->bytes_read = f->bytes_read;
-		job->bytes_written = f->bytes_written;
-		hasher_submit(&t->hasher, job);
-		*pp = f->next;
-		s->nfiles--;
-		free(f);
-	}
-}
-
-static int on_file(struct tracker *t, struct session *s, const struct st_ev_file *ev)
-{
-	char path[ST_PATH_MAX + 1], path2[ST_PATH_MAX + 1];
-	struct xfer_file *f;
-
-	memcpy(path, ev->path, ST_PATH_MAX);
-	path[ST_PATH_MAX] = 0;
-	memcpy(path2, ev->path2, ST_PATH_MAX);
-	path2[ST_PATH_MAX] = 0;
-	switch (ev->hdr.type) {
-	case ST_EV_FILE_OPEN:
-		if (s->nfiles >= MAX_XFER_FILES || !(f = calloc(1, sizeof(*f))))
-			return 0;
-		f->file_id = ev->file_id;
-		f->pid = ev->hdr.pid;
-		absolute_path(ev->hdr.pid, ev->fd, ev->dirfd, path, f->path, sizeof(f->path));
-		{
-			struct xfer_file **tail = &s->files; /* keep them in open order */
-
-			while (*tail)
-				tail = &(*tail)->next;
-			*tail = f;
-		}
-		s->nfiles++;
-		return 0;
-	case ST_EV_FILE_CLOSE:
-		f = find_file(s, ev->file_id);
-		if (!f)
-			return 0;
-		f->file_id = 0; /* closed: hashed when its program exits (after renames) */
-		f->bytes_read = ev->bytes_read;
-		f->bytes_written = ev->bytes_written;
-		f->close_ns = ev->hdr.ts_ns;
-		return 0;
-	case ST_EV_FILE_RENAME: {
-		char from[4096], to[4096];
-
-		/* rsync writes a temporary file and renames it over the target */
-		absolute_path(ev->hdr.pid, -1, ev->dirfd, path, from, sizeof(from));
-		absolute_path(ev->hdr.pid, -1, ev->dirfd2, path2, to, sizeof(to));
-		for (f = s->files; f; f = f->next)
-			if (!strcmp(f->path, from))
-				snprintf(f->path, sizeof(f->path), "%s", to);
-		return 0;
-	}
-	}
-	return 0;
-}
-
-int tracker_files_done(struct tracker *t, bool drain)
-{
-	struct hash_job *job;
-	int err = 0;
-
-	if (drain)
-		hasher_drain(&t->hasher);
-	job = hasher_take(&t->hasher);
-	while (job) {
-		struct hash_job *next = job->next;
-		struct session *s = find_session(t, job->sess_key);
-
-		/* untouched files (opened, neither read nor written) are not transfers */
-		if (s && (job->bytes_read || job->bytes_written)) {
-			bool up = job->bytes_written > 0;
-			int e;
-
-			e = begin(t, s, REC_FILE, job->ts_ns);
-			e = e ?: rec_add_str(&t->rec, TAG_PATH, job->path);
-			e = e ?: rec_add_str(&t->rec, TAG_DIRECTION, up ? "upload" : "download");
-			e = e
-				?: rec_add_u64(&t->rec, TAG_BYTES,
-					       up ? job->bytes_written : job->bytes_read);
-			e = e ?: rec_add_u64(&t->rec, TAG_PID, job->pid);
-			if (!job->err) {
-				e = e ?: rec_add_u64(&t->rec, TAG_SIZE, job->size);
-				e = e ?: rec_add_str(&t->rec, TAG_SHA256, job->sha256);
-			} else {
-				char why[128];
-
-				snprintf(why, sizeof(why), "not hashed: %s", strerror(-job->err));
-				e = e ?: rec_add_str(&t->rec, TAG_REASON, why);
-			}
-			e = e ?: emit(t, s);
-			err = err ?: e;
-		}
-		free(job);
-		job = next;
-	}
-	return err;
 }
 
 static int on_tty(struct tracker *t, struct session *s, const struct st_ev_tty *ev, size_t size)
@@ -933,24 +494,24 @@ static int on_tty(struct tracker *t, struct session *s, const struct st_ev_tty *
 		int stream = pipe_stream_of(s, ev->object);
 
 		return stream >= 0
-			   ? on_pipe(t, s, stream, ev->hdr.pid, ev->hdr.ts_ns, ev->data, ev->len)
-			   : hold_pipe_chunk(t, s, ev);
+			   ? pipe_bytes(t, s, stream, ev->hdr.pid, ev->hdr.ts_ns, ev->data, ev->len)
+			   : pipe_hold(t, s, ev);
 	}
 	if (ev->dir >= ST_PIPE_STDIN)
-		return on_pipe(t, s, ev->dir, ev->hdr.pid, ev->hdr.ts_ns, ev->data, ev->len);
+		return pipe_bytes(t, s, ev->dir, ev->hdr.pid, ev->hdr.ts_ns, ev->data, ev->len);
 	/* the login's pty is the one sshd relays; sudo, tmux or script open others */
 	if (s->tty < 0 && sshd_has(s, ev->hdr.pid)) {
 		s->tty = ev->tty_index;
-		err = s->materialized ? write_attrs(t, s, ev->hdr.ts_ns, false, true) : 0;
+		err = s->materialized ? session_write_attrs(t, s, ev->hdr.ts_ns, false, true) : 0;
 	}
-	err = err ?: materialize(t, s);
-	err = err ?: begin(t, s, REC_TTY, ev->hdr.ts_ns);
+	err = err ?: session_materialize(t, s);
+	err = err ?: session_begin(t, s, REC_TTY, ev->hdr.ts_ns);
 	err =
 	    err ?: rec_add_u64(&t->rec, TAG_STREAM, ev->dir == ST_TTY_IN ? STREAM_IN : STREAM_OUT);
 	err = err ?: rec_add_u64(&t->rec, TAG_TTY_INDEX, ev->tty_index);
 	err = err ?: rec_add_u64(&t->rec, TAG_PID, ev->hdr.pid);
 	err = err ?: rec_add_bytes(&t->rec, TAG_DATA, ev->data, ev->len);
-	return err ?: emit(t, s);
+	return err ?: session_emit(t, s);
 }
 
 int tracker_on_event(void *arg, void *data, size_t size)
@@ -970,7 +531,7 @@ int tracker_on_event(void *arg, void *data, size_t size)
 	if (h->type == ST_EV_SESSION_START) {
 		const struct st_ev_session *ev = data;
 
-		if (size != sizeof(*ev) || find_session(t, h->sess_key))
+		if (size != sizeof(*ev) || session_find(t, h->sess_key))
 			return 0;
 		s = new_session(t, h->sess_key, h->pid, h->ts_ns);
 		if (s)
@@ -1002,19 +563,19 @@ int tracker_on_event(void *arg, void *data, size_t size)
 	case ST_EV_FILE_RENAME:
 		if (size != sizeof(struct st_ev_file))
 			return 0;
-		err = on_file(t, s, data);
+		err = transfer_file_event(t, s, data);
 		break;
 	case ST_EV_CONNECT:
 		if (size != sizeof(struct st_ev_connect))
 			return 0;
-		err = on_connect(t, s, data);
+		err = channel_open(t, s, data);
 		break;
 	case ST_EV_CLOSE: {
 		const struct st_ev_close *ev = data;
 
 		if (size != sizeof(*ev))
 			return 0;
-		err = close_channel(t, s, ev->conn_id, ev->bytes_sent, ev->bytes_recv, h->ts_ns,
+		err = channel_close(t, s, ev->conn_id, ev->bytes_sent, ev->bytes_recv, h->ts_ns,
 				    NULL);
 		break;
 	}
@@ -1023,12 +584,12 @@ int tracker_on_event(void *arg, void *data, size_t size)
 			return 0;
 		if (sshd_has(s, h->pid))
 			sshd_add(s, ((const struct st_ev_fork *)data)->child_pid);
-		err = begin(t, s, REC_FORK, h->ts_ns);
+		err = session_begin(t, s, REC_FORK, h->ts_ns);
 		err = err ?: rec_add_u64(&t->rec, TAG_PID, h->pid);
 		err = err
 			  ?: rec_add_u64(&t->rec, TAG_CHILD_PID,
 					 ((const struct st_ev_fork *)data)->child_pid);
-		err = err ?: emit(t, s);
+		err = err ?: session_emit(t, s);
 		break;
 	case ST_EV_EXIT:
 		if (size != sizeof(struct st_ev_exit))
@@ -1039,11 +600,11 @@ int tracker_on_event(void *arg, void *data, size_t size)
 			s->shell_status = status;
 		}
 		if (s->files)
-			hash_closed_files(t, s, h->pid);
-		err = begin(t, s, REC_EXIT, h->ts_ns);
+			transfer_hash_closed(t, s, h->pid);
+		err = session_begin(t, s, REC_EXIT, h->ts_ns);
 		err = err ?: rec_add_u64(&t->rec, TAG_PID, h->pid);
 		err = err ?: rec_add_u64(&t->rec, TAG_STATUS, (uint32_t)status);
-		err = err ?: emit(t, s);
+		err = err ?: session_emit(t, s);
 		if (sshd_remove(s, h->pid)) {
 			if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
 				s->killed_sshd = h->pid;
@@ -1073,19 +634,19 @@ int tracker_on_event(void *arg, void *data, size_t size)
 static void login_without_program(struct tracker *t, struct session *s, uint64_t now)
 {
 	for (unsigned i = 0; i < s->nsshd && s->uid == NO_UID; i++)
-		learn_person_from_proc(t, s, s->sshd_pids[i]);
+		session_learn_person_from_proc(t, s, s->sshd_pids[i]);
 	if (s->uid == NO_UID)
 		return;
 	if (s->materialized) {
 		/* PAM helpers (motd) already made it real, as root: now we know who */
-		write_attrs(t, s, now, true, false);
+		session_write_attrs(t, s, now, true, false);
 		if (!s->kind)
-			set_kind(t, s, KIND_FORWARD, NULL, now);
+			session_set_kind(t, s, KIND_FORWARD, NULL, now);
 		return;
 	}
 	if (!s->kind)
 		s->kind = KIND_FORWARD;
-	materialize(t, s);
+	session_materialize(t, s);
 }
 
 int tracker_tick(struct tracker *t)
@@ -1206,7 +767,7 @@ static void adopt(struct tracker *t, const struct proc_info *procs, size_t n,
 	 */
 	if (s->shell_pid) {
 		s->kind = s->tty >= 0 ? KIND_SHELL : KIND_EXEC;
-		materialize(t, s);
+		session_materialize(t, s);
 	}
 }
 
@@ -1259,12 +820,12 @@ int tracker_daemon_record(struct tracker *t, const char *event)
 	int err;
 
 	update_wall_offset(t);
-	err = begin(t, NULL, REC_DAEMON, now);
+	err = session_begin(t, NULL, REC_DAEMON, now);
 	err = err ?: rec_add_str(&t->rec, TAG_EVENT, event);
 	err = err ?: rec_add_str(&t->rec, TAG_HOST, t->host);
 	err = err ?: rec_add_str(&t->rec, TAG_BOOT_ID, t->boot_id);
 	err = err ?: rec_add_str(&t->rec, TAG_VERSION, SEALTRAIL_VERSION);
-	err = err ?: emit(t, NULL);
+	err = err ?: session_emit(t, NULL);
 	return err ?: store_sync(t->store);
 }
 

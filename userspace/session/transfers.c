@@ -1,0 +1,210 @@
+/* Forwarded connections and files moved by scp, sftp, rsync (session.h). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "session/session.h"
+
+int channel_close(struct tracker *t, struct session *s, uint64_t conn_id, uint64_t sent,
+		  uint64_t recv, uint64_t boot_ns, const char *reason)
+{
+	int err;
+
+	for (unsigned i = 0; i < s->nchannels; i++) {
+		if (s->channels[i] == conn_id) {
+			s->channels[i] = s->channels[--s->nchannels];
+			break;
+		}
+	}
+	err = session_begin(t, s, REC_CHANNEL_CLOSE, boot_ns);
+	err = err ?: rec_add_u64(&t->rec, TAG_CONN_ID, conn_id);
+	err = err ?: rec_add_u64(&t->rec, TAG_BYTES_SENT, sent);
+	err = err ?: rec_add_u64(&t->rec, TAG_BYTES_RECV, recv);
+	if (reason)
+		err = err ?: rec_add_str(&t->rec, TAG_REASON, reason);
+	return err ?: session_emit(t, s);
+}
+
+int channel_open(struct tracker *t, struct session *s, const struct st_ev_connect *ev)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	int err = 0;
+
+	inet_ntop(ev->family == 2 ? AF_INET : AF_INET6, ev->addr, ip, sizeof(ip));
+	if (!s->materialized) {
+		session_learn_person_from_proc(t, s, ev->hdr.pid);
+		if (!s->kind)
+			s->kind = KIND_FORWARD;
+		err = session_materialize(t, s);
+	}
+	if (s->nchannels < MAX_CHANNELS)
+		s->channels[s->nchannels++] = ev->conn_id;
+	err = err ?: session_begin(t, s, REC_CHANNEL_OPEN, ev->hdr.ts_ns);
+	err = err ?: rec_add_u64(&t->rec, TAG_CONN_ID, ev->conn_id);
+	err = err ?: rec_add_str(&t->rec, TAG_DEST_IP, ip);
+	err = err ?: rec_add_u64(&t->rec, TAG_DEST_PORT, ev->port);
+	err = err ?: rec_add_u64(&t->rec, TAG_PID, ev->hdr.pid);
+	return err ?: session_emit(t, s);
+}
+
+/*
+ * Absolute path of what pid named: relative to its directory fd or cwd as
+ * they are when we get the event (a process that closed or reused that fd
+ * or changed directory in the meantime makes this wrong; walking the
+ * dentry in the kernel would not be), else the opened fd's own link.
+ */
+static void absolute_path(uint32_t pid, int fd, int dirfd, const char *path, char *out, size_t size)
+{
+	char link[64], dir[4096];
+	ssize_t n;
+
+	if (path[0] == '/') {
+		snprintf(out, size, "%s", path);
+		return;
+	}
+	if (dirfd == -100 /* AT_FDCWD */)
+		snprintf(link, sizeof(link), "/proc/%u/cwd", pid);
+	else
+		snprintf(link, sizeof(link), "/proc/%u/fd/%d", pid, dirfd);
+	n = readlink(link, dir, sizeof(dir) - 1);
+	if (n <= 0 && fd >= 0) {
+		snprintf(link, sizeof(link), "/proc/%u/fd/%d", pid, fd);
+		n = readlink(link, out, size - 1);
+		if (n > 0 && out[0] == '/') {
+			out[n] = 0;
+			return;
+		}
+	}
+	dir[n > 0 ? n : 0] = 0;
+	if (snprintf(out, size, "%s/%s", n > 0 ? dir : "?", path) >= (int)size)
+		log_debug("pid %u: path %s/%s truncated", pid, dir, path);
+}
+
+static struct xfer_file *find_file(struct session *s, uint64_t file_id)
+{
+	for (struct xfer_file *f = s->files; f; f = f->next)
+		if (f->file_id == file_id)
+			return f;
+	return NULL;
+}
+
+/* Queue the hash of the files pid closed (all files if pid is 0). */
+void transfer_hash_closed(struct tracker *t, struct session *s, uint32_t pid)
+{
+	struct xfer_file **pp = &s->files;
+
+	while (*pp) {
+		struct xfer_file *f = *pp;
+		struct hash_job *job;
+
+		if (f->file_id || (pid && f->pid != pid) || !(job = calloc(1, sizeof(*job)))) {
+			pp = &f->next;
+			continue;
+		}
+		job->sess_key = s->key;
+		snprintf(job->path, sizeof(job->path), "%s", f->path);
+		job->ts_ns = f->close_ns;
+		job->pid = f->pid;
+		job->bytes_read = f->bytes_read;
+		job->bytes_written = f->bytes_written;
+		hasher_submit(&t->hasher, job);
+		*pp = f->next;
+		s->nfiles--;
+		free(f);
+	}
+}
+
+int transfer_file_event(struct tracker *t, struct session *s, const struct st_ev_file *ev)
+{
+	char path[ST_PATH_MAX + 1], path2[ST_PATH_MAX + 1];
+	struct xfer_file *f;
+
+	memcpy(path, ev->path, ST_PATH_MAX);
+	path[ST_PATH_MAX] = 0;
+	memcpy(path2, ev->path2, ST_PATH_MAX);
+	path2[ST_PATH_MAX] = 0;
+	switch (ev->hdr.type) {
+	case ST_EV_FILE_OPEN:
+		if (s->nfiles >= MAX_XFER_FILES || !(f = calloc(1, sizeof(*f))))
+			return 0;
+		f->file_id = ev->file_id;
+		f->pid = ev->hdr.pid;
+		absolute_path(ev->hdr.pid, ev->fd, ev->dirfd, path, f->path, sizeof(f->path));
+		{
+			struct xfer_file **tail = &s->files; /* keep them in open order */
+
+			while (*tail)
+				tail = &(*tail)->next;
+			*tail = f;
+		}
+		s->nfiles++;
+		return 0;
+	case ST_EV_FILE_CLOSE:
+		f = find_file(s, ev->file_id);
+		if (!f)
+			return 0;
+		f->file_id = 0; /* closed: hashed when its program exits (after renames) */
+		f->bytes_read = ev->bytes_read;
+		f->bytes_written = ev->bytes_written;
+		f->close_ns = ev->hdr.ts_ns;
+		return 0;
+	case ST_EV_FILE_RENAME: {
+		char from[4096], to[4096];
+
+		/* rsync writes a temporary file and renames it over the target */
+		absolute_path(ev->hdr.pid, -1, ev->dirfd, path, from, sizeof(from));
+		absolute_path(ev->hdr.pid, -1, ev->dirfd2, path2, to, sizeof(to));
+		for (f = s->files; f; f = f->next)
+			if (!strcmp(f->path, from))
+				snprintf(f->path, sizeof(f->path), "%s", to);
+		return 0;
+	}
+	}
+	return 0;
+}
+
+int tracker_files_done(struct tracker *t, bool drain)
+{
+	struct hash_job *job;
+	int err = 0;
+
+	if (drain)
+		hasher_drain(&t->hasher);
+	job = hasher_take(&t->hasher);
+	while (job) {
+		struct hash_job *next = job->next;
+		struct session *s = session_find(t, job->sess_key);
+
+		/* untouched files (opened, neither read nor written) are not transfers */
+		if (s && (job->bytes_read || job->bytes_written)) {
+			bool up = job->bytes_written > 0;
+			int e;
+
+			e = session_begin(t, s, REC_FILE, job->ts_ns);
+			e = e ?: rec_add_str(&t->rec, TAG_PATH, job->path);
+			e = e ?: rec_add_str(&t->rec, TAG_DIRECTION, up ? "upload" : "download");
+			e = e
+				?: rec_add_u64(&t->rec, TAG_BYTES,
+					       up ? job->bytes_written : job->bytes_read);
+			e = e ?: rec_add_u64(&t->rec, TAG_PID, job->pid);
+			if (!job->err) {
+				e = e ?: rec_add_u64(&t->rec, TAG_SIZE, job->size);
+				e = e ?: rec_add_str(&t->rec, TAG_SHA256, job->sha256);
+			} else {
+				char why[128];
+
+				snprintf(why, sizeof(why), "not hashed: %s", strerror(-job->err));
+				e = e ?: rec_add_str(&t->rec, TAG_REASON, why);
+			}
+			e = e ?: session_emit(t, s);
+			err = err ?: e;
+		}
+		free(job);
+		job = next;
+	}
+	return err;
+}
