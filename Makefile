@@ -20,7 +20,7 @@ WARN := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializ
 CFLAGS ?= -O2 -g
 VERSION := 0.1.0
 ALL_CFLAGS := -DSEALTRAIL_VERSION=\"$(VERSION)\" -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -Iinclude -Iuserspace -I$(BUILD)
-LIBS := -lbpf -lelf -lz -lsqlite3 -lcrypto -lm -lpthread
+LIBS := -lbpf -lelf -lz -lzstd -lsqlite3 -lcrypto -lm -lpthread
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Ivmlinux -Iinclude -Ibpf
 
 COMMON_SRC := $(wildcard userspace/common/*.c) $(wildcard userspace/store/*.c)
@@ -83,7 +83,7 @@ fuzz: $(FUZZ_BINS)
 $(BUILD)/fuzz/%: selftests/fuzz/%.c $(COMMON_SRC) $(wildcard userspace/*/*.h)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(COMMON_SRC) -o $@ -lz -lsqlite3 -lcrypto
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(COMMON_SRC) -o $@ -lz -lzstd -lsqlite3 -lcrypto
 
 bench: all
 	$(Q)/usr/bin/python3 tools/bench/run.py --build $(BUILD)

@@ -1,0 +1,339 @@
+/* Sealed envelopes, the Merkle tree and epoch signatures (seal.h). */
+#include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "store/record.h"
+#include "store/seal.h"
+
+static void put_header(uint8_t *p, const struct seal_header *h, uint32_t len)
+{
+	put_be32(p, len);
+	put_be16(p + 4, h->type);
+	put_be16(p + 6, h->flags);
+	put_be64(p + 8, h->seq);
+	put_be32(p + 16, h->epoch);
+	put_be32(p + 20, h->segment);
+	put_be64(p + 24, h->wall_ns);
+	put_be64(p + 32, h->mono_ns);
+	memcpy(p + 40, h->boot_id, 16);
+	memcpy(p + 56, h->store_id, ST_ID_LEN);
+	memcpy(p + 72, h->prev_hash, SEAL_HASH_LEN);
+	/* nonce at 104..116 */
+}
+
+int seal_parse(const uint8_t *p, size_t avail, struct seal_envelope *env, size_t *used,
+	       char err[128])
+{
+	uint32_t len;
+
+	if (avail < 4) {
+		snprintf(err, 128, "%zu bytes left, an envelope needs at least %d", avail,
+			 SEAL_HEADER_LEN + SEAL_TAG_LEN);
+		return -EAGAIN;
+	}
+	len = get_be32(p);
+	if (len < SEAL_HEADER_LEN + SEAL_TAG_LEN || len > SEAL_MAX_LEN) {
+		snprintf(err, 128, "envelope length %u outside [%d, %u]", len,
+			 SEAL_HEADER_LEN + SEAL_TAG_LEN, SEAL_MAX_LEN);
+		return -EBADMSG;
+	}
+	if (len > avail) {
+		snprintf(err, 128, "envelope of %u bytes but only %zu left (torn write)", len,
+			 avail);
+		return -EAGAIN;
+	}
+	env->len = len;
+	env->bytes = p;
+	env->h.type = get_be16(p + 4);
+	env->h.flags = get_be16(p + 6);
+	env->h.seq = get_be64(p + 8);
+	env->h.epoch = get_be32(p + 16);
+	env->h.segment = get_be32(p + 20);
+	env->h.wall_ns = get_be64(p + 24);
+	env->h.mono_ns = get_be64(p + 32);
+	memcpy(env->h.boot_id, p + 40, 16);
+	memcpy(env->h.store_id, p + 56, ST_ID_LEN);
+	memcpy(env->h.prev_hash, p + 72, SEAL_HASH_LEN);
+	env->nonce = p + 104;
+	env->payload = p + SEAL_HEADER_LEN;
+	env->payload_len = len - SEAL_HEADER_LEN - SEAL_TAG_LEN;
+	env->tag = p + len - SEAL_TAG_LEN;
+	if (env->h.flags & ~SEAL_PLAIN) {
+		snprintf(err, 128, "unknown envelope flags %#x", env->h.flags);
+		return -EBADMSG;
+	}
+	if (env->h.type == 0 || env->h.seq == 0) {
+		snprintf(err, 128, "envelope type %u, sequence %llu: zero is not allowed",
+			 env->h.type, (unsigned long long)env->h.seq);
+		return -EBADMSG;
+	}
+	if ((env->h.flags & SEAL_PLAIN) &&
+	    CRYPTO_memcmp(env->tag, (uint8_t[SEAL_TAG_LEN]){0}, SEAL_TAG_LEN)) {
+		snprintf(err, 128, "plain envelope with a non-zero tag");
+		return -EBADMSG;
+	}
+	*used = len;
+	return 0;
+}
+
+void seal_leaf_hash(const uint8_t *bytes, size_t len, uint8_t out[SEAL_HASH_LEN])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	uint8_t zero = 0;
+	unsigned n;
+
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	EVP_DigestUpdate(ctx, &zero, 1);
+	EVP_DigestUpdate(ctx, bytes, len);
+	EVP_DigestFinal_ex(ctx, out, &n);
+	EVP_MD_CTX_free(ctx);
+}
+
+static void node_hash(const uint8_t l[SEAL_HASH_LEN], const uint8_t r[SEAL_HASH_LEN],
+		      uint8_t out[SEAL_HASH_LEN])
+{
+	uint8_t buf[1 + 2 * SEAL_HASH_LEN];
+	unsigned n;
+
+	buf[0] = 1;
+	memcpy(buf + 1, l, SEAL_HASH_LEN);
+	memcpy(buf + 1 + SEAL_HASH_LEN, r, SEAL_HASH_LEN);
+	EVP_Digest(buf, sizeof(buf), out, &n, EVP_sha256(), NULL);
+}
+
+void merkle_init(struct merkle *m)
+{
+	memset(m, 0, sizeof(*m));
+}
+
+/*
+ * frontier[h] holds the root of a perfect subtree of 2^h leaves when bit h
+ * of size is set: appending carries like a binary counter.
+ */
+void merkle_append(struct merkle *m, const uint8_t leaf[SEAL_HASH_LEN])
+{
+	uint8_t carry[SEAL_HASH_LEN];
+	unsigned h = 0;
+
+	memcpy(carry, leaf, SEAL_HASH_LEN);
+	while (m->size & (1ull << h)) {
+		node_hash(m->frontier[h], carry, carry);
+		h++;
+	}
+	memcpy(m->frontier[h], carry, SEAL_HASH_LEN);
+	m->size++;
+}
+
+void merkle_root(const struct merkle *m, uint8_t out[SEAL_HASH_LEN])
+{
+	bool have = false;
+	unsigned n;
+
+	if (!m->size) {
+		EVP_Digest("", 0, out, &n, EVP_sha256(), NULL);
+		return;
+	}
+	/* RFC 9162: the left subtree is the largest power of two; fold right to left */
+	for (unsigned h = 0; h < 64; h++) {
+		if (!(m->size & (1ull << h)))
+			continue;
+		if (!have)
+			memcpy(out, m->frontier[h], SEAL_HASH_LEN);
+		else
+			node_hash(m->frontier[h], out, out);
+		have = true;
+	}
+}
+
+static int gcm(bool enc, const uint8_t key[SEAL_KEY_LEN], const uint8_t nonce[SEAL_NONCE_LEN],
+	       const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len, uint8_t *out,
+	       uint8_t tag[SEAL_TAG_LEN])
+{
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	int n, ok;
+
+	ok = ctx && EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) == 1 &&
+	     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, SEAL_NONCE_LEN, NULL) == 1 &&
+	     EVP_CipherInit_ex(ctx, NULL, NULL, key, nonce, enc) == 1 &&
+	     EVP_CipherUpdate(ctx, NULL, &n, aad, aad_len) == 1 &&
+	     (len == 0 || EVP_CipherUpdate(ctx, out, &n, in, len) == 1);
+	/* the tag is checked before the caller sees any plaintext it could trust */
+	if (ok && !enc)
+		ok = EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, SEAL_TAG_LEN, (void *)tag) == 1;
+	ok = ok && EVP_CipherFinal_ex(ctx, out + (len ? len : 0), &n) == 1;
+	if (ok && enc)
+		ok = EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, SEAL_TAG_LEN, tag) == 1;
+	EVP_CIPHER_CTX_free(ctx);
+	return ok ? 0 : -EBADMSG;
+}
+
+int seal_build(struct buf *out, const struct seal_header *h, const uint8_t *record, size_t len,
+	       const uint8_t key[SEAL_KEY_LEN])
+{
+	size_t bound = key ? ZSTD_compressBound(len) : len, plen;
+	uint8_t *p;
+	int err;
+
+	if ((key == NULL) != ((h->flags & SEAL_PLAIN) != 0))
+		return -EINVAL;
+	if (SEAL_HEADER_LEN + bound + SEAL_TAG_LEN > SEAL_MAX_LEN)
+		return -E2BIG;
+	out->len = 0;
+	err = buf_reserve(out, SEAL_HEADER_LEN + bound + SEAL_TAG_LEN);
+	if (err)
+		return err;
+	p = out->data;
+	if (key) {
+		uint8_t *tmp = malloc(bound);
+
+		if (!tmp)
+			return -ENOMEM;
+		plen = ZSTD_compress(tmp, bound, record, len, 1);
+		if (ZSTD_isError(plen)) {
+			free(tmp);
+			return -EIO;
+		}
+		if (RAND_bytes(p + 104, SEAL_NONCE_LEN) != 1) {
+			free(tmp);
+			return -EIO;
+		}
+		put_header(p, h, SEAL_HEADER_LEN + plen + SEAL_TAG_LEN);
+		err = gcm(true, key, p + 104, p, SEAL_HEADER_LEN, tmp, plen, p + SEAL_HEADER_LEN,
+			  p + SEAL_HEADER_LEN + plen);
+		free(tmp);
+		if (err)
+			return err;
+	} else {
+		plen = len;
+		memset(p + 104, 0, SEAL_NONCE_LEN);
+		put_header(p, h, SEAL_HEADER_LEN + plen + SEAL_TAG_LEN);
+		memcpy(p + SEAL_HEADER_LEN, record, len);
+		memset(p + SEAL_HEADER_LEN + plen, 0, SEAL_TAG_LEN);
+	}
+	out->len = SEAL_HEADER_LEN + plen + SEAL_TAG_LEN;
+	return 0;
+}
+
+int seal_open(const struct seal_envelope *env, const uint8_t key[SEAL_KEY_LEN], struct buf *record)
+{
+	uint8_t *plain;
+	unsigned long long size;
+	size_t n;
+	int err;
+
+	record->len = 0;
+	if (env->h.flags & SEAL_PLAIN)
+		return buf_add(record, env->payload, env->payload_len);
+	if (!key)
+		return -ENOKEY;
+	plain = malloc(env->payload_len ? env->payload_len : 1);
+	if (!plain)
+		return -ENOMEM;
+	err = gcm(false, key, env->nonce, env->bytes, SEAL_HEADER_LEN, env->payload,
+		  env->payload_len, plain, (uint8_t *)env->tag);
+	if (err)
+		goto out;
+	size = ZSTD_getFrameContentSize(plain, env->payload_len);
+	if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN ||
+	    size > REC_MAX_LEN) {
+		err = -EBADMSG;
+		goto out;
+	}
+	err = buf_reserve(record, size);
+	if (err)
+		goto out;
+	n = ZSTD_decompress(record->data, size, plain, env->payload_len);
+	if (ZSTD_isError(n) || n != size) {
+		err = -EBADMSG;
+		goto out;
+	}
+	record->len = n;
+out:
+	free(plain);
+	return err;
+}
+
+int seal_keygen(uint8_t sk[SEAL_KEY_LEN], uint8_t pk[SEAL_PK_LEN])
+{
+	EVP_PKEY *key = NULL;
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
+	size_t n1 = SEAL_KEY_LEN, n2 = SEAL_PK_LEN;
+	int ok;
+
+	ok = ctx && EVP_PKEY_keygen_init(ctx) == 1 && EVP_PKEY_keygen(ctx, &key) == 1 &&
+	     EVP_PKEY_get_raw_private_key(key, sk, &n1) == 1 &&
+	     EVP_PKEY_get_raw_public_key(key, pk, &n2) == 1;
+	EVP_PKEY_free(key);
+	EVP_PKEY_CTX_free(ctx);
+	return ok ? 0 : -EIO;
+}
+
+int seal_sign(const uint8_t sk[SEAL_KEY_LEN], const uint8_t *msg, size_t len,
+	      uint8_t sig[SEAL_SIG_LEN])
+{
+	EVP_PKEY *key = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, sk, SEAL_KEY_LEN);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	size_t n = SEAL_SIG_LEN;
+	int ok;
+
+	ok = key && ctx && EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) == 1 &&
+	     EVP_DigestSign(ctx, sig, &n, msg, len) == 1 && n == SEAL_SIG_LEN;
+	EVP_MD_CTX_free(ctx);
+	EVP_PKEY_free(key);
+	return ok ? 0 : -EIO;
+}
+
+bool seal_verify(const uint8_t pk[SEAL_PK_LEN], const uint8_t *msg, size_t len,
+		 const uint8_t sig[SEAL_SIG_LEN])
+{
+	EVP_PKEY *key = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pk, SEAL_PK_LEN);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	bool ok;
+
+	ok = key && ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) == 1 &&
+	     EVP_DigestVerify(ctx, sig, SEAL_SIG_LEN, msg, len) == 1;
+	EVP_MD_CTX_free(ctx);
+	EVP_PKEY_free(key);
+	return ok;
+}
+
+void seal_epoch_message(const uint8_t store_id[ST_ID_LEN], uint32_t epoch, uint64_t tree_size,
+			const uint8_t root[SEAL_HASH_LEN], const uint8_t next_pk[SEAL_PK_LEN],
+			struct buf *msg)
+{
+	static const char label[] = "sealtrail epoch v1";
+	uint8_t be[12];
+
+	msg->len = 0;
+	buf_add(msg, label, sizeof(label)); /* with its NUL: domain separation */
+	buf_add(msg, store_id, ST_ID_LEN);
+	put_be32(be, epoch);
+	put_be64(be + 4, tree_size);
+	buf_add(msg, be, sizeof(be));
+	buf_add(msg, root, SEAL_HASH_LEN);
+	buf_add(msg, next_pk, SEAL_PK_LEN);
+}
+
+int seal_wrap(const uint8_t kek[SEAL_KEY_LEN], const uint8_t key[SEAL_KEY_LEN], const uint8_t *aad,
+	      size_t aad_len, uint8_t out[SEAL_WRAPPED_LEN])
+{
+	if (RAND_bytes(out, SEAL_NONCE_LEN) != 1)
+		return -EIO;
+	return gcm(true, kek, out, aad, aad_len, key, SEAL_KEY_LEN, out + SEAL_NONCE_LEN,
+		   out + SEAL_NONCE_LEN + SEAL_KEY_LEN);
+}
+
+int seal_unwrap(const uint8_t kek[SEAL_KEY_LEN], const uint8_t in[SEAL_WRAPPED_LEN],
+		const uint8_t *aad, size_t aad_len, uint8_t key[SEAL_KEY_LEN])
+{
+	uint8_t tag[SEAL_TAG_LEN];
+
+	memcpy(tag, in + SEAL_NONCE_LEN + SEAL_KEY_LEN, SEAL_TAG_LEN);
+	return gcm(false, kek, in, aad, aad_len, in + SEAL_NONCE_LEN, SEAL_KEY_LEN, key, tag);
+}
