@@ -612,6 +612,62 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
+/* accept() by sshd: a connection to a port it listens on for ssh -R. */
+static __always_inline int forward_accepted(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct st_relay r = {.stream = ST_FORWARD};
+	struct st_ev_connect ev = {};
+	struct st_proc *p;
+	struct socket *sock;
+	struct sock *sk;
+	struct file *file;
+	__u64 key;
+
+	if (!is_tracked(id >> 32) || ret < 0)
+		return 0;
+	p = proc_of(id >> 32);
+	if (!p || !(p->flags & ST_PROC_SSHD))
+		return 0;
+	file = fd_file((struct task_struct *)bpf_get_current_task(), ret);
+	if (!file)
+		return 0;
+	sock = BPF_CORE_READ(file, private_data);
+	if (BPF_CORE_READ(sock, type) != SOCK_STREAM)
+		return 0;
+	sk = BPF_CORE_READ(sock, sk);
+	ev.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (ev.family == AF_INET)
+		BPF_CORE_READ_INTO(ev.addr, sk, __sk_common.skc_daddr);
+	else if (ev.family == AF_INET6)
+		BPF_CORE_READ_INTO(ev.addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	else
+		return 0; /* unix sockets: agent or X11 forwarding, not followed */
+	ev.port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	ev.local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	ev.accepted = 1;
+	ev.fd = ret;
+	r.sess_key = p->sess_key;
+	key = BPF_CORE_READ(file, f_inode, i_ino);
+	ev.conn_id = key;
+	bpf_map_update_elem(&relays, &key, &r, BPF_ANY);
+	fill_hdr(&ev.hdr, ST_EV_CONNECT, sizeof(ev), r.sess_key);
+	submit(&ev, sizeof(ev), r.sess_key, 0);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_accept")
+int exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return forward_accepted(ctx->ret);
+}
+
+SEC("tp/syscalls/sys_exit_accept4")
+int exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return forward_accepted(ctx->ret);
+}
+
 SEC("tp/syscalls/sys_enter_close")
 int enter_close(struct trace_event_raw_sys_enter *ctx)
 {

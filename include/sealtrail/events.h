@@ -130,8 +130,10 @@ struct st_ev_connect {
 	__s32 fd;
 	__s32 ret; /* connect(2) result: 0 or -EINPROGRESS */
 	__u16 family; /* AF_INET or AF_INET6 */
-	__u16 port; /* host byte order */
-	__u32 pad;
+	__u16 port; /* host byte order: destination, or the peer for accepted ones */
+	__u16 local_port; /* accepted: the port sshd listens on for ssh -R */
+	__u8 accepted; /* 1: sshd accepted it (ssh -R), 0: sshd connected (-L/-D/-W) */
+	__u8 pad;
 	__u8 addr[16]; /* IPv4 in the first 4 bytes */
 	__u64 conn_id; /* inode number of the socket: pairs with close */
 };

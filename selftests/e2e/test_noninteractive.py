@@ -316,3 +316,73 @@ def transfers(use_pam):
     finally:
         d.close()
         lab.__exit__(None, None, None)
+
+
+@for_both_pam_modes("remote_forward_channels")
+def remote_forward(use_pam):
+    """ssh -N -R: sshd listens on the bastion; connections to that port are
+    channels too (who connected, to which port, bytes each way)."""
+    lab, d, u = setup(use_pam, "strfwd")
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(60)
+    target = srv.getsockname()[1]
+
+    def serve():
+        try:
+            c, _ = srv.accept()
+        except OSError:
+            return
+        data = b""
+        while len(data) < 3000:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        c.sendall(b"Q" * 7000)
+        c.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        from sshlab import free_port
+        rport = free_port()
+        ssh = subprocess.Popen(lab.ssh_argv(u, tty=False, extra=(
+            "-N", "-R", f"127.0.0.1:{rport}:127.0.0.1:{target}",
+            "-o", "ExitOnForwardFailure=yes")),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+        def connect():
+            try:
+                return socket.create_connection(("127.0.0.1", rport), timeout=5)
+            except OSError:
+                return None
+        c = wait_for(connect, 20, "the remote forward to listen")
+        peer_port = c.getsockname()[1]
+        c.sendall(b"P" * 3000)
+        received = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        c.close()
+        check_eq(len(received), 7000, "bytes back through the remote forward")
+        ssh.terminate()
+        ssh.wait(20)
+        sess = ended_session_of(d, u.name)
+        check_eq(sess["kind"], "forward", "kind", session=sess)
+        events = d.events(sess["id"])
+        opens = [e for e in events if e["type"] == "channel_open"]
+        closes = [e for e in events if e["type"] == "channel_close"]
+        check_eq(len(opens), 1, "one channel", events=[e["type"] for e in events])
+        check_eq((opens[0]["direction"], opens[0]["local_port"], opens[0]["source_port"]),
+                 ("accepted", rport, peer_port), "who connected to which forwarded port")
+        check_eq(len(closes), 1, "channel closed")
+        check_eq((closes[0]["bytes_recv"], closes[0]["bytes_sent"]), (3000, 7000),
+                 "bytes each way (recv: from the connecting peer)")
+    finally:
+        srv.close()
+        d.close()
+        lab.__exit__(None, None, None)

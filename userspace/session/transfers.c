@@ -45,8 +45,17 @@ int channel_open(struct tracker *t, struct session *s, const struct st_ev_connec
 		s->channels[s->nchannels++] = ev->conn_id;
 	err = err ?: session_begin(t, s, REC_CHANNEL_OPEN, ev->hdr.ts_ns);
 	err = err ?: rec_add_u64(&t->rec, TAG_CONN_ID, ev->conn_id);
-	err = err ?: rec_add_str(&t->rec, TAG_DEST_IP, ip);
-	err = err ?: rec_add_u64(&t->rec, TAG_DEST_PORT, ev->port);
+	if (ev->accepted) {
+		/* ssh -R: someone connected to the port sshd listens on for the client */
+		err = err ?: rec_add_str(&t->rec, TAG_DIRECTION, "accepted");
+		err = err ?: rec_add_str(&t->rec, TAG_SOURCE_IP, ip);
+		err = err ?: rec_add_u64(&t->rec, TAG_SOURCE_PORT, ev->port);
+		err = err ?: rec_add_u64(&t->rec, TAG_LOCAL_PORT, ev->local_port);
+	} else {
+		err = err ?: rec_add_str(&t->rec, TAG_DIRECTION, "connected");
+		err = err ?: rec_add_str(&t->rec, TAG_DEST_IP, ip);
+		err = err ?: rec_add_u64(&t->rec, TAG_DEST_PORT, ev->port);
+	}
 	err = err ?: rec_add_u64(&t->rec, TAG_PID, ev->hdr.pid);
 	return err ?: session_emit(t, s);
 }

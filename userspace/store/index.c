@@ -31,7 +31,8 @@ static const char schema[] =
     " lost_events INTEGER, lost_bytes INTEGER, reason TEXT, file TEXT, file_offset INTEGER);"
     "CREATE TABLE IF NOT EXISTS channels(session TEXT, conn_id INTEGER, dest_ip TEXT,"
     " dest_port INTEGER, pid INTEGER, open_ns INTEGER, close_ns INTEGER, bytes_sent INTEGER,"
-    " bytes_recv INTEGER, PRIMARY KEY(session, conn_id, open_ns));"
+    " bytes_recv INTEGER, direction TEXT, source_ip TEXT, source_port INTEGER,"
+    " listen_port INTEGER, PRIMARY KEY(session, conn_id, open_ns));"
     "CREATE TABLE IF NOT EXISTS streams(session TEXT, stream INTEGER, bytes INTEGER,"
     " stored INTEGER, sha256 TEXT, capped INTEGER, PRIMARY KEY(session, stream));"
     "CREATE TABLE IF NOT EXISTS files(seq INTEGER PRIMARY KEY, session TEXT, wall_ns INTEGER,"
@@ -91,7 +92,8 @@ static const char *const stmt_sql[S_COUNT] = {
 	      " reason, file, file_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [S_ATTR_KIND] = "UPDATE sessions SET kind = ?2, command = coalesce(?3, command) WHERE id = ?1",
     [S_CHANNEL_OPEN] = "INSERT OR REPLACE INTO channels(session, conn_id, dest_ip, dest_port, pid,"
-		       " open_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+		       " open_ns, direction, source_ip, source_port, listen_port)"
+		       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [S_CHANNEL_CLOSE] = "UPDATE channels SET close_ns = ?3, bytes_sent = ?4, bytes_recv = ?5"
 			" WHERE session = ?1 AND conn_id = ?2 AND close_ns IS NULL",
     [S_STREAM_END] =
@@ -283,9 +285,12 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 			  get_u64(rec, TAG_STATUS, 0), rec->wall_ns);
 		break;
 	case REC_CHANNEL_OPEN:
-		err = run(ix, S_CHANNEL_OPEN, "titiii", sid, get_u64(rec, TAG_CONN_ID, 0),
+		err = run(ix, S_CHANNEL_OPEN, "titiiittii", sid, get_u64(rec, TAG_CONN_ID, 0),
 			  rec_str(rec, TAG_DEST_IP, s1, sizeof(s1)), get_u64(rec, TAG_DEST_PORT, 0),
-			  get_u64(rec, TAG_PID, 0), rec->wall_ns);
+			  get_u64(rec, TAG_PID, 0), rec->wall_ns,
+			  rec_str(rec, TAG_DIRECTION, s2, sizeof(s2)),
+			  rec_str(rec, TAG_SOURCE_IP, s3, sizeof(s3)),
+			  get_u64(rec, TAG_SOURCE_PORT, 0), get_u64(rec, TAG_LOCAL_PORT, 0));
 		break;
 	case REC_CHANNEL_CLOSE:
 		err = run(ix, S_CHANNEL_CLOSE, "tiiii", sid, get_u64(rec, TAG_CONN_ID, 0),
