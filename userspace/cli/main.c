@@ -162,8 +162,9 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(struct cli *c, int argc, char **argv);
 	} cmds[] = {
-	    {"sessions", cmd_sessions}, {"events", cmd_events}, {"replay", cmd_replay},
-	    {"export", cmd_export},	{"status", cmd_status}, {"reindex", cmd_reindex},
+	    {"sessions", cmd_sessions}, {"events", cmd_events},		{"replay", cmd_replay},
+	    {"export", cmd_export},	{"status", cmd_status},		{"reindex", cmd_reindex},
+	    {"verify", cmd_verify},	{"checkpoint", cmd_checkpoint},
 	};
 	struct cli c = {.store_dir = STORE_DEFAULT_DIR};
 	int i;

@@ -20,6 +20,7 @@
 
 #define TICK_NS (200ull * 1000000ull)
 #define SCAN_NS (1000ull * 1000000ull)
+#define EPOCH_NS (10ull * 1000000000ull)
 
 static volatile sig_atomic_t stop_requested;
 
@@ -119,6 +120,7 @@ int main(int argc, char **argv)
 	const char *store_dir = STORE_DEFAULT_DIR;
 	unsigned long ringbuf = 32u << 20, delay_ms = 0;
 	unsigned long long cap = 0;
+	const char *checkpoint_file = NULL;
 	bool cap_set = false;
 	const char *subsystems[TRACKER_MAX_SUBSYSTEMS];
 	unsigned nsub = 0;
@@ -187,6 +189,9 @@ int main(int argc, char **argv)
 			if (nsub < TRACKER_MAX_SUBSYSTEMS)
 				subsystems[nsub++] = optarg;
 			break;
+		case 'K':
+			checkpoint_file = optarg;
+			break;
 		case 'T':
 			if (ntransfer < 8)
 				transfers[ntransfer++] = optarg;
@@ -221,6 +226,7 @@ int main(int argc, char **argv)
 	err = store_open(&store, store_dir, STORE_WRITE | STORE_CREATE);
 	if (err)
 		return 1;
+	store.checkpoint_sink = checkpoint_file;
 	{
 		struct tracker init;
 		const char *paths[TRACKER_MAX_SSHD];
@@ -287,6 +293,11 @@ int main(int argc, char **argv)
 		if (now - last_tick >= TICK_NS) {
 			tracker_files_done(&t, false);
 			tracker_tick(&t);
+			/* epochs: at most 10 s or 100k records, empty ones included */
+			if (now - store.epoch_start_ns >= EPOCH_NS || store.epoch_records >= 100000)
+				store_seal_epoch(&store, now - store.epoch_start_ns >= EPOCH_NS
+							     ? "time"
+							     : "count");
 			last_tick = now;
 		}
 		if (now - last_scan >= SCAN_NS) {
@@ -301,6 +312,7 @@ int main(int argc, char **argv)
 	tracker_files_done(&t, true);
 	tracker_tick(&t);
 	tracker_daemon_record(&t, "stop");
+	store_seal_epoch(&store, "shutdown");
 	write_status(&t, &capture, store_dir, started, ringbuf, false);
 out:
 	hasher_stop(&t.hasher);

@@ -381,6 +381,8 @@ static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, i
 	err = err ?: rec_add_u64(&t->rec, TAG_STATUS, (uint32_t)status);
 	err = err ?: session_emit(t, s);
 	err = err ?: store_sync(t->store);
+	/* a session's end closes the signing epoch: its records get signed now */
+	err = err ?: store_seal_epoch(t->store, "session end");
 	log_info("session %s: ended: %s", s->idhex, reason);
 	return err;
 }

@@ -172,6 +172,7 @@ const char *rec_type_name(uint16_t type)
 	    [REC_CAPPED] = "capped",
 	    [REC_STREAM_END] = "stream_end",
 	    [REC_FILE] = "file",
+	    [REC_EPOCH] = "epoch",
 	};
 
 	return type < REC_TYPE_MAX && names[type] ? names[type] : "unknown";
@@ -232,6 +233,11 @@ static const struct {
     [TAG_PATH] = {"path", true},
     [TAG_DIRECTION] = {"direction", true},
     [TAG_SIZE] = {"size", false},
+    [TAG_EPOCH] = {"epoch", false},
+    [TAG_TREE_SIZE] = {"tree_size", false},
+    [TAG_ROOT] = {"root", true},
+    [TAG_NEXT_PK] = {"next_pk", true},
+    [TAG_SIGNATURE] = {"signature", true},
 };
 
 const char *rec_tag_name(uint16_t tag)

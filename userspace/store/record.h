@@ -43,6 +43,7 @@ enum rec_type {
 	REC_CAPPED = 12, /* a stream passed capture_cap_bytes: only counted now */
 	REC_STREAM_END = 13, /* size and SHA-256 of a whole pipe stream */
 	REC_FILE = 14, /* a file a transfer program wrote or read */
+	REC_EPOCH = 15, /* a signing epoch closes: signed tree head, next key */
 	REC_TYPE_MAX,
 };
 
@@ -98,6 +99,11 @@ enum rec_tag {
 	TAG_PATH,
 	TAG_DIRECTION, /* REC_FILE: "upload" (written on the bastion) or "download" */
 	TAG_SIZE, /* REC_FILE: size of the file when hashed */
+	TAG_EPOCH,
+	TAG_TREE_SIZE,
+	TAG_ROOT,
+	TAG_NEXT_PK,
+	TAG_SIGNATURE,
 	TAG_MAX,
 };
 

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,13 +134,17 @@ static int open_segment(struct store *st, uint32_t seg_no)
 {
 	char *path = store_segment_path(st, seg_no);
 	uint8_t h[SEG_HEADER_LEN] = {0};
+	int err;
 
 	if (!path)
 		return -ENOMEM;
+	if (!st->have_kek) {
+		free(path);
+		return -ENOKEY;
+	}
 	st->seg_fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
 	if (st->seg_fd < 0) {
-		int err = -errno;
-
+		err = -errno;
 		log_error("store: cannot create segment %s: %s", path, strerror(errno));
 		free(path);
 		return err;
@@ -151,9 +156,38 @@ static int open_segment(struct store *st, uint32_t seg_no)
 	memcpy(h + 16, st->id, ST_ID_LEN);
 	put_be64(h + 32, seg_no);
 	put_be64(h + 40, clock_ns(CLOCK_REALTIME));
+	/* a fresh key per segment, wrapped under the store's key-encryption key */
+	if (RAND_bytes(st->dk, SEAL_KEY_LEN) != 1)
+		return -EIO;
+	err = seal_wrap(st->kek, st->dk, h, SEG_HEADER_AAD, h + SEG_HEADER_AAD);
+	if (err)
+		return err;
 	st->seg_no = seg_no;
 	st->seg_size = SEG_HEADER_LEN;
 	return buf_add(&st->wbuf, h, sizeof(h));
+}
+
+/* Check a segment header and unwrap its key (key may be NULL: check only). */
+static int segment_header(const struct store *st, const uint8_t *h, size_t len, uint32_t seg_no,
+			  uint8_t key[SEAL_KEY_LEN], char why[128])
+{
+	if (len < SEG_HEADER_LEN || memcmp(h, SEG_MAGIC, 8) || get_be32(h + 8) != SEG_VERSION ||
+	    get_be32(h + 12) != SEG_HEADER_LEN || memcmp(h + 16, st->id, ST_ID_LEN) ||
+	    get_be64(h + 32) != seg_no) {
+		snprintf(why, 128, "bad segment header (magic, version, store id or number)");
+		return -EBADMSG;
+	}
+	if (!key)
+		return 0;
+	if (!st->have_kek) {
+		snprintf(why, 128, "no key to open it (DIR/keys/kek is root's; run as root)");
+		return -ENOKEY;
+	}
+	if (seal_unwrap(st->kek, h + SEG_HEADER_AAD, h, SEG_HEADER_AAD, key)) {
+		snprintf(why, 128, "segment key does not unwrap (wrong or replaced keys/kek?)");
+		return -EBADMSG;
+	}
+	return 0;
 }
 
 static int flush_wbuf(struct store *st)
@@ -177,6 +211,8 @@ struct recover_state {
 	uint64_t index_seq;
 	uint64_t max_seq;
 	uint64_t applied;
+	uint32_t next_epoch; /* the epoch after the last epoch record */
+	uint8_t next_pk[SEAL_PK_LEN];
 	bool tail_damaged;
 	char damage_file[512];
 	uint64_t damage_off;
@@ -184,14 +220,36 @@ struct recover_state {
 	char damage_why[128];
 };
 
+/* Every envelope, in order: the chain, the tree, the epoch we are in. */
+static int recover_envelope(void *arg, const struct seal_envelope *env, uint32_t seg_no,
+			    uint64_t off)
+{
+	struct recover_state *rs = arg;
+	struct store *st = rs->st;
+
+	if (env->h.seq > rs->max_seq)
+		rs->max_seq = env->h.seq;
+	seal_leaf_hash(env->bytes, env->len, st->prev_hash);
+	merkle_append(&st->tree, st->prev_hash);
+	if (env->h.type == REC_EPOCH && (env->h.flags & SEAL_PLAIN)) {
+		struct record rec;
+		const struct rec_field *pk;
+		char why[128];
+		size_t used;
+
+		if (rec_parse(env->payload, env->payload_len, &rec, &used, why) == 0 &&
+		    (pk = rec_field(&rec, TAG_NEXT_PK)) && pk->len == SEAL_PK_LEN) {
+			rs->next_epoch = env->h.epoch + 1;
+			memcpy(rs->next_pk, pk->data, SEAL_PK_LEN);
+		}
+	}
+	return 0;
+}
+
 static int recover_record(void *arg, const struct record *rec, uint32_t seg_no, uint64_t off)
 {
 	struct recover_state *rs = arg;
 
-	if (rec->seq > rs->max_seq)
-		rs->max_seq = rec->seq;
-	if (rec->seq <= rs->index_seq)
-		return 0;
 	rs->applied++;
 	return index_apply(&rs->st->index, rec, seg_no, off);
 }
@@ -212,20 +270,21 @@ static void recover_damage(void *arg, const char *file, uint64_t off, uint64_t b
 }
 
 /*
- * Bring the index up to the log (it may lag by up to a second after a
- * crash), find the next sequence number, and pick the segment to append to.
+ * Walk every envelope to rebuild the hash chain and the tree, bring the
+ * index up to the log (it may lag by up to a second after a crash), find
+ * the next sequence number and the signing epoch, and start a new segment.
  */
 static int open_writer(struct store *st)
 {
 	struct recover_state rs = {.st = st};
-	struct store_visitor v = {recover_record, recover_damage, &rs, 0};
+	struct store_visitor v = {recover_record, recover_damage, &rs, 1, recover_envelope, 0};
 	uint32_t last = last_segment(st), index_seg;
 	int err;
 
 	err = index_last(&st->index, &rs.index_seq, &index_seg);
 	if (err)
 		return err;
-	v.from_seg = index_seg ? index_seg : 1;
+	v.min_seq = rs.index_seq + 1;
 	if (last) {
 		err = store_scan(st, &v);
 		if (err)
@@ -243,6 +302,9 @@ static int open_writer(struct store *st)
 	if (rs.applied)
 		log_info("store %s: index caught up with %llu records from the log", st->dir,
 			 (unsigned long long)rs.applied);
+	err = store_load_epoch(st, rs.next_epoch, rs.next_pk);
+	if (err)
+		return err;
 
 	/* Never append after a damaged tail and never reopen a full segment. */
 	err = open_segment(st, last + 1);
@@ -305,6 +367,9 @@ int store_open(struct store *st, const char *dir, int flags)
 	err = read_store_id(st, (flags & STORE_CREATE) && (flags & STORE_WRITE));
 	if (err)
 		goto fail;
+	err = store_load_keys(st, (flags & STORE_CREATE) && (flags & STORE_WRITE));
+	if (err)
+		goto fail;
 	path = path_join(dir, "index.sqlite");
 	if (!path) {
 		err = -ENOMEM;
@@ -336,13 +401,19 @@ void store_close(struct store *st)
 	if (st->lock_fd >= 0)
 		close(st->lock_fd);
 	buf_free(&st->wbuf);
+	buf_free(&st->sbuf);
+	OPENSSL_cleanse(st->kek, sizeof(st->kek));
+	OPENSSL_cleanse(st->dk, sizeof(st->dk));
+	OPENSSL_cleanse(st->epoch_sk, sizeof(st->epoch_sk));
 	free(st->dir);
 	memset(st, 0, sizeof(*st));
 	st->lock_fd = st->seg_fd = -1;
 }
 
-int store_append(struct store *st, struct buf *rec)
+/* Seal rec (a finished record) and queue it; plain for seal records. */
+static int append_sealed(struct store *st, struct buf *rec, bool plain)
 {
+	struct seal_header h = {0};
 	struct record parsed;
 	char why[128];
 	size_t used;
@@ -359,7 +430,24 @@ int store_append(struct store *st, struct buf *rec)
 		log_error("store %s: refusing to append an invalid record: %s", st->dir, why);
 		return -EINVAL;
 	}
-	if (st->seg_size + rec->len > st->seg_rotate_bytes && st->seg_size > SEG_HEADER_LEN) {
+	h.type = parsed.type;
+	h.flags = plain ? SEAL_PLAIN : 0;
+	h.seq = st->next_seq;
+	h.epoch = st->epoch;
+	h.wall_ns = parsed.wall_ns;
+	h.mono_ns = parsed.mono_ns;
+	memcpy(h.boot_id, st->boot_id, sizeof(h.boot_id));
+	memcpy(h.store_id, st->id, ST_ID_LEN);
+	memcpy(h.prev_hash, st->prev_hash, SEAL_HASH_LEN);
+	for (int pass = 0; pass < 2; pass++) {
+		h.segment = st->seg_no;
+		err = seal_build(&st->sbuf, &h, rec->data, rec->len, plain ? NULL : st->dk);
+		if (err)
+			return err;
+		if (pass || st->seg_size + st->sbuf.len <= st->seg_rotate_bytes ||
+		    st->seg_size <= SEG_HEADER_LEN)
+			break;
+		/* rotate, then seal again: the segment number and key are in it */
 		err = store_sync(st);
 		if (err)
 			return err;
@@ -370,15 +458,28 @@ int store_append(struct store *st, struct buf *rec)
 			return err;
 	}
 	off = st->seg_size;
-	err = buf_add(&st->wbuf, rec->data, rec->len);
+	err = buf_add(&st->wbuf, st->sbuf.data, st->sbuf.len);
 	if (err)
 		return err;
-	st->seg_size += rec->len;
+	st->seg_size += st->sbuf.len;
+	seal_leaf_hash(st->sbuf.data, st->sbuf.len, st->prev_hash);
+	merkle_append(&st->tree, st->prev_hash);
 	st->next_seq++;
+	st->epoch_records++;
 	err = index_apply(&st->index, &parsed, st->seg_no, off);
 	if (st->wbuf.len >= WBUF_FLUSH_BYTES)
 		err = err ?: flush_wbuf(st);
 	return err;
+}
+
+int store_append(struct store *st, struct buf *rec)
+{
+	return append_sealed(st, rec, false);
+}
+
+int store_append_plain(struct store *st, struct buf *rec)
+{
+	return append_sealed(st, rec, true);
 }
 
 int store_sync(struct store *st)
@@ -396,11 +497,35 @@ int store_sync(struct store *st)
 	return err ?: index_commit(&st->index);
 }
 
+/* Open an envelope: check the tag, decrypt, parse the record inside. */
+static int open_envelope(const struct seal_envelope *env, const uint8_t key[SEAL_KEY_LEN],
+			 struct buf *out, struct record *rec, char why[128])
+{
+	size_t used;
+	int err;
+
+	err = seal_open(env, key, out);
+	if (err) {
+		snprintf(why, 128, "envelope seq %llu does not open (%s): altered or wrong key",
+			 (unsigned long long)env->h.seq, err == -EBADMSG ? "tag" : strerror(-err));
+		return -EBADMSG;
+	}
+	err = rec_parse(out->data, out->len, rec, &used, why);
+	if (!err && (used != out->len || rec->seq != env->h.seq || rec->type != env->h.type)) {
+		snprintf(why, 128, "record inside envelope seq %llu does not match it",
+			 (unsigned long long)env->h.seq);
+		err = -EBADMSG;
+	}
+	return err ? -EBADMSG : 0;
+}
+
 int store_read_at(const struct store *st, uint32_t seg_no, uint64_t off, struct buf *out,
 		  struct record *rec)
 {
 	char *path = store_segment_path(st, seg_no);
-	uint8_t lenbuf[4];
+	uint8_t lenbuf[4], hdr[SEG_HEADER_LEN], key[SEAL_KEY_LEN];
+	struct seal_envelope env;
+	struct buf raw = {0};
 	char why[128];
 	size_t used;
 	uint32_t len;
@@ -414,26 +539,32 @@ int store_read_at(const struct store *st, uint32_t seg_no, uint64_t off, struct 
 		log_error("%s: %s", path, strerror(errno));
 		goto out;
 	}
-	if (pread(fd, lenbuf, 4, off) != 4) {
+	if (pread(fd, hdr, sizeof(hdr), 0) != sizeof(hdr) ||
+	    segment_header(st, hdr, sizeof(hdr), seg_no, key, why)) {
 		err = -EIO;
-		log_error("%s: no record at byte offset %llu (file shorter)", path,
-			  (unsigned long long)off);
+		log_error("%s: %s", path, why);
+		goto out;
+	}
+	if (off < SEG_HEADER_LEN || pread(fd, lenbuf, 4, off) != 4) {
+		err = -EIO;
+		log_error("%s: no record at byte offset %llu", path, (unsigned long long)off);
 		goto out;
 	}
 	len = get_be32(lenbuf);
-	out->len = 0;
-	if (len < REC_MIN_LEN || len > REC_MAX_LEN || buf_reserve(out, len) ||
-	    pread(fd, out->data, len, off) != (ssize_t)len) {
+	if (len > SEAL_MAX_LEN || buf_reserve(&raw, len) ||
+	    pread(fd, raw.data, len, off) != (ssize_t)len ||
+	    seal_parse(raw.data, len, &env, &used, why)) {
 		err = -EIO;
-		log_error("%s: bad record length %u at byte offset %llu", path, len,
+		log_error("%s: bad envelope of %u bytes at byte offset %llu", path, len,
 			  (unsigned long long)off);
 		goto out;
 	}
-	out->len = len;
-	err = rec_parse(out->data, len, rec, &used, why);
+	err = open_envelope(&env, key, out, rec, why);
 	if (err)
 		log_error("%s: byte offset %llu: %s", path, (unsigned long long)off, why);
 out:
+	OPENSSL_cleanse(key, sizeof(key));
+	buf_free(&raw);
 	if (fd >= 0)
 		close(fd);
 	free(path);
@@ -444,11 +575,13 @@ static int scan_segment(const struct store *st, uint32_t seg_no, const struct st
 {
 	char *path = store_segment_path(st, seg_no);
 	struct record *rec = NULL;
-	uint8_t *map = MAP_FAILED;
+	uint8_t *map = MAP_FAILED, key[SEAL_KEY_LEN];
+	struct buf plain = {0};
 	struct stat sb;
 	char why[128];
 	uint64_t off;
 	int fd, err = 0;
+	bool opened = false;
 
 	if (!path)
 		return -ENOMEM;
@@ -459,8 +592,7 @@ static int scan_segment(const struct store *st, uint32_t seg_no, const struct st
 		goto out;
 	}
 	if (fstat(fd, &sb) || sb.st_size < SEG_HEADER_LEN) {
-		v->damage(v->arg, path, 0, fd >= 0 ? sb.st_size : 0,
-			  "segment shorter than its header");
+		v->damage(v->arg, path, 0, sb.st_size, "segment shorter than its header");
 		goto out;
 	}
 	map = mmap(NULL, sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -469,26 +601,41 @@ static int scan_segment(const struct store *st, uint32_t seg_no, const struct st
 		err = -ENOMEM;
 		goto out;
 	}
-	if (memcmp(map, SEG_MAGIC, 8) || get_be32(map + 8) != SEG_VERSION ||
-	    memcmp(map + 16, st->id, ST_ID_LEN) || get_be64(map + 32) != seg_no) {
-		v->damage(v->arg, path, 0, sb.st_size,
-			  "bad segment header (magic, version, store id or number)");
+	/* only records that will be opened need the key */
+	if (segment_header(st, map, sb.st_size, seg_no, v->record ? key : NULL, why)) {
+		v->damage(v->arg, path, 0, sb.st_size, why);
 		goto out;
 	}
+	opened = v->record != NULL;
 	for (off = SEG_HEADER_LEN; off < (uint64_t)sb.st_size;) {
+		struct seal_envelope env;
 		size_t used;
-		int rc = rec_parse(map + off, sb.st_size - off, rec, &used, why);
+		int rc = seal_parse(map + off, sb.st_size - off, &env, &used, why);
 
 		if (rc) {
 			v->damage(v->arg, path, off, sb.st_size - off, why);
 			break;
 		}
-		err = v->record(v->arg, rec, seg_no, off);
-		if (err)
-			break;
+		if (v->envelope) {
+			err = v->envelope(v->arg, &env, seg_no, off);
+			if (err)
+				break;
+		}
+		if (v->record && env.h.seq >= v->min_seq) {
+			if (open_envelope(&env, key, &plain, rec, why)) {
+				v->damage(v->arg, path, off, sb.st_size - off, why);
+				break;
+			}
+			err = v->record(v->arg, rec, seg_no, off);
+			if (err)
+				break;
+		}
 		off += used;
 	}
 out:
+	if (opened)
+		OPENSSL_cleanse(key, sizeof(key));
+	buf_free(&plain);
 	free(rec);
 	if (map != MAP_FAILED)
 		munmap(map, sb.st_size);

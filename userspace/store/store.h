@@ -24,11 +24,14 @@
 #include "common/util.h"
 #include "store/index.h"
 #include "store/record.h"
+#include "store/seal.h"
 
 #define STORE_DEFAULT_DIR "/var/lib/sealtrail"
-#define SEG_MAGIC "STRLSEG1"
-#define SEG_VERSION 1
-#define SEG_HEADER_LEN 64
+#define SEG_MAGIC "STRLSEG2"
+#define SEG_VERSION 2
+#define SEG_HEADER_LEN 128
+/* bytes of the header the wrapped segment key is bound to (its AAD) */
+#define SEG_HEADER_AAD 48
 #define SEG_ROTATE_BYTES (64ull << 20)
 
 enum store_flags {
@@ -49,6 +52,20 @@ struct store {
 	uint64_t seg_size; /* bytes in the segment, buffered ones included */
 	struct buf wbuf; /* records not yet written to seg_fd */
 	uint64_t seg_rotate_bytes;
+	/* sealing (see docs/SEALING.md) */
+	bool have_kek;
+	uint8_t kek[SEAL_KEY_LEN]; /* DIR/keys/kek: wraps every segment's key */
+	uint8_t boot_id[16];
+	uint8_t dk[SEAL_KEY_LEN]; /* key of the segment being written */
+	uint8_t prev_hash[SEAL_HASH_LEN];
+	struct merkle tree; /* over every envelope of the store */
+	uint32_t epoch; /* signing epoch being written */
+	uint8_t epoch_sk[SEAL_KEY_LEN];
+	uint8_t epoch_pk[SEAL_PK_LEN];
+	uint64_t epoch_records; /* envelopes sealed in this epoch */
+	uint64_t epoch_start_ns; /* CLOCK_MONOTONIC when it began */
+	const char *checkpoint_sink; /* a file to append each checkpoint to */
+	struct buf sbuf;
 };
 
 int store_open(struct store *st, const char *dir, int flags);
@@ -74,8 +91,26 @@ struct store_visitor {
 	void (*damage)(void *arg, const char *file, uint64_t off, uint64_t bytes, const char *why);
 	void *arg;
 	uint32_t from_seg; /* first segment to visit (0 = all) */
+	/* optional: every envelope as stored, before it is opened */
+	int (*envelope)(void *arg, const struct seal_envelope *env, uint32_t seg_no, uint64_t off);
+	uint64_t min_seq; /* records below this are not opened (0 = all) */
 };
 int store_scan(const struct store *st, const struct store_visitor *v);
+
+/*
+ * Close the signing epoch: sign the tree so far and the next epoch's key
+ * with this epoch's key, then erase it; write the checkpoint. Empty epochs
+ * are closed too. reason goes into the epoch record.
+ */
+int store_seal_epoch(struct store *st, const char *reason);
+/* Append a record that must be readable without keys (seal records). */
+int store_append_plain(struct store *st, struct buf *rec);
+/* Keys (sealing.c): load DIR/keys, creating them with a new store. */
+int store_load_keys(struct store *st, bool create);
+/* The writer's epoch key; next_epoch/next_pk: what the log's last seal says. */
+int store_load_epoch(struct store *st, uint32_t next_epoch, const uint8_t next_pk[SEAL_PK_LEN]);
+/* Path of the checkpoint file sealtraild keeps (caller frees). */
+char *store_checkpoint_path(const struct store *st);
 
 /* Rebuild the index from the segments (writer lock required). */
 int store_reindex(struct store *st, uint64_t *records);

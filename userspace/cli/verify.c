@@ -1,0 +1,103 @@
+/* `sealtrail verify` and `sealtrail checkpoint`. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/log.h"
+#include "store/verify.h"
+
+int cmd_verify(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"against", required_argument, NULL, 'a'},
+	    {"pubkey", required_argument, NULL, 'p'},
+	    CLI_COMMON_OPTS,
+	    {0},
+	};
+	struct verify_opts o = {0};
+	struct verify_result r;
+	struct buf line = {0};
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (opt == 'a')
+			o.against_file = optarg;
+		else if (opt == 'p')
+			o.pubkey_file = optarg;
+		else if (cli_common_opt(c, opt))
+			return 2;
+	}
+	if (optind != argc) {
+		fprintf(stderr,
+			"usage: sealtrail verify [--against CHECKPOINT_FILE] [--pubkey FILE]"
+			" [--json]\n");
+		return 2;
+	}
+	if (store_verify(c->store_dir, &o, &r)) {
+		log_error("%s: cannot verify", c->store_dir);
+		return 2;
+	}
+	if (c->json) {
+		buf_addf(&line,
+			 "{\"ok\":%s,\"pinned\":%s,\"records\":%llu,\"covered\":%llu,"
+			 "\"uncovered\":%llu,\"epochs\":%u",
+			 r.ok ? "true" : "false", r.pinned ? "true" : "false",
+			 (unsigned long long)r.records, (unsigned long long)r.covered,
+			 (unsigned long long)(r.records - r.covered), r.epochs);
+		if (o.against_file)
+			buf_addf(&line, ",\"checkpoint_size\":%llu,\"checkpoint_ok\":%s",
+				 (unsigned long long)r.checkpoint_size,
+				 r.checkpoint_ok ? "true" : "false");
+		if (!r.ok) {
+			buf_addf(&line, ",\"file\":");
+			json_add_string(&line, (const uint8_t *)r.file, strlen(r.file));
+			buf_addf(&line, ",\"offset\":%llu,\"seq\":%llu,\"reason\":",
+				 (unsigned long long)r.offset, (unsigned long long)r.seq);
+			json_add_string(&line, (const uint8_t *)r.reason, strlen(r.reason));
+		}
+		printf("%s}\n", line.data);
+		buf_free(&line);
+	} else if (r.ok) {
+		printf("OK: %llu records, %u epochs signed, %llu records under a signed tree head,"
+		       " %llu not yet covered%s\n",
+		       (unsigned long long)r.records, r.epochs, (unsigned long long)r.covered,
+		       (unsigned long long)(r.records - r.covered),
+		       r.pinned ? ""
+				: " (first key taken from the store: pass --pubkey to pin it)");
+		if (o.against_file)
+			printf("checkpoint %s: consistent (tree size %llu)\n", o.against_file,
+			       (unsigned long long)r.checkpoint_size);
+	} else {
+		printf("FAILED: %s: byte offset %llu, sequence %llu: %s\n", r.file,
+		       (unsigned long long)r.offset, (unsigned long long)r.seq, r.reason);
+	}
+	return r.ok ? 0 : 1;
+}
+
+int cmd_checkpoint(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {CLI_COMMON_OPTS, {0}};
+	char path[4200];
+	FILE *f;
+	int opt, ch;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
+		if (cli_common_opt(c, opt))
+			return 2;
+	snprintf(path, sizeof(path), "%s/checkpoints/latest", c->store_dir);
+	f = fopen(path, "re");
+	if (!f) {
+		log_error("%s: %s (sealtraild writes it when it closes an epoch)", path,
+			  strerror(errno));
+		return 1;
+	}
+	while ((ch = fgetc(f)) != EOF)
+		putchar(ch);
+	fclose(f);
+	return 0;
+}

@@ -1,0 +1,320 @@
+/*
+ * The store's keys and the closing of signing epochs (store.h; the design
+ * is in docs/SEALING.md).
+ *
+ *   DIR/keys/kek        32 random bytes: wraps every segment's data key
+ *   DIR/keys/epoch      u32 epoch || Ed25519 secret || public: the key that
+ *                       signs the current epoch, replaced at each close
+ *   DIR/keys/first.pub  store id and the first public key: pin it
+ *   DIR/checkpoints/latest  the last signed checkpoint (C2SP signed note)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "store/store.h"
+
+#define EPOCH_FILE_LEN (4 + SEAL_KEY_LEN + SEAL_PK_LEN)
+
+static char *store_path(const struct store *st, const char *name)
+{
+	char *p;
+
+	return asprintf(&p, "%s/%s", st->dir, name) < 0 ? NULL : p;
+}
+
+static int read_exact(const char *path, uint8_t *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len);
+	if (n != (ssize_t)len)
+		err = n < 0 ? -errno : -EINVAL;
+	close(fd);
+	return err;
+}
+
+/* Write a root-only file so that it is either old or new after a crash. */
+static int write_atomic(const char *path, const void *data, size_t len)
+{
+	char tmp[4200], dir[4200], *slash;
+	int fd, err = 0;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (write_all(fd, data, len) || fsync(fd))
+		err = -errno;
+	close(fd);
+	if (!err && rename(tmp, path))
+		err = -errno;
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!err && slash) {
+		*slash = 0;
+		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			fsync(fd);
+			close(fd);
+		}
+	}
+	return err;
+}
+
+static void read_boot_id(uint8_t out[16])
+{
+	char text[64] = {0}, hex[33];
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+	size_t j = 0;
+
+	memset(out, 0, 16);
+	if (!f)
+		return;
+	if (fgets(text, sizeof(text), f))
+		for (size_t i = 0; text[i] && j < 32; i++)
+			if (text[i] != '-' && text[i] != '\n')
+				hex[j++] = text[i];
+	fclose(f);
+	hex[j] = 0;
+	if (j == 32)
+		hex_decode(hex, out, 16);
+}
+
+int store_load_keys(struct store *st, bool create)
+{
+	char *dir = store_path(st, "keys"), *kek = store_path(st, "keys/kek");
+	char *epoch = store_path(st, "keys/epoch"), *first = store_path(st, "keys/first.pub");
+	int err = 0;
+
+	if (!dir || !kek || !epoch || !first) {
+		err = -ENOMEM;
+		goto out;
+	}
+	read_boot_id(st->boot_id);
+	if (create && mkdir(dir, 0700) && errno != EEXIST) {
+		err = -errno;
+		log_error("store %s: cannot create %s: %s", st->dir, dir, strerror(errno));
+		goto out;
+	}
+	err = read_exact(kek, st->kek, SEAL_KEY_LEN);
+	if (err == -ENOENT && create) {
+		if (RAND_bytes(st->kek, SEAL_KEY_LEN) != 1)
+			err = -EIO;
+		else
+			err = write_atomic(kek, st->kek, SEAL_KEY_LEN);
+	}
+	st->have_kek = err == 0;
+	if (err && err != -EACCES && err != -ENOENT) {
+		log_error("%s: %s", kek, err == -EINVAL ? "not a 32-byte key" : strerror(-err));
+		goto out;
+	}
+	err = 0;
+	if (create && access(epoch, F_OK)) {
+		uint8_t buf[EPOCH_FILE_LEN] = {0};
+		char pkhex[2 * SEAL_PK_LEN + 1], idhex[ST_ID_HEX], text[256];
+
+		err = seal_keygen(buf + 4, buf + 4 + SEAL_KEY_LEN);
+		err = err ?: write_atomic(epoch, buf, sizeof(buf));
+		hex_encode(buf + 4 + SEAL_KEY_LEN, SEAL_PK_LEN, pkhex);
+		hex_encode(st->id, ST_ID_LEN, idhex);
+		snprintf(text, sizeof(text), "store %s\nfirst-key %s\n", idhex, pkhex);
+		err = err ?: write_atomic(first, text, strlen(text));
+		if (!err)
+			chmod(first, 0644);
+		OPENSSL_cleanse(buf, sizeof(buf));
+		if (!err)
+			log_info("store %s created; for the auditor to pin: store %s first-key %s"
+				 " (also in %s)",
+				 st->dir, idhex, pkhex, first);
+	}
+out:
+	free(dir);
+	free(kek);
+	free(epoch);
+	free(first);
+	return err;
+}
+
+int store_load_epoch(struct store *st, uint32_t next_epoch, const uint8_t next_pk[SEAL_PK_LEN])
+{
+	char *path = store_path(st, "keys/epoch"), *next = store_path(st, "keys/epoch.next");
+	uint8_t buf[EPOCH_FILE_LEN];
+	int err;
+
+	if (!path || !next) {
+		err = -ENOMEM;
+		goto out;
+	}
+	/* a crash between writing the last epoch record and replacing the key */
+	if (next_epoch && read_exact(next, buf, sizeof(buf)) == 0 && get_be32(buf) == next_epoch &&
+	    !memcmp(buf + 4 + SEAL_KEY_LEN, next_pk, SEAL_PK_LEN)) {
+		err = write_atomic(path, buf, sizeof(buf));
+		if (err)
+			goto out;
+	}
+	unlink(next);
+	err = read_exact(path, buf, sizeof(buf));
+	if (err) {
+		log_error("store %s: cannot read the signing key %s: %s", st->dir, path,
+			  strerror(-err));
+		goto out;
+	}
+	if (get_be32(buf) != next_epoch ||
+	    (next_epoch && memcmp(buf + 4 + SEAL_KEY_LEN, next_pk, SEAL_PK_LEN))) {
+		log_error("store %s: the signing key in %s is for epoch %u but the log's last seal"
+			  " hands over to epoch %u: records written now could not be verified;"
+			  " restore the matching keys/epoch or start a new store",
+			  st->dir, path, get_be32(buf), next_epoch);
+		err = -EKEYREJECTED;
+		goto out;
+	}
+	st->epoch = next_epoch;
+	memcpy(st->epoch_sk, buf + 4, SEAL_KEY_LEN);
+	memcpy(st->epoch_pk, buf + 4 + SEAL_KEY_LEN, SEAL_PK_LEN);
+	st->epoch_records = 0;
+	st->epoch_start_ns = clock_ns(CLOCK_MONOTONIC);
+out:
+	OPENSSL_cleanse(buf, sizeof(buf));
+	free(path);
+	free(next);
+	return err;
+}
+
+char *store_checkpoint_path(const struct store *st)
+{
+	return store_path(st, "checkpoints/latest");
+}
+
+static void base64(const uint8_t *in, size_t len, char *out)
+{
+	EVP_EncodeBlock((unsigned char *)out, in, len);
+}
+
+/*
+ * A C2SP signed note: origin, tree size, root, an "epoch N" extension
+ * line, then the Ed25519 signature of epoch N's key over those lines.
+ */
+static int checkpoint_note(const struct store *st, uint64_t size, const uint8_t root[32],
+			   const uint8_t sk[SEAL_KEY_LEN], const uint8_t pk[SEAL_PK_LEN],
+			   struct buf *note)
+{
+	char idhex[ST_ID_HEX], name[64], b64root[64], b64sig[128];
+	uint8_t keyid_in[64 + 1 + 1 + SEAL_PK_LEN], md[32], sigblob[4 + SEAL_SIG_LEN];
+	unsigned mdlen;
+	size_t n, body;
+	int err;
+
+	hex_encode(st->id, ST_ID_LEN, idhex);
+	snprintf(name, sizeof(name), "sealtrail-%.16s", idhex);
+	base64(root, 32, b64root);
+	note->len = 0;
+	buf_addf(note, "sealtrail/%s\n%llu\n%s\nepoch %u\n", idhex, (unsigned long long)size,
+		 b64root, st->epoch);
+	body = note->len;
+	/* key id: SHA-256(name || "\n" || 0x01 || public key)[:4], 0x01 = Ed25519 */
+	n = strlen(name);
+	memcpy(keyid_in, name, n);
+	keyid_in[n] = '\n';
+	keyid_in[n + 1] = 1;
+	memcpy(keyid_in + n + 2, pk, SEAL_PK_LEN);
+	EVP_Digest(keyid_in, n + 2 + SEAL_PK_LEN, md, &mdlen, EVP_sha256(), NULL);
+	memcpy(sigblob, md, 4);
+	err = seal_sign(sk, note->data, body, sigblob + 4);
+	if (err)
+		return err;
+	base64(sigblob, sizeof(sigblob), b64sig);
+	return buf_addf(note, "\n\u2014 %s %s\n", name, b64sig);
+}
+
+static void write_checkpoint(struct store *st, const struct buf *note)
+{
+	char *dir = store_path(st, "checkpoints"), *path = store_checkpoint_path(st);
+
+	if (dir && mkdir(dir, 0755) && errno != EEXIST)
+		log_warn("store %s: cannot create %s: %s", st->dir, dir, strerror(errno));
+	if (path && write_atomic(path, note->data, note->len))
+		log_warn("store %s: cannot write the checkpoint %s", st->dir, path);
+	if (path)
+		chmod(path, 0644);
+	if (st->checkpoint_sink) {
+		int fd = open(st->checkpoint_sink, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+		if (fd < 0 || write_all(fd, note->data, note->len) || fdatasync(fd))
+			log_warn("checkpoint sink %s: %s: the checkpoint stays only in %s",
+				 st->checkpoint_sink, strerror(errno), path ? path : "the store");
+		if (fd >= 0)
+			close(fd);
+	}
+	free(dir);
+	free(path);
+}
+
+int store_seal_epoch(struct store *st, const char *reason)
+{
+	uint8_t root[SEAL_HASH_LEN], sig[SEAL_SIG_LEN], next[EPOCH_FILE_LEN];
+	char *path = store_path(st, "keys/epoch"), *next_path = store_path(st, "keys/epoch.next");
+	struct buf msg = {0}, rec = {0}, note = {0};
+	uint64_t size = st->tree.size;
+	int err;
+
+	if (st->seg_fd < 0 || !path || !next_path) {
+		err = st->seg_fd < 0 ? -EBADF : -ENOMEM;
+		goto out;
+	}
+	merkle_root(&st->tree, root);
+	put_be32(next, st->epoch + 1);
+	err = seal_keygen(next + 4, next + 4 + SEAL_KEY_LEN);
+	if (err)
+		goto out;
+	seal_epoch_message(st->id, st->epoch, size, root, next + 4 + SEAL_KEY_LEN, &msg);
+	err = seal_sign(st->epoch_sk, msg.data, msg.len, sig);
+	err = err ?: checkpoint_note(st, size, root, st->epoch_sk, st->epoch_pk, &note);
+	/* the next key is durable before the record that certifies it */
+	err = err ?: write_atomic(next_path, next, sizeof(next));
+	err = err
+		  ?: rec_begin(&rec, REC_EPOCH, NULL, clock_ns(CLOCK_REALTIME),
+			       clock_ns(CLOCK_BOOTTIME));
+	err = err ?: rec_add_u64(&rec, TAG_EPOCH, st->epoch);
+	err = err ?: rec_add_u64(&rec, TAG_TREE_SIZE, size);
+	err = err ?: rec_add_bytes(&rec, TAG_ROOT, root, sizeof(root));
+	err = err ?: rec_add_bytes(&rec, TAG_NEXT_PK, next + 4 + SEAL_KEY_LEN, SEAL_PK_LEN);
+	err = err ?: rec_add_bytes(&rec, TAG_SIGNATURE, sig, sizeof(sig));
+	err = err ?: rec_add_str(&rec, TAG_REASON, reason);
+	err = err ?: store_append_plain(st, &rec);
+	err = err ?: store_sync(st);
+	if (err) {
+		log_error("store %s: closing epoch %u failed: %s", st->dir, st->epoch,
+			  strerror(-err));
+		goto out;
+	}
+	write_checkpoint(st, &note);
+	/* erase this epoch's key: from now on nobody can sign for it */
+	if (rename(next_path, path))
+		log_error("store %s: cannot replace %s: %s", st->dir, path, strerror(errno));
+	OPENSSL_cleanse(st->epoch_sk, sizeof(st->epoch_sk));
+	st->epoch++;
+	memcpy(st->epoch_sk, next + 4, SEAL_KEY_LEN);
+	memcpy(st->epoch_pk, next + 4 + SEAL_KEY_LEN, SEAL_PK_LEN);
+	st->epoch_records = 0;
+	st->epoch_start_ns = clock_ns(CLOCK_MONOTONIC);
+out:
+	OPENSSL_cleanse(next, sizeof(next));
+	buf_free(&msg);
+	buf_free(&rec);
+	buf_free(&note);
+	free(path);
+	free(next_path);
+	return err;
+}

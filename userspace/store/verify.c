@@ -1,0 +1,352 @@
+/*
+ * `sealtrail verify`: walks every envelope of every segment without
+ * opening any, and checks strict parsing, sequence continuity, store id and
+ * segment numbers, the hash chain, that each envelope's epoch is the
+ * epoch being signed, time consistency within a boot, and each epoch
+ * record: its tree size and root against the recomputed tree, and its
+ * signature by the key the previous epoch certified, starting from the
+ * pinned first key. Optionally checks a saved checkpoint against the store.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/record.h"
+#include "store/seal.h"
+#include "store/store.h"
+#include "store/verify.h"
+
+struct walk {
+	struct verify_result *r;
+	uint8_t id[ST_ID_LEN];
+	uint8_t first[SEAL_PK_LEN]; /* the pinned key of epoch 0 */
+	uint8_t pk[SEAL_PK_LEN]; /* key of the epoch being walked */
+	uint8_t (*pks)[SEAL_PK_LEN]; /* key of every epoch, for checkpoints */
+	uint32_t npks;
+	uint32_t epoch;
+	uint64_t next_seq;
+	uint8_t prev[SEAL_HASH_LEN];
+	struct merkle tree;
+	bool have_time;
+	uint8_t boot[16];
+	uint64_t wall, mono;
+	uint64_t want_size; /* checkpoint to compare: root when the tree has this size */
+	uint8_t root_at[SEAL_HASH_LEN];
+	bool have_root_at;
+};
+
+static bool fail(struct verify_result *r, const char *file, uint64_t off, uint64_t seq,
+		 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static bool fail(struct verify_result *r, const char *file, uint64_t off, uint64_t seq,
+		 const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!r->ok)
+		return false; /* keep the first failure */
+	r->ok = false;
+	snprintf(r->file, sizeof(r->file), "%s", file);
+	r->offset = off;
+	r->seq = seq;
+	va_start(ap, fmt);
+	vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
+	va_end(ap);
+	return false;
+}
+
+static int read_text(const char *path, char *out, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, out, size - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	out[n] = 0;
+	return 0;
+}
+
+static bool check_epoch(struct walk *w, const struct seal_envelope *env, const char *file,
+			uint64_t off)
+{
+	const struct rec_field *root, *next, *sig;
+	uint64_t epoch, size;
+	uint8_t want[SEAL_HASH_LEN];
+	struct record rec;
+	struct buf msg = {0};
+	char why[128];
+	size_t used;
+	bool ok;
+
+	if (rec_parse(env->payload, env->payload_len, &rec, &used, why) || used != env->payload_len)
+		return fail(w->r, file, off, env->h.seq, "epoch record unreadable: %s", why);
+	root = rec_field(&rec, TAG_ROOT);
+	next = rec_field(&rec, TAG_NEXT_PK);
+	sig = rec_field(&rec, TAG_SIGNATURE);
+	if (!rec_u64(&rec, TAG_EPOCH, &epoch) || !rec_u64(&rec, TAG_TREE_SIZE, &size) || !root ||
+	    root->len != SEAL_HASH_LEN || !next || next->len != SEAL_PK_LEN || !sig ||
+	    sig->len != SEAL_SIG_LEN || rec.seq != env->h.seq)
+		return fail(w->r, file, off, env->h.seq, "epoch record lacks a field");
+	if (epoch != w->epoch || env->h.epoch != w->epoch)
+		return fail(w->r, file, off, env->h.seq,
+			    "epoch record says epoch %llu, expected %u (epochs must follow)",
+			    (unsigned long long)epoch, w->epoch);
+	merkle_root(&w->tree, want);
+	if (size != w->tree.size || memcmp(want, root->data, SEAL_HASH_LEN))
+		return fail(w->r, file, off, env->h.seq,
+			    "epoch %u signs a tree of %llu records that is not this store's"
+			    " (records before it were changed, removed or added)",
+			    w->epoch, (unsigned long long)size);
+	seal_epoch_message(w->id, w->epoch, size, root->data, next->data, &msg);
+	ok = seal_verify(w->pk, msg.data, msg.len, sig->data);
+	buf_free(&msg);
+	if (!ok)
+		return fail(w->r, file, off, env->h.seq,
+			    "epoch %u signature does not verify with the key certified for it",
+			    w->epoch);
+	w->r->covered = size;
+	w->r->epochs++;
+	w->epoch++;
+	memcpy(w->pk, next->data, SEAL_PK_LEN);
+	w->pks = realloc(w->pks, (w->npks + 1) * sizeof(*w->pks));
+	if (!w->pks)
+		return fail(w->r, file, off, env->h.seq, "out of memory");
+	memcpy(w->pks[w->npks++], w->pk, SEAL_PK_LEN);
+	return true;
+}
+
+static bool check_envelope(struct walk *w, const struct seal_envelope *env, uint32_t seg_no,
+			   const char *file, uint64_t off)
+{
+	uint8_t leaf[SEAL_HASH_LEN];
+
+	if (env->h.seq != w->next_seq)
+		return fail(w->r, file, off, env->h.seq,
+			    "sequence %llu where %llu was due (records removed, duplicated or"
+			    " reordered)",
+			    (unsigned long long)env->h.seq, (unsigned long long)w->next_seq);
+	if (memcmp(env->h.store_id, w->id, ST_ID_LEN))
+		return fail(w->r, file, off, env->h.seq, "record of another store");
+	if (env->h.segment != seg_no)
+		return fail(w->r, file, off, env->h.seq, "record says segment %u, found in %u",
+			    env->h.segment, seg_no);
+	if (memcmp(env->h.prev_hash, w->prev, SEAL_HASH_LEN))
+		return fail(w->r, file, off, env->h.seq,
+			    "hash chain broken: the previous record is not the one this record"
+			    " was sealed after");
+	if (env->h.epoch != w->epoch)
+		return fail(w->r, file, off, env->h.seq,
+			    "sealed in epoch %u while epoch %u was open (re-sealed with another"
+			    " epoch's key?)",
+			    env->h.epoch, w->epoch);
+	if (w->have_time && !memcmp(w->boot, env->h.boot_id, 16)) {
+		/* within one boot: monotonic time never goes back, wall time follows it */
+		if (env->h.mono_ns < w->mono)
+			return fail(w->r, file, off, env->h.seq, "monotonic clock went backwards");
+		if ((int64_t)(env->h.wall_ns - w->wall) <
+		    (int64_t)(env->h.mono_ns - w->mono) - 1000000000ll)
+			return fail(w->r, file, off, env->h.seq,
+				    "wall clock moved backwards by %.3f s within one boot",
+				    ((double)(env->h.mono_ns - w->mono) -
+				     (double)(env->h.wall_ns - w->wall)) /
+					1e9);
+	}
+	if (env->h.flags & SEAL_PLAIN) {
+		if (env->h.type != REC_EPOCH)
+			return fail(w->r, file, off, env->h.seq,
+				    "unencrypted record of type %u: only seals are", env->h.type);
+		if (!check_epoch(w, env, file, off))
+			return false;
+	} else if (env->h.type == REC_EPOCH) {
+		return fail(w->r, file, off, env->h.seq, "encrypted epoch record");
+	}
+	seal_leaf_hash(env->bytes, env->len, leaf);
+	merkle_append(&w->tree, leaf);
+	memcpy(w->prev, leaf, SEAL_HASH_LEN);
+	if (w->want_size && w->tree.size == w->want_size) {
+		merkle_root(&w->tree, w->root_at);
+		w->have_root_at = true;
+	}
+	memcpy(w->boot, env->h.boot_id, 16);
+	w->wall = env->h.wall_ns;
+	w->mono = env->h.mono_ns;
+	w->have_time = true;
+	w->next_seq++;
+	w->r->records++;
+	return true;
+}
+
+static bool walk_segment(struct walk *w, const char *path, uint32_t seg_no, bool last)
+{
+	struct stat sb;
+	uint8_t *map = MAP_FAILED;
+	uint64_t off;
+	bool ok = true;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || fstat(fd, &sb))
+		ok = fail(w->r, path, 0, w->next_seq, "cannot read: %s", strerror(errno));
+	else if (sb.st_size < SEG_HEADER_LEN)
+		ok = fail(w->r, path, 0, w->next_seq, "shorter than a segment header");
+	else if ((map = mmap(NULL, sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED)
+		ok = fail(w->r, path, 0, w->next_seq, "cannot map");
+	else if (memcmp(map, SEG_MAGIC, 8) || get_be32(map + 8) != SEG_VERSION ||
+		 memcmp(map + 16, w->id, ST_ID_LEN) || get_be64(map + 32) != seg_no)
+		ok = fail(w->r, path, 0, w->next_seq,
+			  "bad segment header (magic, version, store id or number)");
+	for (off = SEG_HEADER_LEN; ok && off < (uint64_t)sb.st_size;) {
+		struct seal_envelope env;
+		char why[128];
+		size_t used;
+		int rc = seal_parse(map + off, sb.st_size - off, &env, &used, why);
+
+		if (rc == -EAGAIN && !last)
+			break; /* a torn tail: the writer went on in a new segment */
+		if (rc) {
+			ok = fail(w->r, path, off, w->next_seq, "%s", why);
+			break;
+		}
+		ok = check_envelope(w, &env, seg_no, path, off);
+		off += used;
+	}
+	if (map != MAP_FAILED)
+		munmap(map, sb.st_size);
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* Parse and check a checkpoint note against the keys the walk certified. */
+static void check_checkpoint(struct walk *w, const char *path, const char *text)
+{
+	char origin[128], b64root[128], name[128], b64sig[256], want_origin[128], idhex[ST_ID_HEX];
+	unsigned long long size;
+	unsigned epoch;
+	uint8_t root[64], sig[128];
+	const char *sep = strstr(text, "\n\n");
+	int n;
+
+	hex_encode(w->id, ST_ID_LEN, idhex);
+	snprintf(want_origin, sizeof(want_origin), "sealtrail/%s", idhex);
+	if (!sep ||
+	    sscanf(text, "%127[^\n]\n%llu\n%127[^\n]\nepoch %u\n", origin, &size, b64root,
+		   &epoch) != 4 ||
+	    sscanf(sep + 2, "\u2014 %127s %255s", name, b64sig) != 2) {
+		fail(w->r, path, 0, 0, "not a sealtrail checkpoint (signed note)");
+		return;
+	}
+	if (strcmp(origin, want_origin)) {
+		fail(w->r, path, 0, 0, "checkpoint of another store (%s)", origin);
+		return;
+	}
+	n = EVP_DecodeBlock(root, (const unsigned char *)b64root, strlen(b64root));
+	if (n < SEAL_HASH_LEN || EVP_DecodeBlock(sig, (const unsigned char *)b64sig,
+						 strlen(b64sig)) < 4 + SEAL_SIG_LEN) {
+		fail(w->r, path, 0, 0, "checkpoint root or signature is not base64");
+		return;
+	}
+	if (epoch >= w->npks + 1) {
+		fail(w->r, path, 0, size,
+		     "checkpoint signed in epoch %u, but the store closes only %u epochs"
+		     " (truncated or rolled back)",
+		     epoch, w->npks);
+		return;
+	}
+	/* keys: pks[i] is the key of epoch i + 1; epoch 0's is the pinned key */
+	if (!seal_verify(epoch ? w->pks[epoch - 1] : w->first, (const uint8_t *)text,
+			 sep + 1 - text, sig + 4)) {
+		fail(w->r, path, 0, size, "checkpoint signature does not verify");
+		return;
+	}
+	w->r->checkpoint_size = size;
+	if (size > w->r->records) {
+		fail(w->r, path, 0, size,
+		     "the store has %llu records, fewer than the %llu a saved checkpoint signs"
+		     " (truncated or rolled back)",
+		     (unsigned long long)w->r->records, size);
+		return;
+	}
+	if (size && (!w->have_root_at || memcmp(w->root_at, root, SEAL_HASH_LEN))) {
+		fail(w->r, path, 0, size,
+		     "the first %llu records are not the ones the checkpoint signs", size);
+		return;
+	}
+	w->r->checkpoint_ok = true;
+}
+
+static int seg_filter(const struct dirent *d)
+{
+	unsigned n;
+	char tail;
+
+	return sscanf(d->d_name, "seg-%8u.lo%c", &n, &tail) == 2 && tail == 'g';
+}
+
+int store_verify(const char *dir, const struct verify_opts *o, struct verify_result *r)
+{
+	struct walk w = {.r = r, .next_seq = 1};
+	char path[4200], text[4096], idhex[ST_ID_HEX + 1], pkhex[2 * SEAL_PK_LEN + 1];
+	char note[4096];
+	struct dirent **list = NULL;
+	uint8_t first_pk[SEAL_PK_LEN];
+	int n, err;
+
+	memset(r, 0, sizeof(*r));
+	r->ok = true;
+	snprintf(path, sizeof(path), "%s/keys/first.pub", dir);
+	r->pinned = o->pubkey_file != NULL;
+	err = read_text(o->pubkey_file ? o->pubkey_file : path, text, sizeof(text));
+	if (err || sscanf(text, "store %32s\nfirst-key %64s", idhex, pkhex) != 2 ||
+	    hex_decode(idhex, w.id, ST_ID_LEN) || hex_decode(pkhex, first_pk, SEAL_PK_LEN)) {
+		fail(r, o->pubkey_file ? o->pubkey_file : path, 0, 0,
+		     "no pinned first key (\"store HEX\\nfirst-key HEX\\n\"): %s",
+		     err ? strerror(-err) : "malformed");
+		return 0;
+	}
+	memcpy(w.pk, first_pk, SEAL_PK_LEN);
+	memcpy(w.first, first_pk, SEAL_PK_LEN);
+	if (o->against_file) {
+		if (read_text(o->against_file, note, sizeof(note))) {
+			fail(r, o->against_file, 0, 0, "cannot read the checkpoint");
+			return 0;
+		}
+		sscanf(strchr(note, '\n') ? strchr(note, '\n') + 1 : "", "%llu",
+		       (unsigned long long *)&w.want_size);
+	}
+	snprintf(path, sizeof(path), "%s/segments", dir);
+	n = scandir(path, &list, seg_filter, alphasort);
+	if (n < 0) {
+		fail(r, path, 0, 0, "cannot list segments: %s", strerror(errno));
+		return 0;
+	}
+	for (int i = 0; i < n; i++) {
+		unsigned seg = 0;
+
+		sscanf(list[i]->d_name, "seg-%8u", &seg);
+		if (r->ok && seg != (unsigned)i + 1)
+			fail(r, list[i]->d_name, 0, w.next_seq, "segment %u missing", i + 1);
+		snprintf(path, sizeof(path), "%s/segments/%s", dir, list[i]->d_name);
+		if (r->ok)
+			walk_segment(&w, path, seg, i == n - 1);
+		free(list[i]);
+	}
+	free(list);
+	if (r->ok && o->against_file)
+		check_checkpoint(&w, o->against_file, note);
+	if (r->ok && !r->epochs)
+		fail(r, dir, 0, 0, "no seals: no epoch record signs any of the %llu records",
+		     (unsigned long long)r->records);
+	free(w.pks);
+	return 0;
+}

@@ -1,0 +1,35 @@
+/*
+ * Offline verification of a store's seal: needs no decryption key, only
+ * the files and the first public key (pinned by the auditor).
+ */
+#ifndef SEALTRAIL_VERIFY_H
+#define SEALTRAIL_VERIFY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct verify_opts {
+	const char *pubkey_file; /* "store HEX\nfirst-key HEX\n"; default DIR/keys/first.pub */
+	const char *against_file; /* a saved checkpoint (C2SP signed note) */
+};
+
+struct verify_result {
+	bool ok;
+	bool pinned; /* the first key came from --pubkey, not from the store */
+	/* the first failure */
+	char file[512];
+	uint64_t offset;
+	uint64_t seq;
+	char reason[256];
+	/* what was checked */
+	uint64_t records;
+	uint64_t covered; /* records under a signed tree head */
+	uint32_t epochs; /* closed epochs */
+	uint64_t checkpoint_size;
+	bool checkpoint_ok;
+};
+
+/* 0 when verification ran (see r->ok), negative errno when it could not. */
+int store_verify(const char *dir, const struct verify_opts *o, struct verify_result *r);
+
+#endif
