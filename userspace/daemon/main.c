@@ -46,6 +46,8 @@ static void usage(FILE *out)
 	    "                        (default /usr/lib/openssh/sftp-server and internal-sftp)\n"
 	    "  --transfer PATH       program whose files are summarised (path, size, SHA-256);\n"
 	    "                        repeatable (default sftp-server, /usr/bin/scp, rsync)\n"
+	    "  --checkpoint-file PATH append every signed checkpoint (at most every 10 s and\n"
+	    "                        at each session end) to PATH, e.g. on another mount\n"
 	    "  --log-level LEVEL     error, warning, info (default) or debug\n"
 	    "  --consumer-delay-ms N testing: pause N ms after each ring-buffer read, to\n"
 	    "                        force losses and check that they become gap records\n"
@@ -116,6 +118,7 @@ int main(int argc, char **argv)
 	    {"capture-cap-bytes", required_argument, NULL, 'C'},
 	    {"subsystem", required_argument, NULL, 'S'},
 	    {"transfer", required_argument, NULL, 'T'},
+	    {"checkpoint-file", required_argument, NULL, 'K'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
