@@ -194,7 +194,12 @@ int seal_build(struct buf *out, const struct seal_header *h, const uint8_t *reco
 
 		if (!tmp)
 			return -ENOMEM;
-		plen = ZSTD_compress(tmp, bound, record, len, 1);
+		/* one context per thread: creating one per record costs more than compressing */
+		static __thread ZSTD_CCtx *cctx;
+
+		if (!cctx)
+			cctx = ZSTD_createCCtx();
+		plen = cctx ? ZSTD_compressCCtx(cctx, tmp, bound, record, len, 1) : (size_t)-1;
 		if (ZSTD_isError(plen)) {
 			free(tmp);
 			return -EIO;
@@ -248,7 +253,14 @@ int seal_open(const struct seal_envelope *env, const uint8_t key[SEAL_KEY_LEN], 
 	err = buf_reserve(record, size);
 	if (err)
 		goto out;
-	n = ZSTD_decompress(record->data, size, plain, env->payload_len);
+	{
+		static __thread ZSTD_DCtx *dctx;
+
+		if (!dctx)
+			dctx = ZSTD_createDCtx();
+		n = dctx ? ZSTD_decompressDCtx(dctx, record->data, size, plain, env->payload_len)
+			 : (size_t)-1;
+	}
 	if (ZSTD_isError(n) || n != size) {
 		err = -EBADMSG;
 		goto out;
