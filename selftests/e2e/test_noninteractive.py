@@ -386,3 +386,19 @@ def remote_forward(use_pam):
         srv.close()
         d.close()
         lab.__exit__(None, None, None)
+
+
+@test("e2e/capture_cap_is_configurable")
+def capture_cap_option():
+    lab = SshLab(tempfile.mkdtemp(prefix="st-lab-"), use_pam=False)
+    with lab, Daemon(["--capture-cap-bytes", "1000"]) as d:
+        u = lab.add_user("stcap")
+        d.wait_listener(lab.pid)
+        p = subprocess.run(lab.ssh_argv(u, "head -c 5000 /dev/zero | tr '\\\\0' z", tty=False),
+                           capture_output=True, timeout=60)
+        check_eq(len(p.stdout), 5000, "client output")
+        sess = ended_session_of(d, u.name)
+        ends = [e for e in d.events(sess["id"]) if e["type"] == "stream_end"]
+        check_eq(sum(e["stored"] for e in ends), 1000, "--capture-cap-bytes 1000 honoured",
+                 streams=ends)
+        check_eq(sum(e["bytes"] for e in ends if e["stream"] == 3), 5000, "whole stream counted")

@@ -42,9 +42,9 @@ static void usage(FILE *out)
 	    "                        stored per session (default 8 MiB, 0 = all); past it\n"
 	    "                        the streams are counted and SHA-256-hashed\n"
 	    "  --subsystem PATH      command that makes a login kind \"subsystem\"; repeatable\n"
+	    "                        (default /usr/lib/openssh/sftp-server and internal-sftp)\n"
 	    "  --transfer PATH       program whose files are summarised (path, size, SHA-256);\n"
 	    "                        repeatable (default sftp-server, /usr/bin/scp, rsync)\n"
-	    "                        (default /usr/lib/openssh/sftp-server and internal-sftp)\n"
 	    "  --log-level LEVEL     error, warning, info (default) or debug\n"
 	    "  --consumer-delay-ms N testing: pause N ms after each ring-buffer read, to\n"
 	    "                        force losses and check that they become gap records\n"
@@ -112,6 +112,9 @@ int main(int argc, char **argv)
 	    {"ringbuf-size", required_argument, NULL, 'r'},
 	    {"log-level", required_argument, NULL, 'l'},
 	    {"consumer-delay-ms", required_argument, NULL, 'c'},
+	    {"capture-cap-bytes", required_argument, NULL, 'C'},
+	    {"subsystem", required_argument, NULL, 'S'},
+	    {"transfer", required_argument, NULL, 'T'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},

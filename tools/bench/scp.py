@@ -1,0 +1,610 @@
+#!/usr/bin/python3
+"""scp throughput and store growth through a recorded session. Needs root.
+
+    /usr/bin/python3 tools/bench/scp.py --build build [--size-mib N] [--rounds N]
+
+Uploads one file of random bytes (default 1024 MiB) with `scp` to a test
+user's home through a private sshd on loopback (selftests/lib/sshlab.py), in
+two protocols:
+
+sftp    plain `scp` (OpenSSH 9.2 speaks SFTP): a `subsystem` session
+legacy  `scp -O` (the old rcp protocol, `scp -t` on the server): an `exec`
+        session
+
+and two configurations, interleaved round by round (the order rotates) and
+reported as the median of --rounds samples each:
+
+unrecorded  no sealtraild running (checked: no foreign BPF programs attached)
+recorded    a fresh sealtraild (harness.Daemon) on a fresh temporary store,
+            started before and stopped after each sample
+
+Issue target for the recorded runs: throughput >= 0.90x unrecorded, and the
+store grows by <= 1 MiB for the transfer. For every recorded sample the run
+also reports sealtraild's CPU time (utime+stime of all its threads, from
+/proc/PID/stat) while scp ran and until the file record was there, the
+session's lost_events/lost_bytes, the time from scp's exit to the session's
+end, and checks that `sealtrail --json events ID` has a `file` record for the
+upload whose sha256 is the SHA-256 of the source file.
+
+Throughput is file bytes / wall time of the whole `scp` command (connection
+and login included), in MB/s (10^6 bytes per second). Store growth is
+`du -s -B1` (allocated bytes) and `du -s -b` (apparent bytes) of the store
+directory once the session has ended (`end` != null), its file record is
+there and the store has stopped changing, minus the same before the upload.
+
+Disk use is bounded: the source file plus one uploaded copy (deleted after
+every sample). Everything lives under one temporary directory in /tmp (plus
+the test user's home), removed at the end, on Ctrl-C and on SIGTERM. Holds
+the same lock as tools/bench/run.py (flock on tools/bench), so two
+benchmarks never measure each other. Only the Python 3 standard library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "selftests", "lib"))
+
+import harness  # noqa: E402  (selftests/lib)
+import sshlab  # noqa: E402
+
+MiB = 1 << 20
+MB = 1_000_000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+TMP_PREFIX = "st-scpbench-"  # not run.py's "st-bench-": its repair removes those
+USER = "stscpbench"
+REMOTE_NAME = "scpbench-upload.bin"
+GROWTH_TARGET = 1 * MiB
+RATIO_TARGET = 0.90
+MODES = {"sftp": [], "legacy": ["-O"]}
+CONFIGS = ("unrecorded", "recorded")
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, nd=1):
+    if x is None or (isinstance(x, float) and x != x):
+        return "n/a"
+    return f"{x:.{nd}f}"
+
+
+def table(headers, rows):
+    cols = [[str(h)] + [str(r[i]) for r in rows] for i, h in enumerate(headers)]
+    widths = [max(len(c) for c in col) for col in cols]
+
+    def line(cells):
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    out = [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += [line([str(c) for c in r]) for r in rows]
+    return "\n".join(out)
+
+
+def cpu_seconds(pid):
+    """utime + stime of pid (all threads) in seconds, or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    rest = data[data.rfind(b")") + 2:].split()
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+def _cpu_times():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]  # idle + iowait
+    return sum(v[:8]) - idle, sum(v[:8])
+
+
+def machine_cpu():
+    """(busy, kernel) CPU seconds of the whole machine since boot: busy is
+    user+nice+system+irq+softirq+steal, kernel is system+irq+softirq."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = v
+    return ((user + nice + system + irq + softirq + steal) / CLK_TCK,
+            (system + irq + softirq) / CLK_TCK)
+
+
+def cpu_busy(interval):
+    b0, t0 = _cpu_times()
+    time.sleep(interval)
+    b1, t1 = _cpu_times()
+    return (b1 - b0) / max(1, t1 - t0)
+
+
+def foreign_bpf(own_pids):
+    """'comm[pid]: N programs' for processes other than ours with BPF
+    programs attached to (raw) tracepoints/kprobes (bpftool perf)."""
+    p = subprocess.run(["bpftool", "-j", "perf"], capture_output=True, text=True)
+    try:
+        items = json.loads(p.stdout or "[]")
+    except ValueError:
+        return []
+    out = {}
+    for it in items:
+        pid = it.get("pid")
+        if pid in own_pids:
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            comm = "?"
+        out[f"{comm}[{pid}]"] = out.get(f"{comm}[{pid}]", 0) + 1
+    return [f"{k}: {v} programs" for k, v in sorted(out.items())]
+
+
+def du(path):
+    """(allocated bytes, apparent bytes) of a directory tree, as du says."""
+    def one(flag):
+        p = subprocess.run(["du", "-s", flag, path], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError(f"du {flag} {path}: {p.stderr.strip()}")
+        return int(p.stdout.split()[0])
+    return one("-B1"), one("-b")
+
+
+def make_source(path, size):
+    """size bytes from the kernel's CSPRNG; returns the SHA-256 hex digest."""
+    h = hashlib.sha256()
+    chunk = 4 * MiB
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            data = os.urandom(min(chunk, left))
+            f.write(data)
+            h.update(data)
+            left -= len(data)
+    os.chmod(path, 0o644)
+    return h.hexdigest()
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.build = os.path.abspath(args.build)
+        self.stack = contextlib.ExitStack()
+        self.tmp = None
+        self.notes = []
+        self.contaminated = 0
+        self.waited = 0.0
+        self.own_pids = set()
+        self.samples = []
+        self.lab = self.user = None
+        self.src = self.digest = None
+
+    # -- setup / teardown ------------------------------------------------
+
+    def __enter__(self):
+        lock_fd = os.open(HERE, os.O_RDONLY | os.O_DIRECTORY)
+        self.stack.callback(os.close, lock_fd)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("another benchmark holds the lock on tools/bench; waiting for it "
+                f"(at most {self.args.lock_wait:.0f} s)")
+            deadline = time.monotonic() + self.args.lock_wait
+            while True:
+                try:
+                    fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise SystemExit("scp.py: tools/bench lock still held, giving up")
+                    time.sleep(2)
+        import glob
+        for d in glob.glob(f"/tmp/{TMP_PREFIX}*"):  # SIGKILLed earlier runs (we hold the lock)
+            shutil.rmtree(d, ignore_errors=True)
+        self.tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir="/tmp")
+        os.chmod(self.tmp, 0o755)  # sshd reads the authorized keys as the user
+        self.stack.callback(shutil.rmtree, self.tmp, ignore_errors=True)
+        # harness.Daemon makes its work dir (and store) with tempfile: inside ours.
+        tempfile.tempdir = self.tmp
+        self.stack.callback(setattr, tempfile, "tempdir", None)
+        return self
+
+    def __exit__(self, *exc):
+        self.stack.close()
+        return False
+
+    def mkdir(self, name, mode=0o755):
+        path = os.path.join(self.tmp, name)
+        os.makedirs(path, exist_ok=True)
+        os.chmod(path, mode)
+        return path
+
+    def note(self, msg):
+        log("NOTE: " + msg)
+        self.notes.append(msg)
+
+    def gate(self, what):
+        """Wait (bounded) until no foreign BPF programs are attached and the
+        CPUs are idle; returns True if the sample starts on a quiet machine."""
+        budget = max(0.0, self.args.quiet_budget - self.waited)
+        t0 = time.monotonic()
+        deadline = t0 + min(self.args.quiet_wait, budget)
+        said = None
+        while True:
+            foreign = foreign_bpf(self.own_pids)
+            busy = cpu_busy(0.5)
+            why = []
+            if foreign:
+                why.append(f"other processes' BPF programs attached: {foreign}")
+            if busy > self.args.busy_max:
+                why.append(f"CPUs {busy:.0%} busy with other work")
+            if not why:
+                self.waited += time.monotonic() - t0
+                return True
+            if time.monotonic() >= deadline:
+                self.waited += time.monotonic() - t0
+                self.contaminated += 1
+                self.note(f"{what}: measured anyway after waiting "
+                          f"{time.monotonic() - t0:.0f} s: {'; '.join(why)}")
+                return False
+            if said != len(why) or int(time.monotonic() - t0) % 15 == 0:
+                log(f"waiting for a quiet machine: {'; '.join(why)}")
+                said = len(why)
+
+    def setup(self):
+        self.lab = self.stack.enter_context(sshlab.SshLab(self.mkdir("lab")))
+        self.user = self.lab.add_user(USER)
+        size = self.args.size_mib * MiB
+        self.src = os.path.join(self.mkdir("src", 0o700), "payload.bin")
+        log(f"writing {self.args.size_mib} MiB of random bytes to {self.src}")
+        self.digest = make_source(self.src, size)
+        self.size = size
+        self.remote = os.path.join(self.user.home, REMOTE_NAME)
+        os.sync()
+
+    # -- one sample ------------------------------------------------------
+
+    def scp_argv(self, mode):
+        # fmt: off
+        return ["scp", *MODES[mode],
+                "-P", str(self.lab.port), "-i", self.user.key_path, "-F", "/dev/null",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR",
+                self.src, f"{self.user.name}@{self.lab.host}:{REMOTE_NAME}"]
+        # fmt: on
+
+    def remove_upload(self):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.remote)
+
+    def run_scp(self, mode):
+        argv = self.scp_argv(mode)
+        m0 = machine_cpu()
+        t0 = time.monotonic()
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=self.args.scp_timeout)
+        secs = time.monotonic() - t0
+        m1 = machine_cpu()
+        self.last_machine = (m1[0] - m0[0], m1[1] - m0[1])
+        if p.returncode != 0:
+            raise RuntimeError(f"scp {mode} exited {p.returncode}: "
+                               f"{p.stderr.decode(errors='replace').strip()}")
+        got = os.path.getsize(self.remote)
+        if got != self.size:
+            raise RuntimeError(f"scp {mode}: uploaded file has {got} bytes, not {self.size}")
+        return secs
+
+    def sample(self, mode, config, rnd):
+        what = f"round {rnd + 1} {mode} {config}"
+        self.remove_upload()
+        os.sync()  # no writeback of earlier samples during this one
+        s = {"mode": mode, "config": config, "round": rnd + 1}
+        if config == "unrecorded":
+            s["quiet"] = self.gate(what)
+            secs = self.run_scp(mode)
+            s["seconds"] = secs
+            s["mbps"] = self.size / secs / MB
+            s["machine_busy_s"], s["machine_kernel_s"] = self.last_machine
+            log(f"{what}: {s['mbps']:.1f} MB/s ({secs:.2f} s), machine CPU "
+                f"{s['machine_busy_s']:.2f} s busy / {s['machine_kernel_s']:.2f} s kernel")
+            self.remove_upload()
+            return s
+        harness.BUILD = self.build
+        d = harness.Daemon()
+        try:
+            d.start()
+            pid = d.proc.pid
+            self.own_pids.add(pid)
+            d.wait_listener(self.lab.pid)
+            s["quiet"] = self.gate(what)
+            before_ids = {x["id"] for x in d.sessions()}
+            du0 = self.settled_du(d.store)
+            cpu0 = cpu_seconds(pid)
+            secs = self.run_scp(mode)
+            t_exit = time.monotonic()
+            cpu1 = cpu_seconds(pid)
+            s["seconds"] = secs
+            s["mbps"] = self.size / secs / MB
+            s["cpu_transfer_s"] = cpu1 - cpu0
+            s["machine_busy_s"], s["machine_kernel_s"] = self.last_machine
+
+            def ended():
+                new = [x for x in d.sessions() if x["user"] == self.user.name
+                       and x["id"] not in before_ids]
+                return new if new and all(x["end"] is not None for x in new) else None
+            sessions = harness.wait_for(ended, self.args.end_timeout,
+                                        f"{what}: the session to end")
+            s["end_after_s"] = time.monotonic() - t_exit
+            if len(sessions) != 1:
+                self.note(f"{what}: {len(sessions)} new sessions, expected 1: "
+                          f"{[(x['id'], x['kind'], x['command']) for x in sessions]}")
+            sess = sessions[0]
+            s.update(session=sess["id"], kind=sess["kind"], command=sess["command"],
+                     lost_events=sess["lost_events"], lost_bytes=sess["lost_bytes"],
+                     bytes_in=sess["bytes_in"], bytes_out=sess["bytes_out"],
+                     end_reason=sess["end_reason"])
+
+            def file_records():
+                evs = d.events(sess["id"])
+                files = [e for e in evs if e["type"] == "file"]
+                return (evs, files) if files else None
+            try:
+                evs, files = harness.wait_for(file_records, self.args.end_timeout,
+                                              f"{what}: a file record")
+            except harness.Failure:
+                evs, files = d.events(sess["id"]), []
+            s["file_after_s"] = time.monotonic() - t_exit
+            s["cpu_total_s"] = cpu_seconds(pid) - cpu0
+            s["event_types"] = {}
+            for e in evs:
+                s["event_types"][e["type"]] = s["event_types"].get(e["type"], 0) + 1
+            s["files"] = files
+            ok = [f for f in files if f.get("path") == self.remote
+                  and f.get("direction") == "upload" and f.get("sha256") == self.digest]
+            s["file_ok"] = bool(ok)
+            if ok:
+                s["file_bytes"] = ok[0].get("bytes")
+                s["file_size"] = ok[0].get("size")
+                if ok[0].get("bytes") != self.size or ok[0].get("size") != self.size:
+                    self.note(f"{what}: file record bytes/size {ok[0].get('bytes')}/"
+                              f"{ok[0].get('size')}, expected {self.size}")
+            else:
+                self.note(f"{what}: no file record with the upload's SHA-256; file "
+                          f"records: {files}")
+            if "gap" in s["event_types"]:
+                gaps = [e for e in evs if e["type"] == "gap"]
+                self.note(f"{what}: {len(gaps)} gap records, first: {gaps[0]}")
+            if sess["lost_events"] or sess["lost_bytes"]:
+                self.note(f"{what}: session lost {sess['lost_events']} events / "
+                          f"{sess['lost_bytes']} bytes")
+            du1 = self.settled_du(d.store)
+            s["growth_alloc"] = du1[0] - du0[0]
+            s["growth_apparent"] = du1[1] - du0[1]
+            s["store_after"] = du1
+            st = d.status()
+            s["status"] = {k: v for k, v in st.items() if k not in ("listeners", "programs")}
+            s["ringbuf_events"] = st.get("events")
+            self.remove_upload()
+            log(f"{what}: {s['mbps']:.1f} MB/s ({secs:.2f} s), store +{s['growth_alloc']} B "
+                f"(apparent +{s['growth_apparent']} B), sealtraild CPU "
+                f"{s['cpu_transfer_s']:.2f} s during / {s['cpu_total_s']:.2f} s until file "
+                f"record, lost {sess['lost_events']}, file record "
+                f"{'ok' if s['file_ok'] else 'MISSING'}")
+        finally:
+            try:
+                rc = d.stop() if d.proc else None
+                if rc not in (0, None):
+                    self.note(f"{what}: sealtraild exited with status {rc}")
+                text = ""
+                with contextlib.suppress(OSError):
+                    with open(d.log_path, "rb") as f:
+                        text = f.read().decode(errors="replace")
+                s["daemon_log_lines"] = len(text.splitlines())
+                s["daemon_log_tail"] = text.splitlines()[-20:]
+                bad = [ln for ln in text.splitlines()
+                       if any(w in ln.lower() for w in ("error", "warn", "lost", "libbpf",
+                                                        "fail", "drop"))]
+                if bad:
+                    s["daemon_log_bad"] = bad[:20]
+                    self.note(f"{what}: sealtraild log: " + " | ".join(bad[:10]) +
+                              (f" (+{len(bad) - 10} more)" if len(bad) > 10 else ""))
+            finally:
+                if d.proc:
+                    self.own_pids.discard(d.proc.pid)
+                d.close()
+                self.remove_upload()
+        return s
+
+    def settled_du(self, store, timeout=15.0):
+        """du of the store once it stops changing (records are flushed once a
+        second; status.json is rewritten every second at a near-constant size)."""
+        deadline = time.monotonic() + timeout
+        last = du(store)
+        while True:
+            time.sleep(1.2)
+            cur = du(store)
+            if cur[1] == last[1] or time.monotonic() > deadline:
+                return cur
+            last = cur
+
+    # -- the run ------------------------------------------------------------
+
+    def run(self):
+        self.setup()
+        modes = self.args.modes
+        for rnd in range(self.args.rounds):
+            for mode in modes:
+                order = CONFIGS if (rnd + modes.index(mode)) % 2 == 0 else CONFIGS[::-1]
+                for config in order:
+                    try:
+                        self.samples.append(self.sample(mode, config, rnd))
+                    except (KeyboardInterrupt, SystemExit):
+                        raise
+                    except Exception as exc:
+                        msg = (str(exc) if isinstance(exc, (harness.Failure, RuntimeError))
+                               else traceback.format_exc())
+                        self.note(f"round {rnd + 1} {mode} {config} FAILED: {msg}")
+                        self.samples.append({"mode": mode, "config": config,
+                                             "round": rnd + 1, "failed": msg})
+
+
+def report(bench, header):
+    a = bench.args
+    out = [header, ""]
+    rows, checks = [], []
+    for mode in a.modes:
+        unrec = [s for s in bench.samples if s["mode"] == mode and s["config"] == "unrecorded"
+                 and "failed" not in s]
+        rec = [s for s in bench.samples if s["mode"] == mode and s["config"] == "recorded"
+               and "failed" not in s]
+        base = median([s["mbps"] for s in unrec])
+        for config, ss in (("unrecorded", unrec), ("recorded", rec)):
+            m = median([s["mbps"] for s in ss])
+            ratio = m / base if m and base else None
+            row = [f"scp {MODES[mode][0] + ' ' if MODES[mode] else ''}({mode})", config,
+                   fmt(m), fmt(ratio, 3) if config == "recorded" else "1",
+                   " ".join(fmt(s["mbps"]) for s in ss),
+                   f"{fmt(median([s['machine_busy_s'] for s in ss]), 2)} / "
+                   f"{fmt(median([s['machine_kernel_s'] for s in ss]), 2)}"]
+            if config == "recorded":
+                row += [" ".join(str(s["growth_alloc"]) for s in ss),
+                        " ".join(str(s["growth_apparent"]) for s in ss),
+                        " ".join(f"{s['lost_events']}/{s['lost_bytes']}" for s in ss),
+                        " ".join("yes" if s["file_ok"] else "NO" for s in ss),
+                        " ".join(fmt(s["cpu_transfer_s"], 2) for s in ss),
+                        " ".join(fmt(s["cpu_total_s"], 2) for s in ss),
+                        " ".join(fmt(s["end_after_s"], 1) for s in ss)]
+                growth = max((s["growth_alloc"] for s in ss), default=None)
+                checks.append((f"{mode}: recorded throughput >= {RATIO_TARGET:.2f}x unrecorded "
+                               f"(median {fmt(ratio, 3)})", ratio is not None and ratio >= RATIO_TARGET))
+                checks.append((f"{mode}: store growth <= 1 MiB (max {growth} B allocated)",
+                               growth is not None and growth <= GROWTH_TARGET))
+                checks.append((f"{mode}: file record with the right SHA-256 in every "
+                               "recorded sample", bool(ss) and all(s["file_ok"] for s in ss)))
+                checks.append((f"{mode}: 0 lost events", bool(ss) and
+                               all(s["lost_events"] == 0 and s["lost_bytes"] == 0 for s in ss)))
+            else:
+                row += ["-"] * 7
+            rows.append(row)
+    out.append(table(["transfer", "config", "MB/s median", "ratio", "samples MB/s",
+                      "machine CPU s busy / kernel (median)", "store growth B (du -B1)", "apparent B (du -b)", "lost ev/B",
+                      "file rec sha ok", "daemon CPU s during scp",
+                      "daemon CPU s until file rec", "end s after scp exit"], rows))
+    out.append("")
+    rows2 = []
+    for s in bench.samples:
+        if s["config"] != "recorded" or "failed" in s:
+            continue
+        rows2.append([s["round"], s["mode"], s["kind"], fmt(s["seconds"], 2),
+                      fmt(s["cpu_transfer_s"] / s["seconds"] * 100, 0),
+                      s["bytes_in"], s["bytes_out"], s["ringbuf_events"],
+                      " ".join(f"{k}:{v}" for k, v in sorted(s["event_types"].items())),
+                      fmt(s["file_after_s"], 1), s["store_after"][0]])
+    if rows2:
+        out.append(table(["round", "transfer", "kind", "scp s", "daemon CPU % of scp wall",
+                          "bytes_in", "bytes_out", "ring-buffer events", "records (sealtrail events)",
+                          "file rec s after scp", "store du B at end"], rows2))
+        out.append("")
+    out.append(f"{a.size_mib} MiB file of random bytes, {a.rounds} rounds, configurations "
+               "interleaved (order rotates); MB/s = 10^6 B/s over the whole scp command; "
+               "machine CPU = busy (user+nice+system+irq+softirq+steal) and kernel "
+               "(system+irq+softirq) seconds of all CPUs while scp ran, from /proc/stat; "
+               "daemon CPU = sealtraild utime+stime; ring-buffer events = sealtraild's "
+               "events counter for the whole sample")
+    out.append("")
+    for what, ok in checks:
+        out.append(f"- {'MET' if ok else 'MISSED'}: {what}")
+    failed = [s for s in bench.samples if "failed" in s]
+    if failed:
+        out.append(f"- {len(failed)} samples FAILED to run (see notes)")
+    if bench.contaminated:
+        out.append(f"- {bench.contaminated} samples were taken on a machine that was not "
+                   "quiet (see notes)")
+    if bench.waited >= 1:
+        out.append(f"- waited {bench.waited:.0f} s in total for a quiet machine")
+    if bench.notes:
+        out += ["", "notes:"] + [f"- {n}" for n in bench.notes]
+    return "\n".join(out), bool(failed)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--modes", default="sftp,legacy",
+                    help="comma-separated: sftp (plain scp), legacy (scp -O)")
+    ap.add_argument("--json", help="also write every sample to this file")
+    ap.add_argument("--scp-timeout", type=float, default=1800)
+    ap.add_argument("--end-timeout", type=float, default=300,
+                    help="seconds to wait for the session end and the file record")
+    ap.add_argument("--quiet-wait", type=float, default=60,
+                    help="seconds to wait, per sample, for other BPF programs to go "
+                         "away and the CPUs to be idle (default 60)")
+    ap.add_argument("--quiet-budget", type=float, default=600,
+                    help="total seconds the run may wait for a quiet machine (default 600)")
+    ap.add_argument("--busy-max", type=float, default=0.25,
+                    help="CPU busy fraction above which the machine is not quiet")
+    ap.add_argument("--lock-wait", type=float, default=1800,
+                    help="seconds to wait for another benchmark's lock on tools/bench")
+    args = ap.parse_args()
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for m in args.modes:
+        if m not in MODES:
+            ap.error(f"unknown mode {m!r}: choose from {', '.join(MODES)}")
+    if args.size_mib <= 0 or args.rounds <= 0:
+        ap.error("--size-mib and --rounds must be positive")
+    if os.geteuid() != 0:
+        sys.exit("scp.py: needs root (BPF, test users, sshd)")
+    for b in ("sealtraild", "sealtrail"):
+        if not os.access(os.path.join(args.build, b), os.X_OK):
+            sys.exit(f"scp.py: {args.build}/{b} missing: run `make` first")
+    sshlab.cleanup_on_signals()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    started = time.time()
+    ver = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
+    header = (f"scp benchmark {time.strftime('%Y-%m-%d %H:%M:%S %Z')}: "
+              f"{os.cpu_count()} CPUs, kernel {platform.release()}, {ver}, "
+              f"command: {' '.join([sys.executable] + sys.argv)}")
+    rev = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                         capture_output=True, text=True).stdout.strip()
+    header += f", tree {rev or '?'}"
+    with Bench(args) as bench:
+        try:
+            bench.run()
+        finally:
+            text, failed = report(bench, header)
+            print("\n" + text)
+            print(f"\ntotal {time.time() - started:.0f} s")
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump({"header": header, "samples": bench.samples,
+                               "notes": bench.notes}, f, indent=1, default=str)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
