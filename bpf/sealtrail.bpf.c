@@ -637,11 +637,16 @@ static __always_inline int forward_accepted(long ret)
 		return 0;
 	sk = BPF_CORE_READ(sock, sk);
 	ev.family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (ev.family == AF_INET)
-		BPF_CORE_READ_INTO(ev.addr, sk, __sk_common.skc_daddr);
-	else if (ev.family == AF_INET6)
-		BPF_CORE_READ_INTO(ev.addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-	else
+	/* whole addresses: BPF_CORE_READ_INTO into an array would copy one byte */
+	if (ev.family == AF_INET) {
+		__u32 a4 = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+
+		__builtin_memcpy(ev.addr, &a4, sizeof(a4));
+	} else if (ev.family == AF_INET6) {
+		struct in6_addr a6 = BPF_CORE_READ(sk, __sk_common.skc_v6_daddr);
+
+		__builtin_memcpy(ev.addr, &a6, sizeof(a6));
+	} else
 		return 0; /* unix sockets: agent or X11 forwarding, not followed */
 	ev.port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	ev.local_port = BPF_CORE_READ(sk, __sk_common.skc_num);

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
 	# build: BPF (CO-RE) and the userspace programs
 	clang llvm make gcc pkg-config libbpf-dev bpftool libelf-dev zlib1g-dev
-	libssl-dev libsqlite3-dev
+	libssl-dev libsqlite3-dev libzstd-dev
 	# fuzzing under ASan/UBSan
 	libclang-rt-14-dev
 	# tests: a real sshd and clients, users, sudo/su, namespaces, asciicast

@@ -264,19 +264,23 @@ def transfers(use_pam):
             p = subprocess.run(argv, capture_output=True, timeout=120)
             check_eq(p.returncode, 0, what, stderr=p.stderr)
 
-        def session_files(before):
+        def session_files(before, want):
             sessions = wait_for(lambda: [s for s in d.sessions() if s["user"] == u.name and
                                          s["end"] and s["id"] not in before] or None,
                                 60, "the transfer session to end")
             check_eq(len(sessions), 1, "one new session", sessions=sessions)
-            return sessions[0], file_records(d, sessions[0]["id"])
+            # file records follow once their hash is done, possibly after the end
+            files = wait_for(lambda: [f for f in file_records(d, sessions[0]["id"])
+                                      if f["path"] in want] and
+                             file_records(d, sessions[0]["id"]), 60, f"file records for {want}")
+            return sessions[0], files
 
         def ids():
             return {s["id"] for s in d.sessions()}
 
         before = ids()
         run(["scp"] + opts + [src, f"{target}:up-sftp.bin"], "scp upload (SFTP protocol)")
-        sess, files = session_files(before)
+        sess, files = session_files(before, {f"{u.home}/up-sftp.bin"})
         check_eq(sess["kind"], "subsystem", "scp uses the sftp subsystem", session=sess)
         up = [f for f in files if f["path"] == f"{u.home}/up-sftp.bin"]
         check_eq(len(up), 1, "file record for the upload", files=files)
@@ -289,7 +293,7 @@ def transfers(use_pam):
         before = ids()
         run(["scp", "-O"] + opts + [f"{target}:up-sftp.bin", os.path.join(work, "down.bin")],
             "legacy scp download")
-        sess, files = session_files(before)
+        sess, files = session_files(before, {f"{u.home}/up-sftp.bin"})
         check_eq(sess["kind"], "exec", "legacy scp runs scp -f", session=sess)
         down = [f for f in files if f["path"] == f"{u.home}/up-sftp.bin"]
         check_eq(len(down), 1, "file record for the download", files=files)
@@ -304,7 +308,10 @@ def transfers(use_pam):
         before = ids()
         rsh = "ssh " + " ".join(o if o != "-P" else "-p" for o in opts)
         run(["rsync", "-a", "-e", rsh, tree + "/", f"{target}:tree/"], "rsync upload")
-        sess, files = session_files(before)
+        want = {f"{u.home}/tree/a.txt", f"{u.home}/tree/sub/b.bin"}
+        sess, files = session_files(before, want)
+        files = wait_for(lambda: (lambda fs: fs if want <= {f["path"] for f in fs} else None)(
+            file_records(d, sess["id"])), 60, "both rsync file records")
         check(sess["command"].startswith("rsync --server"), "rsync command", session=sess)
         got = {f["path"]: f for f in files if f["direction"] == "upload"}
         for name, size in (("a.txt", 1000), ("sub/b.bin", 70000)):
@@ -377,8 +384,9 @@ def remote_forward(use_pam):
         opens = [e for e in events if e["type"] == "channel_open"]
         closes = [e for e in events if e["type"] == "channel_close"]
         check_eq(len(opens), 1, "one channel", events=[e["type"] for e in events])
-        check_eq((opens[0]["direction"], opens[0]["local_port"], opens[0]["source_port"]),
-                 ("accepted", rport, peer_port), "who connected to which forwarded port")
+        check_eq((opens[0]["direction"], opens[0]["local_port"], opens[0]["source_ip"],
+                  opens[0]["source_port"]), ("accepted", rport, "127.0.0.1", peer_port),
+                 "who connected to which forwarded port")
         check_eq(len(closes), 1, "channel closed")
         check_eq((closes[0]["bytes_recv"], closes[0]["bytes_sent"]), (3000, 7000),
                  "bytes each way (recv: from the connecting peer)")

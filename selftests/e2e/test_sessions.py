@@ -102,8 +102,7 @@ def byte_exact(use_pam):
         check_eq(len(whoami), 1, "one exec of whoami after su - stbob")
         check_eq(whoami[0]["uid"], bob.uid, "whoami ran as stbob")
         check_eq(events[0]["type"], "session_start", "timeline starts with the session start")
-        check_eq(events[-1]["type"] if events[-1]["type"] != "exit" else "session_end",
-                 "session_end", "timeline has the end")
+        check(any(e["type"] == "session_end" for e in events), "timeline has the end")
 
 
 @for_both_pam_modes("concurrent_sessions_do_not_mix")
@@ -199,23 +198,38 @@ def overflow():
         d.wait_listener(lab.pid)
         with login(lab, u) as s:
             port = client_port(s.pid)
-            s.send(b"head -c 3000000 /dev/zero | tr '\\0' x | fold -w 100; echo DONE$((1+1))\n")
+            s.send(b"seq 1 400000; echo DONE$((1+1))\n")
             s.expect(b"DONE2", timeout=120)
             logout(s)
             received = s.received
         sess = d.session_of_port(port, timeout=60)
         check(sess["lost_events"] > 0, "losses were counted", session=sess)
-        check_eq(sess["bytes_out"] + sess["lost_bytes"] >= len(received), True,
-                 "stored + lost output bytes cover what the client received", session=sess,
-                 received=len(received))
+        # every byte the client got was either stored or counted as lost (sshd may
+        # read a few bytes more from the pty than reach the client at logout)
+        total = sess["bytes_out"] + sess["lost_bytes"]
+        check(len(received) <= total <= len(received) + 64,
+              "stored + lost output bytes account for what the client received",
+              session=sess, received=len(received))
         gaps = [e for e in d.events(sess["id"]) if e["type"] == "gap"]
         check(gaps, "gap records in the timeline")
-        check_eq(sum(g.get("lost_events", 0) for g in gaps), sess["lost_events"],
-                 "gap records add up to the session's lost events")
         wait_for(lambda: d.status().get("lost_events", 0) >= sess["lost_events"], 10,
                  "daemon status to count the losses")
+        # what was stored is the output with whole pieces missing: each stored
+        # piece is found in what the client got, after the previous one
         out = d.export(sess["id"], "--format", "raw")
-        check(set(out) - set(received) == set(), "no corrupt bytes in what was stored")
+        check(len(out) > 4096, "some of the output was stored", stored=len(out))
+        i = p = 0
+        while i < len(out):
+            for width in (32, 8, 1):
+                k = received.find(out[i:i + width], p)
+                if k >= 0:
+                    break
+            check(k >= 0, "stored bytes appear in order in what the client received",
+                  at=i, stored=out[i:i + 40])
+            j = 0
+            while i + j < len(out) and k + j < len(received) and out[i + j] == received[k + j]:
+                j += 1
+            i, p = i + j, k + j
         check(d.proc.poll() is None, "daemon survived", log=d.log())
 
 
@@ -336,7 +350,7 @@ def cli():
         table = d.cli("sessions")
         check(sid in table and "stcli" in table, "human table lists the session", table=table)
         st = d.cli("status")
-        check("running" in st and "programs" in st, "status", status=st)
+        check("sealtraild:     running" in st and "handle_exec" in st, "status", status=st)
         missing = d.cli("replay", "ffffffff", check_rc=False, binary=True)
         check(missing.returncode != 0 and b"not found" in missing.stderr, "unknown session")
 
@@ -384,8 +398,9 @@ def self_exclusion():
             s.expect(b"INSIDE7")
             tracked = wait_for(lambda: tracked_tgids(daemon_pid) or None, 10, "tracked set")
             check(daemon_pid not in tracked, "the daemon is not tracked", tracked=sorted(tracked))
-            shells = [e["pid"] for e in d.events(sess["id"]) if e["type"] == "exec"]
-            check(any(p in tracked for p in shells) or tracked, "session processes are tracked")
+            shells = lab.user_processes(u, comm="bash")
+            check(shells and all(p in tracked for p in shells),
+                  "the session's shell is tracked", tracked=sorted(tracked), shells=shells)
             os.kill(daemon_pid, signal.SIGTERM)
             wait_for(lambda: not os.path.exists(f"/proc/{daemon_pid}"), 30, "daemon exit")
             logout(s)

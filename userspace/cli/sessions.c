@@ -159,7 +159,7 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 /* One line per record of the session: the investigator's timeline. */
 static void print_event(struct cli *c, const struct record *rec, struct buf *line)
 {
-	char t[40], s[512];
+	char t[40];
 	uint64_t v;
 
 	format_rfc3339(rec->wall_ns, t);
@@ -202,11 +202,20 @@ static void print_event(struct cli *c, const struct record *rec, struct buf *lin
 		const struct rec_field *f = rec_field(rec, TAG_ARGV);
 		struct buf args = {0};
 
-		for (uint32_t a = 0; f && a < f->len; a++)
-			buf_add(&args, f->data[a] ? &f->data[a] : (const uint8_t *)" ", 1);
+		/* recorded bytes never reach the investigator's terminal raw */
+		for (uint32_t a = 0; f && a < f->len; a++) {
+			uint8_t c = f->data[a];
+
+			if (!c)
+				buf_add(&args, " ", 1);
+			else if (c < 0x20 || c == 0x7f || c == '\\')
+				buf_addf(&args, "\\x%02x", c);
+			else
+				buf_add(&args, &c, 1);
+		}
 		rec_u64(rec, TAG_PID, &v);
 		printf("%s  exec   pid %-7llu %s%s\n", t, (unsigned long long)v,
-		       args.data ? (char *)args.data : rec_str(rec, TAG_FILENAME, s, sizeof(s)),
+		       args.data ? (char *)args.data : "",
 		       rec_u64(rec, TAG_ARGV_TRUNCATED, &v) && v ? " [argv truncated]" : "");
 		buf_free(&args);
 		break;

@@ -100,8 +100,12 @@ int cmd_status(struct cli *c, int argc, char **argv)
 	}
 	if (c->json) {
 		/* the daemon's last status, with "running" as seen now */
-		printf("{\"running\":%s,\"store\":\"%s\",\"open_sessions\":%lld,\"daemon\":%s}\n",
-		       running ? "true" : "false", c->store_dir, live, json ? json : "null");
+		struct buf dir = {0};
+
+		json_add_string(&dir, (const uint8_t *)c->store_dir, strlen(c->store_dir));
+		printf("{\"running\":%s,\"store\":%s,\"open_sessions\":%lld,\"daemon\":%s}\n",
+		       running ? "true" : "false", dir.data, live, json ? json : "null");
+		buf_free(&dir);
 	} else {
 		printf("sealtraild:     %s\n", running ? "running" : "not running");
 		printf("store:          %s\n", c->store_dir);

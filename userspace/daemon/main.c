@@ -265,10 +265,13 @@ int main(int argc, char **argv)
 		if (capture_add_exe(&capture, t.sshd_paths[i], ST_EXE_SSHD) && errno != ENOENT)
 			log_warn("--sshd %s: cannot follow it: %s", t.sshd_paths[i],
 				 strerror(errno));
-	for (unsigned i = 0; i < (ntransfer ? ntransfer : ntransfer_default); i++)
+	t.ntransfers = ntransfer ? ntransfer : ntransfer_default;
+	for (unsigned i = 0; i < t.ntransfers; i++) {
+		t.transfers[i] = transfers[i];
 		if (capture_add_exe(&capture, transfers[i], ST_EXE_TRANSFER) && errno != ENOENT)
 			log_warn("--transfer %s: cannot follow it: %s", transfers[i],
 				 strerror(errno));
+	}
 	err = hasher_start(&t.hasher);
 	if (err) {
 		log_error("cannot start the file hashing thread: %s", strerror(-err));

@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -15,11 +16,17 @@ static void hash_file(struct hash_job *job)
 	uint8_t buf[1 << 16], md[EVP_MAX_MD_SIZE];
 	unsigned mdlen = 0;
 	ssize_t n;
-	int fd = open(job->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* a user controls the path: never block on a FIFO or read a device */
+	int fd = open(job->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	struct stat sb;
 
 	job->size = 0;
 	if (fd < 0 || !ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
 		job->err = fd < 0 ? -errno : -ENOMEM;
+		goto out;
+	}
+	if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
+		job->err = -EINVAL; /* "not hashed: Invalid argument": not a regular file now */
 		goto out;
 	}
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {

@@ -138,7 +138,7 @@ static int parse_addr(const char *s, bool v6, char *ip, size_t size, uint16_t *p
 }
 
 static int find_inode(uint32_t pid, const char *table, bool v6, const unsigned long *inodes,
-		      size_t ninodes, struct conn_addr *out)
+		      size_t ninodes, struct conn_addr *out, unsigned want_state)
 {
 	char path[64], line[512];
 	FILE *f;
@@ -155,7 +155,7 @@ static int find_inode(uint32_t pid, const char *table, bool v6, const unsigned l
 
 		if (sscanf(line, " %*d: %63s %63s %x %*s %*s %*s %*u %*u %lu", local, remote,
 			   &state, &inode) != 4 ||
-		    state != 1 /* TCP_ESTABLISHED */)
+		    state != want_state)
 			continue;
 		for (size_t i = 0; i < ninodes; i++) {
 			if (inodes[i] != inode)
@@ -173,20 +173,18 @@ static int find_inode(uint32_t pid, const char *table, bool v6, const unsigned l
 	return found;
 }
 
-int procfs_tcp_conn(uint32_t pid, struct conn_addr *out)
+static size_t socket_inodes(uint32_t pid, unsigned long *inodes, size_t max)
 {
-	unsigned long inodes[64];
-	size_t n = 0;
 	char path[64];
 	struct dirent *e;
+	size_t n = 0;
 	DIR *d;
 
-	memset(out, 0, sizeof(*out));
 	snprintf(path, sizeof(path), "/proc/%u/fd", pid);
 	d = opendir(path);
 	if (!d)
-		return -errno;
-	while ((e = readdir(d)) && n < 64) {
+		return 0;
+	while ((e = readdir(d)) && n < max) {
 		char link[300], target[64];
 		ssize_t len;
 
@@ -199,11 +197,32 @@ int procfs_tcp_conn(uint32_t pid, struct conn_addr *out)
 			n++;
 	}
 	closedir(d);
+	return n;
+}
+
+static int tcp_socket(uint32_t pid, unsigned state, struct conn_addr *out)
+{
+	unsigned long inodes[64];
+	size_t n = socket_inodes(pid, inodes, 64);
+
+	memset(out, 0, sizeof(*out));
 	if (!n)
 		return -ENOENT;
-	if (find_inode(pid, "tcp", false, inodes, n, out) == 0)
+	if (find_inode(pid, "tcp", false, inodes, n, out, state) == 0)
 		return 0;
-	return find_inode(pid, "tcp6", true, inodes, n, out);
+	return find_inode(pid, "tcp6", true, inodes, n, out, state);
+}
+
+int procfs_tcp_conn(uint32_t pid, struct conn_addr *out)
+{
+	return tcp_socket(pid, 1 /* TCP_ESTABLISHED */, out);
+}
+
+bool procfs_tcp_listening(uint32_t pid)
+{
+	struct conn_addr addr;
+
+	return tcp_socket(pid, 10 /* TCP_LISTEN */, &addr) == 0;
 }
 
 int procfs_pts_index(uint32_t tty_nr)

@@ -6,6 +6,7 @@
 #ifndef SEALTRAIL_PROCFS_H
 #define SEALTRAIL_PROCFS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define NO_UID 0xffffffffu
@@ -34,6 +35,8 @@ struct conn_addr {
 
 /* The established TCP connection among pid's fds (the ssh client's). */
 int procfs_tcp_conn(uint32_t pid, struct conn_addr *out);
+/* Does pid hold a listening TCP socket? */
+bool procfs_tcp_listening(uint32_t pid);
 /* If tty_nr is a pts, its index; else -1. */
 int procfs_pts_index(uint32_t tty_nr);
 

@@ -55,6 +55,7 @@ struct session {
 	bool materialized;
 	bool adopted;
 	bool ended;
+	bool forget; /* ended before login: drop its state at the next tick */
 	unsigned ended_ticks; /* ticks the kernel said ended but no end event came */
 	uint32_t loginuid; /* NO_UID until known */
 	uint32_t uid; /* NO_UID until known */

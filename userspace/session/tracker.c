@@ -345,7 +345,8 @@ static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, i
 	capture_delete_session(t->cap, s->key);
 	if (!s->materialized) {
 		t->preauth_dropped++;
-		return 0; /* never authenticated: nothing to keep */
+		s->forget = true; /* never authenticated: forget it at the next tick */
+		return 0;
 	}
 	if (!reason) {
 		/* sshd's exit status says little (255 after a plain logout too) */
@@ -401,33 +402,48 @@ static struct session *session_for_event(struct tracker *t, const struct st_even
 	return s;
 }
 
+/* `ssh host cmd` runs the user's shell as SHELL -c cmd: cmd, or NULL. */
+static const char *shell_command(const struct st_ev_exec *ev)
+{
+	const char *a1, *cmd, *end = ev->args + ev->args_len;
+
+	a1 = memchr(ev->args, 0, ev->args_len);
+	if (!a1 || ++a1 >= end || strncmp(a1, "-c", end - a1) || !(cmd = memchr(a1, 0, end - a1)) ||
+	    ++cmd >= end || !memchr(cmd, 0, end - cmd))
+		return NULL;
+	return cmd;
+}
+
+/* What sshd runs as the user before the login itself: xauth, ~/.ssh/rc, sshrc. */
+static bool is_login_helper(const char *cmd)
+{
+	return cmd && (strstr(cmd, "xauth") == cmd || strstr(cmd, "/xauth ") ||
+		       strstr(cmd, ".ssh/rc") || strstr(cmd, "/etc/ssh/sshrc"));
+}
+
 static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec *ev, size_t size)
 {
 	size_t head = offsetof(struct st_ev_exec, args);
-	bool person, had_uid;
+	bool person, helper;
 	char path[ST_PATH_MAX + 1];
+	const char *cmd;
 	int err;
 
 	if (size < head || ev->args_len > size - head)
 		return -EBADMSG;
 	memcpy(path, ev->filename, ST_PATH_MAX);
 	path[ST_PATH_MAX] = 0;
-	had_uid = s->uid != NO_UID;
 	person = learn_person(t, s, path, ev->loginuid, ev->uid);
 	err = 0;
-	/* the login shell (or command) is the program that gave us the login uid */
-	if (!had_uid && s->uid != NO_UID) {
-		/* `ssh host cmd` runs the user's shell as: SHELL -c cmd */
-		const char *a0 = ev->args, *a1, *cmd = NULL;
-		const char *end = ev->args + ev->args_len;
-
+	cmd = shell_command(ev);
+	helper = (ev->flags & ST_EXEC_FROM_SSHD) && is_login_helper(cmd);
+	/*
+	 * The login shell (or command) is the first program sshd starts as the
+	 * user, not PAM's root helpers nor xauth or ~/.ssh/rc before it.
+	 */
+	if (!s->shell_pid && s->uid != NO_UID && ev->uid == s->uid && !helper &&
+	    !is_sshd(t, path) && (ev->flags & ST_EXEC_FROM_SSHD || s->adopted)) {
 		s->shell_pid = ev->hdr.pid;
-		a1 = memchr(a0, 0, end - a0);
-		if (a1 && ++a1 < end && !strncmp(a1, "-c", end - a1) &&
-		    (cmd = memchr(a1, 0, end - a1)) && ++cmd < end && memchr(cmd, 0, end - cmd))
-			; /* cmd points at a NUL-terminated command */
-		else
-			cmd = NULL;
 		if (ev->flags & ST_EXEC_STDIN_TTY) {
 			err = session_set_kind(t, s, KIND_SHELL, cmd, ev->hdr.ts_ns);
 		} else if (is_subsystem(t, path, cmd)) {
@@ -466,7 +482,7 @@ static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec
 		    "session %s: pid %u: argv of %u bytes truncated to %u (flagged in the record)",
 		    s->idhex, ev->hdr.pid, ev->args_total, ev->args_len);
 	err = err ?: session_emit(t, s);
-	if (!err && (ev->flags & ST_EXEC_FROM_SSHD) && !(ev->flags & ST_EXEC_IS_SSHD))
+	if (!err && ev->hdr.pid == s->shell_pid && (ev->flags & ST_EXEC_FROM_SSHD))
 		err = pipes_tie(t, s, ev);
 	return err;
 }
@@ -662,7 +678,7 @@ int tracker_tick(struct tracker *t)
 		struct st_session ks;
 
 		if (s->ended) {
-			if (now - s->last_event_ns > ENDED_KEEP_NS) {
+			if (s->forget || now - s->last_event_ns > ENDED_KEEP_NS) {
 				*pp = s->next;
 				free_session(s);
 				continue;
@@ -775,6 +791,15 @@ static void adopt(struct tracker *t, const struct proc_info *procs, size_t n,
 
 int tracker_scan(struct tracker *t)
 {
+	/*
+	 * Binaries are known by inode: after a package upgrade the new sshd or
+	 * rsync has another one. Old inodes stay known for processes still
+	 * running them.
+	 */
+	for (unsigned i = 0; i < t->nsshd; i++)
+		capture_add_exe(t->cap, t->sshd_paths[i], ST_EXE_SSHD);
+	for (unsigned i = 0; i < t->ntransfers; i++)
+		capture_add_exe(t->cap, t->transfers[i], ST_EXE_TRANSFER);
 	struct proc_info *procs;
 	size_t n;
 	int err;
@@ -793,7 +818,12 @@ int tracker_scan(struct tracker *t)
 		for (size_t j = 0; j < n; j++)
 			if (procs[j].pid == p->ppid)
 				parent_sshd = is_sshd(t, procs[j].exe);
-		if (parent_sshd || t->nlisteners == TRACKER_MAX_LISTENERS)
+		/*
+		 * A connection handler outliving a restarted sshd has parent 1 too:
+		 * only a process with a listening socket is a listener.
+		 */
+		if (parent_sshd || t->nlisteners == TRACKER_MAX_LISTENERS ||
+		    !procfs_tcp_listening(p->pid))
 			continue;
 		t->listeners[t->nlisteners++] = p->pid;
 		capture_add_listener(t->cap, p->pid);

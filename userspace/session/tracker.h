@@ -29,6 +29,8 @@ struct tracker {
 	const char *sshd_paths[TRACKER_MAX_SSHD];
 	unsigned nsshd;
 	const char *subsystems[TRACKER_MAX_SUBSYSTEMS]; /* programs that make a login "subsystem" */
+	const char *transfers[TRACKER_MAX_SUBSYSTEMS]; /* programs summarised per file */
+	unsigned ntransfers;
 	unsigned nsubsystems;
 	uint64_t capture_cap; /* pipe bytes stored per session; 0 = all */
 	struct hasher hasher; /* SHA-256 of transferred files, off the event loop */

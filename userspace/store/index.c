@@ -1,6 +1,7 @@
 /* The SQLite index over the record log (see index.h). */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <sqlite3.h>
 #include <string.h>
 
@@ -105,6 +106,51 @@ static const char *const stmt_sql[S_COUNT] = {
 	       " lost_bytes = lost_bytes + ?3 WHERE id = ?1",
 };
 
+/*
+ * The index is derived data: when its schema is from another version, drop
+ * it; the writer then rebuilds it from the log (index_last() says 0).
+ */
+#define INDEX_SCHEMA_VERSION 2
+
+static int rebuild_if_old(struct index *ix, const char *path)
+{
+	sqlite3_stmt *st;
+	int version = 0, tables = 0;
+	char *msg = NULL, sql[64];
+
+	if (sqlite3_prepare_v2(ix->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			version = sqlite3_column_int(st, 0);
+		sqlite3_finalize(st);
+	}
+	if (sqlite3_prepare_v2(ix->db, "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+			       -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			tables = sqlite3_column_int(st, 0);
+		sqlite3_finalize(st);
+	}
+	if (version == INDEX_SCHEMA_VERSION)
+		return 0;
+	if (tables)
+		log_info(
+		    "index %s: schema version %d, this sealtrail uses %d: rebuilding it from the"
+		    " log",
+		    path, version, INDEX_SCHEMA_VERSION);
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", INDEX_SCHEMA_VERSION);
+	if (sqlite3_exec(ix->db,
+			 "DROP TABLE IF EXISTS sessions; DROP TABLE IF EXISTS chunks;"
+			 " DROP TABLE IF EXISTS execs; DROP TABLE IF EXISTS gaps;"
+			 " DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS channels;"
+			 " DROP TABLE IF EXISTS streams; DROP TABLE IF EXISTS files;",
+			 NULL, NULL, &msg) != SQLITE_OK ||
+	    sqlite3_exec(ix->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		log_error("index %s: cannot rebuild: %s", path, msg);
+		sqlite3_free(msg);
+		return -EIO;
+	}
+	return 0;
+}
+
 int index_open(struct index *ix, const char *path, bool writable)
 {
 	int flags = writable ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
@@ -120,6 +166,10 @@ int index_open(struct index *ix, const char *path, bool writable)
 	sqlite3_busy_timeout(ix->db, 5000);
 	if (!writable)
 		return 0;
+	if (rebuild_if_old(ix, path)) {
+		index_close(ix);
+		return -EIO;
+	}
 	if (sqlite3_exec(ix->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
 		log_error("index %s: cannot create schema: %s", path, msg);
 		sqlite3_free(msg);

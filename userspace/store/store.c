@@ -192,18 +192,27 @@ static int segment_header(const struct store *st, const uint8_t *h, size_t len, 
 
 static int flush_wbuf(struct store *st)
 {
-	int err;
+	size_t done = 0;
+	int err = 0;
 
-	if (!st->wbuf.len)
-		return 0;
-	err = write_all(st->seg_fd, st->wbuf.data, st->wbuf.len);
-	if (err) {
-		log_error("store %s: writing segment %u failed: %s", st->dir, st->seg_no,
-			  strerror(-err));
-		return err;
+	while (done < st->wbuf.len) {
+		ssize_t n = write(st->seg_fd, st->wbuf.data + done, st->wbuf.len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			err = n < 0 ? -errno : -EIO;
+			break;
+		}
+		done += n;
 	}
-	st->wbuf.len = 0;
-	return 0;
+	/* keep only what is not on disk yet: a retry must not write bytes twice */
+	memmove(st->wbuf.data, st->wbuf.data + done, st->wbuf.len - done);
+	st->wbuf.len -= done;
+	if (err)
+		log_error("store %s: writing segment %u failed: %s (%zu bytes kept to retry)",
+			  st->dir, st->seg_no, strerror(-err), st->wbuf.len);
+	return err;
 }
 
 struct recover_state {
