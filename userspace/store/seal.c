@@ -95,6 +95,20 @@ void seal_leaf_hash(const uint8_t *bytes, size_t len, uint8_t out[SEAL_HASH_LEN]
 	EVP_MD_CTX_free(ctx);
 }
 
+void seal_chain_header(uint8_t prev[SEAL_HASH_LEN], const uint8_t *header, size_t len)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	uint8_t two = 2;
+	unsigned n;
+
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	EVP_DigestUpdate(ctx, &two, 1);
+	EVP_DigestUpdate(ctx, prev, SEAL_HASH_LEN);
+	EVP_DigestUpdate(ctx, header, len);
+	EVP_DigestFinal_ex(ctx, prev, &n);
+	EVP_MD_CTX_free(ctx);
+}
+
 static void node_hash(const uint8_t l[SEAL_HASH_LEN], const uint8_t r[SEAL_HASH_LEN],
 		      uint8_t out[SEAL_HASH_LEN])
 {

@@ -67,6 +67,12 @@ struct seal_envelope {
 int seal_parse(const uint8_t *p, size_t avail, struct seal_envelope *env, size_t *used,
 	       char err[128]);
 void seal_leaf_hash(const uint8_t *bytes, size_t len, uint8_t out[SEAL_HASH_LEN]);
+/*
+ * Chain a segment header in: the first envelope of a segment is sealed
+ * after SHA-256(0x02 || previous hash || header), so headers are covered
+ * by the chain too.
+ */
+void seal_chain_header(uint8_t prev[SEAL_HASH_LEN], const uint8_t *header, size_t len);
 
 /*
  * Seal record bytes into out: compressed and encrypted under key, or in the

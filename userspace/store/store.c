@@ -164,6 +164,7 @@ static int open_segment(struct store *st, uint32_t seg_no)
 		return err;
 	st->seg_no = seg_no;
 	st->seg_size = SEG_HEADER_LEN;
+	seal_chain_header(st->prev_hash, h, sizeof(h));
 	return buf_add(&st->wbuf, h, sizeof(h));
 }
 
@@ -255,6 +256,14 @@ static int recover_envelope(void *arg, const struct seal_envelope *env, uint32_t
 	return 0;
 }
 
+static int recover_segment(void *arg, const uint8_t *header, uint32_t seg_no)
+{
+	struct recover_state *rs = arg;
+
+	seal_chain_header(rs->st->prev_hash, header, SEG_HEADER_LEN);
+	return 0;
+}
+
 static int recover_record(void *arg, const struct record *rec, uint32_t seg_no, uint64_t off)
 {
 	struct recover_state *rs = arg;
@@ -286,7 +295,8 @@ static void recover_damage(void *arg, const char *file, uint64_t off, uint64_t b
 static int open_writer(struct store *st)
 {
 	struct recover_state rs = {.st = st};
-	struct store_visitor v = {recover_record, recover_damage, &rs, 1, recover_envelope, 0};
+	struct store_visitor v = {recover_record, recover_damage, &rs, 1, recover_envelope, 0,
+				  recover_segment};
 	uint32_t last = last_segment(st), index_seg;
 	int err;
 
@@ -447,9 +457,10 @@ static int append_sealed(struct store *st, struct buf *rec, bool plain)
 	h.mono_ns = parsed.mono_ns;
 	memcpy(h.boot_id, st->boot_id, sizeof(h.boot_id));
 	memcpy(h.store_id, st->id, ST_ID_LEN);
-	memcpy(h.prev_hash, st->prev_hash, SEAL_HASH_LEN);
 	for (int pass = 0; pass < 2; pass++) {
+		/* both change when a new segment starts: its header is chained in */
 		h.segment = st->seg_no;
+		memcpy(h.prev_hash, st->prev_hash, SEAL_HASH_LEN);
 		err = seal_build(&st->sbuf, &h, rec->data, rec->len, plain ? NULL : st->dk);
 		if (err)
 			return err;
@@ -513,6 +524,12 @@ static int open_envelope(const struct seal_envelope *env, const uint8_t key[SEAL
 	size_t used;
 	int err;
 
+	if ((env->h.flags & SEAL_PLAIN) && env->h.type != REC_EPOCH) {
+		/* only seals are stored in the clear: anything else was downgraded */
+		snprintf(why, 128, "envelope seq %llu of type %u is unencrypted",
+			 (unsigned long long)env->h.seq, env->h.type);
+		return -EBADMSG;
+	}
 	err = seal_open(env, key, out);
 	if (err) {
 		snprintf(why, 128, "envelope seq %llu does not open (%s): altered or wrong key",
@@ -616,6 +633,11 @@ static int scan_segment(const struct store *st, uint32_t seg_no, const struct st
 		goto out;
 	}
 	opened = v->record != NULL;
+	if (v->segment) {
+		err = v->segment(v->arg, map, seg_no);
+		if (err)
+			goto out;
+	}
 	for (off = SEG_HEADER_LEN; off < (uint64_t)sb.st_size;) {
 		struct seal_envelope env;
 		size_t used;

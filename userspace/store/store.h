@@ -94,6 +94,8 @@ struct store_visitor {
 	/* optional: every envelope as stored, before it is opened */
 	int (*envelope)(void *arg, const struct seal_envelope *env, uint32_t seg_no, uint64_t off);
 	uint64_t min_seq; /* records below this are not opened (0 = all) */
+	/* optional: each segment's header, before its envelopes */
+	int (*segment)(void *arg, const uint8_t *header, uint32_t seg_no);
 };
 int store_scan(const struct store *st, const struct store_visitor *v);
 

@@ -41,6 +41,9 @@ struct walk {
 	uint64_t want_size; /* checkpoint to compare: root when the tree has this size */
 	uint8_t root_at[SEAL_HASH_LEN];
 	bool have_root_at;
+	char torn[4200]; /* a segment ended in torn bytes: the next must start with a gap */
+	uint64_t torn_off;
+	bool first_in_segment;
 };
 
 static bool fail(struct verify_result *r, const char *file, uint64_t off, uint64_t seq,
@@ -150,17 +153,26 @@ static bool check_envelope(struct walk *w, const struct seal_envelope *env, uint
 			    "sealed in epoch %u while epoch %u was open (re-sealed with another"
 			    " epoch's key?)",
 			    env->h.epoch, w->epoch);
+	if (w->first_in_segment && w->torn[0] && env->h.type != REC_GAP)
+		return fail(w->r, w->torn, w->torn_off, env->h.seq,
+			    "bytes after the last record that no gap record acknowledges");
+	w->first_in_segment = false;
+	w->torn[0] = 0;
+	if (w->have_time && memcmp(w->boot, env->h.boot_id, 16) && env->h.type != REC_DAEMON &&
+	    env->h.type != REC_GAP)
+		return fail(w->r, file, off, env->h.seq,
+			    "boot id changes without a collector start (record type %u)", env->h.type);
 	if (w->have_time && !memcmp(w->boot, env->h.boot_id, 16)) {
 		/* within one boot: monotonic time never goes back, wall time follows it */
-		if (env->h.mono_ns < w->mono)
+		int64_t dwall = (int64_t)env->h.wall_ns - (int64_t)w->wall;
+		int64_t dmono = (int64_t)env->h.mono_ns - (int64_t)w->mono;
+
+		if (dmono < 0)
 			return fail(w->r, file, off, env->h.seq, "monotonic clock went backwards");
-		if ((int64_t)(env->h.wall_ns - w->wall) <
-		    (int64_t)(env->h.mono_ns - w->mono) - 1000000000ll)
+		if (dwall < dmono - 1000000000ll)
 			return fail(w->r, file, off, env->h.seq,
 				    "wall clock moved backwards by %.3f s within one boot",
-				    ((double)(env->h.mono_ns - w->mono) -
-				     (double)(env->h.wall_ns - w->wall)) /
-					1e9);
+				    (double)(dmono - dwall) / 1e9);
 	}
 	if (env->h.flags & SEAL_PLAIN) {
 		if (env->h.type != REC_EPOCH)
@@ -205,14 +217,22 @@ static bool walk_segment(struct walk *w, const char *path, uint32_t seg_no, bool
 		 memcmp(map + 16, w->id, ST_ID_LEN) || get_be64(map + 32) != seg_no)
 		ok = fail(w->r, path, 0, w->next_seq,
 			  "bad segment header (magic, version, store id or number)");
+	if (ok) {
+		seal_chain_header(w->prev, map, SEG_HEADER_LEN);
+		w->first_in_segment = true;
+	}
 	for (off = SEG_HEADER_LEN; ok && off < (uint64_t)sb.st_size;) {
 		struct seal_envelope env;
 		char why[128];
 		size_t used;
 		int rc = seal_parse(map + off, sb.st_size - off, &env, &used, why);
 
-		if (rc == -EAGAIN && !last)
-			break; /* a torn tail: the writer went on in a new segment */
+		if (rc == -EAGAIN && !last) {
+			/* a torn tail: the writer went on in a new segment, with a gap */
+			snprintf(w->torn, sizeof(w->torn), "%s", path);
+			w->torn_off = off;
+			break;
+		}
 		if (rc) {
 			ok = fail(w->r, path, off, w->next_seq, "%s", why);
 			break;
