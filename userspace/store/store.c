@@ -224,6 +224,7 @@ struct recover_state {
 	uint32_t next_epoch; /* the epoch after the last epoch record */
 	uint8_t next_pk[SEAL_PK_LEN];
 	bool tail_damaged;
+	bool after_damage; /* the next envelope may be the writer's gap record */
 	char damage_file[512];
 	uint64_t damage_off;
 	uint64_t damage_bytes;
@@ -237,8 +238,17 @@ static int recover_envelope(void *arg, const struct seal_envelope *env, uint32_t
 	struct recover_state *rs = arg;
 	struct store *st = rs->st;
 
-	if (env->h.seq > rs->max_seq)
-		rs->max_seq = env->h.seq;
+	/*
+	 * Only what continues the chain counts: a damaged header could claim any
+	 * seq. After a torn tail the writer's gap record may skip the torn
+	 * record's seq (the index had seen it), never go back.
+	 */
+	if (memcmp(env->h.prev_hash, st->prev_hash, SEAL_HASH_LEN) ||
+	    (env->h.seq != rs->max_seq + 1 &&
+	     !(rs->after_damage && env->h.type == REC_GAP && env->h.seq > rs->max_seq)))
+		return -EBADMSG;
+	rs->after_damage = false;
+	rs->max_seq = env->h.seq;
 	seal_leaf_hash(env->bytes, env->len, st->prev_hash);
 	merkle_append(&st->tree, st->prev_hash);
 	if (env->h.type == REC_EPOCH && (env->h.flags & SEAL_PLAIN)) {
@@ -285,6 +295,7 @@ static void recover_damage(void *arg, const char *file, uint64_t off, uint64_t b
 	rs->damage_off = off;
 	rs->damage_bytes = bytes;
 	rs->tail_damaged = true;
+	rs->after_damage = true;
 }
 
 /*
@@ -649,6 +660,14 @@ static int scan_segment(const struct store *st, uint32_t seg_no, const struct st
 		}
 		if (v->envelope) {
 			err = v->envelope(v->arg, &env, seg_no, off);
+			if (err == -EBADMSG) {
+				/* the visitor found it out of place: damage, not a failure */
+				snprintf(why, sizeof(why), "envelope seq %llu does not continue the chain",
+					 (unsigned long long)env.h.seq);
+				v->damage(v->arg, path, off, sb.st_size - off, why);
+				err = 0;
+				break;
+			}
 			if (err)
 				break;
 		}
