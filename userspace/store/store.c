@@ -662,7 +662,8 @@ static int scan_segment(const struct store *st, uint32_t seg_no, const struct st
 			err = v->envelope(v->arg, &env, seg_no, off);
 			if (err == -EBADMSG) {
 				/* the visitor found it out of place: damage, not a failure */
-				snprintf(why, sizeof(why), "envelope seq %llu does not continue the chain",
+				snprintf(why, sizeof(why),
+					 "envelope seq %llu does not continue the chain",
 					 (unsigned long long)env.h.seq);
 				v->damage(v->arg, path, off, sb.st_size - off, why);
 				err = 0;

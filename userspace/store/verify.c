@@ -164,18 +164,20 @@ static bool check_envelope(struct walk *w, const struct seal_envelope *env, uint
 	if (w->have_time && memcmp(w->boot, env->h.boot_id, 16) && env->h.type != REC_DAEMON &&
 	    env->h.type != REC_GAP)
 		return fail(w->r, file, off, env->h.seq,
-			    "boot id changes without a collector start (record type %u)", env->h.type);
+			    "boot id changes without a collector start (record type %u)",
+			    env->h.type);
 	if (w->have_time && !memcmp(w->boot, env->h.boot_id, 16)) {
 		/* within one boot: monotonic time never goes back, wall time follows it */
-		int64_t dwall = (int64_t)env->h.wall_ns - (int64_t)w->wall;
-		int64_t dmono = (int64_t)env->h.mono_ns - (int64_t)w->mono;
+		/* differences of u64 times: subtract unsigned (no overflow), then sign them */
+		int64_t dwall = (int64_t)(env->h.wall_ns - w->wall);
+		int64_t dmono = (int64_t)(env->h.mono_ns - w->mono);
 
 		if (dmono < 0)
 			return fail(w->r, file, off, env->h.seq, "monotonic clock went backwards");
 		if (dwall < dmono - 1000000000ll)
 			return fail(w->r, file, off, env->h.seq,
 				    "wall clock moved backwards by %.3f s within one boot",
-				    (double)(dmono - dwall) / 1e9);
+				    ((double)dmono - (double)dwall) / 1e9);
 	}
 	if (env->h.flags & SEAL_PLAIN) {
 		if (env->h.type != REC_EPOCH)

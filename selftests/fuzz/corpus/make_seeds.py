@@ -1,20 +1,37 @@
 #!/usr/bin/python3
-"""Write the seed corpora of the store fuzzers: valid record streams in the
-format of userspace/store/record.h, so fuzzing starts from real records.
+"""Write the seed corpora of the store fuzzers, so fuzzing starts from real
+records (userspace/store/record.h) and real sealed segments
+(userspace/store/seal.h, store.h).
 
   fuzz_record/   record streams, as rec_parse reads them in a loop
-  fuzz_segment/  segment bodies (what follows the 64-byte header)
+  fuzz_segment/  segment bodies (what follows the 128-byte v2 header)
 
-Both get the same streams: a session as the daemon writes it, every record
-type alone, a torn tail, a corrupt record in the middle. Each file starts
-with the targets' mode byte: 1 = make the CRCs right before parsing (most
-seeds, so mutations reach the field parser), 0 = take the bytes as they are
-(the corrupt ones). Run it again after a format change; the files it writes
-are committed.
+The record streams are a session as the daemon writes it, every record type
+alone, a torn tail, a corrupt record in the middle. For fuzz_record each file
+starts with the target's mode byte: 1 = make the CRCs right before parsing
+(most seeds, so mutations reach the field parser), 0 = take the bytes as they
+are (the corrupt ones).
+
+For fuzz_segment the streams go through a real store: the fuzzer itself,
+started with SEALTRAIL_FUZZ_SEEDS=DIR, appends each one with store_append
+(closing epochs where the stream has a REC_EPOCH record) and writes segment
+1's body twice: as sealed (AES-256-GCM under that store's key: it does not
+open in the fuzzer's store, only the plain seals do) and with every envelope
+opened (header, record, tag). The seeds are the opened ones with mode byte 7
+(seal, fix CRCs, fix the hash chain, see fuzz_segment.c), a torn tail and a
+corrupt record made from them, and a few sealed bodies with mode byte 0.
+
+Run it again after a format change, after `make fuzz` (it needs
+build/fuzz/fuzz_segment, or --fuzzer PATH); the files it writes are
+committed. The sealed seeds differ at every run (random keys and nonces).
 """
 
+import argparse
 import os
+import shutil
+import subprocess
 import struct
+import tempfile
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,6 +48,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
  TAG_DEST_PORT, TAG_BYTES_SENT, TAG_BYTES_RECV, TAG_BYTES, TAG_STORED, TAG_SHA256, TAG_CAP,
  TAG_TTY_INDEX) = range(1, 49)
 REC_CHANNEL_OPEN, REC_CHANNEL_CLOSE, REC_CAPPED, REC_STREAM_END = range(10, 14)
+REC_EPOCH = 15
+
+# seal.h
+SEAL_HEADER_LEN, SEAL_TAG_LEN = 116, 16
+# fuzz_segment.c modes
+MODE_SEAL, MODE_CRC, MODE_CHAIN = 1, 2, 4
 
 SID = bytes(range(0x10, 0x20))
 T0 = 1700000000 * 10**9
@@ -107,15 +130,79 @@ def seeds():
 
 
 RAW = {"corrupt-middle"}  # seeds whose bad CRC is the point
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+
+
+def envelopes(body):
+    """Split an opened segment body into its envelopes."""
+    out = []
+    while body:
+        n = struct.unpack(">I", body[:4])[0]
+        out.append(body[:n])
+        body = body[n:]
+    return out
+
+
+def segment_seeds(fuzzer):
+    """Seal the record streams in real stores; make fuzz_segment's seeds of them."""
+    recs = session()
+    epoch = record(REC_EPOCH, 1, [], session=bytes(16))  # "close an epoch here"
+    streams = {name: data for name, data in seeds().items()
+               if name not in ("torn-tail", "corrupt-middle")}
+    streams["session-epochs"] = b"".join(recs[:5]) + epoch + epoch + b"".join(recs[5:]) + epoch
+    streams["epoch-only"] = epoch
+    tmp = tempfile.mkdtemp(prefix="sealtrail-seeds-")
+    try:
+        for name, data in streams.items():
+            with open(os.path.join(tmp, name + ".rec"), "wb") as f:
+                f.write(data)
+        env = dict(os.environ, SEALTRAIL_FUZZ_SEEDS=tmp)
+        subprocess.run([fuzzer, "-runs=0"], env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        opened, sealed = {}, {}
+        for name in streams:
+            with open(os.path.join(tmp, name + ".open"), "rb") as f:
+                opened[name] = f.read()
+            with open(os.path.join(tmp, name + ".sealed"), "rb") as f:
+                sealed[name] = f.read()
+    finally:
+        shutil.rmtree(tmp)
+
+    full = MODE_SEAL | MODE_CRC | MODE_CHAIN
+    out = {name: bytes([full]) + body for name, body in opened.items()}
+    envs = envelopes(opened["session"])
+    out["torn-tail"] = bytes([full]) + b"".join(envs[:4]) + envs[4][:len(envs[4]) // 2]
+    bad = bytearray(envs[3])
+    bad[SEAL_HEADER_LEN + 60] ^= 0xff  # in the record: its CRC no longer matches
+    out["corrupt-middle"] = (bytes([MODE_SEAL | MODE_CHAIN]) + b"".join(envs[:3]) + bytes(bad)
+                             + b"".join(envs[4:]))
+    out["broken-chain"] = bytes([MODE_SEAL | MODE_CRC]) + opened["session"]
+    for name in ("session", "session-epochs", "epoch-only"):
+        out[name + "-sealed"] = b"\0" + sealed[name]
+    return out
 
 
 def main():
-    for target in ("fuzz_record", "fuzz_segment"):
-        d = os.path.join(HERE, target)
-        os.makedirs(d, exist_ok=True)
-        for name, data in seeds().items():
-            with open(os.path.join(d, name), "wb") as f:
-                f.write((b"\0" if name in RAW else b"\1") + data)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--fuzzer", default=os.path.join(REPO, "build/fuzz/fuzz_segment"),
+                    help="the fuzz_segment binary that seals the segment seeds")
+    args = ap.parse_args()
+    if not os.access(args.fuzzer, os.X_OK):
+        raise SystemExit("%s: not found: run `make fuzz` first" % args.fuzzer)
+
+    d = os.path.join(HERE, "fuzz_record")
+    os.makedirs(d, exist_ok=True)
+    for name, data in seeds().items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write((b"\0" if name in RAW else b"\1") + data)
+
+    segment = segment_seeds(args.fuzzer)
+    d = os.path.join(HERE, "fuzz_segment")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    for name, data in segment.items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
 
 
 if __name__ == "__main__":
