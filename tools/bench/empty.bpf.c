@@ -42,7 +42,21 @@ EMPTY("tp/syscalls/sys_exit_read", empty_exit_read)
 EMPTY("tp/syscalls/sys_exit_writev", empty_exit_writev)
 EMPTY("tp/syscalls/sys_exit_readv", empty_exit_readv)
 
+/* files */
+EMPTY("tp/syscalls/sys_enter_openat", empty_enter_openat)
+EMPTY("tp/syscalls/sys_exit_openat", empty_exit_openat)
+EMPTY("tp/syscalls/sys_enter_rename", empty_enter_rename)
+EMPTY("tp/syscalls/sys_exit_rename", empty_exit_rename)
+EMPTY("tp/syscalls/sys_enter_renameat", empty_enter_renameat)
+EMPTY("tp/syscalls/sys_exit_renameat", empty_exit_renameat)
+EMPTY("tp/syscalls/sys_enter_renameat2", empty_enter_renameat2)
+EMPTY("tp/syscalls/sys_exit_renameat2", empty_exit_renameat2)
+EMPTY("tp/syscalls/sys_enter_unlinkat", empty_enter_unlinkat)
+EMPTY("tp/syscalls/sys_exit_unlinkat", empty_exit_unlinkat)
+
 /* connections and descriptors */
+EMPTY("tp/syscalls/sys_enter_accept", empty_enter_accept)
+EMPTY("tp/syscalls/sys_exit_accept", empty_exit_accept)
 EMPTY("tp/syscalls/sys_enter_connect", empty_enter_connect)
 EMPTY("tp/syscalls/sys_exit_connect", empty_exit_connect)
 EMPTY("tp/syscalls/sys_enter_close", empty_enter_close)
