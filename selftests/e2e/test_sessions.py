@@ -296,10 +296,10 @@ def sigterm():
             s.send(b"echo AFTER$((1+2))\n")
             s.expect(b"AFTER3")
             logout(s)
-        sessions = d.sessions()
-        ours = [x for x in sessions if x["source_port"] == port]
-        check_eq(len(ours), 2, "old session closed, login adopted as a new one", sessions=ours)
-        check(all(x["end"] for x in ours), "both ended", sessions=ours)
+        def both_ended():
+            ours = [x for x in d.sessions() if x["source_port"] == port]
+            return ours if len(ours) == 2 and all(x["end"] for x in ours) else None
+        ours = wait_for(both_ended, 30, "the old session closed and the adopted one ended")
         outs = b"".join(d.export(x["id"], "--format", "raw") for x in ours)
         check(b"BEFORE2" in outs and b"AFTER3" in outs, "output on both sides of the restart")
         d.stop()
