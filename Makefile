@@ -21,7 +21,7 @@ CFLAGS ?= -O2 -g
 VERSION := 0.1.0
 ALL_CFLAGS := -DSEALTRAIL_VERSION=\"$(VERSION)\" -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -Iinclude -Iuserspace -I$(BUILD)
 LIBS := -lbpf -lelf -lz -lzstd -lsqlite3 -lcrypto -lm -lpthread
-BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Ivmlinux -Iinclude -Ibpf
+BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Ivmlinux -Iinclude -Ibpf
 
 COMMON_SRC := $(wildcard userspace/common/*.c) $(wildcard userspace/store/*.c)
 DAEMON_SRC := $(wildcard userspace/daemon/*.c) $(wildcard userspace/capture/*.c) \

@@ -561,6 +561,20 @@ int enter_connect(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
+/* A forwarded connection opened: follow its bytes, tell the collector. */
+static __always_inline int forward_opened(struct file *file, struct st_ev_connect *ev,
+					  __u64 sess_key)
+{
+	struct st_relay r = {.stream = ST_FORWARD, .sess_key = sess_key};
+	__u64 key = BPF_CORE_READ(file, f_inode, i_ino);
+
+	ev->conn_id = key;
+	bpf_map_update_elem(&relays, &key, &r, BPF_ANY);
+	fill_hdr(&ev->hdr, ST_EV_CONNECT, sizeof(*ev), sess_key);
+	submit(ev, sizeof(*ev), sess_key, 0);
+	return 0;
+}
+
 SEC("tp/syscalls/sys_exit_connect")
 int exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
@@ -571,7 +585,7 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	struct file *file;
 	struct st_relay r = {.stream = ST_FORWARD};
 	__u32 tid = (__u32)id;
-	__u64 fd, addr, key;
+	__u64 fd, addr;
 
 	if (!is_tracked(id >> 32))
 		return 0;
@@ -604,25 +618,18 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	ev.port = bpf_ntohs(ev.port);
 	ev.fd = fd;
 	ev.ret = ctx->ret;
-	key = BPF_CORE_READ(file, f_inode, i_ino);
-	ev.conn_id = key;
-	bpf_map_update_elem(&relays, &key, &r, BPF_ANY);
-	fill_hdr(&ev.hdr, ST_EV_CONNECT, sizeof(ev), r.sess_key);
-	submit(&ev, sizeof(ev), r.sess_key, 0);
-	return 0;
+	return forward_opened(file, &ev, r.sess_key);
 }
 
 /* accept() by sshd: a connection to a port it listens on for ssh -R. */
 static __always_inline int forward_accepted(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct st_relay r = {.stream = ST_FORWARD};
 	struct st_ev_connect ev = {};
 	struct st_proc *p;
 	struct socket *sock;
 	struct sock *sk;
 	struct file *file;
-	__u64 key;
 
 	if (!is_tracked(id >> 32) || ret < 0)
 		return 0;
@@ -652,13 +659,7 @@ static __always_inline int forward_accepted(long ret)
 	ev.local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
 	ev.accepted = 1;
 	ev.fd = ret;
-	r.sess_key = p->sess_key;
-	key = BPF_CORE_READ(file, f_inode, i_ino);
-	ev.conn_id = key;
-	bpf_map_update_elem(&relays, &key, &r, BPF_ANY);
-	fill_hdr(&ev.hdr, ST_EV_CONNECT, sizeof(ev), r.sess_key);
-	submit(&ev, sizeof(ev), r.sess_key, 0);
-	return 0;
+	return forward_opened(file, &ev, p->sess_key);
 }
 
 SEC("tp/syscalls/sys_exit_accept")
