@@ -8,7 +8,7 @@
  *   u64 seq        per-store sequence number
  *   u32 epoch      signing epoch the record was sealed in
  *   u32 segment    segment file it lives in
- *   u64 wall_ns, u64 mono_ns
+ *   u64 wall_ns, u64 mono_ns  when it was sealed (CLOCK_REALTIME, CLOCK_BOOTTIME)
  *   u8  boot_id[16], u8 store_id[16]
  *   u8  prev_hash[32]  leaf hash of the previous envelope (zero for seq 1)
  *   u8  nonce[12]      random per envelope (safe across crashes and clones)

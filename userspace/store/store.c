@@ -464,8 +464,13 @@ static int append_sealed(struct store *st, struct buf *rec, bool plain)
 	h.flags = plain ? SEAL_PLAIN : 0;
 	h.seq = st->next_seq;
 	h.epoch = st->epoch;
-	h.wall_ns = parsed.wall_ns;
-	h.mono_ns = parsed.mono_ns;
+	/*
+	 * The envelope carries when it was sealed, the record inside when its
+	 * event happened: records arrive out of event order (a session start is
+	 * written at login), seals never go back in time within a boot.
+	 */
+	h.wall_ns = clock_ns(CLOCK_REALTIME);
+	h.mono_ns = clock_ns(CLOCK_BOOTTIME);
 	memcpy(h.boot_id, st->boot_id, sizeof(h.boot_id));
 	memcpy(h.store_id, st->id, ST_ID_LEN);
 	for (int pass = 0; pass < 2; pass++) {
