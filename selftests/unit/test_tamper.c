@@ -61,6 +61,21 @@ static int read_file(const char *path, struct buf *out)
 	return err;
 }
 
+static int read_exact_file(const char *path, char *out, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, out, size - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	out[n] = 0;
+	return 0;
+}
+
 static int write_file(const char *path, const void *data, size_t len, mode_t mode)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode), err;
@@ -1079,7 +1094,7 @@ static bool forge_append(struct model *m, uint32_t epoch)
 TEST(tamper_truncate_and_keep_writing)
 {
 	uint8_t sk[SEAL_KEY_LEN], pk[SEAL_PK_LEN], file[EPOCH_FILE_LEN];
-	char idhex[ST_ID_HEX], pkhex[2 * SEAL_PK_LEN + 1], text[256];
+	char idhex[ST_ID_HEX], pkhex[2 * SEAL_PK_LEN + 1], text[256], orig[256];
 	struct verify_result r;
 	struct store st;
 	struct model *m;
@@ -1135,6 +1150,21 @@ TEST(tamper_truncate_and_keep_writing)
 	memcpy(file + 4, sk, SEAL_KEY_LEN);
 	memcpy(file + 4 + SEAL_KEY_LEN, pk, SEAL_PK_LEN);
 	ASSERT_OK(write_file(in_dir(dir, "keys/epoch"), file, sizeof(file), 0600), "keys/epoch");
+	ASSERT_EQ(store_open(&st, dir, STORE_WRITE), -EKEYREJECTED,
+		  "the writer refuses an epoch-0 key that is not first.pub's");
+	/* the attacker owns the disk: they replace first.pub too, and keep the original */
+	if (!ASSERT_OK(read_exact_file(in_dir(dir, "keys/first.pub"), orig, sizeof(orig)),
+		       "keep first.pub"))
+		goto out;
+	hex_encode(pk, SEAL_PK_LEN, pkhex);
+	{
+		char fake[256], sid[ST_ID_HEX];
+
+		sscanf(orig, "store %32s", sid);
+		snprintf(fake, sizeof(fake), "store %s\nfirst-key %s\n", sid, pkhex);
+		ASSERT_OK(write_file(in_dir(dir, "keys/first.pub"), fake, strlen(fake), 0644),
+			  "fake first.pub");
+	}
 	if (!ASSERT_OK(store_open(&st, dir, STORE_WRITE), "the writer takes a new epoch-0 key"))
 		goto out;
 	ASSERT_EQ(st.next_seq, seal0, "seq goes on where the cut was");
@@ -1145,6 +1175,9 @@ TEST(tamper_truncate_and_keep_writing)
 	ASSERT_OK(append_now(&st, 99), "append");
 	hex_encode(st.id, ST_ID_LEN, idhex);
 	store_close(&st);
+	/* first, as if the attacker had left first.pub alone */
+	ASSERT_OK(write_file(in_dir(dir, "keys/first.pub"), orig, strlen(orig), 0644),
+		  "original first.pub back");
 
 	/* the forged history under the store's own first.pub: epoch 0 does not verify */
 	run_verify(dir, NULL, NULL, &r);

@@ -278,8 +278,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	started = clock_ns(CLOCK_REALTIME);
-	err = tracker_close_stale(&t);
-	err = err ?: tracker_daemon_record(&t, "start");
+	/* the start record first: after a reboot it is where the boot id may change */
+	err = tracker_daemon_record(&t, "start");
+	err = err ?: tracker_close_stale(&t);
 	err = err ?: tracker_scan(&t);
 	if (err)
 		goto out;

@@ -73,6 +73,21 @@ static int write_atomic(const char *path, const void *data, size_t len)
 	return err;
 }
 
+static int read_exact_text(const char *path, char *out, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, out, size - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	out[n] = 0;
+	return 0;
+}
+
 static void read_boot_id(uint8_t out[16])
 {
 	char text[64] = {0}, hex[33];
@@ -150,10 +165,11 @@ out:
 int store_load_epoch(struct store *st, uint32_t next_epoch, const uint8_t next_pk[SEAL_PK_LEN])
 {
 	char *path = store_path(st, "keys/epoch"), *next = store_path(st, "keys/epoch.next");
+	char *firstpub = store_path(st, "keys/first.pub");
 	uint8_t buf[EPOCH_FILE_LEN];
 	int err;
 
-	if (!path || !next) {
+	if (!path || !next || !firstpub) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -170,6 +186,22 @@ int store_load_epoch(struct store *st, uint32_t next_epoch, const uint8_t next_p
 		log_error("store %s: cannot read the signing key %s: %s", st->dir, path,
 			  strerror(-err));
 		goto out;
+	}
+	if (!next_epoch) {
+		/* no seal in the log yet: the key must be the store's first, as pinned */
+		char text[256], pkhex[2 * SEAL_PK_LEN + 1];
+		uint8_t first[SEAL_PK_LEN];
+
+		if (read_exact_text(firstpub, text, sizeof(text)) ||
+		    sscanf(text, "store %*32s\nfirst-key %64s", pkhex) != 1 ||
+		    hex_decode(pkhex, first, SEAL_PK_LEN) ||
+		    memcmp(first, buf + 4 + SEAL_KEY_LEN, SEAL_PK_LEN)) {
+			log_error("store %s: %s does not hold the first key of %s: records written"
+				  " now could not be verified against the pinned key",
+				  st->dir, path, firstpub);
+			err = -EKEYREJECTED;
+			goto out;
+		}
 	}
 	if (get_be32(buf) != next_epoch ||
 	    (next_epoch && memcmp(buf + 4 + SEAL_KEY_LEN, next_pk, SEAL_PK_LEN))) {
@@ -189,6 +221,7 @@ out:
 	OPENSSL_cleanse(buf, sizeof(buf));
 	free(path);
 	free(next);
+	free(firstpub);
 	return err;
 }
 

@@ -258,7 +258,8 @@ static int recover_envelope(void *arg, const struct seal_envelope *env, uint32_t
 		size_t used;
 
 		if (rec_parse(env->payload, env->payload_len, &rec, &used, why) == 0 &&
-		    (pk = rec_field(&rec, TAG_NEXT_PK)) && pk->len == SEAL_PK_LEN) {
+		    (pk = rec_field(&rec, TAG_NEXT_PK)) && pk->len == SEAL_PK_LEN &&
+		    env->h.epoch != UINT32_MAX) {
 			rs->next_epoch = env->h.epoch + 1;
 			memcpy(rs->next_pk, pk->data, SEAL_PK_LEN);
 		}

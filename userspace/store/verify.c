@@ -275,6 +275,11 @@ static void check_checkpoint(struct walk *w, const char *path, const char *text)
 		fail(w->r, path, 0, 0, "checkpoint of another store (%s)", origin);
 		return;
 	}
+	/* exact lengths first: EVP_DecodeBlock writes 3/4 of what it is given */
+	if (strlen(b64root) != 44 || strlen(b64sig) != 92) {
+		fail(w->r, path, 0, 0, "checkpoint root or signature has the wrong length");
+		return;
+	}
 	n = EVP_DecodeBlock(root, (const unsigned char *)b64root, strlen(b64root));
 	if (n < SEAL_HASH_LEN || EVP_DecodeBlock(sig, (const unsigned char *)b64sig,
 						 strlen(b64sig)) < 4 + SEAL_SIG_LEN) {
