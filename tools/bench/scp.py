@@ -27,14 +27,27 @@ end, and checks that `sealtrail --json events ID` has a `file` record for the
 upload whose sha256 is the SHA-256 of the source file.
 
 Throughput is file bytes / wall time of the whole `scp` command (connection
-and login included), in MB/s (10^6 bytes per second). Store growth is
+and login included), in MB/s (10^6 bytes per second). CPU seconds are
+accounted per side: the client (scp and its ssh: this process's reaped
+children), the server (the lab's sshd listener sits in a cgroup-v1 cpuacct
+group, so every process of the connection is charged to it, including the
+time BPF programs take inside their syscalls), sealtraild, and the whole
+machine (/proc/stat); "other" is what none of them used, i.e. noise from
+someone else. Store growth is
 `du -s -B1` (allocated bytes) and `du -s -b` (apparent bytes) of the store
 directory once the session has ended (`end` != null), its file record is
 there and the store has stopped changing, minus the same before the upload.
 
+Before every sample the run waits (bounded by --quiet-wait and
+--quiet-budget) until no other process has BPF programs attached and the
+CPUs are idle; samples taken anyway, or during which another recorder
+appeared or the store also got other labs' sessions (sealtraild follows every
+/usr/sbin/sshd listener on the machine), are marked with * and explained.
+
 Disk use is bounded: the source file plus one uploaded copy (deleted after
 every sample). Everything lives under one temporary directory in /tmp (plus
-the test user's home), removed at the end, on Ctrl-C and on SIGTERM. Holds
+the test user's home and the cpuacct group), removed at the end, on Ctrl-C
+and on SIGTERM; a SIGKILLed run is cleaned up by the next one. Holds
 the same lock as tools/bench/run.py (flock on tools/bench), so two
 benchmarks never measure each other. Only the Python 3 standard library.
 """
@@ -44,10 +57,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import glob
 import hashlib
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -103,6 +118,14 @@ def table(headers, rows):
     return "\n".join(out)
 
 
+def cpu_split(pid):
+    """(utime, stime) of pid (all threads) in seconds."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        data = f.read()
+    rest = data[data.rfind(b")") + 2:].split()
+    return int(rest[11]) / CLK_TCK, int(rest[12]) / CLK_TCK
+
+
 def cpu_seconds(pid):
     """utime + stime of pid (all threads) in seconds, or None."""
     try:
@@ -112,6 +135,93 @@ def cpu_seconds(pid):
         return None
     rest = data[data.rfind(b")") + 2:].split()
     return (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+class BpfStats:
+    """Kernel BPF run-time statistics while this object is open, through the
+    BPF_ENABLE_STATS file descriptor (not the sysctl): the kernel turns them
+    off again when the fd is closed or this process dies. They cost every BPF
+    program run on the machine two clock reads, so they are opt-in."""
+
+    NR_BPF = 321  # x86_64
+    BPF_ENABLE_STATS = 32
+    BPF_STATS_RUN_TIME = 0
+
+    def __init__(self):
+        import ctypes
+        attr = ctypes.create_string_buffer(8)  # union bpf_attr { __u32 type; }
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.syscall(self.NR_BPF, self.BPF_ENABLE_STATS, attr, 8)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "bpf(BPF_ENABLE_STATS)")
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    @staticmethod
+    def snapshot(pid):
+        """{program name: (run_time_ns, run_cnt)} of the programs pid attached."""
+        p = subprocess.run(["bpftool", "-j", "perf"], capture_output=True, text=True)
+        ids = {it["prog_id"] for it in json.loads(p.stdout or "[]") if it.get("pid") == pid}
+        p = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True)
+        out = {}
+        for prog in json.loads(p.stdout or "[]"):
+            if prog.get("id") in ids:
+                t, n = out.get(prog["name"], (0, 0))
+                out[prog["name"]] = (t + prog.get("run_time_ns", 0), n + prog.get("run_cnt", 0))
+        return out
+
+
+class CpuAcct:
+    """A cgroup-v1 cpuacct group (accounting only, no limits) holding the
+    lab's sshd listener, so every process of every connection -- including
+    ones that exit unreaped or get reparented -- is charged to it. None of
+    this is available on every machine: .ok says whether it is."""
+
+    ROOT = "/sys/fs/cgroup/cpuacct"
+
+    def __init__(self):
+        self.path = os.path.join(self.ROOT, f"{TMP_PREFIX}{os.getpid()}")
+        self.ok = False
+
+    def start(self, pid):
+        for d in glob.glob(os.path.join(self.ROOT, TMP_PREFIX + "*")):  # SIGKILLed runs
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+        try:
+            os.mkdir(self.path)
+            with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
+                f.write(str(pid))
+            self.ok = True
+        except OSError as exc:
+            log(f"no cpuacct cgroup ({exc}): server CPU is not measured")
+            self.close()
+        return self.ok
+
+    def procs(self):
+        with open(os.path.join(self.path, "cgroup.procs")) as f:
+            return [int(x) for x in f.read().split()]
+
+    def read(self):
+        """(user, system) CPU seconds charged to the group so far."""
+        if not self.ok:
+            return None, None
+        with open(os.path.join(self.path, "cpuacct.stat")) as f:
+            v = dict(line.split() for line in f)
+        return int(v["user"]) / CLK_TCK, int(v["system"]) / CLK_TCK
+
+    def close(self):
+        if not os.path.isdir(self.path):
+            return
+        with contextlib.suppress(OSError):
+            for pid in self.procs():
+                with contextlib.suppress(OSError):
+                    with open(os.path.join(self.ROOT, "cgroup.procs"), "w") as f:
+                        f.write(str(pid))
+        with contextlib.suppress(OSError):
+            os.rmdir(self.path)
 
 
 def _cpu_times():
@@ -170,6 +280,15 @@ def du(path):
     return one("-B1"), one("-b")
 
 
+def other_cpu(s):
+    """Machine CPU while scp ran that none of the measured processes used."""
+    parts = [s["client_user_s"], s["client_sys_s"], s["server_user_s"], s["server_sys_s"],
+             s.get("cpu_transfer_s", 0.0)]
+    if None in parts:
+        return None
+    return s["machine_busy_s"] - sum(parts)
+
+
 def make_source(path, size):
     """size bytes from the kernel's CSPRNG; returns the SHA-256 hex digest."""
     h = hashlib.sha256()
@@ -192,7 +311,6 @@ class Bench:
         self.stack = contextlib.ExitStack()
         self.tmp = None
         self.notes = []
-        self.contaminated = 0
         self.waited = 0.0
         self.own_pids = set()
         self.samples = []
@@ -218,7 +336,6 @@ class Bench:
                     if time.monotonic() > deadline:
                         raise SystemExit("scp.py: tools/bench lock still held, giving up")
                     time.sleep(2)
-        import glob
         for d in glob.glob(f"/tmp/{TMP_PREFIX}*"):  # SIGKILLed earlier runs (we hold the lock)
             shutil.rmtree(d, ignore_errors=True)
         self.tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir="/tmp")
@@ -249,7 +366,7 @@ class Bench:
         budget = max(0.0, self.args.quiet_budget - self.waited)
         t0 = time.monotonic()
         deadline = t0 + min(self.args.quiet_wait, budget)
-        said = None
+        said, said_t = None, 0.0
         while True:
             foreign = foreign_bpf(self.own_pids)
             busy = cpu_busy(0.5)
@@ -263,17 +380,38 @@ class Bench:
                 return True
             if time.monotonic() >= deadline:
                 self.waited += time.monotonic() - t0
-                self.contaminated += 1
                 self.note(f"{what}: measured anyway after waiting "
                           f"{time.monotonic() - t0:.0f} s: {'; '.join(why)}")
                 return False
-            if said != len(why) or int(time.monotonic() - t0) % 15 == 0:
+            kinds = (bool(foreign), busy > self.args.busy_max)
+            if kinds != said or time.monotonic() - said_t > 15:
                 log(f"waiting for a quiet machine: {'; '.join(why)}")
-                said = len(why)
+                said, said_t = kinds, time.monotonic()
+
+    def check_after(self, what, s):
+        """Flag a sample if another recorder appeared while it ran, or if
+        other processes used more than --other-max of the CPUs meanwhile."""
+        foreign = foreign_bpf(self.own_pids)
+        if foreign:
+            s["quiet"] = False
+            self.note(f"{what}: other processes attached BPF programs during the "
+                      f"sample: {foreign}")
+        other = s.get("other_s")
+        limit = self.args.other_max * (os.cpu_count() or 1) * s["seconds"]
+        if other is not None and other > limit:
+            s["quiet"] = False
+            self.note(f"{what}: other processes used {other:.2f} CPU s while scp ran "
+                      f"({other / s['seconds'] / (os.cpu_count() or 1):.0%} of the CPUs)")
 
     def setup(self):
         self.lab = self.stack.enter_context(sshlab.SshLab(self.mkdir("lab")))
         self.user = self.lab.add_user(USER)
+        self.acct = CpuAcct()
+        self.stack.callback(self.acct.close)
+        self.acct.start(self.lab.pid)
+        if self.args.bpf_stats:
+            stats = BpfStats()
+            self.stack.callback(stats.close)
         size = self.args.size_mib * MiB
         self.src = os.path.join(self.mkdir("src", 0o700), "payload.bin")
         log(f"writing {self.args.size_mib} MiB of random bytes to {self.src}")
@@ -297,36 +435,60 @@ class Bench:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.remote)
 
-    def run_scp(self, mode):
+    def run_scp(self, mode, s, daemon_pid=None):
+        """Upload once; fills s with wall time, throughput and CPU accounting:
+        client = scp + its ssh (reaped children of this process), server =
+        every process of the connection (reaped by the lab's sshd listener:
+        per-connection sshd, its privsep children, sftp-server or scp -t, and
+        the BPF programs' work done in their syscalls), machine = all CPUs."""
         argv = self.scp_argv(mode)
+        lst0 = self.acct.read()
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         m0 = machine_cpu()
         t0 = time.monotonic()
         p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
                            timeout=self.args.scp_timeout)
         secs = time.monotonic() - t0
         m1 = machine_cpu()
-        self.last_machine = (m1[0] - m0[0], m1[1] - m0[1])
+        if daemon_pid:
+            s["_cpu_at_exit"] = cpu_split(daemon_pid)
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         if p.returncode != 0:
             raise RuntimeError(f"scp {mode} exited {p.returncode}: "
                                f"{p.stderr.decode(errors='replace').strip()}")
         got = os.path.getsize(self.remote)
         if got != self.size:
             raise RuntimeError(f"scp {mode}: uploaded file has {got} bytes, not {self.size}")
+        # everything of the connection has exited: only the listener is left
+        if self.acct.ok:
+            harness.wait_for(lambda: self.acct.procs() == [self.lab.pid], 30,
+                             "the connection's processes to exit")
+        lst1 = self.acct.read()
+        s["seconds"] = secs
+        s["mbps"] = self.size / secs / MB
+        s["machine_busy_s"], s["machine_kernel_s"] = m1[0] - m0[0], m1[1] - m0[1]
+        s["client_user_s"] = ru1.ru_utime - ru0.ru_utime
+        s["client_sys_s"] = ru1.ru_stime - ru0.ru_stime
+        if self.acct.ok:
+            s["server_user_s"] = lst1[0] - lst0[0]
+            s["server_sys_s"] = lst1[1] - lst0[1]
+        else:
+            s["server_user_s"] = s["server_sys_s"] = None
         return secs
 
-    def sample(self, mode, config, rnd):
-        what = f"round {rnd + 1} {mode} {config}"
+    def sample(self, s):
+        mode, config = s["mode"], s["config"]
+        what = f"round {s['round']} {mode} {config}"
         self.remove_upload()
         os.sync()  # no writeback of earlier samples during this one
-        s = {"mode": mode, "config": config, "round": rnd + 1}
         if config == "unrecorded":
             s["quiet"] = self.gate(what)
-            secs = self.run_scp(mode)
-            s["seconds"] = secs
-            s["mbps"] = self.size / secs / MB
-            s["machine_busy_s"], s["machine_kernel_s"] = self.last_machine
-            log(f"{what}: {s['mbps']:.1f} MB/s ({secs:.2f} s), machine CPU "
-                f"{s['machine_busy_s']:.2f} s busy / {s['machine_kernel_s']:.2f} s kernel")
+            secs = self.run_scp(mode, s)
+            s["other_s"] = other_cpu(s)
+            self.check_after(what, s)
+            log(f"{what}: {s['mbps']:.1f} MB/s ({secs:.2f} s), CPU s: client "
+                f"{s['client_user_s'] + s['client_sys_s']:.2f}, server "
+                f"{s['server_user_s'] + s['server_sys_s']:.2f}, machine {s['machine_busy_s']:.2f}")
             self.remove_upload()
             return s
         harness.BUILD = self.build
@@ -339,14 +501,21 @@ class Bench:
             s["quiet"] = self.gate(what)
             before_ids = {x["id"] for x in d.sessions()}
             du0 = self.settled_du(d.store)
-            cpu0 = cpu_seconds(pid)
-            secs = self.run_scp(mode)
-            t_exit = time.monotonic()
-            cpu1 = cpu_seconds(pid)
-            s["seconds"] = secs
-            s["mbps"] = self.size / secs / MB
-            s["cpu_transfer_s"] = cpu1 - cpu0
-            s["machine_busy_s"], s["machine_kernel_s"] = self.last_machine
+            cpu0 = cpu_split(pid)
+            bpf0 = BpfStats.snapshot(pid) if self.args.bpf_stats else None
+            t_start = time.monotonic()
+            secs = self.run_scp(mode, s, daemon_pid=pid)
+            if bpf0 is not None:
+                bpf1 = BpfStats.snapshot(pid)
+                s["bpf"] = {k: (v[0] - bpf0.get(k, (0, 0))[0], v[1] - bpf0.get(k, (0, 0))[1])
+                            for k, v in bpf1.items()}
+            t_exit = t_start + secs
+            # sealtraild's CPU while scp ran: sampled right at scp's exit
+            at_exit = s.pop("_cpu_at_exit")
+            s["daemon_user_s"] = at_exit[0] - cpu0[0]
+            s["daemon_sys_s"] = at_exit[1] - cpu0[1]
+            s["cpu_transfer_s"] = s["daemon_user_s"] + s["daemon_sys_s"]
+            s["other_s"] = other_cpu(s)
 
             def ended():
                 new = [x for x in d.sessions() if x["user"] == self.user.name
@@ -374,7 +543,7 @@ class Bench:
             except harness.Failure:
                 evs, files = d.events(sess["id"]), []
             s["file_after_s"] = time.monotonic() - t_exit
-            s["cpu_total_s"] = cpu_seconds(pid) - cpu0
+            s["cpu_total_s"] = cpu_seconds(pid) - sum(cpu0)
             s["event_types"] = {}
             for e in evs:
                 s["event_types"][e["type"]] = s["event_types"].get(e["type"], 0) + 1
@@ -398,11 +567,22 @@ class Bench:
                 self.note(f"{what}: session lost {sess['lost_events']} events / "
                           f"{sess['lost_bytes']} bytes")
             du1 = self.settled_du(d.store)
+            others = [x for x in d.sessions() if x["id"] not in before_ids
+                      and x["id"] != sess["id"]]
+            s["other_sessions"] = len(others)
+            if others:
+                s["quiet"] = False
+                self.note(f"{what}: the store also got {len(others)} sessions of other "
+                          f"sshd listeners (concurrent test runs; sealtraild follows every "
+                          f"/usr/sbin/sshd): store growth includes them: "
+                          f"{[(x['user'], x['kind']) for x in others][:5]}")
+            self.check_after(what, s)
             s["growth_alloc"] = du1[0] - du0[0]
             s["growth_apparent"] = du1[1] - du0[1]
             s["store_after"] = du1
             st = d.status()
             s["status"] = {k: v for k, v in st.items() if k not in ("listeners", "programs")}
+            s["listeners"] = len(st.get("listeners", []))
             s["ringbuf_events"] = st.get("events")
             self.remove_upload()
             log(f"{what}: {s['mbps']:.1f} MB/s ({secs:.2f} s), store +{s['growth_alloc']} B "
@@ -456,23 +636,32 @@ class Bench:
             for mode in modes:
                 order = CONFIGS if (rnd + modes.index(mode)) % 2 == 0 else CONFIGS[::-1]
                 for config in order:
+                    s = {"mode": mode, "config": config, "round": rnd + 1}
+                    self.samples.append(s)
                     try:
-                        self.samples.append(self.sample(mode, config, rnd))
+                        self.sample(s)
                     except (KeyboardInterrupt, SystemExit):
+                        s["failed"] = "interrupted"
                         raise
                     except Exception as exc:
                         msg = (str(exc) if isinstance(exc, (harness.Failure, RuntimeError))
                                else traceback.format_exc())
-                        self.note(f"round {rnd + 1} {mode} {config} FAILED: {msg}")
-                        self.samples.append({"mode": mode, "config": config,
-                                             "round": rnd + 1, "failed": msg})
+                        s["failed"] = msg
+                        tail = " | ".join(s.get("daemon_log_tail", [])[-5:])
+                        self.note(f"round {rnd + 1} {mode} {config} FAILED: {msg}" +
+                                  (f"; sealtraild log: {tail}" if tail else ""))
 
 
 def report(bench, header):
     a = bench.args
     out = [header, ""]
-    rows, checks = [], []
+    rows, cpu_rows, checks = [], [], []
+
+    def mark(s):  # samples not taken on a quiet machine
+        return "" if s.get("quiet", True) else "*"
+
     for mode in a.modes:
+        label = f"scp {MODES[mode][0] + ' ' if MODES[mode] else ''}({mode})"
         unrec = [s for s in bench.samples if s["mode"] == mode and s["config"] == "unrecorded"
                  and "failed" not in s]
         rec = [s for s in bench.samples if s["mode"] == mode and s["config"] == "recorded"
@@ -481,22 +670,19 @@ def report(bench, header):
         for config, ss in (("unrecorded", unrec), ("recorded", rec)):
             m = median([s["mbps"] for s in ss])
             ratio = m / base if m and base else None
-            row = [f"scp {MODES[mode][0] + ' ' if MODES[mode] else ''}({mode})", config,
-                   fmt(m), fmt(ratio, 3) if config == "recorded" else "1",
-                   " ".join(fmt(s["mbps"]) for s in ss),
-                   f"{fmt(median([s['machine_busy_s'] for s in ss]), 2)} / "
-                   f"{fmt(median([s['machine_kernel_s'] for s in ss]), 2)}"]
+            paired = [r["mbps"] / u["mbps"] for r in rec for u in unrec
+                      if r["round"] == u["round"]]
+            row = [label, config, fmt(m), " ".join(fmt(s["mbps"]) + mark(s) for s in ss)]
             if config == "recorded":
-                row += [" ".join(str(s["growth_alloc"]) for s in ss),
+                growth = max((s["growth_alloc"] for s in ss), default=None)
+                row += [fmt(ratio, 3), " ".join(fmt(x, 3) for x in paired),
+                        " ".join(str(s["growth_alloc"]) for s in ss),
                         " ".join(str(s["growth_apparent"]) for s in ss),
                         " ".join(f"{s['lost_events']}/{s['lost_bytes']}" for s in ss),
-                        " ".join("yes" if s["file_ok"] else "NO" for s in ss),
-                        " ".join(fmt(s["cpu_transfer_s"], 2) for s in ss),
-                        " ".join(fmt(s["cpu_total_s"], 2) for s in ss),
-                        " ".join(fmt(s["end_after_s"], 1) for s in ss)]
-                growth = max((s["growth_alloc"] for s in ss), default=None)
+                        " ".join("yes" if s["file_ok"] else "NO" for s in ss)]
                 checks.append((f"{mode}: recorded throughput >= {RATIO_TARGET:.2f}x unrecorded "
-                               f"(median {fmt(ratio, 3)})", ratio is not None and ratio >= RATIO_TARGET))
+                               f"(median {fmt(ratio, 3)})",
+                               ratio is not None and ratio >= RATIO_TARGET))
                 checks.append((f"{mode}: store growth <= 1 MiB (max {growth} B allocated)",
                                growth is not None and growth <= GROWTH_TARGET))
                 checks.append((f"{mode}: file record with the right SHA-256 in every "
@@ -504,42 +690,90 @@ def report(bench, header):
                 checks.append((f"{mode}: 0 lost events", bool(ss) and
                                all(s["lost_events"] == 0 and s["lost_bytes"] == 0 for s in ss)))
             else:
-                row += ["-"] * 7
+                row += ["1"] + ["-"] * 5
             rows.append(row)
-    out.append(table(["transfer", "config", "MB/s median", "ratio", "samples MB/s",
-                      "machine CPU s busy / kernel (median)", "store growth B (du -B1)", "apparent B (du -b)", "lost ev/B",
-                      "file rec sha ok", "daemon CPU s during scp",
-                      "daemon CPU s until file rec", "end s after scp exit"], rows))
+
+            def med(f):
+                return median([f(s) for s in ss])
+            cpu_rows.append([
+                label, config,
+                fmt(med(lambda s: s["seconds"]), 2),
+                f"{fmt(med(lambda s: s['client_user_s']), 2)} / "
+                f"{fmt(med(lambda s: s['client_sys_s']), 2)}",
+                f"{fmt(med(lambda s: s['server_user_s']), 2)} / "
+                f"{fmt(med(lambda s: s['server_sys_s']), 2)}",
+                (f"{fmt(med(lambda s: s['cpu_transfer_s']), 2)} = "
+                 f"{fmt(med(lambda s: s['daemon_user_s']), 2)} / "
+                 f"{fmt(med(lambda s: s['daemon_sys_s']), 2)}") if config == "recorded" else "-",
+                fmt(med(lambda s: s["cpu_total_s"]), 2) if config == "recorded" else "-",
+                fmt(med(lambda s: s["machine_busy_s"]), 2),
+                fmt(med(lambda s: s["machine_kernel_s"]), 2),
+                fmt(med(lambda s: s["other_s"]), 2),
+            ])
+    out.append(table(["transfer", "config", "MB/s median", "samples MB/s (round order)",
+                      "ratio of medians", "ratio per round", "store growth B (du -B1)",
+                      "apparent B (du -b)", "lost events/bytes", "file record sha256 ok"],
+                     rows))
     out.append("")
-    rows2 = []
+    out.append(table(["transfer", "config", "scp s", "client CPU s user / sys",
+                      "server CPU s user / sys", "sealtraild CPU s during scp = user / sys",
+                      "sealtraild CPU s until file record", "machine busy CPU s",
+                      "machine kernel CPU s", "other CPU s"], cpu_rows))
+    out.append("")
+    rows3 = []
     for s in bench.samples:
         if s["config"] != "recorded" or "failed" in s:
             continue
-        rows2.append([s["round"], s["mode"], s["kind"], fmt(s["seconds"], 2),
-                      fmt(s["cpu_transfer_s"] / s["seconds"] * 100, 0),
+        rows3.append([s["round"], s["mode"], s["kind"], fmt(s["seconds"], 2),
                       s["bytes_in"], s["bytes_out"], s["ringbuf_events"],
                       " ".join(f"{k}:{v}" for k, v in sorted(s["event_types"].items())),
-                      fmt(s["file_after_s"], 1), s["store_after"][0]])
-    if rows2:
-        out.append(table(["round", "transfer", "kind", "scp s", "daemon CPU % of scp wall",
-                          "bytes_in", "bytes_out", "ring-buffer events", "records (sealtrail events)",
-                          "file rec s after scp", "store du B at end"], rows2))
+                      fmt(s["end_after_s"], 2), fmt(s["file_after_s"], 2),
+                      s["store_after"][0]])
+    if rows3:
+        out.append(table(["round", "transfer", "kind", "scp s", "bytes_in", "bytes_out",
+                          "ring-buffer events", "records (sealtrail events)",
+                          "end s after scp", "file record s after scp",
+                          "store du B at end"], rows3))
         out.append("")
-    out.append(f"{a.size_mib} MiB file of random bytes, {a.rounds} rounds, configurations "
-               "interleaved (order rotates); MB/s = 10^6 B/s over the whole scp command; "
-               "machine CPU = busy (user+nice+system+irq+softirq+steal) and kernel "
-               "(system+irq+softirq) seconds of all CPUs while scp ran, from /proc/stat; "
-               "daemon CPU = sealtraild utime+stime; ring-buffer events = sealtraild's "
-               "events counter for the whole sample")
+    bpf_rows = []
+    for mode in a.modes:
+        ss = [s for s in bench.samples if s["mode"] == mode and "bpf" in s
+              and "failed" not in s]
+        if not ss:
+            continue
+        names = sorted({k for s in ss for k in s["bpf"]},
+                       key=lambda k: -median([s["bpf"].get(k, (0, 0))[0] for s in ss]))
+        total = median([sum(v[0] for v in s["bpf"].values()) for s in ss])
+        top = [f"{k} {fmt(median([s['bpf'].get(k, (0, 0))[0] for s in ss]) / 1e9, 3)} s / "
+               f"{median([s['bpf'].get(k, (0, 0))[1] for s in ss]):.0f} runs"
+               for k in names[:5]]
+        bpf_rows.append([mode, fmt(total / 1e9, 3), "; ".join(top)])
+    if bpf_rows:
+        out.append(table(["transfer", "BPF programs' run time s while scp ran (median)",
+                          "largest programs (median run time / runs)"], bpf_rows))
+        out.append("")
+        out.append("(--bpf-stats: kernel BPF run-time statistics were on in this run, "
+                   "which itself slows every BPF program run a little)")
+        out.append("")
+    out.append(
+        f"{a.size_mib} MiB file of random bytes, {a.rounds} rounds, configurations "
+        "interleaved (order rotates); MB/s = 10^6 B/s over the whole scp command (login "
+        "included). All CPU figures are medians in CPU seconds: client = scp and its ssh; "
+        "server = every process of the connection (sshd, sftp-server / scp -t), including "
+        "the BPF programs' work inside their syscalls; sealtraild = its utime+stime; "
+        "machine = all CPUs from /proc/stat while scp ran (kernel = system+irq+softirq); "
+        "other = machine - client - server - sealtraild (load nobody here caused). "
+        "* = sample not taken on a quiet machine (see notes).")
     out.append("")
     for what, ok in checks:
         out.append(f"- {'MET' if ok else 'MISSED'}: {what}")
     failed = [s for s in bench.samples if "failed" in s]
     if failed:
         out.append(f"- {len(failed)} samples FAILED to run (see notes)")
-    if bench.contaminated:
-        out.append(f"- {bench.contaminated} samples were taken on a machine that was not "
-                   "quiet (see notes)")
+    noisy = [s for s in bench.samples if not s.get("quiet", True)]
+    if noisy:
+        out.append(f"- {len(noisy)} samples were taken on a machine that was not "
+                   "quiet (marked *, see notes)")
     if bench.waited >= 1:
         out.append(f"- waited {bench.waited:.0f} s in total for a quiet machine")
     if bench.notes:
@@ -567,6 +801,12 @@ def main():
                     help="total seconds the run may wait for a quiet machine (default 600)")
     ap.add_argument("--busy-max", type=float, default=0.25,
                     help="CPU busy fraction above which the machine is not quiet")
+    ap.add_argument("--other-max", type=float, default=0.10,
+                    help="flag a sample when processes outside the benchmark used more "
+                         "than this fraction of all CPUs while scp ran (default 0.10)")
+    ap.add_argument("--bpf-stats", action="store_true",
+                    help="diagnostic: turn on kernel BPF run-time statistics for the run "
+                         "and report the time sealtraild's programs took per transfer")
     ap.add_argument("--lock-wait", type=float, default=1800,
                     help="seconds to wait for another benchmark's lock on tools/bench")
     args = ap.parse_args()
@@ -592,6 +832,17 @@ def main():
     rev = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
                          capture_output=True, text=True).stdout.strip()
     header += f", tree {rev or '?'}"
+    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.split("\n")
+    dirty = [ln[3:] for ln in dirty if ln.strip()]
+    if dirty:
+        header += f" (uncommitted changes in: {', '.join(dirty)})"
+    try:
+        built = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(
+            os.stat(os.path.join(args.build, "sealtraild")).st_mtime))
+        header += f", {args.build}/sealtraild built {built}"
+    except OSError:
+        pass
     with Bench(args) as bench:
         try:
             bench.run()
