@@ -61,21 +61,6 @@ static int read_file(const char *path, struct buf *out)
 	return err;
 }
 
-static int read_exact_file(const char *path, char *out, size_t size)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = read(fd, out, size - 1);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	out[n] = 0;
-	return 0;
-}
-
 static int write_file(const char *path, const void *data, size_t len, mode_t mode)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode), err;
@@ -1153,7 +1138,7 @@ TEST(tamper_truncate_and_keep_writing)
 	ASSERT_EQ(store_open(&st, dir, STORE_WRITE), -EKEYREJECTED,
 		  "the writer refuses an epoch-0 key that is not first.pub's");
 	/* the attacker owns the disk: they replace first.pub too, and keep the original */
-	if (!ASSERT_OK(read_exact_file(in_dir(dir, "keys/first.pub"), orig, sizeof(orig)),
+	if (!ASSERT_OK(read_text_file(in_dir(dir, "keys/first.pub"), orig, sizeof(orig)),
 		       "keep first.pub"))
 		goto out;
 	hex_encode(pk, SEAL_PK_LEN, pkhex);

@@ -1,5 +1,6 @@
 /* Small helpers shared by daemon, CLI and store. */
 #include <ctype.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -292,5 +293,20 @@ int write_all(int fd, const void *data, size_t len)
 		p += n;
 		len -= n;
 	}
+	return 0;
+}
+
+int read_text_file(const char *path, char *out, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, out, size - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	out[n] = 0;
 	return 0;
 }

@@ -20,19 +20,6 @@ static uint64_t ticks_to_ns(unsigned long long ticks)
 	return ticks * (1000000000ull / (hz > 0 ? hz : 100));
 }
 
-static int read_small(const char *path, char *out, size_t size)
-{
-	FILE *f = fopen(path, "re");
-	size_t n;
-
-	if (!f)
-		return -errno;
-	n = fread(out, 1, size - 1, f);
-	out[n] = 0;
-	fclose(f);
-	return 0;
-}
-
 int procfs_read(uint32_t pid, struct proc_info *out)
 {
 	char path[64], text[1024], *p;
@@ -44,7 +31,7 @@ int procfs_read(uint32_t pid, struct proc_info *out)
 	memset(out, 0, sizeof(*out));
 	out->pid = pid;
 	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
-	err = read_small(path, text, sizeof(text));
+	err = read_text_file(path, text, sizeof(text));
 	if (err)
 		return err;
 	p = strrchr(text, ')'); /* comm may hold spaces and parentheses */
@@ -58,14 +45,14 @@ int procfs_read(uint32_t pid, struct proc_info *out)
 	out->start_boot_ns = ticks_to_ns(start);
 
 	snprintf(path, sizeof(path), "/proc/%u/status", pid);
-	if (read_small(path, text, sizeof(text)) == 0 && (p = strstr(text, "\nUid:")))
+	if (read_text_file(path, text, sizeof(text)) == 0 && (p = strstr(text, "\nUid:")))
 		out->uid = strtoul(p + 5, NULL, 10);
 	out->loginuid = out->sessionid = NO_UID;
 	snprintf(path, sizeof(path), "/proc/%u/loginuid", pid);
-	if (read_small(path, text, sizeof(text)) == 0)
+	if (read_text_file(path, text, sizeof(text)) == 0)
 		out->loginuid = strtoul(text, NULL, 10);
 	snprintf(path, sizeof(path), "/proc/%u/sessionid", pid);
-	if (read_small(path, text, sizeof(text)) == 0)
+	if (read_text_file(path, text, sizeof(text)) == 0)
 		out->sessionid = strtoul(text, NULL, 10);
 	snprintf(path, sizeof(path), "/proc/%u/exe", pid);
 	n = readlink(path, out->exe, sizeof(out->exe) - 1);

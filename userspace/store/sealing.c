@@ -73,21 +73,6 @@ static int write_atomic(const char *path, const void *data, size_t len)
 	return err;
 }
 
-static int read_exact_text(const char *path, char *out, size_t size)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = read(fd, out, size - 1);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	out[n] = 0;
-	return 0;
-}
-
 static void read_boot_id(uint8_t out[16])
 {
 	char text[64] = {0}, hex[33];
@@ -192,7 +177,7 @@ int store_load_epoch(struct store *st, uint32_t next_epoch, const uint8_t next_p
 		char text[256], pkhex[2 * SEAL_PK_LEN + 1];
 		uint8_t first[SEAL_PK_LEN];
 
-		if (read_exact_text(firstpub, text, sizeof(text)) ||
+		if (read_text_file(firstpub, text, sizeof(text)) ||
 		    sscanf(text, "store %*32s\nfirst-key %64s", pkhex) != 1 ||
 		    hex_decode(pkhex, first, SEAL_PK_LEN) ||
 		    memcmp(first, buf + 4 + SEAL_KEY_LEN, SEAL_PK_LEN)) {

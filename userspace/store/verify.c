@@ -65,21 +65,6 @@ static bool fail(struct verify_result *r, const char *file, uint64_t off, uint64
 	return false;
 }
 
-static int read_text(const char *path, char *out, size_t size)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = read(fd, out, size - 1);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	out[n] = 0;
-	return 0;
-}
-
 static bool check_epoch(struct walk *w, const struct seal_envelope *env, const char *file,
 			uint64_t off)
 {
@@ -336,7 +321,7 @@ int store_verify(const char *dir, const struct verify_opts *o, struct verify_res
 	r->ok = true;
 	snprintf(path, sizeof(path), "%s/keys/first.pub", dir);
 	r->pinned = o->pubkey_file != NULL;
-	err = read_text(o->pubkey_file ? o->pubkey_file : path, text, sizeof(text));
+	err = read_text_file(o->pubkey_file ? o->pubkey_file : path, text, sizeof(text));
 	if (err || sscanf(text, "store %32s\nfirst-key %64s", idhex, pkhex) != 2 ||
 	    hex_decode(idhex, w.id, ST_ID_LEN) || hex_decode(pkhex, first_pk, SEAL_PK_LEN)) {
 		fail(r, o->pubkey_file ? o->pubkey_file : path, 0, 0,
@@ -347,7 +332,7 @@ int store_verify(const char *dir, const struct verify_opts *o, struct verify_res
 	memcpy(w.pk, first_pk, SEAL_PK_LEN);
 	memcpy(w.first, first_pk, SEAL_PK_LEN);
 	if (o->against_file) {
-		if (read_text(o->against_file, note, sizeof(note))) {
+		if (read_text_file(o->against_file, note, sizeof(note))) {
 			fail(r, o->against_file, 0, 0, "cannot read the checkpoint");
 			return 0;
 		}
