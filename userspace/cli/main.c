@@ -123,7 +123,7 @@ int cli_each_chunk(struct cli *c, const char *id, unsigned streams,
 	sqlite3_bind_int(st, 2, streams);
 	while (!err && sqlite3_step(st) == SQLITE_ROW) {
 		uint64_t seq = sqlite3_column_int64(st, 0);
-		const struct rec_field *f;
+		const struct rec_field *f, *t;
 		struct chunk ch;
 
 		err = store_read_at(&c->store, sqlite3_column_int64(st, 1),
@@ -148,7 +148,25 @@ int cli_each_chunk(struct cli *c, const char *id, unsigned streams,
 		ch.wall_ns = rec->wall_ns;
 		ch.data = f->data;
 		ch.len = f->len;
-		err = fn(arg, &ch);
+		t = rec_field(rec, TAG_TIMING);
+		if (t && !rec_timing_ok(t, f->len)) {
+			log_warn("session %s: record %llu: write times do not match its %u bytes;"
+				 " replaying them as one write",
+				 id, (unsigned long long)seq, f->len);
+			t = NULL;
+		}
+		if (!t) {
+			err = fn(arg, &ch);
+			continue;
+		}
+		/* one call per write, at its own time */
+		for (uint32_t i = 0, off = 0; !err && i < t->len; i += TIMING_ENTRY_LEN) {
+			ch.wall_ns = rec->wall_ns + get_be32(t->data + i);
+			ch.data = f->data + off;
+			ch.len = get_be32(t->data + i + 4);
+			off += ch.len;
+			err = fn(arg, &ch);
+		}
 	}
 	sqlite3_finalize(st);
 	buf_free(&raw);

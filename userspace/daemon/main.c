@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <bpf/libbpf.h>
@@ -18,6 +19,7 @@
 #include "session/tracker.h"
 #include "store/store.h"
 
+#define DEFAULT_NICE -10
 #define TICK_NS (200ull * 1000000ull)
 #define SCAN_NS (1000ull * 1000000ull)
 #define EPOCH_NS (10ull * 1000000000ull)
@@ -48,6 +50,9 @@ static void usage(FILE *out)
 	    "                        repeatable (default sftp-server, /usr/bin/scp, rsync)\n"
 	    "  --checkpoint-file PATH append every signed checkpoint (at most every 10 s and\n"
 	    "                        at each session end) to PATH, e.g. on another mount\n"
+	    "  --nice N              scheduling priority of the collector (default -10): it\n"
+	    "                        must drain the kernel's ring buffer ahead of the\n"
+	    "                        sessions filling it, or their bytes become gaps\n"
 	    "  --log-level LEVEL     error, warning, info (default) or debug\n"
 	    "  --consumer-delay-ms N testing: pause N ms after each ring-buffer read, to\n"
 	    "                        force losses and check that they become gap records\n"
@@ -119,12 +124,14 @@ int main(int argc, char **argv)
 	    {"subsystem", required_argument, NULL, 'S'},
 	    {"transfer", required_argument, NULL, 'T'},
 	    {"checkpoint-file", required_argument, NULL, 'K'},
+	    {"nice", required_argument, NULL, 'n'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
 	const char *store_dir = STORE_DEFAULT_DIR;
 	unsigned long ringbuf = 32u << 20, delay_ms = 0;
+	long nice_level = DEFAULT_NICE;
 	unsigned long long cap = 0;
 	const char *checkpoint_file = NULL;
 	bool cap_set = false;
@@ -198,6 +205,16 @@ int main(int argc, char **argv)
 		case 'K':
 			checkpoint_file = optarg;
 			break;
+		case 'n': {
+			char *end;
+
+			nice_level = strtol(optarg, &end, 10);
+			if (*end || !*optarg || nice_level < -20 || nice_level > 19) {
+				fprintf(stderr, "sealtraild: --nice %s: need -20 to 19\n", optarg);
+				return 2;
+			}
+			break;
+		}
 		case 'T':
 			if (ntransfer < 8)
 				transfers[ntransfer++] = optarg;
@@ -277,6 +294,10 @@ int main(int argc, char **argv)
 		log_error("cannot start the file hashing thread: %s", strerror(-err));
 		goto out;
 	}
+	/* this thread only (Linux): file hashing stays at normal priority */
+	if (setpriority(PRIO_PROCESS, 0, (int)nice_level))
+		log_warn("--nice %ld: %s; sessions may outrun the collector under load", nice_level,
+			 strerror(errno));
 	started = clock_ns(CLOCK_REALTIME);
 	/* the start record first: after a reboot it is where the boot id may change */
 	err = tracker_daemon_record(&t, "start");
@@ -297,6 +318,7 @@ int main(int argc, char **argv)
 			log_error("ring buffer poll: %s", strerror(-err));
 			break;
 		}
+		tracker_flush_chunks(&t);
 		if (delay_ms)
 			usleep(delay_ms * 1000);
 		now = clock_ns(CLOCK_MONOTONIC);
@@ -319,6 +341,7 @@ int main(int argc, char **argv)
 	err = 0;
 	log_info("signal %d: flushing and closing the store", (int)stop_requested);
 	ring_buffer__consume(capture.rb);
+	tracker_flush_chunks(&t);
 	tracker_files_done(&t, true);
 	tracker_tick(&t);
 	tracker_daemon_record(&t, "stop");
