@@ -53,6 +53,12 @@ static void usage(FILE *out)
 	    "  --nice N              scheduling priority of the collector (default -10): it\n"
 	    "                        must drain the kernel's ring buffer ahead of the\n"
 	    "                        sessions filling it, or their bytes become gaps\n"
+	    "  --auditor-pubkey FILE also wrap every segment's key to this X25519 public key\n"
+	    "                        (PEM, from `sealtrail auditor-keygen`): its private key\n"
+	    "                        reads a copy of the store off-host. Once a store has\n"
+	    "                        one, starting without it or with another is refused\n"
+	    "  --auditor-key-change  allow --auditor-pubkey to replace the store's auditor\n"
+	    "                        key, or its absence to stop wrapping to it\n"
 	    "  --log-level LEVEL     error, warning, info (default) or debug\n"
 	    "  --consumer-delay-ms N testing: pause N ms after each ring-buffer read, to\n"
 	    "                        force losses and check that they become gap records\n"
@@ -125,6 +131,8 @@ int main(int argc, char **argv)
 	    {"transfer", required_argument, NULL, 'T'},
 	    {"checkpoint-file", required_argument, NULL, 'K'},
 	    {"nice", required_argument, NULL, 'n'},
+	    {"auditor-pubkey", required_argument, NULL, 'A'},
+	    {"auditor-key-change", no_argument, NULL, 'X'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
@@ -133,7 +141,9 @@ int main(int argc, char **argv)
 	unsigned long ringbuf = 32u << 20, delay_ms = 0;
 	long nice_level = DEFAULT_NICE;
 	unsigned long long cap = 0;
-	const char *checkpoint_file = NULL;
+	const char *checkpoint_file = NULL, *auditor_file = NULL;
+	uint8_t auditor_pk[AUDITOR_KEY_LEN];
+	struct store_options store_opts = {.auditor = STORE_AUDITOR_NONE};
 	bool cap_set = false;
 	const char *subsystems[TRACKER_MAX_SUBSYSTEMS];
 	unsigned nsub = 0;
@@ -215,6 +225,12 @@ int main(int argc, char **argv)
 			}
 			break;
 		}
+		case 'A':
+			auditor_file = optarg;
+			break;
+		case 'X':
+			store_opts.auditor_change = true;
+			break;
 		case 'T':
 			if (ntransfer < 8)
 				transfers[ntransfer++] = optarg;
@@ -246,7 +262,13 @@ int main(int argc, char **argv)
 	err = capture_mount_fs();
 	if (err)
 		return 1;
-	err = store_open(&store, store_dir, STORE_WRITE | STORE_CREATE);
+	if (auditor_file) {
+		if (auditor_read_public(auditor_file, auditor_pk))
+			return 1;
+		store_opts.auditor = STORE_AUDITOR_SET;
+		store_opts.auditor_pk = auditor_pk;
+	}
+	err = store_open_with(&store, store_dir, STORE_WRITE | STORE_CREATE, &store_opts);
 	if (err)
 		return 1;
 	store.checkpoint_sink = checkpoint_file;

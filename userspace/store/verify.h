@@ -8,10 +8,20 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "store/auditor.h"
+
 struct verify_opts {
 	const char *pubkey_file; /* "store HEX\nfirst-key HEX\n"; default DIR/keys/first.pub */
 	const char *against_file; /* a saved checkpoint (C2SP signed note) */
 };
+
+/* A run of consecutive segments whose data keys are wrapped alike. */
+struct verify_wrap {
+	uint32_t first_seg, last_seg;
+	bool auditor; /* also wrapped to pk, an auditor's key (v3 header) */
+	uint8_t pk[AUDITOR_KEY_LEN];
+};
+#define VERIFY_MAX_WRAPS 16
 
 struct verify_result {
 	bool ok;
@@ -27,6 +37,9 @@ struct verify_result {
 	uint32_t epochs; /* closed epochs */
 	uint64_t checkpoint_size;
 	bool checkpoint_ok;
+	/* to whom the segments walked are wrapped, in runs (the last run absorbs any more) */
+	struct verify_wrap wraps[VERIFY_MAX_WRAPS];
+	uint32_t nwraps;
 };
 
 /* 0 when verification ran (see r->ok), negative errno when it could not. */
