@@ -141,10 +141,10 @@ int handle_fork(struct bpf_raw_tracepoint_args *ctx)
 
 /* Remember a command's stdin/stdout/stderr pipes, whose other end sshd holds. */
 static __always_inline void relay_pipe(struct task_struct *task, __u32 fd, __u32 stream,
-				       __u64 sess_key, __u64 *prev, __u64 *out)
+				       __u64 sess_key, __u32 flags, __u64 *prev, __u64 *out)
 {
 	struct file *file = fd_file(task, fd);
-	struct st_relay r = {.sess_key = sess_key, .stream = stream};
+	struct st_relay r = {.sess_key = sess_key, .stream = stream, .flags = flags};
 	struct inode *inode;
 	__u64 key;
 
@@ -193,11 +193,17 @@ static __always_inline __u32 exec_classify(struct task_struct *task, __u32 tgid,
 	if (pp && (pp->flags & ST_PROC_SSHD)) {
 		flags |= ST_EXEC_FROM_SSHD;
 		if (!(flags & ST_EXEC_IS_SSHD)) {
+			__u32 rflags = 0;
 			__u64 prev = 0;
 
-			relay_pipe(task, 0, ST_PIPE_STDIN, sess_key, &prev, &stdio[0]);
-			relay_pipe(task, 1, ST_PIPE_STDOUT, sess_key, &prev, &stdio[1]);
-			relay_pipe(task, 2, ST_PIPE_STDERR, sess_key, &prev, &stdio[2]);
+			/* a transfer's stream is its files: count it, do not copy it */
+			if (exe_kind && *exe_kind == ST_EXE_TRANSFER) {
+				flags |= ST_EXEC_PIPES_COUNTED;
+				rflags = ST_RELAY_COUNT;
+			}
+			relay_pipe(task, 0, ST_PIPE_STDIN, sess_key, rflags, &prev, &stdio[0]);
+			relay_pipe(task, 1, ST_PIPE_STDOUT, sess_key, rflags, &prev, &stdio[1]);
+			relay_pipe(task, 2, ST_PIPE_STDERR, sess_key, rflags, &prev, &stdio[2]);
 		}
 	}
 	return flags;
@@ -362,7 +368,7 @@ static __always_inline int pty_enter(__u64 fd, __u64 buf, __u64 nvec, __u32 is_w
 		r = bpf_map_lookup_elem(&relays, &key);
 		if (r) {
 			io.dir = r->stream;
-			if (r->stream == ST_FORWARD)
+			if (r->stream == ST_FORWARD || (r->flags & ST_RELAY_COUNT))
 				io.relay = key;
 		} else if ((BPF_CORE_READ(inode, i_mode) & S_IFMT) == S_IFIFO) {
 			/*

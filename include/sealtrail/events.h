@@ -109,6 +109,14 @@ struct st_ev_exec {
 #define ST_EXEC_FROM_SSHD 4u /* the parent is one of the session's sshd processes */
 #define ST_EXEC_IS_SSHD 8u /* the new program is an sshd binary */
 #define ST_EXEC_STDIN_TTY 16u /* fd 0 is a pty slave: a terminal login */
+/*
+ * sshd started a transfer program (scp, rsync, sftp-server): from now on
+ * its stdio pipes' bytes are counted in the kernel (st_relay), not copied;
+ * its files are summarised instead.
+ */
+#define ST_EXEC_PIPES_COUNTED 32u
+
+#define ST_RELAY_COUNT 1u /* a pipe whose bytes are counted, not copied */
 
 struct st_ev_exit {
 	struct st_event_hdr hdr;
@@ -156,7 +164,7 @@ struct st_ev_close {
 struct st_relay {
 	__u64 sess_key;
 	__u32 stream; /* enum st_tty_dir */
-	__u32 pad;
+	__u32 flags; /* ST_RELAY_* */
 	__u64 bytes_sent;
 	__u64 bytes_recv;
 };

@@ -299,6 +299,12 @@ def transfers(use_pam):
         check_eq(len(down), 1, "file record for the download", files=files)
         check_eq((down[0]["direction"], down[0]["bytes"], down[0]["sha256"]),
                  ("download", len(data), digest), "download summary")
+        # a transfer's stream is counted in the kernel, not copied to the collector
+        ends = {e["stream"]: e for e in d.events(sess["id"]) if e["type"] == "stream_end"}
+        check(3 in ends and ends[3]["bytes"] >= len(data), "stdout size counted", ends=ends)
+        check("sha256" not in ends[3] and "counted in the kernel" in ends[3].get("reason", ""),
+              "no stream hash for a transfer, and why", end=ends[3])
+        check(sess["bytes_out"] >= len(data), "session bytes_out counted", session=sess)
 
         tree = os.path.join(work, "tree")
         os.makedirs(os.path.join(tree, "sub"))

@@ -86,6 +86,8 @@ int pipes_tie(struct tracker *t, struct session *s, const struct st_ev_exec *ev)
 	size_t off = 0;
 	int err = 0;
 
+	if (ev->flags & ST_EXEC_PIPES_COUNTED)
+		s->pipes_counted = true;
 	for (unsigned i = 0; i < 3; i++) {
 		if (!ev->stdio[i] || s->npipe_objs == 8 || pipe_stream_of(s, ev->stdio[i]) >= 0)
 			continue;
@@ -120,26 +122,54 @@ int pipes_tie(struct tracker *t, struct session *s, const struct st_ev_exec *ev)
 	return err;
 }
 
-/* Size and SHA-256 of each whole pipe stream, at the end of the session. */
+/* Bytes of a stream the kernel counted instead of copying (a transfer's). */
+static uint64_t counted_bytes(struct tracker *t, const struct session *s, unsigned stream)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < s->npipe_objs; i++) {
+		struct st_relay r;
+
+		if (s->pipe_objs[i].stream == stream &&
+		    !capture_get_relay(t->cap, s->pipe_objs[i].object, &r) &&
+		    (r.flags & ST_RELAY_COUNT))
+			n += r.bytes_sent + r.bytes_recv;
+	}
+	return n;
+}
+
+/*
+ * Size and SHA-256 of each whole pipe stream, at the end of the session. A
+ * transfer's streams were counted in the kernel once its program started:
+ * their size is known, their hash is not (its files carry theirs).
+ */
 int pipes_end(struct tracker *t, struct session *s, uint64_t boot_ns)
 {
 	int err = 0;
 
 	for (unsigned i = STREAM_STDIN; i < STREAM_MAX && !err; i++) {
 		struct pipe_stream *p = &s->pipes[i];
+		uint64_t counted = s->pipes_counted ? counted_bytes(t, s, i) : 0;
 		uint8_t md[EVP_MAX_MD_SIZE];
 		char hex[2 * EVP_MAX_MD_SIZE + 1];
 		unsigned mdlen = 0;
 
-		if (!p->sha)
+		if (!p->sha && !counted)
 			continue;
-		EVP_DigestFinal_ex(p->sha, md, &mdlen);
+		if (p->sha)
+			EVP_DigestFinal_ex(p->sha, md, &mdlen);
 		hex_encode(md, mdlen, hex);
 		err = session_begin(t, s, REC_STREAM_END, boot_ns);
 		err = err ?: rec_add_u64(&t->rec, TAG_STREAM, i);
-		err = err ?: rec_add_u64(&t->rec, TAG_BYTES, p->bytes);
+		err = err ?: rec_add_u64(&t->rec, TAG_BYTES, p->bytes + counted);
 		err = err ?: rec_add_u64(&t->rec, TAG_STORED, p->stored);
-		err = err ?: rec_add_str(&t->rec, TAG_SHA256, hex);
+		if (s->pipes_counted)
+			err = err
+				  ?: rec_add_str(&t->rec, TAG_REASON,
+						 "a transfer: counted in the kernel, not hashed;"
+						 " its files are hashed");
+		else
+			err = err ?: rec_add_str(&t->rec, TAG_SHA256, hex);
 		err = err ?: session_emit(t, s);
 	}
 	return err;

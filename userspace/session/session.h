@@ -110,6 +110,7 @@ struct session {
 		unsigned stream;
 	} pipe_objs[8];
 	unsigned npipe_objs;
+	bool pipes_counted; /* a transfer program's pipes: the kernel counts them */
 	struct buf held; /* chunks on pipes not yet tied: struct held_chunk + data */
 	uint64_t held_dropped_events;
 	uint64_t held_dropped_bytes;
