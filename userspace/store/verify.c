@@ -197,16 +197,26 @@ static bool walk_segment(struct walk *w, const char *path, uint32_t seg_no, bool
 	bool ok = true;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-	if (fd < 0 || fstat(fd, &sb))
+	if (fd < 0 || fstat(fd, &sb)) {
 		ok = fail(w->r, path, 0, w->next_seq, "cannot read: %s", strerror(errno));
-	else if (sb.st_size < SEG_HEADER_LEN)
+	} else if (sb.st_size < SEG_HEADER_LEN && !last) {
+		/*
+		 * The writer died right after creating it: torn like a tail (its
+		 * header is not in the chain), the next segment must start with a gap
+		 */
+		snprintf(w->torn, sizeof(w->torn), "%s", path);
+		w->torn_off = 0;
+		close(fd);
+		return true;
+	} else if (sb.st_size < SEG_HEADER_LEN) {
 		ok = fail(w->r, path, 0, w->next_seq, "shorter than a segment header");
-	else if ((map = mmap(NULL, sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED)
+	} else if ((map = mmap(NULL, sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED) {
 		ok = fail(w->r, path, 0, w->next_seq, "cannot map");
-	else if (memcmp(map, SEG_MAGIC, 8) || get_be32(map + 8) != SEG_VERSION ||
-		 memcmp(map + 16, w->id, ST_ID_LEN) || get_be64(map + 32) != seg_no)
+	} else if (memcmp(map, SEG_MAGIC, 8) || get_be32(map + 8) != SEG_VERSION ||
+		   memcmp(map + 16, w->id, ST_ID_LEN) || get_be64(map + 32) != seg_no) {
 		ok = fail(w->r, path, 0, w->next_seq,
 			  "bad segment header (magic, version, store id or number)");
+	}
 	if (ok) {
 		seal_chain_header(w->prev, map, SEG_HEADER_LEN);
 		w->first_in_segment = true;
@@ -357,6 +367,9 @@ int store_verify(const char *dir, const struct verify_opts *o, struct verify_res
 		free(list[i]);
 	}
 	free(list);
+	if (r->ok && w.torn[0])
+		fail(r, w.torn, w.torn_off, w.next_seq,
+		     "bytes after the last record that no gap record acknowledges");
 	if (r->ok && o->against_file)
 		check_checkpoint(&w, o->against_file, note);
 	if (r->ok && !r->epochs)
