@@ -22,6 +22,8 @@ static void usage(FILE *out)
 	    "  events SESSION                                 the session's timeline: execs with\n"
 	    "                                                 argv and exit status, files,\n"
 	    "                                                 forwarded connections, gaps\n"
+	    "  gaps [--since T] [--until T]                   every gap: losses in sessions and\n"
+	    "                                                 damage of the store (torn tails)\n"
 	    "  replay SESSION [--speed X] [--at SECONDS]      play the output with its timing\n"
 	    "                                                 (--speed 0: no delays)\n"
 	    "  export SESSION [--format asciicast|raw] [--output FILE]\n"
@@ -164,7 +166,7 @@ int main(int argc, char **argv)
 	} cmds[] = {
 	    {"sessions", cmd_sessions}, {"events", cmd_events},		{"replay", cmd_replay},
 	    {"export", cmd_export},	{"status", cmd_status},		{"reindex", cmd_reindex},
-	    {"verify", cmd_verify},	{"checkpoint", cmd_checkpoint},
+	    {"verify", cmd_verify},	{"checkpoint", cmd_checkpoint}, {"gaps", cmd_gaps},
 	};
 	struct cli c = {.store_dir = STORE_DEFAULT_DIR};
 	int i;
