@@ -2114,6 +2114,79 @@ TEST(tamper_forged_checkpoints)
 }
 
 /*
+ * What a sink collects: every checkpoint appended to one file (a
+ * --checkpoint-file or a command's), syslog lines among other lines, and
+ * notes of other bastions' stores in a central log. verify checks every
+ * note of this store and skips the others; one bad note fails it, at the
+ * note's byte offset; another store's notes alone are no checkpoint.
+ */
+TEST(tamper_checkpoint_file_with_many_notes)
+{
+	char path[512], other[512];
+	struct verify_result r;
+	struct buf all = {0}, b = {0}, line = {0};
+	struct store st;
+	uint64_t forged_off;
+	char *nl;
+
+	SETUP(f);
+	snprintf(path, sizeof(path), "%s/sink", test_dir());
+	snprintf(other, sizeof(other), "%s/other", test_dir());
+	if (!build_other_store(other, NULL, 5))
+		return;
+	ASSERT_OK(read_file(in_dir(other, "checkpoints/latest"), &b), "another store's note");
+	buf_addf(&all, "%s", (char *)b.data);
+	for (int k = 0; k < NEPOCHS; k++) {
+		ASSERT_OK(read_file(f.cp[k], &b), "read checkpoint");
+		buf_addf(&all, "%s", (char *)b.data);
+	}
+	/* epoch 2's again, as --checkpoint-syslog sent it, between other lines */
+	if (!ASSERT_OK(read_file(f.cp[2], &b), "read checkpoint") ||
+	    !ASSERT_OK(store_open(&st, f.dir, 0), "open"))
+		goto out;
+	buf_addf(&line, "Nov 24 10:00:00 bastion sealtraild[42]: ");
+	sinks_syslog_line(st.id, 2, f.cp_size[2], &b, &line);
+	store_close(&st);
+	buf_addf(&all, "Nov 24 10:00:00 bastion sshd[7]: Accepted publickey\n%s\n",
+		 (char *)line.data);
+	ASSERT_OK(write_file(path, all.data, all.len, 0644), "write");
+	if (ASSERT_TRUE(run_verify(f.dir, f.pinned, path, &r), r.reason)) {
+		ASSERT_EQ(r.checkpoints, NEPOCHS + 1, "every note of this store checked");
+		ASSERT_EQ(r.checkpoint_size, f.cp_size[NEPOCHS - 1], "the largest");
+	}
+
+	/* one more note, its size changed */
+	forged_off = all.len;
+	ASSERT_OK(read_file(f.cp[1], &b), "read checkpoint");
+	nl = strchr((char *)b.data, '\n');
+	if (ASSERT_NOT_NULL(nl, "origin line")) {
+		nl[1] = nl[1] == '9' ? '8' : nl[1] + 1;
+		buf_addf(&all, "%s", (char *)b.data);
+		ASSERT_OK(write_file(path, all.data, all.len, 0644), "write");
+		run_verify(f.dir, f.pinned, path, &r);
+		if (REJECTED(&r, "checkpoint signature does not verify",
+			     "a forged note among good"))
+			AT(&r, r.seq, path, forged_off);
+	}
+
+	/* a syslog line whose note was garbled */
+	all.len = forged_off;
+	buf_addf(&all, "x sealtraild[1]: " SINK_SYSLOG_TAG " store=00 epoch=1 size=1 note=AAAA\n");
+	ASSERT_OK(write_file(path, all.data, all.len, 0644), "write");
+	run_verify(f.dir, f.pinned, path, &r);
+	REJECTED(&r, "not a sealtrail checkpoint", "a garbled syslog line");
+
+	/* only another store's */
+	ASSERT_OK(copy_file(in_dir(other, "checkpoints/latest"), path), "copy");
+	run_verify(f.dir, f.pinned, path, &r);
+	REJECTED(&r, "another store", "another store's note only");
+out:
+	buf_free(&all);
+	buf_free(&b);
+	buf_free(&line);
+}
+
+/*
  * check_checkpoint() decodes the note's root (up to 127 base64 characters)
  * into root[64] and its signature (up to 255) into sig[128]: a note with
  * long fields writes past them. A checkpoint is input from outside (the

@@ -46,12 +46,24 @@ static void usage(FILE *out)
 	    "                        (default /usr/lib/openssh/sftp-server and internal-sftp)\n"
 	    "  --transfer PATH       program whose files are summarised (path, size, SHA-256);\n"
 	    "                        repeatable (default sftp-server, /usr/bin/scp, rsync)\n"
-	    "  --checkpoint-file PATH append every signed checkpoint (at most every 10 s and\n"
-	    "                        at each session end) to PATH, e.g. on another mount\n"
 	    "  --log-level LEVEL     error, warning, info (default) or debug\n"
 	    "  --consumer-delay-ms N testing: pause N ms after each ring-buffer read, to\n"
 	    "                        force losses and check that they become gap records\n"
 	    "  --version, --help\n\n"
+	    "Checkpoint sinks: each signed checkpoint (a C2SP signed note, at least every\n"
+	    "10 s, at each session end and at shutdown) also goes to every sink given;\n"
+	    "each option may be repeated (up to 8 of a kind) and combined:\n"
+	    "  --checkpoint-file PATH append it to PATH (fdatasync'ed), e.g. on another mount\n"
+	    "  --checkpoint-command CMD\n"
+	    "                        run /bin/sh -c CMD with the note on stdin and\n"
+	    "                        SEALTRAIL_STORE_ID, SEALTRAIL_EPOCH, SEALTRAIL_TREE_SIZE\n"
+	    "                        set; not waited for: killed (its process group) after\n"
+	    "                        5 s; a failure is logged with its exit status\n"
+	    "  --checkpoint-syslog   send it to syslog (/dev/log, facility authpriv, notice):\n"
+	    "                        \"sealtrail-checkpoint store=ID epoch=N size=N note=B64\",\n"
+	    "                        B64 the whole note; `sealtrail verify --against` reads\n"
+	    "                        such lines, `sealtrail checkpoint --decode` prints notes\n"
+	    "A sink that fails never stops recording.\n\n"
 	    "Runs in the foreground and logs to stderr; stop it with SIGTERM or SIGINT,\n"
 	    "which flushes and syncs the store. `sealtrail status` shows its state.\n");
 }
@@ -119,6 +131,8 @@ int main(int argc, char **argv)
 	    {"subsystem", required_argument, NULL, 'S'},
 	    {"transfer", required_argument, NULL, 'T'},
 	    {"checkpoint-file", required_argument, NULL, 'K'},
+	    {"checkpoint-command", required_argument, NULL, 'X'},
+	    {"checkpoint-syslog", no_argument, NULL, 'Y'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
@@ -126,7 +140,7 @@ int main(int argc, char **argv)
 	const char *store_dir = STORE_DEFAULT_DIR;
 	unsigned long ringbuf = 32u << 20, delay_ms = 0;
 	unsigned long long cap = 0;
-	const char *checkpoint_file = NULL;
+	struct checkpoint_sinks sinks = {0};
 	bool cap_set = false;
 	const char *subsystems[TRACKER_MAX_SUBSYSTEMS];
 	unsigned nsub = 0;
@@ -196,7 +210,17 @@ int main(int argc, char **argv)
 				subsystems[nsub++] = optarg;
 			break;
 		case 'K':
-			checkpoint_file = optarg;
+		case 'X':
+			if ((opt == 'K' ? sinks_add_file(&sinks, optarg)
+					: sinks_add_command(&sinks, optarg))) {
+				fprintf(stderr, "sealtraild: --%s: at most %d\n",
+					opt == 'K' ? "checkpoint-file" : "checkpoint-command",
+					SINKS_MAX);
+				return 2;
+			}
+			break;
+		case 'Y':
+			sinks.syslog = true;
 			break;
 		case 'T':
 			if (ntransfer < 8)
@@ -232,7 +256,7 @@ int main(int argc, char **argv)
 	err = store_open(&store, store_dir, STORE_WRITE | STORE_CREATE);
 	if (err)
 		return 1;
-	store.checkpoint_sink = checkpoint_file;
+	store.sinks = &sinks;
 	{
 		struct tracker init;
 		const char *paths[TRACKER_MAX_SSHD];
@@ -303,6 +327,7 @@ int main(int argc, char **argv)
 		if (now - last_tick >= TICK_NS) {
 			tracker_files_done(&t, false);
 			tracker_tick(&t);
+			sinks_poll(&sinks);
 			/* epochs: at most 10 s or 100k records, empty ones included */
 			if (now - store.epoch_start_ns >= EPOCH_NS || store.epoch_records >= 100000)
 				store_seal_epoch(&store, now - store.epoch_start_ns >= EPOCH_NS
@@ -325,10 +350,13 @@ int main(int argc, char **argv)
 	store_seal_epoch(&store, "shutdown");
 	write_status(&t, &capture, store_dir, started, ringbuf, false);
 out:
+	/* the last checkpoint matters most: let the commands deliver it */
+	sinks_drain(&sinks);
 	hasher_stop(&t.hasher);
 	capture_close(&capture);
 out_store:
 	tracker_fini(&t);
 	store_close(&store);
+	sinks_free(&sinks);
 	return err ? 1 : 0;
 }
