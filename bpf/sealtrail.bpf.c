@@ -709,6 +709,8 @@ int enter_close(struct trace_event_raw_sys_enter *ctx)
 		fe->bytes_read = r->bytes_recv;
 		fe->bytes_written = r->bytes_sent;
 		fe->path[0] = fe->path2[0] = 0;
+		fe->dir_len = fe->dir2_len = 0;
+		fe->dir_flags = fe->dir2_flags = 0;
 		submit(fe, sizeof(*fe), r->sess_key, 0);
 		bpf_map_delete_elem(&relays, &key);
 		return 0;
@@ -742,6 +744,66 @@ struct {
 } opens SEC(".maps");
 
 #define O_DIRECTORY 0200000
+
+/*
+ * Write the path of (vfsmnt, dentry) into out as its components, leaf
+ * first, each NUL-terminated (reversing them needs offsets the verifier
+ * cannot bound). Mount points are crossed up to the global root, so a
+ * chrooted sftp-server's files show with their real paths.
+ */
+static __noinline __u16 walk_path(struct vfsmount *vfsmnt, struct dentry *dentry, char *out,
+				  __u8 *flags)
+{
+	struct mount *mnt = (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt);
+	__u32 off = 0;
+
+	*flags = ST_DIR_TRUNCATED; /* unless the walk reaches the root */
+	for (int i = 0; i < ST_DIR_DEPTH + 8 && dentry; i++) {
+		struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+		const unsigned char *name;
+		long n;
+
+		if (dentry == BPF_CORE_READ(mnt, mnt.mnt_root) || dentry == parent) {
+			struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+
+			if (!up || up == mnt) {
+				*flags = ST_DIR_OK;
+				break;
+			}
+			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = up;
+			continue;
+		}
+		name = BPF_CORE_READ(dentry, d_name.name);
+		n = bpf_probe_read_kernel_str(out + (off & (ST_DIR_BYTES / 2 - 1)),
+					      ST_DIR_BYTES / 2, name);
+		if (n <= 0) {
+			*flags = 0;
+			return 0;
+		}
+		off = (off & (ST_DIR_BYTES / 2 - 1)) + n;
+		if (off >= ST_DIR_BYTES / 2)
+			break;
+		dentry = parent;
+	}
+	return off;
+}
+
+/* The directory a *at() call's relative names start from: dirfd or the cwd. */
+static __always_inline __u16 walk_dirfd(__s32 dirfd, char *out, __u8 *flags)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct file *f;
+
+	if (dirfd == -100 /* AT_FDCWD */)
+		return walk_path(BPF_CORE_READ(task, fs, pwd.mnt),
+				 BPF_CORE_READ(task, fs, pwd.dentry), out, flags);
+	f = dirfd >= 0 ? fd_file(task, dirfd) : NULL;
+	*flags = 0;
+	return f ? walk_path(BPF_CORE_READ(f, f_path.mnt), BPF_CORE_READ(f, f_path.dentry), out,
+			     flags)
+		 : 0;
+}
 
 static __always_inline struct st_proc *transfer_proc(__u64 id)
 {
@@ -808,6 +870,10 @@ int exit_openat(struct trace_event_raw_sys_exit *ctx)
 	ev->bytes_read = ev->bytes_written = 0;
 	bpf_probe_read_user_str(ev->path, sizeof(ev->path), (void *)a->path);
 	ev->path2[0] = 0;
+	ev->dir_len = walk_path(BPF_CORE_READ(file, f_path.mnt), BPF_CORE_READ(file, f_path.dentry),
+				ev->dir, &ev->dir_flags);
+	ev->dir2_len = 0;
+	ev->dir2_flags = 0;
 	bpf_map_delete_elem(&opens, &tid);
 	submit(ev, sizeof(*ev), p->sess_key, 0);
 	return 0;
@@ -835,6 +901,8 @@ static __always_inline int file_rename(__s32 olddfd, __u64 oldname, __s32 newdfd
 	ev->bytes_read = ev->bytes_written = 0;
 	bpf_probe_read_user_str(ev->path, sizeof(ev->path), (void *)oldname);
 	bpf_probe_read_user_str(ev->path2, sizeof(ev->path2), (void *)newname);
+	ev->dir_len = walk_dirfd(olddfd, ev->dir, &ev->dir_flags);
+	ev->dir2_len = walk_dirfd(newdfd, ev->dir2, &ev->dir2_flags);
 	submit(ev, sizeof(*ev), p->sess_key, 0);
 	return 0;
 }

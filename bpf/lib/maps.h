@@ -16,6 +16,12 @@
 
 /* The collector's own tgid: never tracked, whatever its ancestry. */
 const volatile __u32 self_tgid = 0;
+/*
+ * Terminal and pipe bytes wake the collector only once this much is
+ * waiting in the ring buffer; it also drains on a timer. Waking it for
+ * every 4 KiB chunk costs more context switches than the recording itself.
+ */
+const volatile __u64 wakeup_bytes = 0;
 
 __u64 tracked_bits[ST_BITMAP_WORDS] SEC(".bss");
 /* Kernel-made session keys count up from 1; adopted ones have bit 63 set. */
@@ -152,10 +158,20 @@ static __always_inline void count_lost(__u64 sess_key, __u64 lost_bytes)
 	}
 }
 
-/* Submit an event; a full ring buffer makes it a counted loss. */
+/*
+ * Submit an event; a full ring buffer makes it a counted loss. Bulk data
+ * (lost_bytes > 0) waits for the collector's timer or for wakeup_bytes to
+ * pile up; other events wake it if it is idle.
+ */
 static __always_inline void submit(void *ev, __u64 size, __u64 sess_key, __u64 lost_bytes)
 {
-	if (bpf_ringbuf_output(&events, ev, size, 0) == 0)
+	__u64 flags = 0;
+
+	if (lost_bytes && wakeup_bytes)
+		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+			    ? BPF_RB_FORCE_WAKEUP
+			    : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, ev, size, flags) == 0)
 		count(ST_CNT_EVENTS, 1);
 	else
 		count_lost(sess_key, lost_bytes);

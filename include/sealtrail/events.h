@@ -18,6 +18,8 @@
 /* argv bytes copied per exec; longer ones are flagged as truncated. */
 #define ST_ARGS_MAX 16384
 #define ST_PATH_MAX 256
+#define ST_DIR_BYTES 512 /* a path walked in the kernel, components leaf first */
+#define ST_DIR_DEPTH 32 /* at most this many components */
 /* iovecs followed per readv/writev call; the rest is counted as lost. */
 #define ST_IOV_MAX 16
 /* Highest pid the kernel can hand out (PID_MAX_LIMIT on 64-bit). */
@@ -199,6 +201,24 @@ struct st_ev_file {
 	__s32 dirfd2; /* rename: what path2 is relative to */
 	char path[ST_PATH_MAX]; /* open: as given to openat; rename: old name */
 	char path2[ST_PATH_MAX]; /* rename: new name */
+	/*
+	 * Resolved in the kernel when the event happens (the process may be
+	 * gone when the collector reads it): open: the opened file; rename:
+	 * the directories path and path2 are relative to. dir holds the path's
+	 * components leaf first, each NUL-terminated, in dir_len bytes.
+	 */
+	char dir[ST_DIR_BYTES];
+	char dir2[ST_DIR_BYTES];
+	__u16 dir_len;
+	__u16 dir2_len;
+	__u8 dir_flags; /* enum st_dir_flags */
+	__u8 dir2_flags;
+	__u16 pad;
+};
+
+enum st_dir_flags {
+	ST_DIR_OK = 1, /* reached the root */
+	ST_DIR_TRUNCATED = 2, /* too deep or too long: a suffix only */
 };
 
 _Static_assert(sizeof(struct st_event_hdr) == 32, "st_event_hdr layout");
@@ -211,6 +231,7 @@ _Static_assert(sizeof(struct st_session) == 24, "st_session layout");
 _Static_assert(sizeof(struct st_ev_connect) == 72, "st_ev_connect layout");
 _Static_assert(sizeof(struct st_ev_close) == 56, "st_ev_close layout");
 _Static_assert(sizeof(struct st_relay) == 32, "st_relay layout");
-_Static_assert(sizeof(struct st_ev_file) == 72 + 2 * ST_PATH_MAX, "st_ev_file layout");
+_Static_assert(sizeof(struct st_ev_file) == 80 + 2 * ST_PATH_MAX + 2 * ST_DIR_BYTES,
+	       "st_ev_file layout");
 
 #endif

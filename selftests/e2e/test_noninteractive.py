@@ -23,9 +23,9 @@ def for_both_pam_modes(name):
     return register
 
 
-def setup(use_pam, user):
+def setup(use_pam, user, daemon_args=()):
     lab = SshLab(tempfile.mkdtemp(prefix="st-lab-"), use_pam=use_pam)
-    d = Daemon()
+    d = Daemon(daemon_args)
     lab.__enter__()
     try:
         d.start()
@@ -320,6 +320,51 @@ def transfers(use_pam):
             rec = got.get(f"{u.home}/tree/{name}")
             check(rec is not None, f"rsync file record for {name}", files=sorted(got))
             check_eq((rec["bytes"], rec["sha256"]), (size, want), f"rsync summary of {name}")
+    finally:
+        d.close()
+        lab.__exit__(None, None, None)
+
+
+@test("e2e/file_paths_resolved_in_the_kernel_when_the_collector_lags")
+def paths_when_lagging():
+    """The collector reads events late (here: 300 ms after each drain), when
+    rsync and scp have long exited and their /proc entries are gone: the
+    paths of their files and renames come from the kernel's walk of the
+    dentries at the time of the call."""
+    lab, d, u = setup(True, "stlag", ("--consumer-delay-ms", "300"))
+    work = tempfile.mkdtemp(prefix="st-lag-")
+    os.chmod(work, 0o755)
+    try:
+        opts = ["-i", u.key_path, "-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+                "-o", "LogLevel=ERROR"]
+        target = f"{u.name}@{lab.host}"
+        tree = os.path.join(work, "tree")
+        os.makedirs(os.path.join(tree, "deep", "er"))
+        for name in ("top.txt", "deep/er/leaf.bin"):
+            with open(os.path.join(tree, name), "wb") as f:
+                f.write(os.urandom(5000))
+        rsh = "ssh -p %d %s" % (lab.port, " ".join(opts))
+        p = subprocess.run(["rsync", "-a", "-e", rsh, tree + "/", f"{target}:lagtree/"],
+                           capture_output=True, timeout=120)
+        check_eq(p.returncode, 0, "rsync upload", stderr=p.stderr)
+        p = subprocess.run(["scp", "-O", "-P", str(lab.port)] + opts +
+                           [os.path.join(tree, "top.txt"), f"{target}:lagtree/deep/copy.txt"],
+                           capture_output=True, timeout=120)
+        check_eq(p.returncode, 0, "legacy scp upload", stderr=p.stderr)
+        want = {f"{u.home}/lagtree/top.txt", f"{u.home}/lagtree/deep/er/leaf.bin",
+                f"{u.home}/lagtree/deep/copy.txt"}
+
+        def paths():
+            got = set()
+            for s in d.sessions():
+                if s["user"] == u.name:
+                    got |= {f["path"] for f in file_records(d, s["id"])}
+            return got if want <= got else None
+        wait_for(paths, 60, f"file records for {sorted(want)}")
+        got = paths()
+        check(not [x for x in got if not x.startswith("/")], "every path is absolute",
+              paths=sorted(got))
     finally:
         d.close()
         lab.__exit__(None, None, None)

@@ -2,6 +2,7 @@
 ssh client really sent and received. Each test runs with UsePAM yes (the
 person comes from pam_loginuid) and UsePAM no (from sshd's process tree)."""
 
+import json
 import os
 import signal
 import tempfile
@@ -353,6 +354,45 @@ def cli():
         check("sealtraild:     running" in st and "handle_exec" in st, "status", status=st)
         missing = d.cli("replay", "ffffffff", check_rc=False, binary=True)
         check(missing.returncode != 0 and b"not found" in missing.stderr, "unknown session")
+
+
+@test("e2e/output_coalesced_into_records_keeps_each_write_time")
+def coalesced():
+    """Bursts of output are stored as few records holding many writes, and
+    replay/export still see every write at its own time."""
+    lab, d = lab_and_daemon(True)
+    with lab, d:
+        u = lab.add_user("stcoal")
+        d.wait_listener(lab.pid)
+        with login(lab, u) as s:
+            port = client_port(s.pid)
+            s.send(b"seq 1 100000; echo BURST$((2*3))\n")
+            s.expect(b"BURST6")
+            # five lines 20 ms apart: close enough to share a record
+            s.send(b"for i in 1 2 3 4 5; do echo TICK$i; sleep 0.02; done\n")
+            s.expect(b"TICK5\n")
+            s.expect(PROMPT)
+            logout(s)
+            received = s.received
+        sess = d.session_of_port(port)
+        sid = sess["id"]
+        check_eq(d.export(sid, "--format", "raw"), received, "raw export == output")
+        ttys = [e for e in d.events(sid) if e["type"] == "tty" and e["stream"] == 1]
+        check(any(e.get("writes", 1) > 1 for e in ttys), "some record holds several writes",
+              records=[(e["bytes"], e.get("writes")) for e in ttys][:20])
+        check(max(e["bytes"] for e in ttys) > 4096, "records larger than the kernel's 4 KiB",
+              sizes=[e["bytes"] for e in ttys][:20])
+        check(len(ttys) * 4096 < len(received), "fewer records than 4 KiB pieces",
+              records=len(ttys), bytes=len(received))
+        cast = os.path.join(d.workdir, "coal.cast")
+        d.cli("export", sid, "--format", "asciicast", "--output", cast)
+        with open(cast) as f:
+            frames = [json.loads(line) for line in f.read().splitlines()[1:]]
+        ticks = [(t, data) for t, kind, data in frames if "TICK" in data and "echo" not in data]
+        check_eq(len(ticks), 5, "each echo of the loop is its own asciicast frame", frames=ticks)
+        gaps = [b[0] - a[0] for a, b in zip(ticks, ticks[1:])]
+        check(all(g >= 0.015 for g in gaps), "frames keep the 20 ms between the writes",
+              gaps=gaps)
 
 
 def tracked_tgids(daemon_pid):

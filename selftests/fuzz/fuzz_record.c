@@ -63,6 +63,13 @@ static void check_record(const uint8_t *p, size_t used, const struct record *rec
 		CHECK(strlen(big) <= (f ? f->len : 0));
 	}
 	CHECK(rec_type_name(rec->type) != NULL);
+	{
+		const struct rec_field *t = rec_field(rec, TAG_TIMING),
+				       *d = rec_field(rec, TAG_DATA);
+
+		if (rec_timing_ok(t, d ? d->len : 0))
+			CHECK(t->len % TIMING_ENTRY_LEN == 0 && t->len > 0);
+	}
 
 	/* canonical: the same record built again is the same bytes */
 	err = rec_begin(&again, rec->type, rec->session, rec->wall_ns, rec->mono_ns);

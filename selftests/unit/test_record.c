@@ -93,6 +93,8 @@ TEST(record_numbers_are_stable)
 	ASSERT_EQ(TAG_REASON, 32, "TAG_REASON");
 	ASSERT_EQ(TAG_FILE, 35, "TAG_FILE");
 	ASSERT_EQ(TAG_FILE_OFFSET, 36, "TAG_FILE_OFFSET");
+	ASSERT_EQ(TAG_SIGNATURE, 56, "TAG_SIGNATURE");
+	ASSERT_EQ(TAG_TIMING, 57, "TAG_TIMING");
 	ASSERT_EQ(STREAM_IN, 0, "STREAM_IN");
 	ASSERT_EQ(STREAM_OUT, 1, "STREAM_OUT");
 }
@@ -532,4 +534,32 @@ TEST(record_be_helpers)
 	put_be64(p, 0xf1e2d3c4b5a69788ull);
 	ASSERT_TRUE(p[0] == 0xf1 && p[7] == 0x88, "put_be64 bytes");
 	ASSERT_EQ(get_be64(p), 0xf1e2d3c4b5a69788ull, "get_be64");
+}
+
+TEST(record_timing_entries_must_cover_the_data)
+{
+	/* three writes: 3 bytes at +0, 1 byte at +5 us, 2 bytes at +1 ms */
+	uint8_t t[3 * TIMING_ENTRY_LEN];
+	struct rec_field f = {TAG_TIMING, sizeof(t), t};
+
+	put_be32(t, 0);
+	put_be32(t + 4, 3);
+	put_be32(t + 8, 5000);
+	put_be32(t + 12, 1);
+	put_be32(t + 16, 1000000);
+	put_be32(t + 20, 2);
+	ASSERT_TRUE(rec_timing_ok(&f, 6), "lengths add up to the data");
+	ASSERT_FALSE(rec_timing_ok(&f, 5), "one byte short");
+	ASSERT_FALSE(rec_timing_ok(&f, 7), "one byte over");
+	f.len = sizeof(t) - 1;
+	ASSERT_FALSE(rec_timing_ok(&f, 6), "not whole entries");
+	f.len = 0;
+	ASSERT_FALSE(rec_timing_ok(&f, 0), "empty list");
+	ASSERT_FALSE(rec_timing_ok(NULL, 0), "absent");
+	/* lengths that would overflow a u32 sum */
+	put_be32(t + 4, 0xffffffffu);
+	put_be32(t + 12, 1);
+	put_be32(t + 20, 0);
+	f.len = sizeof(t);
+	ASSERT_FALSE(rec_timing_ok(&f, 0), "wrapping sum");
 }

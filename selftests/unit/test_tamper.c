@@ -702,25 +702,27 @@ out:
 }
 
 /*
- * The bytes of a segment header verify does not read itself: the header
- * length, the creation time and the wrapped data key (48..108). Changing
- * any of them makes every record of the segment unreadable for good (the
- * key no longer unwraps), i.e. deletes the content of closed epochs; the
- * chain covers them (seal_chain_header), so verify must see it, also when
- * the attacker re-chains everything after it.
+ * The bytes of a segment header verify does not read itself: the creation
+ * time and the wrapped data key (48..108). Changing any of them makes
+ * every record of the segment unreadable for good (the key no longer
+ * unwraps), i.e. deletes the content of closed epochs; the chain covers
+ * them (seal_chain_header), so verify must see it, also when the attacker
+ * re-chains everything after it. The header length it reads (v2 and v3
+ * headers differ in it): a changed one is a bad header.
  */
 TEST(tamper_segment_header_key_area)
 {
 	static const struct {
 		const char *what;
 		int off;
+		const char *why;
 	} cases[] = {
-	    {"header length", 15},
-	    {"creation time", 47},
-	    {"wrapped key: nonce", SEG_HEADER_AAD},
-	    {"wrapped key: key", SEG_HEADER_AAD + SEAL_NONCE_LEN + 1},
-	    {"wrapped key: tag", SEG_HEADER_AAD + SEAL_WRAPPED_LEN - 1},
-	    {"reserved", SEG_HEADER_LEN - 1},
+	    {"header length", 15, "bad segment header"},
+	    {"creation time", 47, NULL},
+	    {"wrapped key: nonce", SEG_HEADER_AAD, NULL},
+	    {"wrapped key: key", SEG_HEADER_AAD + SEAL_NONCE_LEN + 1, NULL},
+	    {"wrapped key: tag", SEG_HEADER_AAD + SEAL_WRAPPED_LEN - 1, NULL},
+	    {"reserved", SEG_HEADER_LEN - 1, NULL},
 	};
 	struct verify_result r;
 	const char *dir;
@@ -753,8 +755,9 @@ TEST(tamper_segment_header_key_area)
 		if (cases[c].off < SEG_HEADER_AAD + SEAL_WRAPPED_LEN)
 			ASSERT_NEQ(rc, 0, "segment 2 is unreadable now");
 		run_verify(dir, NULL, NULL, &r);
-		if (REJECTED(&r, "hash chain broken", cases[c].what))
-			AT(&r, m->e[first2].h.seq, seg_file(dir, 2), SEG_HEADER_LEN);
+		if (REJECTED(&r, cases[c].why ?: "hash chain broken", cases[c].what))
+			AT(&r, m->e[first2].h.seq, seg_file(dir, 2),
+			   cases[c].why ? 0 : SEG_HEADER_LEN);
 		m->hdr[2][cases[c].off] = b;
 	}
 	model_free(m);

@@ -66,6 +66,8 @@ int capture_open(struct capture *c, uint32_t ringbuf_bytes, capture_event_fn fn,
 		return -errno;
 	}
 	c->skel->rodata->self_tgid = getpid();
+	/* bulk bytes wake us at 1/8 full; capture_poll drains the rest on its timer */
+	c->skel->rodata->wakeup_bytes = ringbuf_bytes / 8;
 	err = bpf_map__set_max_entries(c->skel->maps.events, ringbuf_bytes);
 	if (err) {
 		log_error("ring buffer size %u: %s (a power of two, at least the page size)",
@@ -109,7 +111,15 @@ int capture_poll(struct capture *c, int timeout_ms)
 {
 	int n = ring_buffer__poll(c->rb, timeout_ms);
 
-	return n == -EINTR ? 0 : n;
+	if (n == -EINTR)
+		n = 0;
+	/* bulk data does not wake us (see wakeup_bytes): take it on the timeout too */
+	if (n >= 0) {
+		int more = ring_buffer__consume(c->rb);
+
+		n = more < 0 ? more : n + more;
+	}
+	return n;
 }
 
 const char *capture_prog_name(struct capture *c, unsigned i)

@@ -26,6 +26,11 @@ struct capture {
 int capture_mount_fs(void);
 int capture_open(struct capture *c, uint32_t ringbuf_bytes, capture_event_fn fn, void *arg);
 void capture_close(struct capture *c);
+/*
+ * Wait up to timeout_ms for a wakeup, then drain the ring buffer: terminal
+ * bytes do not wake the collector until 1/8 of the ring is used, so call
+ * this with a short timeout (that is the recording's latency).
+ */
 int capture_poll(struct capture *c, int timeout_ms);
 
 int capture_add_listener(struct capture *c, uint32_t tgid);

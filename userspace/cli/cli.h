@@ -12,20 +12,26 @@ struct sqlite3;
 struct cli {
 	const char *store_dir;
 	bool json;
+	const char *auditor_key; /* read with the auditor's private key, not keys/kek */
 	struct store store;
 };
 
-/* --store and --json are accepted after the command too. */
+/* --store, --json and --auditor-key are accepted after the command too. */
 #define OPT_STORE 1000
 #define OPT_JSON 1001
+#define OPT_AUDITOR_KEY 1002
 #define CLI_COMMON_OPTS                                                                            \
-	{"store", required_argument, NULL, OPT_STORE},                                             \
+	{"store", required_argument, NULL, OPT_STORE}, {"json", no_argument, NULL, OPT_JSON},      \
 	{                                                                                          \
-		"json", no_argument, NULL, OPT_JSON                                                \
+		"auditor-key", required_argument, NULL, OPT_AUDITOR_KEY                            \
 	}
 int cli_common_opt(struct cli *c, int opt);
 
-/* Open the store read-only; prints an error naming the store on failure. */
+/*
+ * Open the store read-only; prints an error naming the store on failure.
+ * With --auditor-key: segments are opened with the auditor's private key
+ * and indexed afresh (a copy's index may be absent or stale).
+ */
 int cli_open(struct cli *c);
 /* Resolve a session id or unique prefix to the full id. */
 int cli_session_id(struct cli *c, const char *arg, char id[ST_ID_HEX]);
@@ -53,5 +59,6 @@ int cmd_status(struct cli *c, int argc, char **argv);
 int cmd_reindex(struct cli *c, int argc, char **argv);
 int cmd_verify(struct cli *c, int argc, char **argv);
 int cmd_checkpoint(struct cli *c, int argc, char **argv);
+int cmd_auditor_keygen(struct cli *c, int argc, char **argv);
 
 #endif

@@ -1,6 +1,7 @@
 /* sealtrail: the investigator's command line over a sealtrail store. */
 #include <errno.h>
 #include <getopt.h>
+#include <openssl/crypto.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +14,7 @@ static void usage(FILE *out)
 {
 	fprintf(
 	    out,
-	    "usage: sealtrail [--store DIR] [--json] COMMAND [ARGS]\n"
+	    "usage: sealtrail [--store DIR] [--json] [--auditor-key FILE] COMMAND [ARGS]\n"
 	    "List, replay and export ssh sessions recorded by sealtraild.\n\n"
 	    "commands:\n"
 	    "  sessions [--since T] [--until T] [--user U] [--kind K]\n"
@@ -29,17 +30,22 @@ static void usage(FILE *out)
 	    "  export SESSION [--format asciicast|raw] [--output FILE]\n"
 	    "         [--stream out|in|stdout|stderr|stdin]  out/in: terminal (or stdout/stdin)\n"
 	    "  status                                         is sealtraild recording, losses\n"
-	    "  verify [--pubkey FILE] [--against FILE]        check the seal offline, and the\n"
-	    "                                                 saved checkpoints in FILE (notes\n"
-	    "                                                 or syslog lines) against it\n"
+	    "  reindex                                        rebuild the index from the "
+	    "records\n"
+	    "  verify [--pubkey FILE] [--against FILE]        check the seal offline (no key),\n"
+	    "                                                 and the saved checkpoints in FILE\n"
+	    "                                                 (notes or syslog lines) against it\n"
 	    "  checkpoint [--decode FILE]                     the latest signed checkpoint; or\n"
 	    "                                                 the notes in FILE (syslog lines\n"
 	    "                                                 decoded, - for stdin)\n"
-	    "  reindex                                        rebuild the index from the "
-	    "records\n\n"
-	    "options (anywhere before the command):\n"
+	    "  auditor-keygen --out DIR                       new auditor key pair, off-host:\n"
+	    "                                                 DIR/auditor.key, DIR/auditor.pub\n\n"
+	    "options (before or after the command):\n"
 	    "  --store DIR   store directory (default " STORE_DEFAULT_DIR ")\n"
-	    "  --json        one JSON object per line instead of a table\n\n"
+	    "  --json        one JSON object per line instead of a table\n"
+	    "  --auditor-key FILE  open segments with the auditor's X25519 private key\n"
+	    "                instead of DIR/keys/kek, e.g. in a copy of the store taken\n"
+	    "                off-host; its segments are indexed afresh first\n\n"
 	    "SESSION is a session id or a unique prefix of one. T is RFC 3339\n"
 	    "(2026-11-24T09:00:00Z) or an age: 90s, 15m, 2h, 7d, 1w.\n");
 }
@@ -50,6 +56,8 @@ int cli_common_opt(struct cli *c, int opt)
 		c->store_dir = optarg;
 	else if (opt == OPT_JSON)
 		c->json = true;
+	else if (opt == OPT_AUDITOR_KEY)
+		c->auditor_key = optarg;
 	else
 		return -EINVAL;
 	return 0;
@@ -57,7 +65,22 @@ int cli_common_opt(struct cli *c, int opt)
 
 int cli_open(struct cli *c)
 {
-	return store_open(&c->store, c->store_dir, 0);
+	uint8_t sk[AUDITOR_KEY_LEN], pk[AUDITOR_KEY_LEN];
+	struct store_options o = {.auditor_sk = sk};
+	char fp[AUDITOR_FP_LEN];
+	int err;
+
+	if (!c->auditor_key)
+		return store_open(&c->store, c->store_dir, 0);
+	err = auditor_read_private(c->auditor_key, sk, pk);
+	if (!err) {
+		auditor_fingerprint(pk, fp);
+		log_info("reading %s with auditor key %s: indexing its segments first",
+			 c->store_dir, fp);
+		err = store_open_with(&c->store, c->store_dir, STORE_FRESH_INDEX, &o);
+	}
+	OPENSSL_cleanse(sk, sizeof(sk));
+	return err;
 }
 
 int cli_session_id(struct cli *c, const char *arg, char id[ST_ID_HEX])
@@ -131,7 +154,7 @@ int cli_each_chunk(struct cli *c, const char *id, unsigned streams,
 	sqlite3_bind_int(st, 2, streams);
 	while (!err && sqlite3_step(st) == SQLITE_ROW) {
 		uint64_t seq = sqlite3_column_int64(st, 0);
-		const struct rec_field *f;
+		const struct rec_field *f, *t;
 		struct chunk ch;
 
 		err = store_read_at(&c->store, sqlite3_column_int64(st, 1),
@@ -156,7 +179,25 @@ int cli_each_chunk(struct cli *c, const char *id, unsigned streams,
 		ch.wall_ns = rec->wall_ns;
 		ch.data = f->data;
 		ch.len = f->len;
-		err = fn(arg, &ch);
+		t = rec_field(rec, TAG_TIMING);
+		if (t && !rec_timing_ok(t, f->len)) {
+			log_warn("session %s: record %llu: write times do not match its %u bytes;"
+				 " replaying them as one write",
+				 id, (unsigned long long)seq, f->len);
+			t = NULL;
+		}
+		if (!t) {
+			err = fn(arg, &ch);
+			continue;
+		}
+		/* one call per write, at its own time */
+		for (uint32_t i = 0, off = 0; !err && i < t->len; i += TIMING_ENTRY_LEN) {
+			ch.wall_ns = rec->wall_ns + get_be32(t->data + i);
+			ch.data = f->data + off;
+			ch.len = get_be32(t->data + i + 4);
+			off += ch.len;
+			err = fn(arg, &ch);
+		}
 	}
 	sqlite3_finalize(st);
 	buf_free(&raw);
@@ -170,9 +211,11 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(struct cli *c, int argc, char **argv);
 	} cmds[] = {
-	    {"sessions", cmd_sessions}, {"events", cmd_events},		{"replay", cmd_replay},
-	    {"export", cmd_export},	{"status", cmd_status},		{"reindex", cmd_reindex},
-	    {"verify", cmd_verify},	{"checkpoint", cmd_checkpoint}, {"gaps", cmd_gaps},
+	    {"sessions", cmd_sessions}, {"events", cmd_events},
+	    {"replay", cmd_replay},	{"export", cmd_export},
+	    {"status", cmd_status},	{"reindex", cmd_reindex},
+	    {"verify", cmd_verify},	{"checkpoint", cmd_checkpoint},
+	    {"gaps", cmd_gaps},		{"auditor-keygen", cmd_auditor_keygen},
 	};
 	struct cli c = {.store_dir = STORE_DEFAULT_DIR};
 	int i;
@@ -185,6 +228,10 @@ int main(int argc, char **argv)
 			c.store_dir = argv[i] + 8;
 		} else if (!strcmp(argv[i], "--json")) {
 			c.json = true;
+		} else if (!strcmp(argv[i], "--auditor-key") && i + 1 < argc) {
+			c.auditor_key = argv[++i];
+		} else if (!strncmp(argv[i], "--auditor-key=", 14)) {
+			c.auditor_key = argv[i] + 14;
 		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			usage(stdout);
 			return 0;

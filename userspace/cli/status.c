@@ -139,6 +139,11 @@ int cmd_reindex(struct cli *c, int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
 		if (cli_common_opt(c, opt))
 			return 2;
+	if (c->auditor_key) {
+		log_error("reindex rewrites the store's own index (a writer, with keys/kek);"
+			  " with --auditor-key every command indexes the segments afresh itself");
+		return 2;
+	}
 	if (store_open(&c->store, c->store_dir, STORE_WRITE))
 		return 1;
 	err = store_reindex(&c->store, &n);

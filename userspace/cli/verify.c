@@ -31,10 +31,12 @@ int cmd_verify(struct cli *c, int argc, char **argv)
 		else if (cli_common_opt(c, opt))
 			return 2;
 	}
-	if (optind != argc) {
+	if (optind != argc || c->auditor_key) {
 		fprintf(stderr,
 			"usage: sealtrail verify [--against CHECKPOINT_FILE] [--pubkey FILE]"
-			" [--json]\n");
+			" [--json]\n%s",
+			c->auditor_key ? "  (verify needs no decryption key: drop --auditor-key)\n"
+				       : "");
 		return 2;
 	}
 	if (store_verify(c->store_dir, &o, &r)) {
@@ -55,6 +57,21 @@ int cmd_verify(struct cli *c, int argc, char **argv)
 				 (unsigned long long)r.checkpoints,
 				 (unsigned long long)r.checkpoint_size,
 				 r.checkpoint_ok ? "true" : "false");
+		buf_addf(&line, ",\"auditor_keys\":[");
+		for (uint32_t i = 0; i < r.nwraps; i++) {
+			const struct verify_wrap *w = &r.wraps[i];
+			char fp[AUDITOR_FP_LEN];
+
+			buf_addf(&line, "%s{\"first_segment\":%u,\"last_segment\":%u", i ? "," : "",
+				 w->first_seg, w->last_seg);
+			if (w->auditor) {
+				auditor_fingerprint(w->pk, fp);
+				buf_addf(&line, ",\"fingerprint\":\"%s\"}", fp);
+			} else {
+				buf_addf(&line, ",\"fingerprint\":null}");
+			}
+		}
+		buf_addf(&line, "]");
 		if (!r.ok) {
 			buf_addf(&line, ",\"file\":");
 			json_add_string(&line, (const uint8_t *)r.file, strlen(r.file));
@@ -79,6 +96,22 @@ int cmd_verify(struct cli *c, int argc, char **argv)
 	} else {
 		printf("FAILED: %s: byte offset %llu, sequence %llu: %s\n", r.file,
 		       (unsigned long long)r.offset, (unsigned long long)r.seq, r.reason);
+	}
+	for (uint32_t i = 0; !c->json && i < r.nwraps; i++) {
+		const struct verify_wrap *w = &r.wraps[i];
+		char fp[AUDITOR_FP_LEN], segs[32];
+
+		if (w->first_seg == w->last_seg)
+			snprintf(segs, sizeof(segs), "segment %u", w->first_seg);
+		else
+			snprintf(segs, sizeof(segs), "segments %u-%u", w->first_seg, w->last_seg);
+		if (w->auditor) {
+			auditor_fingerprint(w->pk, fp);
+			printf("%s: data keys wrapped to auditor key %s\n", segs, fp);
+		} else {
+			printf("%s: data keys wrapped under keys/kek only (no auditor key)\n",
+			       segs);
+		}
 	}
 	return r.ok ? 0 : 1;
 }

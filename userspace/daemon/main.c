@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <bpf/libbpf.h>
@@ -18,6 +19,7 @@
 #include "session/tracker.h"
 #include "store/store.h"
 
+#define DEFAULT_NICE -10
 #define TICK_NS (200ull * 1000000ull)
 #define SCAN_NS (1000ull * 1000000ull)
 #define EPOCH_NS (10ull * 1000000000ull)
@@ -46,6 +48,15 @@ static void usage(FILE *out)
 	    "                        (default /usr/lib/openssh/sftp-server and internal-sftp)\n"
 	    "  --transfer PATH       program whose files are summarised (path, size, SHA-256);\n"
 	    "                        repeatable (default sftp-server, /usr/bin/scp, rsync)\n"
+	    "  --nice N              scheduling priority of the collector (default -10): it\n"
+	    "                        must drain the kernel's ring buffer ahead of the\n"
+	    "                        sessions filling it, or their bytes become gaps\n"
+	    "  --auditor-pubkey FILE also wrap every segment's key to this X25519 public key\n"
+	    "                        (PEM, from `sealtrail auditor-keygen`): its private key\n"
+	    "                        reads a copy of the store off-host. Once a store has\n"
+	    "                        one, starting without it or with another is refused\n"
+	    "  --auditor-key-change  allow --auditor-pubkey to replace the store's auditor\n"
+	    "                        key, or its absence to stop wrapping to it\n"
 	    "  --log-level LEVEL     error, warning, info (default) or debug\n"
 	    "  --consumer-delay-ms N testing: pause N ms after each ring-buffer read, to\n"
 	    "                        force losses and check that they become gap records\n"
@@ -131,7 +142,10 @@ int main(int argc, char **argv)
 	    {"subsystem", required_argument, NULL, 'S'},
 	    {"transfer", required_argument, NULL, 'T'},
 	    {"checkpoint-file", required_argument, NULL, 'K'},
-	    {"checkpoint-command", required_argument, NULL, 'X'},
+	    {"nice", required_argument, NULL, 'n'},
+	    {"auditor-pubkey", required_argument, NULL, 'A'},
+	    {"auditor-key-change", no_argument, NULL, 'X'},
+	    {"checkpoint-command", required_argument, NULL, 'P'},
 	    {"checkpoint-syslog", no_argument, NULL, 'Y'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
@@ -139,7 +153,11 @@ int main(int argc, char **argv)
 	};
 	const char *store_dir = STORE_DEFAULT_DIR;
 	unsigned long ringbuf = 32u << 20, delay_ms = 0;
+	long nice_level = DEFAULT_NICE;
 	unsigned long long cap = 0;
+	const char *auditor_file = NULL;
+	uint8_t auditor_pk[AUDITOR_KEY_LEN];
+	struct store_options store_opts = {.auditor = STORE_AUDITOR_NONE};
 	struct checkpoint_sinks sinks = {0};
 	bool cap_set = false;
 	const char *subsystems[TRACKER_MAX_SUBSYSTEMS];
@@ -210,7 +228,7 @@ int main(int argc, char **argv)
 				subsystems[nsub++] = optarg;
 			break;
 		case 'K':
-		case 'X':
+		case 'P':
 			if ((opt == 'K' ? sinks_add_file(&sinks, optarg)
 					: sinks_add_command(&sinks, optarg))) {
 				fprintf(stderr, "sealtraild: --%s: at most %d\n",
@@ -221,6 +239,22 @@ int main(int argc, char **argv)
 			break;
 		case 'Y':
 			sinks.syslog = true;
+			break;
+		case 'n': {
+			char *end;
+
+			nice_level = strtol(optarg, &end, 10);
+			if (*end || !*optarg || nice_level < -20 || nice_level > 19) {
+				fprintf(stderr, "sealtraild: --nice %s: need -20 to 19\n", optarg);
+				return 2;
+			}
+			break;
+		}
+		case 'A':
+			auditor_file = optarg;
+			break;
+		case 'X':
+			store_opts.auditor_change = true;
 			break;
 		case 'T':
 			if (ntransfer < 8)
@@ -253,7 +287,13 @@ int main(int argc, char **argv)
 	err = capture_mount_fs();
 	if (err)
 		return 1;
-	err = store_open(&store, store_dir, STORE_WRITE | STORE_CREATE);
+	if (auditor_file) {
+		if (auditor_read_public(auditor_file, auditor_pk))
+			return 1;
+		store_opts.auditor = STORE_AUDITOR_SET;
+		store_opts.auditor_pk = auditor_pk;
+	}
+	err = store_open_with(&store, store_dir, STORE_WRITE | STORE_CREATE, &store_opts);
 	if (err)
 		return 1;
 	store.sinks = &sinks;
@@ -301,6 +341,10 @@ int main(int argc, char **argv)
 		log_error("cannot start the file hashing thread: %s", strerror(-err));
 		goto out;
 	}
+	/* this thread only (Linux): file hashing stays at normal priority */
+	if (setpriority(PRIO_PROCESS, 0, (int)nice_level))
+		log_warn("--nice %ld: %s; sessions may outrun the collector under load", nice_level,
+			 strerror(errno));
 	started = clock_ns(CLOCK_REALTIME);
 	/* the start record first: after a reboot it is where the boot id may change */
 	err = tracker_daemon_record(&t, "start");
@@ -321,6 +365,7 @@ int main(int argc, char **argv)
 			log_error("ring buffer poll: %s", strerror(-err));
 			break;
 		}
+		tracker_flush_chunks(&t);
 		if (delay_ms)
 			usleep(delay_ms * 1000);
 		now = clock_ns(CLOCK_MONOTONIC);
@@ -344,6 +389,7 @@ int main(int argc, char **argv)
 	err = 0;
 	log_info("signal %d: flushing and closing the store", (int)stop_requested);
 	ring_buffer__consume(capture.rb);
+	tracker_flush_chunks(&t);
 	tracker_files_done(&t, true);
 	tracker_tick(&t);
 	tracker_daemon_record(&t, "stop");

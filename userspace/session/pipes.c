@@ -36,11 +36,7 @@ int pipe_bytes(struct tracker *t, struct session *s, unsigned stream, uint32_t p
 	}
 	err = session_materialize(t, s);
 	if (!err && keep) {
-		err = session_begin(t, s, REC_TTY, ts_ns);
-		err = err ?: rec_add_u64(&t->rec, TAG_STREAM, stream);
-		err = err ?: rec_add_u64(&t->rec, TAG_PID, pid);
-		err = err ?: rec_add_bytes(&t->rec, TAG_DATA, data, keep);
-		err = err ?: session_emit(t, s);
+		err = chunk_add(t, s, stream, -1, pid, ts_ns, data, (uint32_t)keep);
 		p->stored += keep;
 		s->stored_total += keep;
 	}

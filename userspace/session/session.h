@@ -42,6 +42,22 @@ struct held_chunk {
 #define ADOPTED_KEY_BIT (1ull << 63)
 /* Ended sessions stay known this long, for late events of their processes. */
 #define ENDED_KEEP_NS (3600ull * 1000000000ull)
+/* A REC_TTY record holds at most this many bytes, written over at most this long. */
+#define CHUNK_MAX_BYTES (64u << 10)
+#define CHUNK_SPAN_NS (1000ull * 1000000ull)
+
+/* Writes of one stream not yet stored: chunks.c */
+struct chunk_acc {
+	bool open;
+	unsigned stream;
+	int tty_index; /* -1: a pipe */
+	uint32_t pid;
+	uint64_t first_ns; /* CLOCK_BOOTTIME of the first write */
+	uint64_t last_ns;
+	unsigned writes;
+	struct buf data;
+	struct buf timing; /* TAG_TIMING entries */
+};
 
 struct session {
 	struct session *next;
@@ -103,6 +119,7 @@ struct session {
 	struct xfer_file *files; /* opened by a transfer program, not yet hashed */
 	unsigned nfiles;
 	unsigned nchannels;
+	struct chunk_acc chunk;
 	struct buf pending[PENDING_MAX];
 	unsigned npending;
 	uint64_t pending_dropped;
@@ -118,6 +135,11 @@ int session_set_kind(struct tracker *t, struct session *s, const char *kind, con
 		     uint64_t boot_ns);
 struct session *session_find(struct tracker *t, uint64_t key);
 void session_learn_person_from_proc(struct tracker *t, struct session *s, uint32_t pid);
+
+/* chunks.c: stream bytes coalesced into records */
+int chunk_add(struct tracker *t, struct session *s, unsigned stream, int tty_index, uint32_t pid,
+	      uint64_t ts_ns, const void *data, uint32_t len);
+int chunk_flush(struct tracker *t, struct session *s);
 
 /* pipes.c: bytes between sshd and a command run without a pty */
 int pipe_bytes(struct tracker *t, struct session *s, unsigned stream, uint32_t pid, uint64_t ts_ns,

@@ -94,11 +94,17 @@ static void free_session(struct session *s)
 	}
 	for (unsigned i = 0; i < s->npending; i++)
 		buf_free(&s->pending[i]);
+	buf_free(&s->chunk.data);
+	buf_free(&s->chunk.timing);
 	free(s);
 }
 
 int session_begin(struct tracker *t, struct session *s, uint16_t type, uint64_t boot_ns)
 {
+	int err = s ? chunk_flush(t, s) : 0; /* the session's earlier bytes go first */
+
+	if (err)
+		return err;
 	return rec_begin(&t->rec, type, s ? s->id : NULL, wall_of(t, boot_ns), boot_ns);
 }
 
@@ -523,13 +529,9 @@ static int on_tty(struct tracker *t, struct session *s, const struct st_ev_tty *
 		err = s->materialized ? session_write_attrs(t, s, ev->hdr.ts_ns, false, true) : 0;
 	}
 	err = err ?: session_materialize(t, s);
-	err = err ?: session_begin(t, s, REC_TTY, ev->hdr.ts_ns);
-	err =
-	    err ?: rec_add_u64(&t->rec, TAG_STREAM, ev->dir == ST_TTY_IN ? STREAM_IN : STREAM_OUT);
-	err = err ?: rec_add_u64(&t->rec, TAG_TTY_INDEX, ev->tty_index);
-	err = err ?: rec_add_u64(&t->rec, TAG_PID, ev->hdr.pid);
-	err = err ?: rec_add_bytes(&t->rec, TAG_DATA, ev->data, ev->len);
-	return err ?: session_emit(t, s);
+	return err
+		   ?: chunk_add(t, s, ev->dir == ST_TTY_IN ? STREAM_IN : STREAM_OUT,
+				(int)ev->tty_index, ev->hdr.pid, ev->hdr.ts_ns, ev->data, ev->len);
 }
 
 int tracker_on_event(void *arg, void *data, size_t size)
@@ -673,6 +675,7 @@ int tracker_tick(struct tracker *t)
 	struct session **pp = &t->sessions;
 
 	update_wall_offset(t);
+	tracker_flush_chunks(t);
 	while (*pp) {
 		struct session *s = *pp;
 		struct st_session ks;
@@ -680,6 +683,7 @@ int tracker_tick(struct tracker *t)
 		if (s->ended) {
 			if (s->forget || now - s->last_event_ns > ENDED_KEEP_NS) {
 				*pp = s->next;
+				chunk_flush(t, s);
 				free_session(s);
 				continue;
 			}

@@ -42,6 +42,7 @@ struct tracker {
 	uint64_t next_adopt_key;
 	int64_t wall_offset_ns; /* CLOCK_REALTIME - CLOCK_BOOTTIME */
 	struct buf rec; /* scratch for building records */
+	unsigned open_chunks; /* sessions with stream bytes not yet in a record */
 	/* counters for status */
 	uint64_t records;
 	uint64_t sessions_total;
@@ -53,6 +54,8 @@ int tracker_init(struct tracker *t, struct store *store, struct capture *cap);
 void tracker_fini(struct tracker *t);
 /* Ring-buffer callback. */
 int tracker_on_event(void *arg, void *data, size_t size);
+/* Store the stream bytes sessions have gathered (after each ring-buffer drain). */
+int tracker_flush_chunks(struct tracker *t);
 /* Find sshd listeners, adopt their untracked connection handlers. */
 int tracker_scan(struct tracker *t);
 /* Gap records for kernel losses; end sessions whose leader is gone. */

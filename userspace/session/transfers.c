@@ -61,10 +61,10 @@ int channel_open(struct tracker *t, struct session *s, const struct st_ev_connec
 }
 
 /*
- * Absolute path of what pid named: relative to its directory fd or cwd as
- * they are when we get the event (a process that closed or reused that fd
- * or changed directory in the meantime makes this wrong; walking the
- * dentry in the kernel would not be), else the opened fd's own link.
+ * Fallback when the kernel could not walk the path: the absolute path of
+ * what pid named, relative to its directory fd or cwd as they are when we
+ * get the event (wrong if the process has since closed or reused that fd,
+ * changed directory or exited), else the opened fd's own link.
  */
 static void absolute_path(uint32_t pid, int fd, int dirfd, const char *path, char *out, size_t size)
 {
@@ -91,6 +91,44 @@ static void absolute_path(uint32_t pid, int fd, int dirfd, const char *path, cha
 	dir[n > 0 ? n : 0] = 0;
 	if (snprintf(out, size, "%s/%s", n > 0 ? dir : "?", path) >= (int)size)
 		log_debug("pid %u: path %s/%s truncated", pid, dir, path);
+}
+
+/*
+ * The path the kernel walked (events.h: components leaf first), with name
+ * appended if it is relative; "?/" stands for a part the walk did not
+ * reach. False if the kernel could not walk it.
+ */
+static bool kernel_path(const char *dir, unsigned len, unsigned flags, const char *name, char *out,
+			size_t size)
+{
+	const char *comp[ST_DIR_DEPTH + 8];
+	unsigned n = 0, off = 0;
+	struct buf b = {0};
+	bool ok;
+
+	if (!(flags & (ST_DIR_OK | ST_DIR_TRUNCATED)) || len > ST_DIR_BYTES)
+		return false;
+	while (off < len && n < sizeof(comp) / sizeof(comp[0])) {
+		size_t l = strnlen(dir + off, len - off);
+
+		if (off + l == len)
+			break; /* not NUL-terminated: cut short */
+		comp[n++] = dir + off;
+		off += l + 1;
+	}
+	if (name && name[0] == '/')
+		n = 0, flags = ST_DIR_OK; /* absolute: the directory does not matter */
+	if (!(flags & ST_DIR_OK))
+		buf_addf(&b, "?");
+	while (n--)
+		buf_addf(&b, "/%s", comp[n]);
+	if (name && name[0])
+		buf_addf(&b, "%s%s", name[0] == '/' ? "" : "/", name);
+	else if (!b.len)
+		buf_addf(&b, "/");
+	ok = b.data && snprintf(out, size, "%s", b.data) < (int)size;
+	buf_free(&b);
+	return ok;
 }
 
 static struct xfer_file *find_file(struct session *s, uint64_t file_id)
@@ -142,7 +180,10 @@ int transfer_file_event(struct tracker *t, struct session *s, const struct st_ev
 			return 0;
 		f->file_id = ev->file_id;
 		f->pid = ev->hdr.pid;
-		absolute_path(ev->hdr.pid, ev->fd, ev->dirfd, path, f->path, sizeof(f->path));
+		if (!kernel_path(ev->dir, ev->dir_len, ev->dir_flags, NULL, f->path,
+				 sizeof(f->path)))
+			absolute_path(ev->hdr.pid, ev->fd, ev->dirfd, path, f->path,
+				      sizeof(f->path));
 		{
 			struct xfer_file **tail = &s->files; /* keep them in open order */
 
@@ -165,8 +206,10 @@ int transfer_file_event(struct tracker *t, struct session *s, const struct st_ev
 		char from[4096], to[4096];
 
 		/* rsync writes a temporary file and renames it over the target */
-		absolute_path(ev->hdr.pid, -1, ev->dirfd, path, from, sizeof(from));
-		absolute_path(ev->hdr.pid, -1, ev->dirfd2, path2, to, sizeof(to));
+		if (!kernel_path(ev->dir, ev->dir_len, ev->dir_flags, path, from, sizeof(from)))
+			absolute_path(ev->hdr.pid, -1, ev->dirfd, path, from, sizeof(from));
+		if (!kernel_path(ev->dir2, ev->dir2_len, ev->dir2_flags, path2, to, sizeof(to)))
+			absolute_path(ev->hdr.pid, -1, ev->dirfd2, path2, to, sizeof(to));
 		for (f = s->files; f; f = f->next)
 			if (!strcmp(f->path, from))
 				snprintf(f->path, sizeof(f->path), "%s", to);

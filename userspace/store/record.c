@@ -238,6 +238,7 @@ static const struct {
     [TAG_ROOT] = {"root", true},
     [TAG_NEXT_PK] = {"next_pk", true},
     [TAG_SIGNATURE] = {"signature", true},
+    [TAG_TIMING] = {"timing", false},
 };
 
 const char *rec_tag_name(uint16_t tag)
@@ -248,4 +249,15 @@ const char *rec_tag_name(uint16_t tag)
 bool rec_tag_is_text(uint16_t tag)
 {
 	return tag < TAG_MAX && tags[tag].text;
+}
+
+bool rec_timing_ok(const struct rec_field *timing, uint32_t data_len)
+{
+	uint64_t sum = 0;
+
+	if (!timing || !timing->len || timing->len % TIMING_ENTRY_LEN)
+		return false;
+	for (uint32_t i = 0; i < timing->len; i += TIMING_ENTRY_LEN)
+		sum += get_be32(timing->data + i + 4);
+	return sum == data_len;
 }

@@ -104,6 +104,7 @@ enum rec_tag {
 	TAG_ROOT,
 	TAG_NEXT_PK,
 	TAG_SIGNATURE,
+	TAG_TIMING, /* REC_TTY of several writes: per write u32 ns after the record, u32 len */
 	TAG_MAX,
 };
 
@@ -159,6 +160,15 @@ int rec_finish(struct buf *b, uint64_t seq);
 int rec_parse(const uint8_t *p, size_t avail, struct record *rec, size_t *used, char *err);
 
 const struct rec_field *rec_field(const struct record *rec, uint16_t tag);
+
+/*
+ * A REC_TTY record may hold several writes of its stream: TAG_TIMING then
+ * has one entry per write, u32 nanoseconds after the record's time and u32
+ * bytes, and the lengths add up to TAG_DATA's. Without TAG_TIMING the
+ * record is one write. rec_timing_ok() checks an entry list against data.
+ */
+#define TIMING_ENTRY_LEN 8
+bool rec_timing_ok(const struct rec_field *timing, uint32_t data_len);
 bool rec_u64(const struct record *rec, uint16_t tag, uint64_t *v);
 /* Copy a string field into out (truncated, NUL-terminated); "" if absent. */
 const char *rec_str(const struct record *rec, uint16_t tag, char *out, size_t size);

@@ -17,6 +17,13 @@
 
 #define WBUF_FLUSH_BYTES (1u << 20)
 
+/* The reader's last auditor unwrap: an X25519 agreement per record is slow. */
+struct store_key_cache {
+	uint32_t seg_no; /* 0: empty */
+	uint8_t header[SEG_HEADER_V3_LEN];
+	uint8_t key[SEAL_KEY_LEN];
+};
+
 static char *path_join(const char *dir, const char *name)
 {
 	char *p;
@@ -155,10 +162,17 @@ static int flush_wbuf(struct store *st)
 	return err;
 }
 
+/* Length of the headers this writer writes: v3 with an auditor key, else v2. */
+static uint32_t writer_header_len(const struct store *st)
+{
+	return st->auditor ? SEG_HEADER_V3_LEN : SEG_HEADER_LEN;
+}
+
 static int open_segment(struct store *st, uint32_t seg_no)
 {
 	char *path = store_segment_path(st, seg_no);
-	uint8_t h[SEG_HEADER_LEN] = {0};
+	uint8_t h[SEG_HEADER_MAX] = {0};
+	uint32_t hlen = writer_header_len(st);
 	int err;
 
 	if (!path)
@@ -175,9 +189,9 @@ static int open_segment(struct store *st, uint32_t seg_no)
 		return err;
 	}
 	free(path);
-	memcpy(h, SEG_MAGIC, 8);
-	put_be32(h + 8, SEG_VERSION);
-	put_be32(h + 12, SEG_HEADER_LEN);
+	memcpy(h, st->auditor ? SEG_MAGIC_V3 : SEG_MAGIC, 8);
+	put_be32(h + 8, st->auditor ? SEG_VERSION_V3 : SEG_VERSION);
+	put_be32(h + 12, hlen);
 	memcpy(h + 16, st->id, ST_ID_LEN);
 	put_be64(h + 32, seg_no);
 	put_be64(h + 40, clock_ns(CLOCK_REALTIME));
@@ -185,34 +199,96 @@ static int open_segment(struct store *st, uint32_t seg_no)
 	if (RAND_bytes(st->dk, SEAL_KEY_LEN) != 1)
 		return -EIO;
 	err = seal_wrap(st->kek, st->dk, h, SEG_HEADER_AAD, h + SEG_HEADER_AAD);
+	/* and to the auditor, whose private key is not on this host */
+	if (!err && st->auditor) {
+		memcpy(h + SEG_AUDITOR_PK, st->auditor_pk, AUDITOR_KEY_LEN);
+		err = auditor_wrap(st->auditor_pk, st->id, seg_no, st->dk, h, SEG_HEADER_AAD,
+				   h + SEG_AUDITOR_WRAP);
+	}
 	if (err)
 		return err;
 	st->seg_no = seg_no;
-	st->seg_size = SEG_HEADER_LEN;
-	seal_chain_header(st->prev_hash, h, sizeof(h));
+	st->seg_size = hlen;
+	seal_chain_header(st->prev_hash, h, hlen);
 	/*
 	 * Written at once, not with the next record: a crash leaves a segment
 	 * without its header only in the instant after it was created (which
 	 * recovery and verify then take for a torn tail).
 	 */
-	err = buf_add(&st->wbuf, h, sizeof(h));
+	err = buf_add(&st->wbuf, h, hlen);
 	return err ?: flush_wbuf(st);
 }
 
-/* Check a segment header and unwrap its key (key may be NULL: check only). */
-static int segment_header(const struct store *st, const uint8_t *h, size_t len, uint32_t seg_no,
-			  uint8_t key[SEAL_KEY_LEN], char why[128])
+int seg_header_check(const uint8_t *h, size_t avail, const uint8_t id[ST_ID_LEN], uint32_t seg_no,
+		     uint32_t *len)
 {
-	if (len < SEG_HEADER_LEN || memcmp(h, SEG_MAGIC, 8) || get_be32(h + 8) != SEG_VERSION ||
-	    get_be32(h + 12) != SEG_HEADER_LEN || memcmp(h + 16, st->id, ST_ID_LEN) ||
-	    get_be64(h + 32) != seg_no) {
+	bool v2 = avail >= SEG_HEADER_LEN && !memcmp(h, SEG_MAGIC, 8) &&
+		  get_be32(h + 8) == SEG_VERSION && get_be32(h + 12) == SEG_HEADER_LEN;
+	bool v3 = avail >= SEG_HEADER_V3_LEN && !memcmp(h, SEG_MAGIC_V3, 8) &&
+		  get_be32(h + 8) == SEG_VERSION_V3 && get_be32(h + 12) == SEG_HEADER_V3_LEN;
+
+	if ((!v2 && !v3) || memcmp(h + 16, id, ST_ID_LEN) || get_be64(h + 32) != seg_no)
+		return -EBADMSG;
+	*len = v3 ? SEG_HEADER_V3_LEN : SEG_HEADER_LEN;
+	return 0;
+}
+
+/* Unwrap a segment's key with the auditor's private key (readers off-host). */
+static int auditor_segment_key(const struct store *st, const uint8_t *h, uint32_t hlen,
+			       uint32_t seg_no, uint8_t key[SEAL_KEY_LEN], char why[128])
+{
+	struct store_key_cache *c = st->key_cache;
+	char fp[AUDITOR_FP_LEN];
+
+	if (hlen != SEG_HEADER_V3_LEN) {
+		snprintf(why, 128,
+			 "segment has no auditor wrap (written before an auditor key was set):"
+			 " only keys/kek opens it");
+		return -ENOKEY;
+	}
+	if (CRYPTO_memcmp(h + SEG_AUDITOR_PK, st->auditor_pk, AUDITOR_KEY_LEN)) {
+		auditor_fingerprint(h + SEG_AUDITOR_PK, fp);
+		snprintf(why, 128, "segment key is wrapped to auditor key %s, not to the one given",
+			 fp);
+		return -ENOKEY;
+	}
+	if (c && c->seg_no == seg_no && !memcmp(c->header, h, hlen)) {
+		memcpy(key, c->key, SEAL_KEY_LEN);
+		return 0;
+	}
+	if (auditor_unwrap(st->auditor_sk, st->auditor_pk, st->id, seg_no, h + SEG_AUDITOR_WRAP, h,
+			   SEG_HEADER_AAD, key)) {
+		snprintf(why, 128,
+			 "segment key does not unwrap with the auditor key (header altered?)");
+		return -EBADMSG;
+	}
+	if (c) {
+		c->seg_no = seg_no;
+		memcpy(c->header, h, hlen);
+		memcpy(c->key, key, SEAL_KEY_LEN);
+	}
+	return 0;
+}
+
+/*
+ * Check a segment header and unwrap its key (key may be NULL: check only);
+ * hlen: the header's length.
+ */
+static int segment_header(const struct store *st, const uint8_t *h, size_t len, uint32_t seg_no,
+			  uint8_t key[SEAL_KEY_LEN], uint32_t *hlen, char why[128])
+{
+	if (seg_header_check(h, len, st->id, seg_no, hlen)) {
 		snprintf(why, 128, "bad segment header (magic, version, store id or number)");
 		return -EBADMSG;
 	}
 	if (!key)
 		return 0;
+	if (st->have_auditor_sk)
+		return auditor_segment_key(st, h, *hlen, seg_no, key, why);
 	if (!st->have_kek) {
-		snprintf(why, 128, "no key to open it (DIR/keys/kek is root's; run as root)");
+		snprintf(why, 128,
+			 "no key to open it (DIR/keys/kek is root's: run as root, or pass"
+			 " --auditor-key)");
 		return -ENOKEY;
 	}
 	if (seal_unwrap(st->kek, h + SEG_HEADER_AAD, h, SEG_HEADER_AAD, key)) {
@@ -229,6 +305,9 @@ struct recover_state {
 	uint64_t applied;
 	uint32_t next_epoch; /* the epoch after the last epoch record */
 	uint8_t next_pk[SEAL_PK_LEN];
+	uint32_t newest_seg; /* the newest segment with a good header */
+	bool pinned; /* its key is wrapped to pin, an auditor's */
+	uint8_t pin[AUDITOR_KEY_LEN];
 	bool tail_damaged; /* damage that no envelope of the chain follows */
 	bool after_damage; /* the next envelope may be the writer's gap record */
 	char damage_file[512];
@@ -282,8 +361,70 @@ static int recover_envelope(void *arg, const struct seal_envelope *env, uint32_t
 static int recover_segment(void *arg, const uint8_t *header, uint32_t seg_no)
 {
 	struct recover_state *rs = arg;
+	uint32_t hlen = get_be32(header + 12);
 
-	seal_chain_header(rs->st->prev_hash, header, SEG_HEADER_LEN);
+	seal_chain_header(rs->st->prev_hash, header, hlen);
+	rs->newest_seg = seg_no;
+	rs->pinned = hlen == SEG_HEADER_V3_LEN;
+	if (rs->pinned)
+		memcpy(rs->pin, header + SEG_AUDITOR_PK, AUDITOR_KEY_LEN);
+	return 0;
+}
+
+/*
+ * Whose key the new segments are wrapped to. Once a store has an auditor
+ * key (its newest segment is wrapped to one), a writer keeps it unless
+ * told to change or drop it: a restart with a lost option or another key
+ * must not quietly leave the auditor unable to read what follows.
+ */
+static int choose_auditor(struct store *st, const struct recover_state *rs,
+			  const struct store_options *o)
+{
+	char pin_fp[AUDITOR_FP_LEN], fp[AUDITOR_FP_LEN];
+	enum store_auditor mode = o ? o->auditor : STORE_AUDITOR_KEEP;
+	bool change = o && o->auditor_change;
+
+	if (rs->pinned)
+		auditor_fingerprint(rs->pin, pin_fp);
+	if (mode == STORE_AUDITOR_KEEP) {
+		st->auditor = rs->pinned;
+		memcpy(st->auditor_pk, rs->pin, AUDITOR_KEY_LEN);
+		return 0;
+	}
+	if (mode == STORE_AUDITOR_NONE) {
+		if (rs->pinned && !change) {
+			log_error("store %s: segment %u's key is wrapped to auditor key %s;"
+				  " refusing to stop: pass that key (--auditor-pubkey FILE), or"
+				  " --auditor-key-change to stop wrapping to it",
+				  st->dir, rs->newest_seg, pin_fp);
+			return -EKEYREJECTED;
+		}
+		if (rs->pinned)
+			log_warn("store %s: new segments are no longer wrapped to auditor key %s"
+				 " (--auditor-key-change): the auditor cannot read them",
+				 st->dir, pin_fp);
+		st->auditor = false;
+		return 0;
+	}
+	auditor_fingerprint(o->auditor_pk, fp);
+	if (rs->pinned && memcmp(rs->pin, o->auditor_pk, AUDITOR_KEY_LEN)) {
+		if (!change) {
+			log_error("store %s: segment %u's key is wrapped to auditor key %s, the"
+				  " key given is %s; refusing to change it without"
+				  " --auditor-key-change",
+				  st->dir, rs->newest_seg, pin_fp, fp);
+			return -EKEYREJECTED;
+		}
+		log_warn("store %s: the auditor key changes from %s to %s (--auditor-key-change)",
+			 st->dir, pin_fp, fp);
+	} else if (!rs->pinned) {
+		log_info("store %s: segment keys are wrapped to auditor key %s from segment %u on",
+			 st->dir, fp, rs->newest_seg + 1);
+	} else {
+		log_info("store %s: segment keys are also wrapped to auditor key %s", st->dir, fp);
+	}
+	st->auditor = true;
+	memcpy(st->auditor_pk, o->auditor_pk, AUDITOR_KEY_LEN);
 	return 0;
 }
 
@@ -395,7 +536,7 @@ static int gap_open_sessions(struct store *st, const struct recover_state *rs)
  * index up to the log (it may lag by up to a second after a crash), find
  * the next sequence number and the signing epoch, and start a new segment.
  */
-static int open_writer(struct store *st)
+static int open_writer(struct store *st, const struct store_options *o)
 {
 	struct recover_state rs = {.st = st};
 	struct store_visitor v = {recover_record, recover_damage, &rs, 1, recover_envelope, 0,
@@ -423,6 +564,7 @@ static int open_writer(struct store *st)
 			return err;
 	}
 	err = store_load_epoch(st, rs.next_epoch, rs.next_pk);
+	err = err ?: choose_auditor(st, &rs, o);
 	if (err)
 		return err;
 
@@ -451,7 +593,74 @@ static int open_writer(struct store *st)
 	return err ?: store_sync(st);
 }
 
+struct fresh_state {
+	struct store *st;
+	uint32_t opened; /* segments whose key unwrapped */
+	char why[128]; /* the first reason a segment did not open */
+};
+
+static int fresh_record(void *arg, const struct record *rec, uint32_t seg_no, uint64_t off)
+{
+	struct fresh_state *fs = arg;
+
+	return index_apply(&fs->st->index, rec, seg_no, off);
+}
+
+static int fresh_segment(void *arg, const uint8_t *header, uint32_t seg_no)
+{
+	struct fresh_state *fs = arg;
+
+	fs->opened++;
+	return 0;
+}
+
+static void fresh_damage(void *arg, const char *file, uint64_t off, uint64_t bytes, const char *why)
+{
+	struct fresh_state *fs = arg;
+
+	if (off == 0 && !fs->why[0])
+		snprintf(fs->why, sizeof(fs->why), "%s", why);
+	if (off == 0)
+		log_warn("%s: not read: %s", file, why);
+	else
+		log_warn("%s: %s at byte offset %llu; %llu bytes after it are not read", file, why,
+			 (unsigned long long)off, (unsigned long long)bytes);
+}
+
+/*
+ * Index every segment into a temporary database: what a copy of the store
+ * says about itself (its index) is not needed, nor trusted.
+ */
+static int fresh_index(struct store *st)
+{
+	struct fresh_state fs = {.st = st};
+	struct store_visitor v = {fresh_record, fresh_damage, &fs, 1, NULL, 0, fresh_segment};
+	uint32_t last = last_segment(st);
+	int err;
+
+	err = index_open(&st->index, "", true);
+	err = err ?: store_scan(st, &v);
+	err = err ?: index_commit(&st->index);
+	if (err)
+		return err;
+	if (last && !fs.opened) {
+		log_error("store %s: none of its %u segment%s opens%s: %s", st->dir, last,
+			  last == 1 ? "" : "s", st->have_auditor_sk ? " with this auditor key" : "",
+			  fs.why);
+		return -ENOKEY;
+	}
+	if (fs.opened < last)
+		log_warn("store %s: %u of %u segments read; what the others hold is missing below",
+			 st->dir, fs.opened, last);
+	return 0;
+}
+
 int store_open(struct store *st, const char *dir, int flags)
+{
+	return store_open_with(st, dir, flags, NULL);
+}
+
+int store_open_with(struct store *st, const char *dir, int flags, const struct store_options *o)
 {
 	char *path = NULL;
 	int err;
@@ -461,9 +670,22 @@ int store_open(struct store *st, const char *dir, int flags)
 	st->seg_fd = -1;
 	st->flags = flags;
 	st->seg_rotate_bytes = SEG_ROTATE_BYTES;
+	/* the auditor's private key reads; it never writes, nor does a fresh index */
+	if ((flags & STORE_WRITE) && ((flags & STORE_FRESH_INDEX) || (o && o->auditor_sk)))
+		return -EINVAL;
+	if (o && o->auditor == STORE_AUDITOR_SET && !o->auditor_pk)
+		return -EINVAL;
 	st->dir = strdup(dir);
 	if (!st->dir)
 		return -ENOMEM;
+	if (o && o->auditor_sk) {
+		memcpy(st->auditor_sk, o->auditor_sk, AUDITOR_KEY_LEN);
+		st->have_auditor_sk = true;
+		st->key_cache = calloc(1, sizeof(*st->key_cache));
+		err = st->key_cache ? auditor_public(st->auditor_sk, st->auditor_pk) : -ENOMEM;
+		if (err)
+			goto fail;
+	}
 	if (flags & STORE_CREATE) {
 		char *segs = path_join(dir, "segments");
 
@@ -501,11 +723,25 @@ int store_open(struct store *st, const char *dir, int flags)
 		err = -ENOMEM;
 		goto fail;
 	}
+	/* a reader of a copy without its index: what the segments say will do */
+	if (!(flags & (STORE_WRITE | STORE_FRESH_INDEX)) && access(path, F_OK) && errno == ENOENT) {
+		log_info("store %s has no index.sqlite: indexing its segments into a temporary one"
+			 " (`sealtrail reindex` makes a lasting one)",
+			 dir);
+		flags |= STORE_FRESH_INDEX;
+	}
+	if (flags & STORE_FRESH_INDEX) {
+		err = fresh_index(st);
+		if (err)
+			goto fail;
+		free(path);
+		return 0;
+	}
 	err = index_open(&st->index, path, flags & STORE_WRITE);
 	if (err)
 		goto fail;
 	if (flags & STORE_WRITE) {
-		err = open_writer(st);
+		err = open_writer(st, o);
 		if (err)
 			goto fail;
 	}
@@ -531,6 +767,11 @@ void store_close(struct store *st)
 	OPENSSL_cleanse(st->kek, sizeof(st->kek));
 	OPENSSL_cleanse(st->dk, sizeof(st->dk));
 	OPENSSL_cleanse(st->epoch_sk, sizeof(st->epoch_sk));
+	OPENSSL_cleanse(st->auditor_sk, sizeof(st->auditor_sk));
+	if (st->key_cache) {
+		OPENSSL_cleanse(st->key_cache, sizeof(*st->key_cache));
+		free(st->key_cache);
+	}
 	free(st->dir);
 	memset(st, 0, sizeof(*st));
 	st->lock_fd = st->seg_fd = -1;
@@ -577,7 +818,7 @@ static int append_sealed(struct store *st, struct buf *rec, bool plain)
 		if (err)
 			return err;
 		if (pass || st->seg_size + st->sbuf.len <= st->seg_rotate_bytes ||
-		    st->seg_size <= SEG_HEADER_LEN)
+		    st->seg_size <= writer_header_len(st))
 			break;
 		/* rotate, then seal again: the segment number and key are in it */
 		err = store_sync(st);
@@ -661,12 +902,13 @@ int store_read_at(const struct store *st, uint32_t seg_no, uint64_t off, struct 
 		  struct record *rec)
 {
 	char *path = store_segment_path(st, seg_no);
-	uint8_t lenbuf[4], hdr[SEG_HEADER_LEN], key[SEAL_KEY_LEN];
+	uint8_t lenbuf[4], hdr[SEG_HEADER_MAX], key[SEAL_KEY_LEN];
 	struct seal_envelope env;
 	struct buf raw = {0};
 	char why[128];
 	size_t used;
-	uint32_t len;
+	uint32_t len, hlen;
+	ssize_t n;
 	int fd, err = 0;
 
 	if (!path)
@@ -677,13 +919,18 @@ int store_read_at(const struct store *st, uint32_t seg_no, uint64_t off, struct 
 		log_error("%s: %s", path, strerror(errno));
 		goto out;
 	}
-	if (pread(fd, hdr, sizeof(hdr), 0) != sizeof(hdr) ||
-	    segment_header(st, hdr, sizeof(hdr), seg_no, key, why)) {
+	n = pread(fd, hdr, sizeof(hdr), 0);
+	if (n < SEG_HEADER_LEN) {
+		err = -EIO;
+		log_error("%s: shorter than a segment header", path);
+		goto out;
+	}
+	if (segment_header(st, hdr, n, seg_no, key, &hlen, why)) {
 		err = -EIO;
 		log_error("%s: %s", path, why);
 		goto out;
 	}
-	if (off < SEG_HEADER_LEN || pread(fd, lenbuf, 4, off) != 4) {
+	if (off < hlen || pread(fd, lenbuf, 4, off) != 4) {
 		err = -EIO;
 		log_error("%s: no record at byte offset %llu", path, (unsigned long long)off);
 		goto out;
@@ -718,6 +965,7 @@ static int scan_segment(const struct store *st, uint32_t seg_no, const struct st
 	struct stat sb;
 	char why[128];
 	uint64_t off;
+	uint32_t hlen;
 	int fd, err = 0;
 	bool opened = false;
 
@@ -740,7 +988,7 @@ static int scan_segment(const struct store *st, uint32_t seg_no, const struct st
 		goto out;
 	}
 	/* only records that will be opened need the key */
-	if (segment_header(st, map, sb.st_size, seg_no, v->record ? key : NULL, why)) {
+	if (segment_header(st, map, sb.st_size, seg_no, v->record ? key : NULL, &hlen, why)) {
 		v->damage(v->arg, path, 0, sb.st_size, why);
 		goto out;
 	}
@@ -750,7 +998,7 @@ static int scan_segment(const struct store *st, uint32_t seg_no, const struct st
 		if (err)
 			goto out;
 	}
-	for (off = SEG_HEADER_LEN; off < (uint64_t)sb.st_size;) {
+	for (off = hlen; off < (uint64_t)sb.st_size;) {
 		struct seal_envelope env;
 		size_t used;
 		int rc = seal_parse(map + off, sb.st_size - off, &env, &used, why);

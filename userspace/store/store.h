@@ -3,7 +3,7 @@
  * segments, plus a SQLite index derived from it.
  *
  *   DIR/store-id                 16 random bytes (hex), made on creation
- *   DIR/segments/seg-NNNNNNNN.log 64-byte header, then records (record.h)
+ *   DIR/segments/seg-NNNNNNNN.log header (128 or 256 bytes), then sealed records
  *   DIR/index.sqlite             derived data, `sealtrail reindex` rebuilds it
  *   DIR/LOCK                     flock()ed by the one writer
  *   DIR/status.json              written by a running sealtraild
@@ -22,22 +22,56 @@
 #include <stdint.h>
 
 #include "common/util.h"
+#include "store/auditor.h"
 #include "store/index.h"
 #include "store/record.h"
 #include "store/seal.h"
 #include "store/sinks.h"
 
 #define STORE_DEFAULT_DIR "/var/lib/sealtrail"
+/*
+ * Segment headers (docs/STORE.md). v2: 128 bytes, the data key wrapped
+ * under keys/kek. v3: the same 128 bytes (magic and version aside), then
+ * the auditor's public key and the data key wrapped to it (auditor.h).
+ * Writers write v3 exactly when the store has an auditor key.
+ */
 #define SEG_MAGIC "STRLSEG2"
 #define SEG_VERSION 2
 #define SEG_HEADER_LEN 128
+#define SEG_MAGIC_V3 "STRLSEG3"
+#define SEG_VERSION_V3 3
+#define SEG_HEADER_V3_LEN 256
+#define SEG_HEADER_MAX SEG_HEADER_V3_LEN
 /* bytes of the header the wrapped segment key is bound to (its AAD) */
 #define SEG_HEADER_AAD 48
+/* v3: the auditor's X25519 public key, then the wrap (AUDITOR_WRAP_LEN), then zero */
+#define SEG_AUDITOR_PK 128
+#define SEG_AUDITOR_WRAP 160
 #define SEG_ROTATE_BYTES (64ull << 20)
 
 enum store_flags {
 	STORE_WRITE = 1, /* take the writer lock, open the index for writing */
 	STORE_CREATE = 2, /* create the directory and store id if missing */
+	/*
+	 * Readers: index the segments afresh into a temporary index instead of
+	 * using DIR/index.sqlite (a copy's index may be absent or stale).
+	 */
+	STORE_FRESH_INDEX = 4,
+};
+
+/* Whose key the writer wraps each new segment's data key to, besides the KEK. */
+enum store_auditor {
+	STORE_AUDITOR_KEEP, /* the key the newest segment is wrapped to, if any */
+	STORE_AUDITOR_SET, /* auditor_pk; refused if the store is pinned to another */
+	STORE_AUDITOR_NONE, /* none; refused if the store is pinned to one */
+};
+
+struct store_options {
+	enum store_auditor auditor;
+	const uint8_t *auditor_pk; /* STORE_AUDITOR_SET: X25519 public key */
+	bool auditor_change; /* SET or NONE may replace or drop the pinned key */
+	/* readers: open segments with the auditor's private key, not keys/kek */
+	const uint8_t *auditor_sk;
 };
 
 struct store {
@@ -67,9 +101,23 @@ struct store {
 	uint64_t epoch_start_ns; /* CLOCK_MONOTONIC when it began */
 	struct checkpoint_sinks *sinks; /* where checkpoints also go (optional) */
 	struct buf sbuf;
+	/* the auditor's key (auditor.h, docs/SEALING.md) */
+	bool auditor; /* writer: wrap every new segment's key to auditor_pk too */
+	uint8_t auditor_pk[AUDITOR_KEY_LEN]; /* writer: the auditor's; reader: its own */
+	bool have_auditor_sk; /* reader: segments open with the auditor's key only */
+	uint8_t auditor_sk[AUDITOR_KEY_LEN];
+	struct store_key_cache *key_cache; /* reader: the last unwrapped auditor wrap */
 };
 
 int store_open(struct store *st, const char *dir, int flags);
+/* store_open with options (NULL: the defaults, i.e. zeroed options). */
+int store_open_with(struct store *st, const char *dir, int flags, const struct store_options *o);
+/*
+ * Check a segment header against the store id and segment number; avail
+ * is how many bytes of it there are. Sets its length (v2 or v3).
+ */
+int seg_header_check(const uint8_t *h, size_t avail, const uint8_t id[ST_ID_LEN], uint32_t seg_no,
+		     uint32_t *len);
 void store_close(struct store *st);
 /* Finish rec (sequence number, CRC), queue it and index it. */
 int store_append(struct store *st, struct buf *rec);
@@ -95,7 +143,7 @@ struct store_visitor {
 	/* optional: every envelope as stored, before it is opened */
 	int (*envelope)(void *arg, const struct seal_envelope *env, uint32_t seg_no, uint64_t off);
 	uint64_t min_seq; /* records below this are not opened (0 = all) */
-	/* optional: each segment's header, before its envelopes */
+	/* optional: each segment's header (checked: its length is at byte 12) */
 	int (*segment)(void *arg, const uint8_t *header, uint32_t seg_no);
 };
 int store_scan(const struct store *st, const struct store_visitor *v);

@@ -6,6 +6,7 @@
  * record: its tree size and root against the recomputed tree, and its
  * signature by the key the previous epoch certified, starting from the
  * pinned first key. Optionally checks a saved checkpoint against the store.
+ * Reports which auditor key each segment's data key is wrapped to.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -189,39 +190,70 @@ static bool check_envelope(struct walk *w, const struct seal_envelope *env, uint
 	return true;
 }
 
+/* Note whose key segment seg_no (header h of length hlen) is wrapped to. */
+static void note_wrap(struct verify_result *r, const uint8_t *h, uint32_t hlen, uint32_t seg_no)
+{
+	struct verify_wrap *last = r->nwraps ? &r->wraps[r->nwraps - 1] : NULL;
+	bool auditor = hlen == SEG_HEADER_V3_LEN;
+	const uint8_t *pk = h + SEG_AUDITOR_PK;
+
+	if (last && last->auditor == auditor &&
+	    (!auditor || !memcmp(last->pk, pk, AUDITOR_KEY_LEN))) {
+		last->last_seg = seg_no;
+		return;
+	}
+	if (r->nwraps == VERIFY_MAX_WRAPS) {
+		last->last_seg = seg_no;
+		return;
+	}
+	last = &r->wraps[r->nwraps++];
+	last->first_seg = last->last_seg = seg_no;
+	last->auditor = auditor;
+	if (auditor)
+		memcpy(last->pk, pk, AUDITOR_KEY_LEN);
+}
+
+/* Shorter than the header it starts: a v2 one, or the v3 its magic announces. */
+static bool header_torn(const uint8_t *map, size_t size)
+{
+	return size < SEG_HEADER_LEN || (size < SEG_HEADER_V3_LEN && !memcmp(map, SEG_MAGIC_V3, 8));
+}
+
 static bool walk_segment(struct walk *w, const char *path, uint32_t seg_no, bool last)
 {
 	struct stat sb;
 	uint8_t *map = MAP_FAILED;
 	uint64_t off;
-	bool ok = true;
+	uint32_t hlen = 0;
+	bool ok = true, torn_header = false;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0 || fstat(fd, &sb)) {
 		ok = fail(w->r, path, 0, w->next_seq, "cannot read: %s", strerror(errno));
-	} else if (sb.st_size < SEG_HEADER_LEN && !last) {
+	} else if (sb.st_size &&
+		   (map = mmap(NULL, sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED) {
+		ok = fail(w->r, path, 0, w->next_seq, "cannot map");
+	} else if (!last && header_torn(map, sb.st_size)) {
 		/*
 		 * The writer died right after creating it: torn like a tail (its
 		 * header is not in the chain), the next segment must start with a gap
 		 */
 		snprintf(w->torn, sizeof(w->torn), "%s", path);
 		w->torn_off = 0;
-		close(fd);
-		return true;
+		torn_header = true;
 	} else if (sb.st_size < SEG_HEADER_LEN) {
 		ok = fail(w->r, path, 0, w->next_seq, "shorter than a segment header");
-	} else if ((map = mmap(NULL, sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED) {
-		ok = fail(w->r, path, 0, w->next_seq, "cannot map");
-	} else if (memcmp(map, SEG_MAGIC, 8) || get_be32(map + 8) != SEG_VERSION ||
-		   memcmp(map + 16, w->id, ST_ID_LEN) || get_be64(map + 32) != seg_no) {
+	} else if (seg_header_check(map, sb.st_size, w->id, seg_no, &hlen)) {
 		ok = fail(w->r, path, 0, w->next_seq,
 			  "bad segment header (magic, version, store id or number)");
 	}
-	if (ok) {
-		seal_chain_header(w->prev, map, SEG_HEADER_LEN);
+	if (ok && !torn_header) {
+		/* the whole header, both key wraps included, is in the chain */
+		seal_chain_header(w->prev, map, hlen);
 		w->first_in_segment = true;
+		note_wrap(w->r, map, hlen, seg_no);
 	}
-	for (off = SEG_HEADER_LEN; ok && off < (uint64_t)sb.st_size;) {
+	for (off = hlen; ok && !torn_header && off < (uint64_t)sb.st_size;) {
 		struct seal_envelope env;
 		char why[128];
 		size_t used;

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/auditor.h"
+
 struct verify_opts {
 	const char *pubkey_file; /* "store HEX\nfirst-key HEX\n"; default DIR/keys/first.pub */
 	/*
@@ -18,6 +20,14 @@ struct verify_opts {
 	 */
 	const char *against_file;
 };
+
+/* A run of consecutive segments whose data keys are wrapped alike. */
+struct verify_wrap {
+	uint32_t first_seg, last_seg;
+	bool auditor; /* also wrapped to pk, an auditor's key (v3 header) */
+	uint8_t pk[AUDITOR_KEY_LEN];
+};
+#define VERIFY_MAX_WRAPS 16
 
 struct verify_result {
 	bool ok;
@@ -34,6 +44,9 @@ struct verify_result {
 	uint64_t checkpoint_size; /* the largest tree a checked checkpoint signs */
 	uint64_t checkpoints; /* this store's checkpoints checked */
 	bool checkpoint_ok;
+	/* to whom the segments walked are wrapped, in runs (the last run absorbs any more) */
+	struct verify_wrap wraps[VERIFY_MAX_WRAPS];
+	uint32_t nwraps;
 };
 
 /* 0 when verification ran (see r->ok), negative errno when it could not. */
