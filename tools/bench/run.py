@@ -52,6 +52,7 @@ import fcntl
 import glob
 import hashlib
 import json
+import shlex
 import os
 import platform
 import re
@@ -337,6 +338,7 @@ class Bench:
         extra = list(extra)
         if self.args.ringbuf_size:
             extra += ["--ringbuf-size", str(self.args.ringbuf_size)]
+        extra += shlex.split(self.args.daemon_args or "")
         d = harness.Daemon(extra)
         try:
             d.start()
@@ -355,6 +357,9 @@ class Bench:
                 with contextlib.suppress(OSError):
                     with open(d.log_path, "rb") as f:
                         text = f.read().decode(errors="replace")
+                if self.args.keep_log:
+                    with open(self.args.keep_log, "a") as f:
+                        f.write(text)
                 bad = [ln for ln in text.splitlines()
                        if ": error" in ln or ": warning" in ln or "libbpf" in ln]
                 if bad:
@@ -1200,7 +1205,8 @@ def _part_collector(bench, stack):
                                    f"bytes_out < {a.session_bytes}; daemon status: " +
                                    json.dumps({k: o['status'].get(k) for k in (
                                        'events', 'lost_events', 'lost_bytes', 'read_failed',
-                                       'bad_events', 'ringbuf_bytes')}))
+                                       'bad_events', 'ringbuf_bytes', 'ringbuf_peak_used',
+                                       'longest_drain_ms')}))
             else:
                 o = collector_round(bench, lab, users, path)
             o["mbs"] = o["payload"] / o["stream_s"] / 1e6
@@ -1299,6 +1305,8 @@ def main():
     g = ap.add_argument_group("sealtraild (default: as shipped)")
     g.add_argument("--ringbuf-size", type=int,
                    help="pass --ringbuf-size BYTES to sealtraild")
+    g.add_argument("--daemon-args", help="more sealtraild arguments, e.g. '--log-level debug'")
+    g.add_argument("--keep-log", help="append every sealtraild log to this file")
     g.add_argument("--daemon-nice", type=int,
                    help="renice sealtraild (all threads) to this value after start")
     g = ap.add_argument_group("syscall")

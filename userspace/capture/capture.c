@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -12,6 +14,7 @@
 
 #include "capture/capture.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "sealtrail.skel.h"
 
 #define TRACEFS_MAGIC 0x74726163
@@ -53,6 +56,31 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap
 	return 0;
 }
 
+/* Map the ring's position pages read-only; only statistics depend on it. */
+static void map_positions(struct capture *c, int fd, uint32_t ringbuf_bytes)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	void *cons = mmap(NULL, page, PROT_READ, MAP_SHARED, fd, 0);
+	void *prod = mmap(NULL, page, PROT_READ, MAP_SHARED, fd, page);
+
+	if (cons == MAP_FAILED || prod == MAP_FAILED) {
+		if (cons != MAP_FAILED)
+			munmap(cons, page);
+		if (prod != MAP_FAILED)
+			munmap(prod, page);
+		log_debug("ring buffer positions not mapped: %s", strerror(errno));
+		return;
+	}
+	c->consumer_pos = cons;
+	c->producer_pos = prod;
+	c->ring_bytes = ringbuf_bytes;
+}
+
+uint64_t capture_ring_used(const struct capture *c)
+{
+	return c->consumer_pos ? *c->producer_pos - *c->consumer_pos : 0;
+}
+
 int capture_open(struct capture *c, uint32_t ringbuf_bytes, capture_event_fn fn, void *arg)
 {
 	struct bpf_program *prog;
@@ -89,6 +117,7 @@ int capture_open(struct capture *c, uint32_t ringbuf_bytes, capture_event_fn fn,
 	bpf_object__for_each_program (prog, c->skel->obj)
 		c->nprogs++;
 	c->rb = ring_buffer__new(bpf_map__fd(c->skel->maps.events), fn, arg, NULL);
+	map_positions(c, bpf_map__fd(c->skel->maps.events), ringbuf_bytes);
 	if (!c->rb) {
 		err = -errno;
 		log_error("cannot open the ring buffer: %s", strerror(errno));
@@ -102,6 +131,12 @@ fail:
 
 void capture_close(struct capture *c)
 {
+	long page = sysconf(_SC_PAGESIZE);
+
+	if (c->consumer_pos) {
+		munmap((void *)c->consumer_pos, page);
+		munmap((void *)c->producer_pos, page);
+	}
 	ring_buffer__free(c->rb);
 	sealtrail_bpf__destroy(c->skel);
 	memset(c, 0, sizeof(*c));
@@ -109,16 +144,28 @@ void capture_close(struct capture *c)
 
 int capture_poll(struct capture *c, int timeout_ms)
 {
-	int n = ring_buffer__poll(c->rb, timeout_ms);
+	struct epoll_event ev;
+	uint64_t used, t0, took;
+	int n;
 
-	if (n == -EINTR)
-		n = 0;
-	/* bulk data does not wake us (see wakeup_bytes): take it on the timeout too */
-	if (n >= 0) {
-		int more = ring_buffer__consume(c->rb);
-
-		n = more < 0 ? more : n + more;
-	}
+	/*
+	 * Wait ourselves rather than in ring_buffer__poll(), to see how full
+	 * the ring got before draining it; bulk data does not wake us (see
+	 * wakeup_bytes), so drain on the timeout too.
+	 */
+	if (epoll_wait(ring_buffer__epoll_fd(c->rb), &ev, 1, timeout_ms) < 0 && errno != EINTR)
+		return -errno;
+	used = capture_ring_used(c);
+	t0 = clock_ns(CLOCK_MONOTONIC);
+	n = ring_buffer__consume(c->rb);
+	took = clock_ns(CLOCK_MONOTONIC) - t0;
+	if (used > c->peak_used)
+		c->peak_used = used;
+	if (took > c->longest_drain_ns)
+		c->longest_drain_ns = took;
+	if (took > 200000000ull)
+		log_debug("ring buffer: a drain of %llu bytes took %llu ms",
+			  (unsigned long long)used, (unsigned long long)(took / 1000000));
 	return n;
 }
 

@@ -20,6 +20,12 @@ struct capture {
 	struct sealtrail_bpf *skel;
 	struct ring_buffer *rb;
 	unsigned nprogs;
+	/* the ring's positions, read-only, to see how full it gets */
+	const volatile uint64_t *consumer_pos;
+	const volatile uint64_t *producer_pos;
+	uint64_t ring_bytes;
+	uint64_t peak_used; /* most bytes waiting when a drain began */
+	uint64_t longest_drain_ns;
 };
 
 /* Mount tracefs and bpffs if they are missing (fresh machines lack them). */
@@ -32,6 +38,8 @@ void capture_close(struct capture *c);
  * this with a short timeout (that is the recording's latency).
  */
 int capture_poll(struct capture *c, int timeout_ms);
+/* Bytes waiting in the ring buffer now (0 if its positions are not mapped). */
+uint64_t capture_ring_used(const struct capture *c);
 
 int capture_add_listener(struct capture *c, uint32_t tgid);
 int capture_remove_listener(struct capture *c, uint32_t tgid);

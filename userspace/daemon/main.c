@@ -3,6 +3,7 @@
  * them to the store until SIGTERM or SIGINT.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,7 +20,7 @@
 #include "session/tracker.h"
 #include "store/store.h"
 
-#define DEFAULT_NICE -10
+#define DEFAULT_NICE -20
 #define TICK_NS (200ull * 1000000ull)
 #define SCAN_NS (1000ull * 1000000ull)
 #define EPOCH_NS (10ull * 1000000000ull)
@@ -40,7 +41,7 @@ static void usage(FILE *out)
 	    "  --store DIR           store directory (default " STORE_DEFAULT_DIR ")\n"
 	    "  --sshd PATH           sshd binary whose listeners are followed; repeatable\n"
 	    "                        (default /usr/sbin/sshd and /usr/sbin/sshd-session)\n"
-	    "  --ringbuf-size BYTES  kernel ring buffer, a power of two (default 32 MiB)\n"
+	    "  --ringbuf-size BYTES  kernel ring buffer, a power of two (default 16 MiB)\n"
 	    "  --capture-cap-bytes N bytes of a non-interactive login's stdin/stdout/stderr\n"
 	    "                        stored per session (default 8 MiB, 0 = all); past it\n"
 	    "                        the streams are counted and SHA-256-hashed\n"
@@ -48,7 +49,7 @@ static void usage(FILE *out)
 	    "                        (default /usr/lib/openssh/sftp-server and internal-sftp)\n"
 	    "  --transfer PATH       program whose files are summarised (path, size, SHA-256);\n"
 	    "                        repeatable (default sftp-server, /usr/bin/scp, rsync)\n"
-	    "  --nice N              scheduling priority of the collector (default -10): it\n"
+	    "  --nice N              scheduling priority of the collector (default -20): it\n"
 	    "                        must drain the kernel's ring buffer ahead of the\n"
 	    "                        sessions filling it, or their bytes become gaps\n"
 	    "  --auditor-pubkey FILE also wrap every segment's key to this X25519 public key\n"
@@ -106,13 +107,16 @@ static int write_status(struct tracker *t, struct capture *cap, const char *stor
 	    "],\"live_sessions\":%u,\"sessions\":%llu,\"records\":%llu,\"events\":%llu,"
 	    "\"lost_events\":%llu,\"lost_bytes\":%llu,\"args_truncated\":%llu,"
 	    "\"read_failed\":%llu,\"untracked_children\":%llu,\"bad_events\":%llu,"
-	    "\"preauth_dropped\":%llu,\"ringbuf_bytes\":%u}\n",
+	    "\"preauth_dropped\":%llu,\"ringbuf_bytes\":%u,\"ringbuf_peak_used\":%llu,"
+	    "\"longest_drain_ms\":%llu}\n",
 	    t->live, (unsigned long long)t->sessions_total, (unsigned long long)t->records,
 	    (unsigned long long)cnt[ST_CNT_EVENTS], (unsigned long long)cnt[ST_CNT_LOST_EVENTS],
 	    (unsigned long long)cnt[ST_CNT_LOST_BYTES],
 	    (unsigned long long)cnt[ST_CNT_ARGS_TRUNCATED],
 	    (unsigned long long)cnt[ST_CNT_READ_FAILED], (unsigned long long)cnt[ST_CNT_PROC_FULL],
-	    (unsigned long long)t->bad_events, (unsigned long long)t->preauth_dropped, ringbuf);
+	    (unsigned long long)t->bad_events, (unsigned long long)t->preauth_dropped, ringbuf,
+	    (unsigned long long)cap->peak_used,
+	    (unsigned long long)(cap->longest_drain_ns / 1000000));
 	if (asprintf(&path, "%s/status.json", store_dir) < 0 ||
 	    asprintf(&tmp, "%s/.status.json.tmp", store_dir) < 0) {
 		err = -ENOMEM;
@@ -128,6 +132,32 @@ out:
 	free(tmp);
 	buf_free(&b);
 	return err;
+}
+
+/*
+ * Run the event loop ahead of the sessions that fill the ring buffer. With
+ * autogroup scheduling (the default on Debian), nice only ranks a thread
+ * within its session's group, and every ssh login is a group of its own,
+ * so under 100 busy logins the collector got a hundredth of a CPU: the
+ * group's nice is set too.
+ */
+static void set_priority(int nice_level)
+{
+	char val[16];
+	int fd;
+
+	/* this thread only (Linux): file hashing stays at normal priority */
+	if (setpriority(PRIO_PROCESS, 0, nice_level))
+		log_warn("--nice %d: %s; sessions may outrun the collector under load", nice_level,
+			 strerror(errno));
+	fd = open("/proc/self/autogroup", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return; /* no autogroup: cgroups (CPUWeight=) decide */
+	snprintf(val, sizeof(val), "%d", nice_level);
+	if (write(fd, val, strlen(val)) < 0)
+		log_warn("--nice %d: cannot set it for the autogroup: %s", nice_level,
+			 strerror(errno));
+	close(fd);
 }
 
 int main(int argc, char **argv)
@@ -152,7 +182,7 @@ int main(int argc, char **argv)
 	    {0},
 	};
 	const char *store_dir = STORE_DEFAULT_DIR;
-	unsigned long ringbuf = 32u << 20, delay_ms = 0;
+	unsigned long ringbuf = 16u << 20, delay_ms = 0;
 	long nice_level = DEFAULT_NICE;
 	unsigned long long cap = 0;
 	const char *auditor_file = NULL;
@@ -341,15 +371,13 @@ int main(int argc, char **argv)
 		log_error("cannot start the file hashing thread: %s", strerror(-err));
 		goto out;
 	}
-	/* this thread only (Linux): file hashing stays at normal priority */
-	if (setpriority(PRIO_PROCESS, 0, (int)nice_level))
-		log_warn("--nice %ld: %s; sessions may outrun the collector under load", nice_level,
-			 strerror(errno));
+	set_priority((int)nice_level);
 	started = clock_ns(CLOCK_REALTIME);
 	/* the start record first: after a reboot it is where the boot id may change */
 	err = tracker_daemon_record(&t, "start");
 	err = err ?: tracker_close_stale(&t);
 	err = err ?: tracker_scan(&t);
+	err = err ?: tracker_settle(&t);
 	if (err)
 		goto out;
 	write_status(&t, &capture, store_dir, started, ringbuf, true);
@@ -385,6 +413,7 @@ int main(int argc, char **argv)
 			write_status(&t, &capture, store_dir, started, ringbuf, true);
 			last_scan = now;
 		}
+		tracker_settle(&t);
 	}
 	err = 0;
 	log_info("signal %d: flushing and closing the store", (int)stop_requested);
@@ -392,6 +421,7 @@ int main(int argc, char **argv)
 	tracker_flush_chunks(&t);
 	tracker_files_done(&t, true);
 	tracker_tick(&t);
+	tracker_settle(&t);
 	tracker_daemon_record(&t, "stop");
 	store_seal_epoch(&store, "shutdown");
 	write_status(&t, &capture, store_dir, started, ringbuf, false);

@@ -387,11 +387,26 @@ static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, i
 	err = err ?: rec_add_str(&t->rec, TAG_REASON, reason);
 	err = err ?: rec_add_u64(&t->rec, TAG_STATUS, (uint32_t)status);
 	err = err ?: session_emit(t, s);
-	err = err ?: store_sync(t->store);
-	/* a session's end closes the signing epoch: its records get signed now */
-	err = err ?: store_seal_epoch(t->store, "session end");
+	t->ends_pending++; /* synced and signed by tracker_settle() */
 	log_info("session %s: ended: %s", s->idhex, reason);
 	return err;
+}
+
+/*
+ * A session's end closes the signing epoch, so its records get signed now;
+ * sessions that ended in one ring-buffer drain share one sync and one
+ * epoch, or 100 logouts would stall the drain for 100 fsyncs while the
+ * ring fills up.
+ */
+int tracker_settle(struct tracker *t)
+{
+	int err;
+
+	if (!t->ends_pending)
+		return 0;
+	t->ends_pending = 0;
+	err = store_sync(t->store);
+	return err ?: store_seal_epoch(t->store, "session end");
 }
 
 static struct session *session_for_event(struct tracker *t, const struct st_event_hdr *h)
@@ -534,7 +549,7 @@ static int on_tty(struct tracker *t, struct session *s, const struct st_ev_tty *
 				(int)ev->tty_index, ev->hdr.pid, ev->hdr.ts_ns, ev->data, ev->len);
 }
 
-int tracker_on_event(void *arg, void *data, size_t size)
+static int handle_event(void *arg, void *data, size_t size)
 {
 	struct tracker *t = arg;
 	const struct st_event_hdr *h = data;
@@ -936,4 +951,18 @@ void tracker_fini(struct tracker *t)
 		free_session(s);
 	}
 	buf_free(&t->rec);
+}
+
+int tracker_on_event(void *arg, void *data, size_t size)
+{
+	uint64_t t0 = clock_ns(CLOCK_MONOTONIC), took;
+	int err = handle_event(arg, data, size);
+
+	/* the ring fills while one event is handled: say which ones are slow */
+	took = clock_ns(CLOCK_MONOTONIC) - t0;
+	if (took > 20000000ull && size >= sizeof(struct st_event_hdr))
+		log_debug("event type %u of pid %u took %llu ms",
+			  ((struct st_event_hdr *)data)->type, ((struct st_event_hdr *)data)->pid,
+			  (unsigned long long)(took / 1000000));
+	return err;
 }

@@ -43,6 +43,7 @@ struct tracker {
 	int64_t wall_offset_ns; /* CLOCK_REALTIME - CLOCK_BOOTTIME */
 	struct buf rec; /* scratch for building records */
 	unsigned open_chunks; /* sessions with stream bytes not yet in a record */
+	unsigned ends_pending; /* sessions ended since tracker_settle() */
 	/* counters for status */
 	uint64_t records;
 	uint64_t sessions_total;
@@ -56,6 +57,8 @@ void tracker_fini(struct tracker *t);
 int tracker_on_event(void *arg, void *data, size_t size);
 /* Store the stream bytes sessions have gathered (after each ring-buffer drain). */
 int tracker_flush_chunks(struct tracker *t);
+/* Sync the store and close the signing epoch if sessions have ended. */
+int tracker_settle(struct tracker *t);
 /* Find sshd listeners, adopt their untracked connection handlers. */
 int tracker_scan(struct tracker *t);
 /* Gap records for kernel losses; end sessions whose leader is gone. */
