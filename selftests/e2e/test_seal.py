@@ -35,16 +35,17 @@ def seal_story():
             s.send(b"exit\n")
             s.wait_exit()
         sess = d.session_of_port(port)
+        # the session end closed an epoch (just after the end reached the
+        # index): a checkpoint left the store
+        notes = wait_for(lambda: os.path.exists(sink) and open(sink).read().count("\u2014 "), 15,
+                         "a checkpoint in the sink")
+        check(notes >= 1, "checkpoint in the sink")
         pinned = os.path.join(work, "first.pub")
         with open(os.path.join(d.store, "keys", "first.pub")) as f, open(pinned, "w") as g:
             g.write(f.read())
         rc, out, err = verify(d, "--pubkey", pinned)
         check_eq(rc, 0, "verify passes", out=out, stderr=err)
         check(out["pinned"] and out["epochs"] >= 1, "epochs signed, key pinned", out=out)
-        # the session end closed an epoch: a checkpoint left the store
-        notes = wait_for(lambda: os.path.exists(sink) and open(sink).read().count("\u2014 "), 15,
-                         "a checkpoint in the sink")
-        check(notes >= 1, "checkpoint in the sink")
         first_note = os.path.join(work, "first.note")
         text = open(sink).read()
         with open(first_note, "w") as f:

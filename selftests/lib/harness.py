@@ -75,11 +75,12 @@ def client_port(pid):
 class Daemon:
     """sealtraild on a temporary store, stopped with SIGTERM at the end."""
 
-    def __init__(self, extra=(), store=None):
+    def __init__(self, extra=(), store=None, env=None):
         self.workdir = tempfile.mkdtemp(prefix="st-daemon-")
         self.store = store or os.path.join(self.workdir, "store")
         self.log_path = os.path.join(self.workdir, "sealtraild.log")
         self.extra = list(extra)
+        self.env = dict(os.environ, **env) if env else None
         self.proc = None
 
     def __enter__(self):
@@ -94,7 +95,7 @@ class Daemon:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [os.path.join(BUILD, "sealtraild"), "--store", self.store] + self.extra,
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env)
         log.close()
         wait_for(lambda: self.status().get("running") or self.proc.poll() is not None,
                  30, "sealtraild to start")

@@ -1198,6 +1198,81 @@ out:
 	kept_free(&k);
 }
 
+/*
+ * A crash tore the last record while S1 was open and S2 had ended: S1 gets
+ * a gap of its own that names the torn file and offset (its timeline and
+ * `sealtrail sessions` show it), S2 none. The torn record had been indexed
+ * (the store was closed before the cut, as a disk that lost synced bytes
+ * would leave it): the index is rebuilt from the log, so no row points at
+ * the bytes that are gone.
+ */
+TEST(store_torn_tail_gaps_open_sessions)
+{
+	char s1[ST_ID_HEX], s2[ST_ID_HEX];
+	struct rb r = {0};
+	struct store st;
+	uint64_t torn_off, len;
+	struct seen *s;
+	int err;
+
+	hex_encode(S1, ST_ID_LEN, s1);
+	hex_encode(S2, ST_ID_LEN, s2);
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create"))
+		return;
+	rb_begin(&r, REC_SESSION_START, S1, T0);
+	rb_str(&r, TAG_USER, "alice");
+	err = rb_append(&st, &r, NULL);
+	rb_begin(&r, REC_SESSION_START, S2, T0 + NS);
+	rb_str(&r, TAG_USER, "bob");
+	err = err ?: rb_append(&st, &r, NULL);
+	rb_begin(&r, REC_SESSION_END, S2, T0 + 2 * NS);
+	rb_str(&r, TAG_REASON, "logout");
+	err = err ?: rb_append(&st, &r, NULL);
+	for (int i = 0; i < 3 && !err; i++)
+		err = append_tty(&st, NULL, S1, STREAM_OUT, 0, "output", 6, T0 + (3 + i) * NS);
+	buf_free(&r.b);
+	store_close(&st);
+	if (!ASSERT_OK(err, "append"))
+		return;
+	s = scan_all();
+	if (!s || !ASSERT_EQ(s->n, 6, "records before the cut"))
+		goto out;
+	torn_off = s->r[5].off;
+	len = env_len_at(1, torn_off);
+	if (!ASSERT_OK(truncate(seg_path(1), torn_off + len / 2), "truncate"))
+		goto out;
+
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE), "reopen after the cut"))
+		goto out;
+	ASSERT_EQ(st.next_seq, 9, "6 keeps its seq; 7 and 8 are the gaps");
+	ASSERT_EQ(q_int(&st, "SELECT count(*) FROM gaps"), 2, "gaps");
+	ASSERT_EQ(q_int(&st,
+			"SELECT count(*) FROM gaps WHERE session = %Q AND file = %Q"
+			" AND file_offset = %llu AND lost_bytes = %llu",
+			"00000000000000000000000000000000", seg_path(1),
+			(unsigned long long)torn_off, (unsigned long long)(len / 2)),
+		  1, "store gap (session zero): file, offset, bytes");
+	ASSERT_EQ(q_int(&st,
+			"SELECT count(*) FROM gaps WHERE session = %Q AND file = %Q"
+			" AND file_offset = %llu",
+			s1, seg_path(1), (unsigned long long)torn_off),
+		  1, "the open session's gap names the torn tail");
+	ASSERT_TRUE(
+	    has_substr(q_text(&st, "SELECT reason FROM gaps WHERE session = %Q", s1), "torn write"),
+	    "its reason says torn write");
+	ASSERT_EQ(q_int(&st, "SELECT count(*) FROM gaps WHERE session = %Q", s2), 0,
+		  "no gap for the ended session");
+	ASSERT_EQ(q_int(&st, "SELECT lost_events FROM sessions WHERE id = %Q", s1), 0,
+		  "unknown losses are not counted as lost events");
+	ASSERT_EQ(q_int(&st, "SELECT count(*) FROM chunks"), 2, "index rebuilt: 2 chunks left");
+	ASSERT_EQ(q_int(&st, "SELECT count(*) FROM chunks WHERE seq = 6"), 0,
+		  "no row for the torn record");
+	store_close(&st);
+out:
+	if (s)
+		seen_free(s);
+}
+
 TEST(store_second_writer_is_busy)
 {
 	struct store a, b, r;

@@ -52,6 +52,7 @@ int cli_session_start(struct cli *c, const char *id, uint64_t *start_ns);
 
 int cmd_sessions(struct cli *c, int argc, char **argv);
 int cmd_events(struct cli *c, int argc, char **argv);
+int cmd_gaps(struct cli *c, int argc, char **argv);
 int cmd_replay(struct cli *c, int argc, char **argv);
 int cmd_export(struct cli *c, int argc, char **argv);
 int cmd_status(struct cli *c, int argc, char **argv);

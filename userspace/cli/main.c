@@ -23,6 +23,8 @@ static void usage(FILE *out)
 	    "  events SESSION                                 the session's timeline: execs with\n"
 	    "                                                 argv and exit status, files,\n"
 	    "                                                 forwarded connections, gaps\n"
+	    "  gaps [--since T] [--until T]                   every gap: losses in sessions and\n"
+	    "                                                 damage of the store (torn tails)\n"
 	    "  replay SESSION [--speed X] [--at SECONDS]      play the output with its timing\n"
 	    "                                                 (--speed 0: no delays)\n"
 	    "  export SESSION [--format asciicast|raw] [--output FILE]\n"
@@ -30,8 +32,12 @@ static void usage(FILE *out)
 	    "  status                                         is sealtraild recording, losses\n"
 	    "  reindex                                        rebuild the index from the "
 	    "records\n"
-	    "  verify [--pubkey FILE] [--against CHECKPOINT]  check the seal offline (no key)\n"
-	    "  checkpoint                                     the latest signed checkpoint\n"
+	    "  verify [--pubkey FILE] [--against FILE]        check the seal offline (no key),\n"
+	    "                                                 and the saved checkpoints in FILE\n"
+	    "                                                 (notes or syslog lines) against it\n"
+	    "  checkpoint [--decode FILE]                     the latest signed checkpoint; or\n"
+	    "                                                 the notes in FILE (syslog lines\n"
+	    "                                                 decoded, - for stdin)\n"
 	    "  auditor-keygen --out DIR                       new auditor key pair, off-host:\n"
 	    "                                                 DIR/auditor.key, DIR/auditor.pub\n\n"
 	    "options (before or after the command):\n"
@@ -205,15 +211,11 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(struct cli *c, int argc, char **argv);
 	} cmds[] = {
-	    {"sessions", cmd_sessions},
-	    {"events", cmd_events},
-	    {"replay", cmd_replay},
-	    {"export", cmd_export},
-	    {"status", cmd_status},
-	    {"reindex", cmd_reindex},
-	    {"verify", cmd_verify},
-	    {"checkpoint", cmd_checkpoint},
-	    {"auditor-keygen", cmd_auditor_keygen},
+	    {"sessions", cmd_sessions}, {"events", cmd_events},
+	    {"replay", cmd_replay},	{"export", cmd_export},
+	    {"status", cmd_status},	{"reindex", cmd_reindex},
+	    {"verify", cmd_verify},	{"checkpoint", cmd_checkpoint},
+	    {"gaps", cmd_gaps},		{"auditor-keygen", cmd_auditor_keygen},
 	};
 	struct cli c = {.store_dir = STORE_DEFAULT_DIR};
 	int i;

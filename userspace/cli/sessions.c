@@ -55,7 +55,8 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 	const char *sql =
 	    "SELECT id, user, loginuid, uid, source_ip, source_port, local_port, tty, host,"
 	    " start_ns, end_ns, bytes_in, bytes_out, lost_events, lost_bytes, end_reason,"
-	    " leader_pid, kind, command"
+	    " leader_pid, kind, command,"
+	    " (SELECT count(*) FROM gaps WHERE gaps.session = sessions.id)"
 	    " FROM sessions WHERE (end_ns IS NULL OR end_ns >= ?1) AND start_ns <= ?2"
 	    " AND (?3 IS NULL OR user = ?3) AND (?4 IS NULL OR kind = ?4) ORDER BY start_ns, id";
 	uint64_t now = clock_ns(CLOCK_REALTIME), since = 0, until = INT64_MAX;
@@ -101,9 +102,9 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 	if (kind)
 		sqlite3_bind_text(st, 4, kind, -1, SQLITE_STATIC);
 	if (!c->json)
-		printf("%-32s  %-10s %-9s %-21s %-6s %-7s %-30s %-30s %10s %10s %5s\n", "ID",
+		printf("%-32s  %-10s %-9s %-21s %-6s %-7s %-30s %-30s %10s %10s %5s %4s\n", "ID",
 		       "USER", "KIND", "SOURCE", "LPORT", "TTY", "START", "END", "IN", "OUT",
-		       "LOST");
+		       "LOST", "GAPS");
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		char start[40], end[40], src[96];
 
@@ -129,6 +130,7 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 			json_int(&line, "leader_pid", st, 16);
 			json_text(&line, "kind", col_text(st, 17), true);
 			json_text(&line, "command", col_text(st, 18), true);
+			json_int(&line, "gaps", st, 19);
 			printf("{%s}\n", line.data);
 			continue;
 		}
@@ -139,17 +141,108 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 			format_rfc3339(sqlite3_column_int64(st, 10), end);
 		snprintf(src, sizeof(src), "%s:%lld", col_text(st, 4) ? col_text(st, 4) : "?",
 			 (long long)sqlite3_column_int64(st, 5));
-		printf("%-32s  %-10s %-9s %-21s %-6lld %-7s %-30s %-30s %10lld %10lld %5lld\n",
-		       col_text(st, 0), col_text(st, 1) ? col_text(st, 1) : "?",
-		       col_text(st, 17) ? col_text(st, 17) : "-", src,
-		       (long long)sqlite3_column_int64(st, 6),
-		       col_text(st, 7) ? col_text(st, 7) : "-", start, end,
-		       (long long)sqlite3_column_int64(st, 11),
-		       (long long)sqlite3_column_int64(st, 12),
-		       (long long)sqlite3_column_int64(st, 13));
+		printf(
+		    "%-32s  %-10s %-9s %-21s %-6lld %-7s %-30s %-30s %10lld %10lld %5lld %4lld\n",
+		    col_text(st, 0), col_text(st, 1) ? col_text(st, 1) : "?",
+		    col_text(st, 17) ? col_text(st, 17) : "-", src,
+		    (long long)sqlite3_column_int64(st, 6), col_text(st, 7) ? col_text(st, 7) : "-",
+		    start, end, (long long)sqlite3_column_int64(st, 11),
+		    (long long)sqlite3_column_int64(st, 12),
+		    (long long)sqlite3_column_int64(st, 13),
+		    (long long)sqlite3_column_int64(st, 19));
 	}
 	if (!c->json && !rows)
 		printf("(no sessions in this window)\n");
+	sqlite3_finalize(st);
+	buf_free(&line);
+	store_close(&c->store);
+	return 0;
+}
+
+/*
+ * Every gap record: losses in a session (ring buffer full, ...) and damage
+ * of the store itself (a torn tail after a crash), which belongs to no
+ * session and so shows in no session's timeline.
+ */
+int cmd_gaps(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"since", required_argument, NULL, 's'},
+	    {"until", required_argument, NULL, 'u'},
+	    CLI_COMMON_OPTS,
+	    {0},
+	};
+	const char *sql = "SELECT seq, session, wall_ns, lost_events, lost_bytes, reason, file,"
+			  " file_offset FROM gaps WHERE wall_ns >= ?1 AND wall_ns <= ?2"
+			  " ORDER BY seq";
+	uint64_t now = clock_ns(CLOCK_REALTIME), since = 0, until = INT64_MAX;
+	char zero[ST_ID_HEX];
+	struct buf line = {0};
+	sqlite3_stmt *st;
+	int opt, rows = 0;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (opt == 's' || opt == 'u') {
+			if (parse_time(optarg, now, opt == 's' ? &since : &until)) {
+				log_error("--%s %s: not RFC 3339 (2026-11-24T09:00:00Z) nor an age "
+					  "(2h, 7d)",
+					  opt == 's' ? "since" : "until", optarg);
+				return 2;
+			}
+		} else if (cli_common_opt(c, opt)) {
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "usage: sealtrail gaps [--since T] [--until T]\n");
+		return 2;
+	}
+	if (cli_open(c))
+		return 1;
+	if (sqlite3_prepare_v2(c->store.index.db, sql, -1, &st, NULL) != SQLITE_OK) {
+		log_error("%s/index.sqlite: %s", c->store_dir, sqlite3_errmsg(c->store.index.db));
+		store_close(&c->store);
+		return 1;
+	}
+	sqlite3_bind_int64(st, 1, since);
+	sqlite3_bind_int64(st, 2, until > INT64_MAX ? INT64_MAX : until);
+	/* store-level records carry the zero session id */
+	hex_encode((const uint8_t[ST_ID_LEN]){0}, ST_ID_LEN, zero);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *sid = col_text(st, 1);
+		char t[40];
+
+		if (sid && !strcmp(sid, zero))
+			sid = NULL;
+		rows++;
+		if (c->json) {
+			line.len = 0;
+			buf_addf(&line, "\"seq\":%lld", (long long)sqlite3_column_int64(st, 0));
+			json_time(&line, "time", st, 2);
+			json_text(&line, "session", sid, true);
+			json_int(&line, "lost_events", st, 3);
+			json_int(&line, "lost_bytes", st, 4);
+			json_text(&line, "reason", col_text(st, 5), true);
+			json_text(&line, "file", col_text(st, 6), true);
+			json_int(&line, "file_offset", st, 7);
+			printf("{%s}\n", line.data);
+			continue;
+		}
+		format_rfc3339(sqlite3_column_int64(st, 2), t);
+		printf("%s  %-32s  %s", t, sid ? sid : "(store)",
+		       col_text(st, 5) ? col_text(st, 5) : "?");
+		if (sqlite3_column_int64(st, 3) || sqlite3_column_int64(st, 4))
+			printf("; %lld events, %lld bytes lost",
+			       (long long)sqlite3_column_int64(st, 3),
+			       (long long)sqlite3_column_int64(st, 4));
+		if (col_text(st, 6))
+			printf("; %s at byte offset %lld", col_text(st, 6),
+			       (long long)sqlite3_column_int64(st, 7));
+		printf("\n");
+	}
+	if (!c->json && !rows)
+		printf("(no gaps in this window)\n");
 	sqlite3_finalize(st);
 	buf_free(&line);
 	store_close(&c->store);

@@ -51,7 +51,10 @@ int cmd_verify(struct cli *c, int argc, char **argv)
 			 (unsigned long long)r.records, (unsigned long long)r.covered,
 			 (unsigned long long)(r.records - r.covered), r.epochs);
 		if (o.against_file)
-			buf_addf(&line, ",\"checkpoint_size\":%llu,\"checkpoint_ok\":%s",
+			buf_addf(&line,
+				 ",\"checkpoints\":%llu,\"checkpoint_size\":%llu,"
+				 "\"checkpoint_ok\":%s",
+				 (unsigned long long)r.checkpoints,
 				 (unsigned long long)r.checkpoint_size,
 				 r.checkpoint_ok ? "true" : "false");
 		buf_addf(&line, ",\"auditor_keys\":[");
@@ -86,7 +89,9 @@ int cmd_verify(struct cli *c, int argc, char **argv)
 		       r.pinned ? ""
 				: " (first key taken from the store: pass --pubkey to pin it)");
 		if (o.against_file)
-			printf("checkpoint %s: consistent (tree size %llu)\n", o.against_file,
+			printf("checkpoints in %s: %llu of this store, all consistent (largest tree"
+			       " size %llu)\n",
+			       o.against_file, (unsigned long long)r.checkpoints,
 			       (unsigned long long)r.checkpoint_size);
 	} else {
 		printf("FAILED: %s: byte offset %llu, sequence %llu: %s\n", r.file,
@@ -111,17 +116,76 @@ int cmd_verify(struct cli *c, int argc, char **argv)
 	return r.ok ? 0 : 1;
 }
 
+struct decode_state {
+	const char *path;
+	unsigned bad;
+};
+
+static int print_note(void *arg, const char *note, uint64_t off)
+{
+	struct decode_state *d = arg;
+
+	if (strncmp(note, "sealtrail/", 10) || !strstr(note, "\n\n")) {
+		log_error("%s: byte offset %llu: not a checkpoint note", d->path,
+			  (unsigned long long)off);
+		d->bad++;
+		return 0;
+	}
+	fputs(note, stdout);
+	return 0;
+}
+
+/* Every note in FILE ("-": stdin), syslog lines of --checkpoint-syslog decoded. */
+static int decode_notes(const char *path)
+{
+	struct decode_state d = {.path = path};
+	FILE *f = strcmp(path, "-") ? fopen(path, "re") : stdin;
+	struct buf text = {0};
+	char chunk[65536];
+	size_t n;
+	int err = 0;
+
+	if (!f) {
+		log_error("%s: %s", path, strerror(errno));
+		return 1;
+	}
+	while (!err && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		err = buf_add(&text, chunk, n);
+	if (f != stdin)
+		fclose(f);
+	if (!err && text.len)
+		err = checkpoint_each_note((const char *)text.data, text.len, print_note, &d);
+	buf_free(&text);
+	if (err)
+		log_error("%s: %s", path, strerror(-err));
+	return err || d.bad ? 1 : 0;
+}
+
 int cmd_checkpoint(struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = {CLI_COMMON_OPTS, {0}};
+	static const struct option opts[] = {
+	    {"decode", required_argument, NULL, 'd'},
+	    CLI_COMMON_OPTS,
+	    {0},
+	};
+	const char *decode = NULL;
 	char path[4200];
 	FILE *f;
 	int opt, ch;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
-		if (cli_common_opt(c, opt))
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (opt == 'd')
+			decode = optarg;
+		else if (cli_common_opt(c, opt))
 			return 2;
+	}
+	if (optind != argc) {
+		fprintf(stderr, "usage: sealtrail checkpoint [--decode FILE]\n");
+		return 2;
+	}
+	if (decode)
+		return decode_notes(decode);
 	snprintf(path, sizeof(path), "%s/checkpoints/latest", c->store_dir);
 	f = fopen(path, "re");
 	if (!f) {

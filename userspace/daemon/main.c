@@ -49,8 +49,6 @@ static void usage(FILE *out)
 	    "                        (default /usr/lib/openssh/sftp-server and internal-sftp)\n"
 	    "  --transfer PATH       program whose files are summarised (path, size, SHA-256);\n"
 	    "                        repeatable (default sftp-server, /usr/bin/scp, rsync)\n"
-	    "  --checkpoint-file PATH append every signed checkpoint (at most every 10 s and\n"
-	    "                        at each session end) to PATH, e.g. on another mount\n"
 	    "  --nice N              scheduling priority of the collector (default -20): it\n"
 	    "                        must drain the kernel's ring buffer ahead of the\n"
 	    "                        sessions filling it, or their bytes become gaps\n"
@@ -64,6 +62,20 @@ static void usage(FILE *out)
 	    "  --consumer-delay-ms N testing: pause N ms after each ring-buffer read, to\n"
 	    "                        force losses and check that they become gap records\n"
 	    "  --version, --help\n\n"
+	    "Checkpoint sinks: each signed checkpoint (a C2SP signed note, at least every\n"
+	    "10 s, at each session end and at shutdown) also goes to every sink given;\n"
+	    "each option may be repeated (up to 8 of a kind) and combined:\n"
+	    "  --checkpoint-file PATH append it to PATH (fdatasync'ed), e.g. on another mount\n"
+	    "  --checkpoint-command CMD\n"
+	    "                        run /bin/sh -c CMD with the note on stdin and\n"
+	    "                        SEALTRAIL_STORE_ID, SEALTRAIL_EPOCH, SEALTRAIL_TREE_SIZE\n"
+	    "                        set; not waited for: killed (its process group) after\n"
+	    "                        5 s; a failure is logged with its exit status\n"
+	    "  --checkpoint-syslog   send it to syslog (/dev/log, facility authpriv, notice):\n"
+	    "                        \"sealtrail-checkpoint store=ID epoch=N size=N note=B64\",\n"
+	    "                        B64 the whole note; `sealtrail verify --against` reads\n"
+	    "                        such lines, `sealtrail checkpoint --decode` prints notes\n"
+	    "A sink that fails never stops recording.\n\n"
 	    "Runs in the foreground and logs to stderr; stop it with SIGTERM or SIGINT,\n"
 	    "which flushes and syncs the store. `sealtrail status` shows its state.\n");
 }
@@ -163,6 +175,8 @@ int main(int argc, char **argv)
 	    {"nice", required_argument, NULL, 'n'},
 	    {"auditor-pubkey", required_argument, NULL, 'A'},
 	    {"auditor-key-change", no_argument, NULL, 'X'},
+	    {"checkpoint-command", required_argument, NULL, 'P'},
+	    {"checkpoint-syslog", no_argument, NULL, 'Y'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
@@ -171,9 +185,10 @@ int main(int argc, char **argv)
 	unsigned long ringbuf = 16u << 20, delay_ms = 0;
 	long nice_level = DEFAULT_NICE;
 	unsigned long long cap = 0;
-	const char *checkpoint_file = NULL, *auditor_file = NULL;
+	const char *auditor_file = NULL;
 	uint8_t auditor_pk[AUDITOR_KEY_LEN];
 	struct store_options store_opts = {.auditor = STORE_AUDITOR_NONE};
+	struct checkpoint_sinks sinks = {0};
 	bool cap_set = false;
 	const char *subsystems[TRACKER_MAX_SUBSYSTEMS];
 	unsigned nsub = 0;
@@ -243,7 +258,17 @@ int main(int argc, char **argv)
 				subsystems[nsub++] = optarg;
 			break;
 		case 'K':
-			checkpoint_file = optarg;
+		case 'P':
+			if ((opt == 'K' ? sinks_add_file(&sinks, optarg)
+					: sinks_add_command(&sinks, optarg))) {
+				fprintf(stderr, "sealtraild: --%s: at most %d\n",
+					opt == 'K' ? "checkpoint-file" : "checkpoint-command",
+					SINKS_MAX);
+				return 2;
+			}
+			break;
+		case 'Y':
+			sinks.syslog = true;
 			break;
 		case 'n': {
 			char *end;
@@ -301,7 +326,7 @@ int main(int argc, char **argv)
 	err = store_open_with(&store, store_dir, STORE_WRITE | STORE_CREATE, &store_opts);
 	if (err)
 		return 1;
-	store.checkpoint_sink = checkpoint_file;
+	store.sinks = &sinks;
 	{
 		struct tracker init;
 		const char *paths[TRACKER_MAX_SSHD];
@@ -375,6 +400,7 @@ int main(int argc, char **argv)
 		if (now - last_tick >= TICK_NS) {
 			tracker_files_done(&t, false);
 			tracker_tick(&t);
+			sinks_poll(&sinks);
 			/* epochs: at most 10 s or 100k records, empty ones included */
 			if (now - store.epoch_start_ns >= EPOCH_NS || store.epoch_records >= 100000)
 				store_seal_epoch(&store, now - store.epoch_start_ns >= EPOCH_NS
@@ -400,10 +426,13 @@ int main(int argc, char **argv)
 	store_seal_epoch(&store, "shutdown");
 	write_status(&t, &capture, store_dir, started, ringbuf, false);
 out:
+	/* the last checkpoint matters most: let the commands deliver it */
+	sinks_drain(&sinks);
 	hasher_stop(&t.hasher);
 	capture_close(&capture);
 out_store:
 	tracker_fini(&t);
 	store_close(&store);
+	sinks_free(&sinks);
 	return err ? 1 : 0;
 }

@@ -30,6 +30,7 @@ static const char schema[] =
     "CREATE INDEX IF NOT EXISTS execs_session ON execs(session, pid);"
     "CREATE TABLE IF NOT EXISTS gaps(seq INTEGER PRIMARY KEY, session TEXT, wall_ns INTEGER,"
     " lost_events INTEGER, lost_bytes INTEGER, reason TEXT, file TEXT, file_offset INTEGER);"
+    "CREATE INDEX IF NOT EXISTS gaps_session ON gaps(session);"
     "CREATE TABLE IF NOT EXISTS channels(session TEXT, conn_id INTEGER, dest_ip TEXT,"
     " dest_port INTEGER, pid INTEGER, open_ns INTEGER, close_ns INTEGER, bytes_sent INTEGER,"
     " bytes_recv INTEGER, direction TEXT, source_ip TEXT, source_port INTEGER,"
@@ -438,4 +439,23 @@ int index_last(struct index *ix, uint64_t *seq, uint32_t *seg_no)
 	ix->last_seq = *seq;
 	ix->last_seg = *seg_no;
 	return 0;
+}
+
+int index_open_sessions(struct index *ix, struct buf *ids)
+{
+	sqlite3_stmt *st;
+	int err = 0;
+
+	if (sqlite3_prepare_v2(ix->db, "SELECT id FROM sessions WHERE end_ns IS NULL ORDER BY id",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	while (!err && sqlite3_step(st) == SQLITE_ROW) {
+		const char *hex = (const char *)sqlite3_column_text(st, 0);
+		uint8_t id[ST_ID_LEN];
+
+		if (hex && strlen(hex) == 2 * ST_ID_LEN && !hex_decode(hex, id, ST_ID_LEN))
+			err = buf_add(ids, id, ST_ID_LEN);
+	}
+	sqlite3_finalize(st);
+	return err;
 }

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/util.h"
 #include "store/record.h"
 
 struct sqlite3;
@@ -29,5 +30,7 @@ int index_commit(struct index *ix);
 int index_clear(struct index *ix);
 /* Highest sequence number and its segment the index has seen (0 if none). */
 int index_last(struct index *ix, uint64_t *seq, uint32_t *seg_no);
+/* Ids of the sessions without an end record, appended to ids (ST_ID_LEN each). */
+int index_open_sessions(struct index *ix, struct buf *ids);
 
 #endif

@@ -256,7 +256,7 @@ static int checkpoint_note(const struct store *st, uint64_t size, const uint8_t 
 	return buf_addf(note, "\n\u2014 %s %s\n", name, b64sig);
 }
 
-static void write_checkpoint(struct store *st, const struct buf *note)
+static void write_checkpoint(struct store *st, uint64_t size, const struct buf *note)
 {
 	char *dir = store_path(st, "checkpoints"), *path = store_checkpoint_path(st);
 
@@ -266,15 +266,8 @@ static void write_checkpoint(struct store *st, const struct buf *note)
 		log_warn("store %s: cannot write the checkpoint %s", st->dir, path);
 	if (path)
 		chmod(path, 0644);
-	if (st->checkpoint_sink) {
-		int fd = open(st->checkpoint_sink, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-
-		if (fd < 0 || write_all(fd, note->data, note->len) || fdatasync(fd))
-			log_warn("checkpoint sink %s: %s: the checkpoint stays only in %s",
-				 st->checkpoint_sink, strerror(errno), path ? path : "the store");
-		if (fd >= 0)
-			close(fd);
-	}
+	if (st->sinks)
+		sinks_send(st->sinks, st->id, st->epoch, size, note);
 	free(dir);
 	free(path);
 }
@@ -317,7 +310,7 @@ int store_seal_epoch(struct store *st, const char *reason)
 			  strerror(-err));
 		goto out;
 	}
-	write_checkpoint(st, &note);
+	write_checkpoint(st, size, &note);
 	/* erase this epoch's key: from now on nobody can sign for it */
 	if (rename(next_path, path))
 		log_error("store %s: cannot replace %s: %s", st->dir, path, strerror(errno));

@@ -137,6 +137,31 @@ static uint32_t last_segment(const struct store *st)
 	return last;
 }
 
+static int flush_wbuf(struct store *st)
+{
+	size_t done = 0;
+	int err = 0;
+
+	while (done < st->wbuf.len) {
+		ssize_t n = write(st->seg_fd, st->wbuf.data + done, st->wbuf.len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			err = n < 0 ? -errno : -EIO;
+			break;
+		}
+		done += n;
+	}
+	/* keep only what is not on disk yet: a retry must not write bytes twice */
+	memmove(st->wbuf.data, st->wbuf.data + done, st->wbuf.len - done);
+	st->wbuf.len -= done;
+	if (err)
+		log_error("store %s: writing segment %u failed: %s (%zu bytes kept to retry)",
+			  st->dir, st->seg_no, strerror(-err), st->wbuf.len);
+	return err;
+}
+
 /* Length of the headers this writer writes: v3 with an auditor key, else v2. */
 static uint32_t writer_header_len(const struct store *st)
 {
@@ -185,7 +210,13 @@ static int open_segment(struct store *st, uint32_t seg_no)
 	st->seg_no = seg_no;
 	st->seg_size = hlen;
 	seal_chain_header(st->prev_hash, h, hlen);
-	return buf_add(&st->wbuf, h, hlen);
+	/*
+	 * Written at once, not with the next record: a crash leaves a segment
+	 * without its header only in the instant after it was created (which
+	 * recovery and verify then take for a torn tail).
+	 */
+	err = buf_add(&st->wbuf, h, hlen);
+	return err ?: flush_wbuf(st);
 }
 
 int seg_header_check(const uint8_t *h, size_t avail, const uint8_t id[ST_ID_LEN], uint32_t seg_no,
@@ -267,31 +298,6 @@ static int segment_header(const struct store *st, const uint8_t *h, size_t len, 
 	return 0;
 }
 
-static int flush_wbuf(struct store *st)
-{
-	size_t done = 0;
-	int err = 0;
-
-	while (done < st->wbuf.len) {
-		ssize_t n = write(st->seg_fd, st->wbuf.data + done, st->wbuf.len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			err = n < 0 ? -errno : -EIO;
-			break;
-		}
-		done += n;
-	}
-	/* keep only what is not on disk yet: a retry must not write bytes twice */
-	memmove(st->wbuf.data, st->wbuf.data + done, st->wbuf.len - done);
-	st->wbuf.len -= done;
-	if (err)
-		log_error("store %s: writing segment %u failed: %s (%zu bytes kept to retry)",
-			  st->dir, st->seg_no, strerror(-err), st->wbuf.len);
-	return err;
-}
-
 struct recover_state {
 	struct store *st;
 	uint64_t index_seq;
@@ -302,7 +308,7 @@ struct recover_state {
 	uint32_t newest_seg; /* the newest segment with a good header */
 	bool pinned; /* its key is wrapped to pin, an auditor's */
 	uint8_t pin[AUDITOR_KEY_LEN];
-	bool tail_damaged;
+	bool tail_damaged; /* damage that no envelope of the chain follows */
 	bool after_damage; /* the next envelope may be the writer's gap record */
 	char damage_file[512];
 	uint64_t damage_off;
@@ -327,6 +333,12 @@ static int recover_envelope(void *arg, const struct seal_envelope *env, uint32_t
 	     !(rs->after_damage && env->h.type == REC_GAP && env->h.seq > rs->max_seq)))
 		return -EBADMSG;
 	rs->after_damage = false;
+	/*
+	 * Only damage at the end of the log needs a gap: in the last segment, or
+	 * followed by segments without any envelope (the writer died again after
+	 * starting the next segment, before its gap was written).
+	 */
+	rs->tail_damaged = false;
 	rs->max_seq = env->h.seq;
 	seal_leaf_hash(env->bytes, env->len, st->prev_hash);
 	merkle_append(&st->tree, st->prev_hash);
@@ -440,6 +452,85 @@ static void recover_damage(void *arg, const char *file, uint64_t off, uint64_t b
 	rs->after_damage = true;
 }
 
+struct rebuild_state {
+	struct store *st;
+	uint64_t records;
+};
+
+static int rebuild_record(void *arg, const struct record *rec, uint32_t seg_no, uint64_t off)
+{
+	struct rebuild_state *rs = arg;
+
+	rs->records++;
+	if (rs->records % 10000 == 0) {
+		int err = index_commit(&rs->st->index);
+
+		if (err)
+			return err;
+	}
+	return index_apply(&rs->st->index, rec, seg_no, off);
+}
+
+static void rebuild_damage(void *arg, const char *file, uint64_t off, uint64_t bytes,
+			   const char *why)
+{
+	/* recovery has reported it already */
+}
+
+/*
+ * The index is committed only after the log is synced, so it can know
+ * records the log lacks only when synced bytes were lost anyway (a disk
+ * that acknowledged a flush it did not do, a segment restored from an
+ * older backup). Its rows for those records would point at nothing and its
+ * counters would include them: rebuild it from what the log holds.
+ */
+static int rebuild_index(struct store *st, uint64_t index_seq, uint64_t log_seq)
+{
+	struct rebuild_state rs = {.st = st};
+	struct store_visitor v = {rebuild_record, rebuild_damage, &rs, 1};
+	int err;
+
+	log_warn("store %s: the index has seen records up to %llu but the log ends at %llu:"
+		 " records that were synced are gone from the log; rebuilding the index from it",
+		 st->dir, (unsigned long long)index_seq, (unsigned long long)log_seq);
+	err = index_clear(&st->index);
+	err = err ?: store_scan(st, &v);
+	err = err ?: index_commit(&st->index);
+	if (err)
+		log_error("store %s: rebuilding the index failed: %s", st->dir, strerror(-err));
+	return err;
+}
+
+/*
+ * A torn tail ends the log of every session that was open when the writer
+ * died: what it sealed for them just before is in the torn bytes or was
+ * never written. Each gets its own gap, so that its timeline and its row in
+ * `sealtrail sessions` say so (how much is unknown: no lost counts).
+ */
+static int gap_open_sessions(struct store *st, const struct recover_state *rs)
+{
+	struct buf ids = {0}, rec = {0};
+	char why[320];
+	int err;
+
+	snprintf(why, sizeof(why),
+		 "unreadable tail of the log (a torn write after a crash or power cut?): records"
+		 " of this session sealed just before it may be lost (%s)",
+		 rs->damage_why);
+	err = index_open_sessions(&st->index, &ids);
+	for (size_t i = 0; !err && i < ids.len; i += ST_ID_LEN) {
+		err = rec_begin(&rec, REC_GAP, ids.data + i, clock_ns(CLOCK_REALTIME),
+				clock_ns(CLOCK_BOOTTIME));
+		err = err ?: rec_add_str(&rec, TAG_REASON, why);
+		err = err ?: rec_add_str(&rec, TAG_FILE, rs->damage_file);
+		err = err ?: rec_add_u64(&rec, TAG_FILE_OFFSET, rs->damage_off);
+		err = err ?: store_append(st, &rec);
+	}
+	buf_free(&rec);
+	buf_free(&ids);
+	return err;
+}
+
 /*
  * Walk every envelope to rebuild the hash chain and the tree, bring the
  * index up to the log (it may lag by up to a second after a crash), find
@@ -461,19 +552,17 @@ static int open_writer(struct store *st, const struct store_options *o)
 		err = store_scan(st, &v);
 		if (err)
 			return err;
-		/* only damage in the last segment matters for appending */
-		if (rs.tail_damaged) {
-			const char *base = strrchr(rs.damage_file, '/');
-			unsigned n;
-
-			if (!base || sscanf(base, "/seg-%8u.log", &n) != 1 || n != last)
-				rs.tail_damaged = false;
-		}
 	}
+	/* a seq the index has seen is never handed out again, even if the log lost it */
 	st->next_seq = (rs.max_seq > rs.index_seq ? rs.max_seq : rs.index_seq) + 1;
 	if (rs.applied)
 		log_info("store %s: index caught up with %llu records from the log", st->dir,
 			 (unsigned long long)rs.applied);
+	if (rs.index_seq > rs.max_seq) {
+		err = rebuild_index(st, rs.index_seq, rs.max_seq);
+		if (err)
+			return err;
+	}
 	err = store_load_epoch(st, rs.next_epoch, rs.next_pk);
 	err = err ?: choose_auditor(st, &rs, o);
 	if (err)
@@ -485,15 +574,21 @@ static int open_writer(struct store *st, const struct store_options *o)
 		return err;
 	if (rs.tail_damaged) {
 		struct buf rec = {0};
+		char why[320];
 
+		snprintf(why, sizeof(why),
+			 "unreadable tail of the log (a torn write after a crash or power"
+			 " cut?): %s",
+			 rs.damage_why);
 		err = rec_begin(&rec, REC_GAP, NULL, clock_ns(CLOCK_REALTIME),
 				clock_ns(CLOCK_BOOTTIME));
-		err = err ?: rec_add_str(&rec, TAG_REASON, rs.damage_why);
+		err = err ?: rec_add_str(&rec, TAG_REASON, why);
 		err = err ?: rec_add_str(&rec, TAG_FILE, rs.damage_file);
 		err = err ?: rec_add_u64(&rec, TAG_FILE_OFFSET, rs.damage_off);
 		err = err ?: rec_add_u64(&rec, TAG_LOST_BYTES, rs.damage_bytes);
 		err = err ?: store_append(st, &rec);
 		buf_free(&rec);
+		err = err ?: gap_open_sessions(st, &rs);
 	}
 	return err ?: store_sync(st);
 }

@@ -26,6 +26,7 @@
 #include "store/index.h"
 #include "store/record.h"
 #include "store/seal.h"
+#include "store/sinks.h"
 
 #define STORE_DEFAULT_DIR "/var/lib/sealtrail"
 /*
@@ -98,7 +99,7 @@ struct store {
 	uint8_t epoch_pk[SEAL_PK_LEN];
 	uint64_t epoch_records; /* envelopes sealed in this epoch */
 	uint64_t epoch_start_ns; /* CLOCK_MONOTONIC when it began */
-	const char *checkpoint_sink; /* a file to append each checkpoint to */
+	struct checkpoint_sinks *sinks; /* where checkpoints also go (optional) */
 	struct buf sbuf;
 	/* the auditor's key (auditor.h, docs/SEALING.md) */
 	bool auditor; /* writer: wrap every new segment's key to auditor_pk too */

@@ -23,6 +23,7 @@
 #include "store/record.h"
 #include "store/seal.h"
 #include "store/store.h"
+#include "store/sinks.h"
 #include "store/verify.h"
 
 struct walk {
@@ -39,9 +40,10 @@ struct walk {
 	bool have_time;
 	uint8_t boot[16];
 	uint64_t wall, mono;
-	uint64_t want_size; /* checkpoint to compare: root when the tree has this size */
-	uint8_t root_at[SEAL_HASH_LEN];
-	bool have_root_at;
+	/* checkpoints to compare: the root when the tree had each of these sizes */
+	uint64_t *want_sizes; /* sorted, unique */
+	uint8_t (*roots)[SEAL_HASH_LEN];
+	size_t nwant, next_want;
 	char torn[4200]; /* a segment ended in torn bytes: the next must start with a gap */
 	uint64_t torn_off;
 	bool first_in_segment;
@@ -177,10 +179,8 @@ static bool check_envelope(struct walk *w, const struct seal_envelope *env, uint
 	seal_leaf_hash(env->bytes, env->len, leaf);
 	merkle_append(&w->tree, leaf);
 	memcpy(w->prev, leaf, SEAL_HASH_LEN);
-	if (w->want_size && w->tree.size == w->want_size) {
-		merkle_root(&w->tree, w->root_at);
-		w->have_root_at = true;
-	}
+	if (w->next_want < w->nwant && w->tree.size == w->want_sizes[w->next_want])
+		merkle_root(&w->tree, w->roots[w->next_want++]);
 	memcpy(w->boot, env->h.boot_id, 16);
 	w->wall = env->h.wall_ns;
 	w->mono = env->h.mono_ns;
@@ -213,31 +213,47 @@ static void note_wrap(struct verify_result *r, const uint8_t *h, uint32_t hlen, 
 		memcpy(last->pk, pk, AUDITOR_KEY_LEN);
 }
 
+/* Shorter than the header it starts: a v2 one, or the v3 its magic announces. */
+static bool header_torn(const uint8_t *map, size_t size)
+{
+	return size < SEG_HEADER_LEN || (size < SEG_HEADER_V3_LEN && !memcmp(map, SEG_MAGIC_V3, 8));
+}
+
 static bool walk_segment(struct walk *w, const char *path, uint32_t seg_no, bool last)
 {
 	struct stat sb;
 	uint8_t *map = MAP_FAILED;
 	uint64_t off;
 	uint32_t hlen = 0;
-	bool ok = true;
+	bool ok = true, torn_header = false;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-	if (fd < 0 || fstat(fd, &sb))
+	if (fd < 0 || fstat(fd, &sb)) {
 		ok = fail(w->r, path, 0, w->next_seq, "cannot read: %s", strerror(errno));
-	else if (sb.st_size < SEG_HEADER_LEN)
-		ok = fail(w->r, path, 0, w->next_seq, "shorter than a segment header");
-	else if ((map = mmap(NULL, sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED)
+	} else if (sb.st_size &&
+		   (map = mmap(NULL, sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED) {
 		ok = fail(w->r, path, 0, w->next_seq, "cannot map");
-	else if (seg_header_check(map, sb.st_size, w->id, seg_no, &hlen))
+	} else if (!last && header_torn(map, sb.st_size)) {
+		/*
+		 * The writer died right after creating it: torn like a tail (its
+		 * header is not in the chain), the next segment must start with a gap
+		 */
+		snprintf(w->torn, sizeof(w->torn), "%s", path);
+		w->torn_off = 0;
+		torn_header = true;
+	} else if (sb.st_size < SEG_HEADER_LEN) {
+		ok = fail(w->r, path, 0, w->next_seq, "shorter than a segment header");
+	} else if (seg_header_check(map, sb.st_size, w->id, seg_no, &hlen)) {
 		ok = fail(w->r, path, 0, w->next_seq,
 			  "bad segment header (magic, version, store id or number)");
-	if (ok) {
+	}
+	if (ok && !torn_header) {
 		/* the whole header, both key wraps included, is in the chain */
 		seal_chain_header(w->prev, map, hlen);
 		w->first_in_segment = true;
 		note_wrap(w->r, map, hlen, seg_no);
 	}
-	for (off = hlen; ok && off < (uint64_t)sb.st_size;) {
+	for (off = hlen; ok && !torn_header && off < (uint64_t)sb.st_size;) {
 		struct seal_envelope env;
 		char why[128];
 		size_t used;
@@ -263,67 +279,227 @@ static bool walk_segment(struct walk *w, const char *path, uint32_t seg_no, bool
 	return ok;
 }
 
-/* Parse and check a checkpoint note against the keys the walk certified. */
-static void check_checkpoint(struct walk *w, const char *path, const char *text)
-{
-	char origin[128], b64root[128], name[128], b64sig[256], want_origin[128], idhex[ST_ID_HEX];
+#define NOTE_MAX 4096
+
+/* A checkpoint note's fields (a C2SP signed note, see sealing.c). */
+struct note {
+	char origin[128];
 	unsigned long long size;
 	unsigned epoch;
-	uint8_t root[64], sig[128];
-	const char *sep = strstr(text, "\n\n");
-	int n;
+	uint8_t root[64];
+	uint8_t sig[128]; /* key id (4), Ed25519 signature */
+	size_t body_len; /* the signed text: up to the blank line */
+};
 
-	hex_encode(w->id, ST_ID_LEN, idhex);
-	snprintf(want_origin, sizeof(want_origin), "sealtrail/%s", idhex);
+/* NULL, or why text is not a checkpoint note. */
+static const char *parse_note(const char *text, struct note *n)
+{
+	char b64root[128], name[128], b64sig[256];
+	const char *sep = strstr(text, "\n\n");
+
 	if (!sep ||
-	    sscanf(text, "%127[^\n]\n%llu\n%127[^\n]\nepoch %u\n", origin, &size, b64root,
-		   &epoch) != 4 ||
-	    sscanf(sep + 2, "\u2014 %127s %255s", name, b64sig) != 2) {
-		fail(w->r, path, 0, 0, "not a sealtrail checkpoint (signed note)");
-		return;
-	}
-	if (strcmp(origin, want_origin)) {
-		fail(w->r, path, 0, 0, "checkpoint of another store (%s)", origin);
-		return;
-	}
+	    sscanf(text, "%127[^\n]\n%llu\n%127[^\n]\nepoch %u\n", n->origin, &n->size, b64root,
+		   &n->epoch) != 4 ||
+	    sscanf(sep + 2, "\u2014 %127s %255s", name, b64sig) != 2)
+		return "not a sealtrail checkpoint (signed note)";
 	/* exact lengths first: EVP_DecodeBlock writes 3/4 of what it is given */
-	if (strlen(b64root) != 44 || strlen(b64sig) != 92) {
-		fail(w->r, path, 0, 0, "checkpoint root or signature has the wrong length");
-		return;
+	if (strlen(b64root) != 44 || strlen(b64sig) != 92)
+		return "checkpoint root or signature has the wrong length";
+	if (EVP_DecodeBlock(n->root, (const unsigned char *)b64root, strlen(b64root)) <
+		SEAL_HASH_LEN ||
+	    EVP_DecodeBlock(n->sig, (const unsigned char *)b64sig, strlen(b64sig)) <
+		4 + SEAL_SIG_LEN)
+		return "checkpoint root or signature is not base64";
+	n->body_len = sep + 1 - text;
+	return NULL;
+}
+
+/* Find a line's end (the \n, or end). */
+static size_t line_end(const char *text, size_t len, size_t pos)
+{
+	const char *nl = memchr(text + pos, '\n', len - pos);
+
+	return nl ? (size_t)(nl - text) : len;
+}
+
+int checkpoint_each_note(const char *text, size_t len,
+			 int (*fn)(void *arg, const char *note, uint64_t off), void *arg)
+{
+	static const char tag[] = SINK_SYSLOG_TAG " ";
+	char note[NOTE_MAX + 1];
+	size_t pos = 0;
+	int err = 0;
+
+	while (!err && pos < len) {
+		size_t end = line_end(text, len, pos), n = end - pos, start = pos;
+		const char *line = text + pos, *t, *b64;
+
+		if ((t = memmem(line, n, tag, sizeof(tag) - 1)) &&
+		    (b64 = memmem(t, line + n - t, " note=", 6))) {
+			/* a syslog line: the note is base64 after note= */
+			size_t k = 0;
+
+			b64 += 6;
+			while (b64 + k < line + n && b64[k] != ' ' && b64[k] != '\r' &&
+			       b64[k] != '\t')
+				k++;
+			if (k % 4 || k / 4 * 3 > NOTE_MAX) {
+				note[0] = 0; /* not a note: the caller says so */
+			} else {
+				int m = EVP_DecodeBlock((unsigned char *)note,
+							(const unsigned char *)b64, k);
+
+				m -= k && b64[k - 1] == '=' ? 1 + (k > 1 && b64[k - 2] == '=') : 0;
+				note[m > 0 ? m : 0] = 0;
+			}
+			pos = end + 1;
+			err = fn(arg, note, b64 - text);
+			continue;
+		}
+		if (n < 10 || memcmp(line, "sealtrail/", 10)) {
+			pos = end + 1;
+			continue;
+		}
+		/* a signed note: its text lines, a blank line, its signature lines */
+		bool body = true;
+
+		for (int lines = 0; pos < len; lines++) {
+			end = line_end(text, len, pos);
+			if (body && end == pos)
+				body = false;
+			else if (!body && (end - pos < 4 || memcmp(text + pos, "\u2014 ", 4)))
+				break;
+			else if (body && lines > 8)
+				break; /* no blank line: not a note, the caller says so */
+			pos = end + 1;
+		}
+		if (pos > len)
+			pos = len;
+		n = pos - start < NOTE_MAX ? pos - start : NOTE_MAX;
+		memcpy(note, text + start, n);
+		note[n] = 0;
+		err = fn(arg, note, start);
 	}
-	n = EVP_DecodeBlock(root, (const unsigned char *)b64root, strlen(b64root));
-	if (n < SEAL_HASH_LEN || EVP_DecodeBlock(sig, (const unsigned char *)b64sig,
-						 strlen(b64sig)) < 4 + SEAL_SIG_LEN) {
-		fail(w->r, path, 0, 0, "checkpoint root or signature is not base64");
-		return;
+	return err;
+}
+
+struct cp_check {
+	struct walk *w;
+	const char *path;
+	char origin[128]; /* this store's: sealtrail/ID */
+	uint64_t notes, other, ok;
+	char other_origin[128];
+};
+
+/* Pass 1: the sizes this store's notes sign, so that the walk keeps those roots. */
+static int collect_size(void *arg, const char *text, uint64_t off)
+{
+	struct cp_check *c = arg;
+	struct walk *w = c->w;
+	struct note n;
+
+	if (parse_note(text, &n) || strcmp(n.origin, c->origin) || !n.size)
+		return 0;
+	for (size_t i = 0; i < w->nwant; i++)
+		if (w->want_sizes[i] == n.size)
+			return 0;
+	w->want_sizes = realloc(w->want_sizes, (w->nwant + 1) * sizeof(*w->want_sizes));
+	if (!w->want_sizes)
+		return -ENOMEM;
+	w->want_sizes[w->nwant++] = n.size;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Pass 2: check one note against the keys the walk certified and its tree. */
+static int check_note(void *arg, const char *text, uint64_t off)
+{
+	struct cp_check *c = arg;
+	struct walk *w = c->w;
+	const char *why;
+	struct note n;
+	size_t i;
+
+	c->notes++;
+	why = parse_note(text, &n);
+	if (why) {
+		fail(w->r, c->path, off, 0, "%s", why);
+		return -EBADMSG;
 	}
-	if (epoch >= w->npks + 1) {
-		fail(w->r, path, 0, size,
+	if (strcmp(n.origin, c->origin)) {
+		/* a log collected from several bastions: not this store's */
+		c->other++;
+		snprintf(c->other_origin, sizeof(c->other_origin), "%s", n.origin);
+		return 0;
+	}
+	if (n.epoch >= w->npks + 1) {
+		fail(w->r, c->path, off, n.size,
 		     "checkpoint signed in epoch %u, but the store closes only %u epochs"
 		     " (truncated or rolled back)",
-		     epoch, w->npks);
-		return;
+		     n.epoch, w->npks);
+		return -EBADMSG;
 	}
 	/* keys: pks[i] is the key of epoch i + 1; epoch 0's is the pinned key */
-	if (!seal_verify(epoch ? w->pks[epoch - 1] : w->first, (const uint8_t *)text,
-			 sep + 1 - text, sig + 4)) {
-		fail(w->r, path, 0, size, "checkpoint signature does not verify");
-		return;
+	if (!seal_verify(n.epoch ? w->pks[n.epoch - 1] : w->first, (const uint8_t *)text,
+			 n.body_len, n.sig + 4)) {
+		fail(w->r, c->path, off, n.size, "checkpoint signature does not verify");
+		return -EBADMSG;
 	}
-	w->r->checkpoint_size = size;
-	if (size > w->r->records) {
-		fail(w->r, path, 0, size,
+	if (n.size > w->r->records) {
+		fail(w->r, c->path, off, n.size,
 		     "the store has %llu records, fewer than the %llu a saved checkpoint signs"
 		     " (truncated or rolled back)",
-		     (unsigned long long)w->r->records, size);
-		return;
+		     (unsigned long long)w->r->records, n.size);
+		return -EBADMSG;
 	}
-	if (size && (!w->have_root_at || memcmp(w->root_at, root, SEAL_HASH_LEN))) {
-		fail(w->r, path, 0, size,
-		     "the first %llu records are not the ones the checkpoint signs", size);
-		return;
+	for (i = 0; i < w->next_want && w->want_sizes[i] != n.size; i++)
+		;
+	if (n.size && (i == w->next_want || memcmp(w->roots[i], n.root, SEAL_HASH_LEN))) {
+		fail(w->r, c->path, off, n.size,
+		     "the first %llu records are not the ones the checkpoint signs", n.size);
+		return -EBADMSG;
 	}
-	w->r->checkpoint_ok = true;
+	c->ok++;
+	if (n.size > w->r->checkpoint_size)
+		w->r->checkpoint_size = n.size;
+	return 0;
+}
+
+/* The notes of a checkpoint file, read once; NULL (and r failed) if unreadable. */
+static char *read_notes(struct verify_result *r, const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
+	struct stat sb;
+	char *text = NULL;
+	ssize_t n = 0;
+
+	*len = 0;
+	if (fd < 0 || fstat(fd, &sb))
+		err = errno;
+	else if (!(text = malloc(sb.st_size + 1)))
+		err = ENOMEM;
+	while (!err && *len < (size_t)sb.st_size &&
+	       (n = read(fd, text + *len, sb.st_size - *len)) != 0) {
+		if (n < 0 && errno != EINTR)
+			err = errno;
+		else if (n > 0)
+			*len += n;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (err) {
+		free(text);
+		fail(r, path, 0, 0, "cannot read the checkpoint: %s", strerror(err));
+		return NULL;
+	}
+	text[*len] = 0;
+	return text;
 }
 
 static int seg_filter(const struct dirent *d)
@@ -338,8 +514,10 @@ int store_verify(const char *dir, const struct verify_opts *o, struct verify_res
 {
 	struct walk w = {.r = r, .next_seq = 1};
 	char path[4200], text[4096], idhex[ST_ID_HEX + 1], pkhex[2 * SEAL_PK_LEN + 1];
-	char note[4096];
+	struct cp_check cp = {.w = &w, .path = o->against_file};
 	struct dirent **list = NULL;
+	char *notes = NULL;
+	size_t notes_len = 0;
 	uint8_t first_pk[SEAL_PK_LEN];
 	int n, err;
 
@@ -358,12 +536,21 @@ int store_verify(const char *dir, const struct verify_opts *o, struct verify_res
 	memcpy(w.pk, first_pk, SEAL_PK_LEN);
 	memcpy(w.first, first_pk, SEAL_PK_LEN);
 	if (o->against_file) {
-		if (read_text_file(o->against_file, note, sizeof(note))) {
-			fail(r, o->against_file, 0, 0, "cannot read the checkpoint");
+		notes = read_notes(r, o->against_file, &notes_len);
+		if (!notes)
 			return 0;
+		snprintf(cp.origin, sizeof(cp.origin), "sealtrail/%s", idhex);
+		err = checkpoint_each_note(notes, notes_len, collect_size, &cp);
+		if (!err && w.nwant) {
+			qsort(w.want_sizes, w.nwant, sizeof(*w.want_sizes), cmp_u64);
+			w.roots = calloc(w.nwant, sizeof(*w.roots));
+			err = w.roots ? 0 : -ENOMEM;
 		}
-		sscanf(strchr(note, '\n') ? strchr(note, '\n') + 1 : "", "%llu",
-		       (unsigned long long *)&w.want_size);
+		if (err) {
+			free(notes);
+			free(w.want_sizes);
+			return err;
+		}
 	}
 	snprintf(path, sizeof(path), "%s/segments", dir);
 	n = scandir(path, &list, seg_filter, alphasort);
@@ -383,11 +570,26 @@ int store_verify(const char *dir, const struct verify_opts *o, struct verify_res
 		free(list[i]);
 	}
 	free(list);
-	if (r->ok && o->against_file)
-		check_checkpoint(&w, o->against_file, note);
+	if (r->ok && w.torn[0])
+		fail(r, w.torn, w.torn_off, w.next_seq,
+		     "bytes after the last record that no gap record acknowledges");
+	if (r->ok && o->against_file) {
+		checkpoint_each_note(notes, notes_len, check_note, &cp);
+		if (r->ok && !cp.notes)
+			fail(r, o->against_file, 0, 0, "not a sealtrail checkpoint (signed note)");
+		else if (r->ok && !cp.ok)
+			fail(r, o->against_file, 0, 0,
+			     "no checkpoint of this store: %llu of another store (%s)",
+			     (unsigned long long)cp.other, cp.other_origin);
+		r->checkpoints = cp.ok;
+		r->checkpoint_ok = r->ok;
+	}
 	if (r->ok && !r->epochs)
 		fail(r, dir, 0, 0, "no seals: no epoch record signs any of the %llu records",
 		     (unsigned long long)r->records);
 	free(w.pks);
+	free(w.want_sizes);
+	free(w.roots);
+	free(notes);
 	return 0;
 }

@@ -6,13 +6,19 @@
 #define SEALTRAIL_VERIFY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "store/auditor.h"
 
 struct verify_opts {
 	const char *pubkey_file; /* "store HEX\nfirst-key HEX\n"; default DIR/keys/first.pub */
-	const char *against_file; /* a saved checkpoint (C2SP signed note) */
+	/*
+	 * Saved checkpoints: C2SP signed notes, one or many (a --checkpoint-file),
+	 * and syslog lines of --checkpoint-syslog; notes of other stores are
+	 * skipped, every one of this store must be consistent with it
+	 */
+	const char *against_file;
 };
 
 /* A run of consecutive segments whose data keys are wrapped alike. */
@@ -35,7 +41,8 @@ struct verify_result {
 	uint64_t records;
 	uint64_t covered; /* records under a signed tree head */
 	uint32_t epochs; /* closed epochs */
-	uint64_t checkpoint_size;
+	uint64_t checkpoint_size; /* the largest tree a checked checkpoint signs */
+	uint64_t checkpoints; /* this store's checkpoints checked */
 	bool checkpoint_ok;
 	/* to whom the segments walked are wrapped, in runs (the last run absorbs any more) */
 	struct verify_wrap wraps[VERIFY_MAX_WRAPS];
@@ -44,5 +51,14 @@ struct verify_result {
 
 /* 0 when verification ran (see r->ok), negative errno when it could not. */
 int store_verify(const char *dir, const struct verify_opts *o, struct verify_result *r);
+
+/*
+ * Every checkpoint note in text (len bytes): signed notes as sealtraild
+ * writes them, and the base64 note after "note=" of each syslog line
+ * tagged "sealtrail-checkpoint" (sinks.h). fn gets each as NUL-terminated
+ * text (empty or cut if it is not a note) and its byte offset in text.
+ */
+int checkpoint_each_note(const char *text, size_t len,
+			 int (*fn)(void *arg, const char *note, uint64_t off), void *arg);
 
 #endif
