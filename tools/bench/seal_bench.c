@@ -3,16 +3,23 @@
  * how many bytes it keeps for them (issue #3). tools/bench/seal.py drives it.
  *
  *   seal-bench --plan FILE --corpus FILE --store DIR [--chunk BYTES]
- *              [--cpu N] [--tick-ms MS] [--min-output BYTES]
+ *              [--cpu N] [--tick-ms MS] [--min-output BYTES] [--keys-per-record N]
  *
  * The corpus is the raw terminal bytes of a session mix, in the order they
  * are replayed; the plan says what they are, one step per line:
  *
  *   S SID TTY                 a login starts (session start record)
- *   I SID LEN                 the client typed LEN bytes (one input record)
- *   K SID LEN                 the terminal echoed typed bytes (one output record)
- *   O SID LEN                 the terminal printed LEN bytes: output records
- *                             of at most --chunk bytes each
+ *   I SID LEN                 the client typed LEN bytes (one write)
+ *   K SID LEN                 the terminal echoed typed bytes (one write)
+ *   O SID LEN                 the terminal printed LEN bytes (writes of 4 KiB)
+ *
+ * Writes are gathered as userspace/session/chunks.c does: one slot for
+ * input and one for output per session, a record when a slot holds
+ * --chunk bytes, before any other record of the session, and when it has
+ * waited CHUNK_HOLD_NS. The plan has no times, so that wait is modelled
+ * as --keys-per-record typed writes (input) or echoes with nothing else
+ * (output): 3 by default, 0.5 s of typing at ~150 ms per key.
+ * --keys-per-record 1 --chunk 4096 gives the daemon before coalescing.
  *   X SID PID PPID PATH ARGV  the shell forked PID and it ran PATH (fork and
  *                             exec records); ARGV is hex of the NUL-separated
  *                             argument vector, as in /proc/PID/cmdline
@@ -87,9 +94,18 @@ struct plan {
 	uint64_t corpus_used;
 };
 
+/* A session's open record of one stream, as chunk_add() gathers it. */
+struct slot {
+	struct buf data, timing;
+	unsigned writes;
+	bool has_output; /* more than echoes */
+};
+
 struct bench {
 	struct store st;
 	struct buf rec, timing;
+	struct slot *slots; /* [sid * 2 + is_output] */
+	unsigned keys_per_record;
 	const uint8_t *corpus;
 	size_t chunk;
 	uint64_t tick_ns;
@@ -109,6 +125,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: seal-bench --plan FILE --corpus FILE --store DIR [--chunk BYTES]"
 		   " [--cpu N] [--tick-ms MS] [--min-output BYTES]\n"
+		   "       [--keys-per-record N]\n"
 		   "Replays a terminal session mix through the store on one CPU; prints JSON.\n");
 }
 
@@ -291,55 +308,82 @@ static int session_start(struct bench *b, const struct step *s)
 	return err ?: emit(b);
 }
 
-/*
- * TAG_TIMING of a record coalescing the kernel's events (ST_TTY_CHUNK bytes
- * each) as chunk_add() does: an entry per event, here 15 us apart.
- */
-static int add_timing(struct bench *b, uint64_t len)
+/* Write a session's slot as on_tty()/chunk_add() would: one REC_TTY record. */
+static int flush_slot(struct bench *b, uint32_t sid, bool out)
 {
+	struct slot *sl = &b->slots[sid * 2 + out];
+	int err;
+
+	if (!sl->writes)
+		return 0;
+	err = begin(b, REC_TTY, sid);
+	err = err ?: rec_add_u64(&b->rec, TAG_STREAM, out ? STREAM_OUT : STREAM_IN);
+	err = err ?: rec_add_u64(&b->rec, TAG_TTY_INDEX, b->tty_of[sid]);
+	err = err ?: rec_add_u64(&b->rec, TAG_PID, SSHD_PID_BASE + sid);
+	err = err ?: rec_add_bytes(&b->rec, TAG_DATA, sl->data.data, sl->data.len);
+	if (sl->writes > 1)
+		err = err ?: rec_add_bytes(&b->rec, TAG_TIMING, sl->timing.data, sl->timing.len);
+	b->sealed_to = !out ? &b->sealed_in : sl->has_output ? &b->sealed_out : &b->sealed_echo;
+	err = err ?: emit(b);
+	if (!out)
+		b->tty_in_records++;
+	else if (sl->has_output)
+		b->tty_out_records++;
+	else
+		b->tty_echo_records++;
+	sl->data.len = sl->timing.len = 0;
+	sl->writes = 0;
+	sl->has_output = false;
+	return err;
+}
+
+/* Before any other record of the session: its gathered bytes. */
+static int flush_session(struct bench *b, uint32_t sid)
+{
+	int err = flush_slot(b, sid, false);
+
+	return err ?: flush_slot(b, sid, true);
+}
+
+/* One write of a stream into its slot; entries 15 us apart. */
+static int add_write(struct bench *b, uint32_t sid, bool out, const uint8_t *p, size_t n)
+{
+	struct slot *sl = &b->slots[sid * 2 + out];
 	uint8_t entry[TIMING_ENTRY_LEN];
 	int err = 0;
 
-	if (len <= ST_TTY_CHUNK)
-		return 0;
-	b->timing.len = 0;
-	for (uint64_t off = 0, i = 0; !err && off < len; off += ST_TTY_CHUNK, i++) {
-		put_be32(entry, (uint32_t)(i * 15000));
-		put_be32(entry + 4, len - off < ST_TTY_CHUNK ? len - off : ST_TTY_CHUNK);
-		err = buf_add(&b->timing, entry, sizeof(entry));
-	}
-	return err ?: rec_add_bytes(&b->rec, TAG_TIMING, b->timing.data, b->timing.len);
+	if (sl->writes && sl->data.len + n > b->chunk)
+		err = flush_slot(b, sid, out);
+	put_be32(entry, (uint32_t)(sl->writes * 15000));
+	put_be32(entry + 4, (uint32_t)n);
+	err = err ?: buf_add(&sl->data, p, n);
+	err = err ?: buf_add(&sl->timing, entry, sizeof(entry));
+	sl->writes++;
+	return err ?: sl->data.len >= b->chunk ? flush_slot(b, sid, out) : 0;
 }
 
 /*
  * on_tty() through chunk_add(): input comes from sshd writing the master,
- * output from reading it. Typed bytes and their echo alternate streams, so
- * each is a record of its own; output runs fill records of --chunk bytes.
+ * output from reading it, in 4 KiB events.
  */
 static int tty_records(struct bench *b, const struct step *s)
 {
 	bool in = s->kind == STEP_INPUT, echo = s->kind == STEP_ECHO;
-	size_t max = in || echo ? s->len : b->chunk;
+	struct slot *sl = &b->slots[s->sid * 2 + !in];
 	int err = 0;
 
-	for (uint64_t done = 0; !err && done < s->len;) {
-		size_t n = s->len - done < max ? s->len - done : max;
+	if (in || echo) {
+		err = add_write(b, s->sid, !in, b->corpus + s->off, s->len);
+		/* the hold: a few keystrokes' time, then the record goes */
+		if (!err && !sl->has_output && sl->writes >= b->keys_per_record)
+			err = flush_slot(b, s->sid, !in);
+	} else {
+		sl->has_output = true;
+		for (uint64_t done = 0; !err && done < s->len; done += ST_TTY_CHUNK) {
+			size_t n = s->len - done < ST_TTY_CHUNK ? s->len - done : ST_TTY_CHUNK;
 
-		err = begin(b, REC_TTY, s->sid);
-		err = err ?: rec_add_u64(&b->rec, TAG_STREAM, in ? STREAM_IN : STREAM_OUT);
-		err = err ?: rec_add_u64(&b->rec, TAG_TTY_INDEX, b->tty_of[s->sid]);
-		err = err ?: rec_add_u64(&b->rec, TAG_PID, SSHD_PID_BASE + s->sid);
-		err = err ?: rec_add_bytes(&b->rec, TAG_DATA, b->corpus + s->off + done, n);
-		err = err ?: add_timing(b, n);
-		b->sealed_to = in ? &b->sealed_in : echo ? &b->sealed_echo : &b->sealed_out;
-		err = err ?: emit(b);
-		done += n;
-		if (in)
-			b->tty_in_records++;
-		else if (echo)
-			b->tty_echo_records++;
-		else
-			b->tty_out_records++;
+			err = add_write(b, s->sid, true, b->corpus + s->off + done, n);
+		}
 	}
 	if (in)
 		b->raw_in += s->len;
@@ -419,13 +463,13 @@ static int replay(struct bench *b, const struct plan *p)
 			err = tty_records(b, s);
 			break;
 		case STEP_EXEC:
-			err = exec_records(b, s);
+			err = flush_session(b, s->sid) ?: exec_records(b, s);
 			break;
 		case STEP_EXIT:
-			err = exit_record(b, s);
+			err = flush_session(b, s->sid) ?: exit_record(b, s);
 			break;
 		case STEP_END:
-			err = session_end(b, s);
+			err = flush_session(b, s->sid) ?: session_end(b, s);
 			break;
 		}
 		now = clock_ns(CLOCK_MONOTONIC);
@@ -438,7 +482,9 @@ static int replay(struct bench *b, const struct plan *p)
 			last_tick = now;
 		}
 	}
-	/* the daemon's shutdown: flush, then close the last epoch */
+	/* the daemon's shutdown: gathered bytes, a sync, then the last epoch */
+	for (uint32_t sid = 0; sid < MAX_SESSIONS && !err; sid++)
+		err = flush_session(b, sid);
 	err = err ?: sync_store(b);
 	return err ?: seal_epoch(b, "shutdown");
 }
@@ -485,11 +531,12 @@ int main(int argc, char **argv)
 	    {"cpu", required_argument, NULL, 'u'},
 	    {"tick-ms", required_argument, NULL, 't'},
 	    {"min-output", required_argument, NULL, 'm'},
+	    {"keys-per-record", required_argument, NULL, 'K'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
 	const char *plan_path = NULL, *corpus_path = NULL, *dir = NULL;
-	struct bench b = {.chunk = 65536, .tick_ns = TICK_NS};
+	struct bench b = {.chunk = 65536, .tick_ns = TICK_NS, .keys_per_record = 3};
 	struct plan plan = {0};
 	struct rusage ru0, ru1;
 	struct stat sb;
@@ -522,6 +569,9 @@ int main(int argc, char **argv)
 		case 'm':
 			b.min_output = strtoull(optarg, NULL, 0);
 			break;
+		case 'K':
+			b.keys_per_record = strtoul(optarg, NULL, 0);
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -531,7 +581,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!plan_path || !corpus_path || !dir || optind != argc || b.chunk == 0 ||
-	    b.chunk > REC_MAX_LEN / 2 || b.tick_ns == 0) {
+	    b.chunk > REC_MAX_LEN / 2 || b.tick_ns == 0 || b.keys_per_record == 0) {
 		usage(stderr);
 		return 2;
 	}
@@ -548,6 +598,9 @@ int main(int argc, char **argv)
 		}
 	}
 	if (read_plan(plan_path, &plan))
+		goto out;
+	b.slots = calloc(2 * MAX_SESSIONS, sizeof(*b.slots));
+	if (!b.slots)
 		goto out;
 	/* before the clock starts: the steps left out must cost nothing */
 	if (b.min_output)
@@ -599,8 +652,9 @@ int main(int argc, char **argv)
 	opened = false;
 
 #define U(x) ((unsigned long long)(x))
-	printf("{\"chunk\":%zu,\"min_output\":%llu,\"cpu\":%d,\"tick_ms\":%llu,\"steps\":%zu,",
-	       b.chunk, U(b.min_output), cpu, U(b.tick_ns / 1000000), plan.n);
+	printf("{\"chunk\":%zu,\"keys_per_record\":%u,\"min_output\":%llu,\"cpu\":%d,"
+	       "\"tick_ms\":%llu,\"steps\":%zu,",
+	       b.chunk, b.keys_per_record, U(b.min_output), cpu, U(b.tick_ns / 1000000), plan.n);
 	printf("\"raw_bytes\":%llu,\"raw_in\":%llu,\"raw_echo\":%llu,\"raw_out\":%llu,",
 	       U(b.raw_in + b.raw_echo + b.raw_out), U(b.raw_in), U(b.raw_echo), U(b.raw_out));
 	printf("\"records\":%llu,\"tty_in_records\":%llu,\"tty_echo_records\":%llu,"
