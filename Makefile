@@ -24,7 +24,8 @@ ALL_CFLAGS := -DSEALTRAIL_VERSION=\"$(VERSION)\" -std=gnu11 $(WARN) $(CFLAGS) -D
 LIBS := -lbpf -lelf -lz -lzstd -lsqlite3 -lcrypto -lm -lpthread
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Ivmlinux -Iinclude -Ibpf
 
-COMMON_SRC := $(wildcard userspace/common/*.c) $(wildcard userspace/store/*.c)
+COMMON_SRC := $(wildcard userspace/common/*.c) $(wildcard userspace/store/*.c) \
+	$(wildcard userspace/access/*.c)
 DAEMON_SRC := $(wildcard userspace/daemon/*.c) $(wildcard userspace/capture/*.c) \
 	$(wildcard userspace/session/*.c)
 CLI_SRC := $(wildcard userspace/cli/*.c)

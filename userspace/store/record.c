@@ -173,6 +173,7 @@ const char *rec_type_name(uint16_t type)
 	    [REC_STREAM_END] = "stream_end",
 	    [REC_FILE] = "file",
 	    [REC_EPOCH] = "epoch",
+	    [REC_ACCESS] = "access",
 	};
 
 	return type < REC_TYPE_MAX && names[type] ? names[type] : "unknown";
@@ -239,6 +240,8 @@ static const struct {
     [TAG_NEXT_PK] = {"next_pk", true},
     [TAG_SIGNATURE] = {"signature", true},
     [TAG_TIMING] = {"timing", false},
+    [TAG_DECISION] = {"decision", true},
+    [TAG_ROLE] = {"role", true},
 };
 
 const char *rec_tag_name(uint16_t tag)

@@ -44,6 +44,7 @@ enum rec_type {
 	REC_STREAM_END = 13, /* size and SHA-256 of a whole pipe stream */
 	REC_FILE = 14, /* a file a transfer program wrote or read */
 	REC_EPOCH = 15, /* a signing epoch closes: signed tree head, next key */
+	REC_ACCESS = 16, /* someone asked sealtraild to read the store: who, what, decision */
 	REC_TYPE_MAX,
 };
 
@@ -105,6 +106,8 @@ enum rec_tag {
 	TAG_NEXT_PK,
 	TAG_SIGNATURE,
 	TAG_TIMING, /* REC_TTY of several writes: per write u32 ns after the record, u32 len */
+	TAG_DECISION, /* REC_ACCESS: "allowed" or "denied" */
+	TAG_ROLE, /* REC_ACCESS: the caller's role then: "auditor", "admin" or "none" */
 	TAG_MAX,
 };
 
