@@ -17,6 +17,8 @@
 #include "capture/capture.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "daemon/access.h"
+#include "access/roles.h"
 #include "session/tracker.h"
 #include "store/store.h"
 
@@ -59,6 +61,17 @@ static void usage(FILE *out)
 	    "  --auditor-key-change  allow --auditor-pubkey to replace the store's auditor\n"
 	    "                        key, or its absence to stop wrapping to it\n"
 	    "  --log-level LEVEL     error, warning, info (default) or debug\n"
+	    "  --socket PATH         serve `sealtrail` commands of non-root users on this\n"
+	    "                        Unix socket (default " ACCESS_DEFAULT_SOCKET ", mode 0666:\n"
+	    "                        the caller's uid from the kernel is what counts)\n"
+	    "  --no-socket           serve none: only root reads the store\n"
+	    "  --roles FILE          who may ask (default " ROLES_DEFAULT_PATH "; absent:\n"
+	    "                        only root): lines \"auditor: alice, @auditors\" and\n"
+	    "                        \"admin: carol, @wheel\"; read at each request. Every\n"
+	    "                        request is stored as a sealed access record first\n"
+	    "                        (`sealtrail access-log`)\n"
+	    "  --cli PATH            the sealtrail binary that runs the requests (default:\n"
+	    "                        next to sealtraild, or ../bin/sealtrail from it)\n"
 	    "  --consumer-delay-ms N testing: pause N ms after each ring-buffer read, to\n"
 	    "                        force losses and check that they become gap records\n"
 	    "  --version, --help\n\n"
@@ -160,6 +173,30 @@ static void set_priority(int nice_level)
 	close(fd);
 }
 
+/* The sealtrail binary that serves socket requests: installed or built alongside. */
+static char *find_cli(void)
+{
+	static const char *const rel[] = {"sealtrail", "../bin/sealtrail"};
+	char exe[4096], *slash, *path;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (n <= 0)
+		return NULL;
+	exe[n] = 0;
+	slash = strrchr(exe, '/');
+	if (!slash)
+		return NULL;
+	*slash = 0;
+	for (unsigned i = 0; i < 2; i++) {
+		if (asprintf(&path, "%s/%s", exe, rel[i]) < 0)
+			return NULL;
+		if (!access(path, X_OK))
+			return path;
+		free(path);
+	}
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -177,6 +214,10 @@ int main(int argc, char **argv)
 	    {"auditor-key-change", no_argument, NULL, 'X'},
 	    {"checkpoint-command", required_argument, NULL, 'P'},
 	    {"checkpoint-syslog", no_argument, NULL, 'Y'},
+	    {"socket", required_argument, NULL, 'O'},
+	    {"no-socket", no_argument, NULL, 'N'},
+	    {"roles", required_argument, NULL, 'R'},
+	    {"cli", required_argument, NULL, 'L'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
@@ -199,6 +240,9 @@ int main(int argc, char **argv)
 	struct capture capture = {0};
 	struct tracker t;
 	struct sigaction sa = {.sa_handler = on_signal};
+	const char *socket_path = ACCESS_DEFAULT_SOCKET, *roles_path = ROLES_DEFAULT_PATH;
+	char *cli_path = NULL;
+	struct access_server server = {.listen_fd = -1};
 	uint64_t started, last_tick, last_scan;
 	int opt, err;
 
@@ -270,6 +314,19 @@ int main(int argc, char **argv)
 		case 'Y':
 			sinks.syslog = true;
 			break;
+		case 'O':
+			socket_path = optarg;
+			break;
+		case 'N':
+			socket_path = NULL;
+			break;
+		case 'R':
+			roles_path = optarg;
+			break;
+		case 'L':
+			free(cli_path);
+			cli_path = strdup(optarg);
+			break;
 		case 'n': {
 			char *end;
 
@@ -308,6 +365,25 @@ int main(int argc, char **argv)
 	if (geteuid() != 0) {
 		log_error("must run as root (loads BPF programs, reads every process in /proc)");
 		return 1;
+	}
+
+	if (socket_path) {
+		struct roles roles;
+		char why[256];
+
+		/* a broken roles file is an operator's mistake: say so now, not per request */
+		if (roles_load(&roles, roles_path, why)) {
+			log_error("--roles %s", why);
+			return 1;
+		}
+		roles_free(&roles);
+		if (!cli_path)
+			cli_path = find_cli();
+		if (!cli_path) {
+			log_error("no sealtrail binary next to sealtraild nor in ../bin: give --cli"
+				  " PATH, or --no-socket");
+			return 1;
+		}
 	}
 
 	sigaction(SIGTERM, &sa, NULL);
@@ -380,6 +456,8 @@ int main(int argc, char **argv)
 	err = err ?: tracker_settle(&t);
 	if (err)
 		goto out;
+	if (socket_path && !access_server_open(&server, socket_path, roles_path, cli_path, &store))
+		log_info("serving sealtrail commands on %s (roles: %s)", socket_path, roles_path);
 	write_status(&t, &capture, store_dir, started, ringbuf, true);
 	log_info("recording: store %s, %u programs attached, %u sshd listeners", store_dir,
 		 capture.nprogs, t.nlisteners);
@@ -414,8 +492,10 @@ int main(int argc, char **argv)
 			last_scan = now;
 		}
 		tracker_settle(&t);
+		access_server_poll(&server);
 	}
 	err = 0;
+	access_server_close(&server);
 	log_info("signal %d: flushing and closing the store", (int)stop_requested);
 	ring_buffer__consume(capture.rb);
 	tracker_flush_chunks(&t, true);
@@ -434,5 +514,6 @@ out_store:
 	tracker_fini(&t);
 	store_close(&store);
 	sinks_free(&sinks);
+	free(cli_path);
 	return err ? 1 : 0;
 }

@@ -1,0 +1,56 @@
+/*
+ * sealtraild's access socket: non-root users run `sealtrail` commands
+ * through it. The caller is whoever the kernel says connected
+ * (SO_PEERCRED), its role comes from the roles file (access/roles.h), and
+ * every request, allowed or not, is appended to the store as a sealed
+ * REC_ACCESS record before anything is read for it. An allowed command runs
+ * as the sealtrail binary in a child, with --store forced to the daemon's
+ * store and the output going straight to the caller's stdout and stderr.
+ */
+#ifndef SEALTRAIL_DAEMON_ACCESS_H
+#define SEALTRAIL_DAEMON_ACCESS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "access/request.h"
+#include "store/store.h"
+
+#define ACCESS_DEFAULT_SOCKET "/run/sealtrail.sock"
+#define ACCESS_MAX_CONNS 16
+
+struct access_conn {
+	int fd; /* -1: free slot */
+	pid_t pid, child; /* the caller (SO_PEERCRED); the command's process */
+	uid_t uid;
+	gid_t gid;
+	int out_fd, err_fd; /* the caller's stdout and stderr */
+	uint64_t deadline_ns; /* CLOCK_MONOTONIC: the whole request must be in by then */
+	struct req_parser req;
+};
+
+struct access_server {
+	int listen_fd;
+	char *path;
+	dev_t dev;
+	ino_t ino;
+	const char *roles_path;
+	const char *cli_path;
+	const char *host;
+	struct store *store;
+	struct access_conn conns[ACCESS_MAX_CONNS];
+};
+
+/*
+ * Listen on path (mode 0666: authorization is by SO_PEERCRED). A stale
+ * socket is replaced; a live one (another sealtraild) is left alone and
+ * -EADDRINUSE returned.
+ */
+int access_server_open(struct access_server *s, const char *path, const char *roles_path,
+		       const char *cli_path, struct store *st);
+/* Accept, read, serve and reap without blocking; call once per loop turn. */
+void access_server_poll(struct access_server *s);
+/* Stop listening; running commands are killed (SIGTERM) and reaped. */
+void access_server_close(struct access_server *s);
+
+#endif
