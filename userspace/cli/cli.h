@@ -60,5 +60,13 @@ int cmd_reindex(struct cli *c, int argc, char **argv);
 int cmd_verify(struct cli *c, int argc, char **argv);
 int cmd_checkpoint(struct cli *c, int argc, char **argv);
 int cmd_auditor_keygen(struct cli *c, int argc, char **argv);
+int cmd_access_log(struct cli *c, int argc, char **argv);
+
+/*
+ * Run argv (the command and its arguments) in sealtraild through its
+ * socket at path; returns the command's exit status (77: refused).
+ */
+#define CLI_DEFAULT_SOCKET "/run/sealtrail.sock"
+int cli_remote(const char *path, bool json, int argc, char **argv);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "common/log.h"
@@ -14,7 +15,8 @@ static void usage(FILE *out)
 {
 	fprintf(
 	    out,
-	    "usage: sealtrail [--store DIR] [--json] [--auditor-key FILE] COMMAND [ARGS]\n"
+	    "usage: sealtrail [--store DIR] [--json] [--auditor-key FILE] [--socket PATH]\n"
+	    "                 COMMAND [ARGS]\n"
 	    "List, replay and export ssh sessions recorded by sealtraild.\n\n"
 	    "commands:\n"
 	    "  sessions [--since T] [--until T] [--user U] [--kind K]\n"
@@ -39,13 +41,25 @@ static void usage(FILE *out)
 	    "                                                 the notes in FILE (syslog lines\n"
 	    "                                                 decoded, - for stdin)\n"
 	    "  auditor-keygen --out DIR                       new auditor key pair, off-host:\n"
-	    "                                                 DIR/auditor.key, DIR/auditor.pub\n\n"
+	    "                                                 DIR/auditor.key, DIR/auditor.pub\n"
+	    "  access-log [--since T] [--until T]             every request sealtraild served\n"
+	    "                                                 or refused on its socket: who,\n"
+	    "                                                 what, when, allowed or denied\n\n"
 	    "options (before or after the command):\n"
 	    "  --store DIR   store directory (default " STORE_DEFAULT_DIR ")\n"
 	    "  --json        one JSON object per line instead of a table\n"
 	    "  --auditor-key FILE  open segments with the auditor's X25519 private key\n"
 	    "                instead of DIR/keys/kek, e.g. in a copy of the store taken\n"
-	    "                off-host; its segments are indexed afresh first\n\n"
+	    "                off-host; its segments are indexed afresh first\n"
+	    "  --socket PATH ask sealtraild on this socket (default $SEALTRAIL_SOCKET or\n"
+	    "                " CLI_DEFAULT_SOCKET ") even as root\n\n"
+	    "Only root reads the store directly. Anyone else (without --store or\n"
+	    "--auditor-key) asks sealtraild, which runs the command if the roles file\n"
+	    "gives them a role: auditor (sessions, events, gaps, replay, export, status,\n"
+	    "checkpoint) or admin (also verify, reindex, access-log); a refusal exits\n"
+	    "with status 77. Every request is stored as a sealed access record. Options\n"
+	    "naming files (--store, --output, --pubkey, --against, --decode) are not\n"
+	    "taken over the socket: redirect the output instead.\n\n"
 	    "SESSION is a session id or a unique prefix of one. T is RFC 3339\n"
 	    "(2026-11-24T09:00:00Z) or an age: 90s, 15m, 2h, 7d, 1w.\n");
 }
@@ -211,12 +225,20 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(struct cli *c, int argc, char **argv);
 	} cmds[] = {
-	    {"sessions", cmd_sessions}, {"events", cmd_events},
-	    {"replay", cmd_replay},	{"export", cmd_export},
-	    {"status", cmd_status},	{"reindex", cmd_reindex},
-	    {"verify", cmd_verify},	{"checkpoint", cmd_checkpoint},
-	    {"gaps", cmd_gaps},		{"auditor-keygen", cmd_auditor_keygen},
+	    {"sessions", cmd_sessions},
+	    {"events", cmd_events},
+	    {"replay", cmd_replay},
+	    {"export", cmd_export},
+	    {"status", cmd_status},
+	    {"reindex", cmd_reindex},
+	    {"verify", cmd_verify},
+	    {"checkpoint", cmd_checkpoint},
+	    {"gaps", cmd_gaps},
+	    {"auditor-keygen", cmd_auditor_keygen},
+	    {"access-log", cmd_access_log},
 	};
+	const char *socket_path = getenv("SEALTRAIL_SOCKET");
+	bool force_socket = false, store_given = false;
 	struct cli c = {.store_dir = STORE_DEFAULT_DIR};
 	int i;
 
@@ -224,8 +246,16 @@ int main(int argc, char **argv)
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (!strcmp(argv[i], "--store") && i + 1 < argc) {
 			c.store_dir = argv[++i];
+			store_given = true;
 		} else if (!strncmp(argv[i], "--store=", 8)) {
 			c.store_dir = argv[i] + 8;
+			store_given = true;
+		} else if (!strcmp(argv[i], "--socket") && i + 1 < argc) {
+			socket_path = argv[++i];
+			force_socket = true;
+		} else if (!strncmp(argv[i], "--socket=", 9)) {
+			socket_path = argv[i] + 9;
+			force_socket = true;
 		} else if (!strcmp(argv[i], "--json")) {
 			c.json = true;
 		} else if (!strcmp(argv[i], "--auditor-key") && i + 1 < argc) {
@@ -248,6 +278,18 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (force_socket && (store_given || c.auditor_key)) {
+		fprintf(stderr,
+			"sealtrail: --%s is not taken over the socket: sealtraild reads its"
+			" own store\n",
+			store_given ? "store" : "auditor-key");
+		return 2;
+	}
+	/* not root: the store is not ours to open, sealtraild decides */
+	if (force_socket ||
+	    (geteuid() != 0 && !store_given && !c.auditor_key && strcmp(argv[i], "auditor-keygen")))
+		return cli_remote(socket_path && *socket_path ? socket_path : CLI_DEFAULT_SOCKET,
+				  c.json, argc - i, argv + i);
 	for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
 		if (strcmp(argv[i], cmds[k].name))
 			continue;
