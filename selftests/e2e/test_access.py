@@ -1,0 +1,193 @@
+"""Access control: only root reads the store; auditors and admins named in
+the roles file ask sealtraild over its socket, every request is stored as a
+sealed access record, and a recorded user cannot read any recording, not
+even their own."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+
+from harness import BUILD, Daemon, check, check_eq, test
+from sshlab import SshLab
+
+DENIED = 77
+
+
+class Access:
+    """A socket and a roles file in a directory every test user can reach,
+    and a copy of the sealtrail client they may run."""
+
+    def __init__(self, roles):
+        self.dir = tempfile.mkdtemp(prefix="st-access-")
+        os.chmod(self.dir, 0o755)
+        self.sock = os.path.join(self.dir, "sealtrail.sock")
+        self.roles = os.path.join(self.dir, "roles")
+        with open(self.roles, "w") as f:
+            f.write(roles)
+        os.chmod(self.roles, 0o644)
+        self.client = os.path.join(self.dir, "sealtrail")
+        shutil.copy(os.path.join(BUILD, "sealtrail"), self.client)
+        os.chmod(self.client, 0o755)
+
+    def daemon_args(self):
+        return ["--socket", self.sock, "--roles", self.roles,
+                "--cli", os.path.join(BUILD, "sealtrail")]
+
+    def run_as(self, user, *args):
+        """sealtrail ARGS as user (not root: the request goes to the socket)."""
+        return subprocess.run(
+            ["runuser", "-u", user.name, "--", "env", f"SEALTRAIL_SOCKET={self.sock}",
+             self.client, *args], capture_output=True, timeout=120, cwd="/")
+
+    def close(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def raw_request(path, args, with_fds=True):
+    """Send a request frame the way a hostile client could, return the status."""
+    body = len(args).to_bytes(2, "big") + b"".join(
+        len(a).to_bytes(2, "big") + a for a in args)
+    frame = len(body).to_bytes(4, "big") + body
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(60)
+        s.connect(path)
+        if with_fds:
+            with open(os.devnull, "wb") as null:
+                socket.send_fds(s, [frame[:1]], [null.fileno(), null.fileno()])
+            s.sendall(frame[1:])
+        else:
+            s.sendall(frame)
+        got = b""
+        while len(got) < 4:
+            chunk = s.recv(4 - len(got))
+            if not chunk:
+                break
+            got += chunk
+    return int.from_bytes(got, "big") if len(got) == 4 else None
+
+
+@test("e2e/access_roles_socket_and_access_log")
+def access_story():
+    lab = SshLab(tempfile.mkdtemp(prefix="st-lab-"), use_pam=True)
+    lab.__enter__()
+    acc = None
+    d = None
+    try:
+        alice = lab.add_user("stacca")  # recorded, no role
+        bob = lab.add_user("staccb")  # auditor by name
+        carol = lab.add_user("staccc")  # admin through her group
+        acc = Access("# test roles\nauditor: staccb\nadmin: @staccc\n")
+        d = Daemon(acc.daemon_args())
+        d.start()
+        d.wait_listener(lab.pid)
+        check(os.path.exists(acc.sock), "sealtraild listens on --socket", log=d.log())
+        check_eq(os.stat(acc.sock).st_mode & 0o777, 0o666, "anyone may connect")
+
+        # alice logs in and works; her session is recorded
+        marker = "RBAC-" + os.urandom(4).hex()
+        p = subprocess.run(lab.ssh_argv(alice, f"echo {marker}; id -un", tty=False),
+                           capture_output=True, timeout=60)
+        check_eq(p.returncode, 0, "ssh as alice", stderr=p.stderr)
+        sess = d.wait_session("alice's ended session",
+                              lambda s: s["user"] == alice.name and s["end"] is not None,
+                              timeout=60)
+        sid = sess["id"]
+
+        # bob, an auditor, lists the sessions and exports hers through the socket
+        r = acc.run_as(bob, "--json", "sessions")
+        check_eq(r.returncode, 0, "auditor lists sessions", stderr=r.stderr)
+        ids = [json.loads(l)["id"] for l in r.stdout.decode().splitlines() if l.strip()]
+        check(sid in ids, "alice's session in bob's list", ids=ids, session=sid)
+        r = acc.run_as(bob, "export", sid, "--format", "raw", "--stream", "stdout")
+        check_eq(r.returncode, 0, "auditor exports", stderr=r.stderr)
+        check_eq(r.stdout, p.stdout, "exported output is what alice saw", session=sid)
+
+        # alice has no role: refused everywhere, her own session included
+        for args in (["sessions"], ["export", sid], ["replay", sid, "--speed", "0"],
+                     ["events", sid], ["access-log"]):
+            r = acc.run_as(alice, *args)
+            check_eq(r.returncode, DENIED, f"alice: sealtrail {' '.join(args)} refused",
+                     stdout=r.stdout, stderr=r.stderr)
+            want = (f"user {alice.name} (uid {alice.uid}) has no sealtrail role; "
+                    f"see {acc.roles}")
+            check(want.encode() in r.stderr, "a clear reason", stderr=r.stderr, want=want)
+            check_eq(r.stdout, b"", "nothing of the store on stdout", args=args)
+        # nor can she reach the files: the store is root's alone
+        check_eq(os.stat(d.store).st_mode & 0o077, 0, "store directory closed to others")
+        r = subprocess.run(["runuser", "-u", alice.name, "--", "ls", d.store],
+                           capture_output=True)
+        check(r.returncode != 0, "alice cannot list the store", stdout=r.stdout)
+
+        # verify is for admins: bob is refused, carol (group @staccc) may
+        r = acc.run_as(bob, "verify")
+        check_eq(r.returncode, DENIED, "auditor cannot verify", stderr=r.stderr)
+        check(b"needs the admin role" in r.stderr, "says which role", stderr=r.stderr)
+        r = acc.run_as(carol, "--json", "verify")
+        check(r.returncode in (0, 1), "admin runs verify", rc=r.returncode, stderr=r.stderr)
+        check("ok" in json.loads(r.stdout), "verify's report reaches carol", out=r.stdout)
+
+        # the daemon reads its own store only, whatever the client says
+        other = tempfile.mkdtemp(prefix="st-other-")
+        try:
+            r = acc.run_as(bob, "sessions", "--store", other)
+            check_eq(r.returncode, DENIED, "--store after the command refused",
+                     stderr=r.stderr)
+            check(b"--store is not available over the socket" in r.stderr, "why",
+                  stderr=r.stderr)
+            r = acc.run_as(bob, "--socket", acc.sock, "--store", other, "sessions")
+            check_eq(r.returncode, 2, "client refuses --store with --socket", stderr=r.stderr)
+            r = acc.run_as(bob, "export", sid, "-o", os.path.join(other, "x"))
+            check_eq(r.returncode, DENIED, "export -o FILE refused (root would write it)",
+                     stderr=r.stderr)
+            check(not os.listdir(other), "nothing written to the other directory")
+        finally:
+            shutil.rmtree(other, ignore_errors=True)
+        # hostile frames: a --store, and a request without stdout and stderr
+        check_eq(raw_request(acc.sock, [b"sessions", b"--st=/tmp"]), DENIED, "abbreviated --store")
+        check_eq(raw_request(acc.sock, [b"sessions"], with_fds=False), DENIED, "no fds passed")
+
+        check_eq(d.stop(), 0, "sealtraild exits cleanly")
+        check(not os.path.exists(acc.sock), "socket removed at shutdown")
+
+        # root reads the access log directly: every request, allowed or not
+        log = d.cli_json("access-log")
+        seen = [(e["uid"], e["user"], e["command"], e["decision"]) for e in log]
+        for want in [(bob.uid, bob.name, "sessions", "allowed"),
+                     (bob.uid, bob.name, "export", "allowed"),
+                     (alice.uid, alice.name, "sessions", "denied"),
+                     (alice.uid, alice.name, "export", "denied"),
+                     (alice.uid, alice.name, "replay", "denied"),
+                     (alice.uid, alice.name, "access-log", "denied"),
+                     (bob.uid, bob.name, "verify", "denied"),
+                     (carol.uid, carol.name, "verify", "allowed")]:
+            check(want in seen, f"access log has {want}", log=seen)
+        exports = [e for e in log if e["command"] == "export" and e["uid"] == bob.uid
+                   and e["decision"] == "allowed"]
+        check_eq(exports[0]["argv"], ["export", sid, "--format", "raw", "--stream", "stdout"],
+                 "the whole request is recorded")
+        check_eq(exports[0]["role"], "auditor", "with the role it was allowed by")
+        refused = [e for e in log if "--store" in e["argv"]]
+        check(refused and all(e["decision"] == "denied" for e in refused),
+              "--store requests recorded as denied", log=refused)
+        table = d.cli("access-log")
+        check(f"denied   {alice.uid:>6} {alice.name}" in table, "table shows the refusal",
+              table=table)
+
+        # the access records are sealed: verify covers them all
+        p = subprocess.run([os.path.join(BUILD, "sealtrail"), "--store", d.store, "--json",
+                            "verify"], capture_output=True, text=True, timeout=120)
+        out = json.loads(p.stdout)
+        check_eq(p.returncode, 0, "verify passes over the access records", out=out,
+                 stderr=p.stderr)
+        # (the shutdown's own epoch record is the one not under a tree head)
+        check(max(e["seq"] for e in log) <= out["covered"],
+              "every access record under a signed tree head", out=out)
+    finally:
+        if d:
+            d.close()
+        if acc:
+            acc.close()
+        lab.__exit__(None, None, None)
