@@ -1,6 +1,6 @@
 /*
  * The request a `sealtrail` client sends to sealtraild over the Unix socket
- * (docs/ACCESS.md): its arguments after the program name, framed as
+ * (README.md, "Access for auditors"): its arguments after the program name, framed as
  *
  *   u32 body length (big-endian), then the body:
  *   u16 argc, then argc times: u16 length, that many bytes (no NUL)

@@ -1,6 +1,6 @@
 /*
  * Who may read the store through sealtraild: the roles file (default
- * /etc/sealtrail/roles, docs in README.md "Access for auditors"):
+ * /etc/sealtrail/roles, documented in README.md, "Access for auditors"):
  *
  *   # comments and blank lines are ignored
  *   auditor: alice, bob, @auditors

@@ -207,20 +207,24 @@ static void serve(struct access_server *s, struct access_conn *c)
 	const char *cmd = NULL;
 	enum access_role needed = ROLE_NONE, role;
 	struct roles roles;
-	bool allowed;
+	bool allowed, broken;
 	pid_t pid;
 
-	if (roles_load(&roles, s->roles_path, err)) {
+	broken = roles_load(&roles, s->roles_path, err) != 0;
+	if (broken)
 		log_error("roles file %s: refusing every caller but root", err);
-		memset(&roles, 0, sizeof(roles));
-	}
 	role = roles_lookup(&roles, c->uid, c->gid, user, sizeof(user));
 	roles_free(&roles);
 	if (c->out_fd < 0 || c->err_fd < 0)
 		snprintf(why, sizeof(why), "request without the caller's stdout and stderr");
 	else if (!access_check_argv(c->req.argc, c->req.argv, &cmd, &needed, why))
 		why[0] = 0;
-	if (!why[0] && role == ROLE_NONE)
+	if (!why[0] && role == ROLE_NONE && broken)
+		snprintf(why, sizeof(why),
+			 "user %s (uid %u): the roles file %s is not valid (sealtraild's log says"
+			 " why); only root has access until it is fixed",
+			 user, (unsigned)c->uid, s->roles_path);
+	else if (!why[0] && role == ROLE_NONE)
 		snprintf(why, sizeof(why), "user %s (uid %u) has no sealtrail role; see %s", user,
 			 (unsigned)c->uid, s->roles_path);
 	else if (!why[0] && role < needed)

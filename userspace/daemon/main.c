@@ -367,22 +367,26 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	/*
+	 * Recording comes first: a broken roles file or a missing sealtrail
+	 * binary is reported, and access fails closed (only root) while the
+	 * sessions are still recorded.
+	 */
 	if (socket_path) {
 		struct roles roles;
 		char why[256];
 
-		/* a broken roles file is an operator's mistake: say so now, not per request */
-		if (roles_load(&roles, roles_path, why)) {
-			log_error("--roles %s", why);
-			return 1;
-		}
+		if (roles_load(&roles, roles_path, why))
+			log_error("--roles %s; refusing every request but root's until it is fixed",
+				  why);
 		roles_free(&roles);
 		if (!cli_path)
 			cli_path = find_cli();
 		if (!cli_path) {
-			log_error("no sealtrail binary next to sealtraild nor in ../bin: give --cli"
-				  " PATH, or --no-socket");
-			return 1;
+			log_error("no sealtrail binary next to sealtraild nor in ../bin (give --cli"
+				  " PATH): not serving requests on %s",
+				  socket_path);
+			socket_path = NULL;
 		}
 	}
 
