@@ -5,6 +5,7 @@
  * with the output going straight to this process's stdout and stderr.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -42,6 +43,7 @@ int cli_remote(const char *path, bool json, int argc, char **argv)
 		goto out;
 	}
 	strcpy(a.sun_path, path);
+	signal(SIGPIPE, SIG_IGN); /* a daemon that hangs up is reported, not fatal */
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a))) {
 		fprintf(stderr,
