@@ -6,11 +6,12 @@ even their own."""
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 
-from harness import BUILD, Daemon, check, check_eq, test
+from harness import BUILD, Daemon, check, check_eq, test, wait_for
 from sshlab import SshLab
 
 DENIED = 77
@@ -44,6 +45,23 @@ class Access:
 
     def close(self):
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def replay_child(daemon_pid, sid):
+    """pid of the daemon's child running `sealtrail ... replay sid`, if any."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(") ", 1)[1].split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == daemon_pid and b"replay" in argv and sid.encode() in argv:
+            return int(pid)
+    return None
 
 
 def raw_request(path, args, with_fds=True):
@@ -88,7 +106,7 @@ def access_story():
 
         # alice logs in and works; her session is recorded
         marker = "RBAC-" + os.urandom(4).hex()
-        p = subprocess.run(lab.ssh_argv(alice, f"echo {marker}; id -un", tty=False),
+        p = subprocess.run(lab.ssh_argv(alice, f"echo {marker}; sleep 1; id -un", tty=False),
                            capture_output=True, timeout=60)
         check_eq(p.returncode, 0, "ssh as alice", stderr=p.stderr)
         sess = d.wait_session("alice's ended session",
@@ -104,6 +122,21 @@ def access_story():
         r = acc.run_as(bob, "export", sid, "--format", "raw", "--stream", "stdout")
         check_eq(r.returncode, 0, "auditor exports", stderr=r.stderr)
         check_eq(r.stdout, p.stdout, "exported output is what alice saw", session=sid)
+
+        # a caller that goes away (Ctrl-C) stops its command in the daemon
+        client = subprocess.Popen(
+            # setpriv execs the client itself (runuser would stay its parent)
+            ["setpriv", f"--reuid={bob.uid}", f"--regid={bob.gid}", "--init-groups",
+             acc.client, "--socket", acc.sock, "replay", sid, "--speed", "0.01"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            child = wait_for(lambda: replay_child(d.proc.pid, sid), 15,
+                             "the replay running in a child of sealtraild")
+        finally:
+            client.send_signal(signal.SIGINT)
+            client.wait()
+        wait_for(lambda: replay_child(d.proc.pid, sid) is None, 15,
+                 "the replay to stop (and be reaped) once its caller is gone")
 
         # alice has no role: refused everywhere, her own session included
         for args in (["sessions"], ["export", sid], ["replay", sid, "--speed", "0"],
