@@ -162,6 +162,11 @@ def access_story():
         check(r.returncode in (0, 1), "admin runs verify", rc=r.returncode, stderr=r.stderr)
         check("ok" in json.loads(r.stdout), "verify's report reaches carol", out=r.stdout)
 
+        r = acc.run_as(carol, "access-log")
+        check_eq(r.returncode, 0, "admin reads the access log", stderr=r.stderr)
+        check(f"denied   {alice.uid:>6} {alice.name}".encode() in r.stdout,
+              "with alice's refusals in it", out=r.stdout)
+
         # the daemon reads its own store only, whatever the client says
         other = tempfile.mkdtemp(prefix="st-other-")
         try:
