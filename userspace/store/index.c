@@ -163,14 +163,17 @@ static const char *const index_files[] = {"", "-wal", "-shm"};
 /*
  * Overwrite a file with zeros, then remove it: an index in the clear should
  * not stay readable on the disk (the blocks of a copy-on-write file system,
- * a snapshot or an SSD's spare area may keep it anyway).
+ * a snapshot or an SSD's spare area may keep it anyway). The -shm file
+ * holds no content: it is only removed.
  */
-static int erase_file(const char *path)
+static int erase_file(const char *path, bool zero)
 {
 	static const uint8_t zeros[1 << 16];
 	struct stat sb;
-	int fd = open(path, O_WRONLY | O_CLOEXEC), err = 0;
+	int fd = zero ? open(path, O_WRONLY | O_CLOEXEC) : -1, err = 0;
 
+	if (!zero)
+		return unlink(path) && errno != ENOENT ? -errno : 0;
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
 	if (fstat(fd, &sb))
@@ -190,8 +193,11 @@ static int erase_file(const char *path)
 	return err;
 }
 
-/* The index at path, its WAL and its shared memory; only_sidecars: not the first. */
-static int erase_index(const char *path, bool only_sidecars)
+/*
+ * The index at path, its WAL and its shared memory; only_sidecars: not the
+ * first. zero: overwrite them first (they may be in the clear).
+ */
+static int erase_index(const char *path, bool only_sidecars, bool zero)
 {
 	char name[4200];
 	int err = 0;
@@ -200,7 +206,7 @@ static int erase_index(const char *path, bool only_sidecars)
 		int e;
 
 		snprintf(name, sizeof(name), "%s%s", path, index_files[i]);
-		e = erase_file(name);
+		e = erase_file(name, zero && strcmp(index_files[i], "-shm"));
 		if (e) {
 			log_error("index %s: cannot erase %s: %s", path, name, strerror(-e));
 			err = err ?: e;
@@ -360,22 +366,33 @@ int index_open(struct index *ix, const char *path, bool writable, const uint8_t 
 		    " (overwritten with zeros, then removed) and rebuilding it, encrypted, from"
 		    " the log",
 		    path);
-		err = erase_index(path, false);
+		err = erase_index(path, false, true);
 		if (err)
 			return err;
 	} else if (writable && (stat(path, &sb) || !sb.st_size)) {
 		/* a new index: a WAL left over from another one must not be replayed into it */
-		err = erase_index(path, true);
+		err = erase_index(path, true, true);
 		if (err)
 			return err;
 	}
 	err = open_db(ix, path, writable, key, id);
 	if (err == -EBADMSG && writable) {
-		log_error("index %s: erasing it; it is rebuilt from the log", path);
-		err = erase_index(path, false);
+		log_error("index %s: removing it; it is rebuilt from the log", path);
+		err = erase_index(path, false, false);
 		err = err ?: open_db(ix, path, writable, key, id);
 	}
 	return err;
+}
+
+int index_recreate(struct index *ix, const char *path, const uint8_t key[INDEX_KEY_LEN],
+		   const uint8_t id[ST_ID_LEN])
+{
+	int err;
+
+	index_close(ix);
+	/* readers that have the old one open keep reading it */
+	err = erase_index(path, false, false);
+	return err ?: open_db(ix, path, true, key, id);
 }
 
 void index_close(struct index *ix)

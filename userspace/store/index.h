@@ -39,6 +39,13 @@ struct index {
  */
 int index_open(struct index *ix, const char *path, bool writable, const uint8_t key[INDEX_KEY_LEN],
 	       const uint8_t id[ST_ID_LEN]);
+/*
+ * Close ix and replace the index at path with an empty one: a new file
+ * rather than emptied tables, so that a damaged index is no obstacle and
+ * no free pages of the old one stay behind (`sealtrail reindex`).
+ */
+int index_recreate(struct index *ix, const char *path, const uint8_t key[INDEX_KEY_LEN],
+		   const uint8_t id[ST_ID_LEN]);
 /* An index written in the clear by an older sealtrail is at path (1), or not (0). */
 int index_is_plain(const char *path);
 void index_close(struct index *ix);

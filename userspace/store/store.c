@@ -1101,10 +1101,12 @@ int store_reindex(struct store *st, uint64_t *records)
 {
 	struct reindex_state rs = {.st = st};
 	struct store_visitor v = {reindex_record, reindex_damage, &rs, 1};
+	char *path = path_join(st->dir, "index.sqlite");
 	int err;
 
-	err = store_sync(st);
-	err = err ?: index_clear(&st->index);
+	err = path ? store_sync(st) : -ENOMEM;
+	err = err ?: index_recreate(&st->index, path, st->kek, st->id);
+	free(path);
 	err = err ?: store_scan(st, &v);
 	err = err ?: index_commit(&st->index);
 	*records = rs.records;
