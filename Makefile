@@ -1,5 +1,6 @@
 # sealtrail build. Outputs go under $(BUILD) (default build/); `make V=1`
-# shows full commands. Targets: all, test, fuzz, bench, install, clean, vmlinux.
+# shows full commands. Targets: all, test, fuzz, bench, bench-seal, install, clean,
+# vmlinux.
 
 BUILD ?= build
 PREFIX ?= /usr/local
@@ -35,7 +36,7 @@ BINS := $(BUILD)/sealtraild $(BUILD)/sealtrail
 UNIT_BIN := $(BUILD)/unit-tests
 SKEL := $(BUILD)/sealtrail.skel.h
 
-.PHONY: all test unit fuzz bench install clean vmlinux
+.PHONY: all test unit fuzz bench bench-seal install clean vmlinux
 all: $(BINS)
 
 $(BUILD)/sealtrail.bpf.o: bpf/sealtrail.bpf.c $(wildcard bpf/lib/*.h) include/sealtrail/events.h vmlinux/vmlinux.h
@@ -87,6 +88,15 @@ $(BUILD)/fuzz/%: selftests/fuzz/%.c $(COMMON_SRC) $(wildcard userspace/*/*.h)
 
 bench: all
 	$(Q)/usr/bin/python3 tools/bench/run.py --build $(BUILD)
+
+# Sealing and verify throughput and the storage ratio (issue #3); no root needed.
+SEAL_BENCH := $(BUILD)/seal-bench
+$(SEAL_BENCH): $(call obj,tools/bench/seal_bench.c $(COMMON_SRC))
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LIBS)
+
+bench-seal: $(BUILD)/sealtrail $(SEAL_BENCH)
+	$(Q)/usr/bin/python3 tools/bench/seal.py --build $(BUILD)
 
 install: $(BINS)
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin

@@ -372,6 +372,13 @@ def coalesced():
             s.send(b"for i in 1 2 3 4 5; do echo TICK$i; sleep 0.02; done\n")
             s.expect(b"TICK5\n")
             s.expect(PROMPT)
+            # lines typed one after the other, each echoed and answered: the
+            # input and output streams gather in records of their own
+            # instead of cutting each other's short
+            for i in range(6):
+                s.send(b"echo TYPED$((%d*7))\n" % i)
+                s.expect(b"TYPED%d\n" % (i * 7))
+            s.expect(PROMPT)
             logout(s)
             received = s.received
         sess = d.session_of_port(port)
@@ -384,6 +391,11 @@ def coalesced():
               sizes=[e["bytes"] for e in ttys][:20])
         check(len(ttys) * 4096 < len(received), "fewer records than 4 KiB pieces",
               records=len(ttys), bytes=len(received))
+        typed = [e for e in d.events(sid) if e["type"] == "tty" and e["stream"] == 0]
+        check(any(e.get("writes", 1) >= 3 for e in typed), "typed lines share records",
+              records=[(e["bytes"], e.get("writes")) for e in typed])
+        check_eq(d.export(sid, "--format", "raw", "--stream", "in"), s.sent,
+                 "raw input export == what was typed")
         cast = os.path.join(d.workdir, "coal.cast")
         d.cli("export", sid, "--format", "asciicast", "--output", cast)
         with open(cast) as f:

@@ -393,7 +393,7 @@ int main(int argc, char **argv)
 			log_error("ring buffer poll: %s", strerror(-err));
 			break;
 		}
-		tracker_flush_chunks(&t);
+		tracker_flush_chunks(&t, false);
 		if (delay_ms)
 			usleep(delay_ms * 1000);
 		now = clock_ns(CLOCK_MONOTONIC);
@@ -418,7 +418,7 @@ int main(int argc, char **argv)
 	err = 0;
 	log_info("signal %d: flushing and closing the store", (int)stop_requested);
 	ring_buffer__consume(capture.rb);
-	tracker_flush_chunks(&t);
+	tracker_flush_chunks(&t, true);
 	tracker_files_done(&t, true);
 	tracker_tick(&t);
 	tracker_settle(&t);

@@ -1,26 +1,29 @@
 /*
- * A session's stream bytes, coalesced (session.h): consecutive writes of
- * one stream become one REC_TTY record of up to CHUNK_MAX_BYTES, with the
- * time and length of every write in TAG_TIMING, so replay keeps the
- * original timing while the store seals, compresses and indexes one record
- * per run of output instead of one per 4 KiB the kernel hands over.
+ * A session's stream bytes, coalesced (session.h): writes of one stream
+ * (terminal input, terminal output, a pipe) become one REC_TTY record of up
+ * to CHUNK_MAX_BYTES, with the time and length of every write in
+ * TAG_TIMING, so replay keeps the original timing while the store seals,
+ * compresses and indexes one record per stretch of a stream instead of one
+ * per keystroke, echo or 4 KiB piece the kernel hands over.
+ *
+ * Each stream has its own slot, so typing and its echo do not cut each
+ * other's records short. A record is written when it is full, when a write
+ * comes CHUNK_SPAN_NS after its first, when it has waited CHUNK_HOLD_NS,
+ * and before any other record of its session (exec, exit, end...): each
+ * stream's records stay in order, and a record of another kind comes after
+ * every byte written before it.
  */
 #include <errno.h>
 
 #include "session/session.h"
 
-/*
- * Write the session's open chunk as a record. session_begin() calls this
- * before any other record of the session, so its records stay in order.
- */
-int chunk_flush(struct tracker *t, struct session *s)
+static int flush_slot(struct tracker *t, struct session *s, struct chunk_acc *c)
 {
-	struct chunk_acc *c = &s->chunk;
 	int err;
 
 	if (!c->open)
 		return 0;
-	c->open = false; /* first: session_begin() below comes back here */
+	c->open = false; /* first: session_begin() below comes back to chunk_flush() */
 	t->open_chunks--;
 	err = session_begin(t, s, REC_TTY, c->first_ns);
 	err = err ?: rec_add_u64(&t->rec, TAG_STREAM, c->stream);
@@ -35,21 +38,59 @@ int chunk_flush(struct tracker *t, struct session *s)
 	return err ?: session_emit(t, s);
 }
 
-/* Add one write of a stream (tty_index -1 for a pipe) to the session's chunk. */
+/* The open slot whose first write is oldest (NULL if none is open). */
+static struct chunk_acc *oldest_slot(struct session *s)
+{
+	struct chunk_acc *old = NULL;
+
+	for (unsigned i = 0; i < CHUNK_SLOTS; i++)
+		if (s->chunks[i].open && (!old || s->chunks[i].first_ns < old->first_ns))
+			old = &s->chunks[i];
+	return old;
+}
+
+/* Write all of the session's open chunks, oldest first. */
+int chunk_flush(struct tracker *t, struct session *s)
+{
+	struct chunk_acc *c;
+	int err = 0;
+
+	while (!err && (c = oldest_slot(s)))
+		err = flush_slot(t, s, c);
+	return err;
+}
+
+/* Add one write of a stream (tty_index -1 for a pipe) to the session's chunks. */
 int chunk_add(struct tracker *t, struct session *s, unsigned stream, int tty_index, uint32_t pid,
 	      uint64_t ts_ns, const void *data, uint32_t len)
 {
-	struct chunk_acc *c = &s->chunk;
+	struct chunk_acc *c = NULL, *free_slot = NULL;
 	uint8_t entry[TIMING_ENTRY_LEN];
 	int err = 0;
 
-	if (c->open && (c->stream != stream || c->tty_index != tty_index || c->pid != pid ||
-			c->data.len + len > CHUNK_MAX_BYTES || ts_ns < c->last_ns ||
-			ts_ns - c->first_ns >= CHUNK_SPAN_NS))
-		err = chunk_flush(t, s);
+	for (unsigned i = 0; i < CHUNK_SLOTS; i++) {
+		struct chunk_acc *x = &s->chunks[i];
+
+		if (!x->open)
+			free_slot = free_slot ?: x;
+		else if (x->stream == stream && x->tty_index == tty_index && x->pid == pid)
+			c = x;
+	}
+	if (c && (c->data.len + len > CHUNK_MAX_BYTES || ts_ns < c->last_ns ||
+		  ts_ns - c->first_ns >= CHUNK_SPAN_NS)) {
+		err = flush_slot(t, s, c);
+		free_slot = c;
+		c = NULL;
+	}
+	if (!c && !free_slot) {
+		/* a fourth stream at once (sudo's pty, tmux...): make room */
+		free_slot = oldest_slot(s);
+		err = err ?: flush_slot(t, s, free_slot);
+	}
 	if (err)
 		return err;
-	if (!c->open) {
+	if (!c) {
+		c = free_slot;
 		c->open = true;
 		t->open_chunks++;
 		c->stream = stream;
@@ -64,18 +105,33 @@ int chunk_add(struct tracker *t, struct session *s, unsigned stream, int tty_ind
 		return -ENOMEM;
 	c->writes++;
 	/* a full chunk goes now: nothing can be added to it */
-	return c->data.len >= CHUNK_MAX_BYTES ? chunk_flush(t, s) : 0;
+	return c->data.len >= CHUNK_MAX_BYTES ? flush_slot(t, s, c) : 0;
 }
 
-int tracker_flush_chunks(struct tracker *t)
+/* Write the chunks that have waited CHUNK_HOLD_NS (all of them if all). */
+int tracker_flush_chunks(struct tracker *t, bool all)
 {
+	uint64_t now = clock_ns(CLOCK_BOOTTIME);
 	int err = 0;
 
-	for (struct session *s = t->sessions; s && t->open_chunks; s = s->next)
-		if (s->chunk.open) {
-			int e = chunk_flush(t, s);
+	for (struct session *s = t->sessions; s && t->open_chunks; s = s->next) {
+		struct chunk_acc *c;
+
+		while ((c = oldest_slot(s)) && (all || now - c->first_ns >= CHUNK_HOLD_NS)) {
+			int e = flush_slot(t, s, c);
 
 			err = err ?: e;
+			if (e)
+				break;
 		}
+	}
 	return err;
+}
+
+void chunks_free(struct session *s)
+{
+	for (unsigned i = 0; i < CHUNK_SLOTS; i++) {
+		buf_free(&s->chunks[i].data);
+		buf_free(&s->chunks[i].timing);
+	}
 }

@@ -42,9 +42,15 @@ struct held_chunk {
 #define ADOPTED_KEY_BIT (1ull << 63)
 /* Ended sessions stay known this long, for late events of their processes. */
 #define ENDED_KEEP_NS (3600ull * 1000000000ull)
-/* A REC_TTY record holds at most this many bytes, written over at most this long. */
+/*
+ * A REC_TTY record holds at most this many bytes, written over at most this
+ * long, and waits at most CHUNK_HOLD_NS for more; CHUNK_SLOTS streams of a
+ * session are gathered at once (chunks.c).
+ */
 #define CHUNK_MAX_BYTES (64u << 10)
 #define CHUNK_SPAN_NS (1000ull * 1000000ull)
+#define CHUNK_HOLD_NS (500ull * 1000000ull)
+#define CHUNK_SLOTS 3
 
 /* Writes of one stream not yet stored: chunks.c */
 struct chunk_acc {
@@ -120,7 +126,7 @@ struct session {
 	struct xfer_file *files; /* opened by a transfer program, not yet hashed */
 	unsigned nfiles;
 	unsigned nchannels;
-	struct chunk_acc chunk;
+	struct chunk_acc chunks[CHUNK_SLOTS];
 	struct buf pending[PENDING_MAX];
 	unsigned npending;
 	uint64_t pending_dropped;
@@ -141,6 +147,7 @@ void session_learn_person_from_proc(struct tracker *t, struct session *s, uint32
 int chunk_add(struct tracker *t, struct session *s, unsigned stream, int tty_index, uint32_t pid,
 	      uint64_t ts_ns, const void *data, uint32_t len);
 int chunk_flush(struct tracker *t, struct session *s);
+void chunks_free(struct session *s);
 
 /* pipes.c: bytes between sshd and a command run without a pty */
 int pipe_bytes(struct tracker *t, struct session *s, unsigned stream, uint32_t pid, uint64_t ts_ns,

@@ -94,8 +94,7 @@ static void free_session(struct session *s)
 	}
 	for (unsigned i = 0; i < s->npending; i++)
 		buf_free(&s->pending[i]);
-	buf_free(&s->chunk.data);
-	buf_free(&s->chunk.timing);
+	chunks_free(s);
 	free(s);
 }
 
@@ -690,7 +689,7 @@ int tracker_tick(struct tracker *t)
 	struct session **pp = &t->sessions;
 
 	update_wall_offset(t);
-	tracker_flush_chunks(t);
+	tracker_flush_chunks(t, false);
 	while (*pp) {
 		struct session *s = *pp;
 		struct st_session ks;

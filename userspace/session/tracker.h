@@ -55,8 +55,11 @@ int tracker_init(struct tracker *t, struct store *store, struct capture *cap);
 void tracker_fini(struct tracker *t);
 /* Ring-buffer callback. */
 int tracker_on_event(void *arg, void *data, size_t size);
-/* Store the stream bytes sessions have gathered (after each ring-buffer drain). */
-int tracker_flush_chunks(struct tracker *t);
+/*
+ * Store the stream bytes sessions have gathered for CHUNK_HOLD_NS (after
+ * each ring-buffer drain), or all of them (at shutdown).
+ */
+int tracker_flush_chunks(struct tracker *t, bool all);
 /* Sync the store and close the signing epoch if sessions have ended. */
 int tracker_settle(struct tracker *t);
 /* Find sshd listeners, adopt their untracked connection handlers. */

@@ -82,17 +82,27 @@ int seal_parse(const uint8_t *p, size_t avail, struct seal_envelope *env, size_t
 	return 0;
 }
 
+static const EVP_MD *sha256_md(void)
+{
+	static __thread EVP_MD *md;
+
+	if (!md)
+		md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	return md;
+}
+
 void seal_leaf_hash(const uint8_t *bytes, size_t len, uint8_t out[SEAL_HASH_LEN])
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	static __thread EVP_MD_CTX *ctx;
 	uint8_t zero = 0;
 	unsigned n;
 
-	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	if (!ctx)
+		ctx = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(ctx, sha256_md(), NULL);
 	EVP_DigestUpdate(ctx, &zero, 1);
 	EVP_DigestUpdate(ctx, bytes, len);
 	EVP_DigestFinal_ex(ctx, out, &n);
-	EVP_MD_CTX_free(ctx);
 }
 
 void seal_chain_header(uint8_t prev[SEAL_HASH_LEN], const uint8_t *header, size_t len)
@@ -118,7 +128,7 @@ static void node_hash(const uint8_t l[SEAL_HASH_LEN], const uint8_t r[SEAL_HASH_
 	buf[0] = 1;
 	memcpy(buf + 1, l, SEAL_HASH_LEN);
 	memcpy(buf + 1 + SEAL_HASH_LEN, r, SEAL_HASH_LEN);
-	EVP_Digest(buf, sizeof(buf), out, &n, EVP_sha256(), NULL);
+	EVP_Digest(buf, sizeof(buf), out, &n, sha256_md(), NULL);
 }
 
 void merkle_init(struct merkle *m)
@@ -170,9 +180,12 @@ static int gcm(bool enc, const uint8_t key[SEAL_KEY_LEN], const uint8_t nonce[SE
 	       uint8_t tag[SEAL_TAG_LEN])
 {
 	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	static __thread EVP_CIPHER *cipher;
 	int n, ok;
 
-	ok = ctx && EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) == 1 &&
+	if (!cipher)
+		cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+	ok = ctx && EVP_CipherInit_ex(ctx, cipher, NULL, NULL, NULL, enc) == 1 &&
 	     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, SEAL_NONCE_LEN, NULL) == 1 &&
 	     EVP_CipherInit_ex(ctx, NULL, NULL, key, nonce, enc) == 1 &&
 	     EVP_CipherUpdate(ctx, NULL, &n, aad, aad_len) == 1 &&

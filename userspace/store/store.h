@@ -10,8 +10,9 @@
  *   DIR/status.json              written by a running sealtraild
  *
  * Durability: appends are buffered in memory and written and fdatasync()ed
- * by store_sync(), which the daemon calls every second, at every session
- * end and at shutdown; the index commits in the same call (WAL,
+ * by store_sync(), which the daemon calls every 200 ms, at every session
+ * end and at shutdown (stream bytes wait up to 0.5 s before that, to be
+ * coalesced into records); the index commits in the same call (WAL,
  * synchronous=NORMAL). A crash loses at most the last second; a torn record
  * at the tail is kept on disk untouched, reported as a gap, and appending
  * continues in a new segment.
