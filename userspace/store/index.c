@@ -1,11 +1,17 @@
 /* The SQLite index over the record log (see index.h). */
 #include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sqlite3.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/log.h"
+#include "store/cryptvfs.h"
 #include "store/index.h"
 
 static const char schema[] =
@@ -152,51 +158,257 @@ static int rebuild_if_old(struct index *ix, const char *path)
 	return 0;
 }
 
-int index_open(struct index *ix, const char *path, bool writable)
+static const char *const index_files[] = {"", "-wal", "-shm"};
+
+/*
+ * Overwrite a file with zeros, then remove it: an index in the clear should
+ * not stay readable on the disk (the blocks of a copy-on-write file system,
+ * a snapshot or an SSD's spare area may keep it anyway). The -shm file
+ * holds no content: it is only removed.
+ */
+static int erase_file(const char *path, bool zero)
+{
+	static const uint8_t zeros[1 << 16];
+	struct stat sb;
+	int fd = zero ? open(path, O_WRONLY | O_CLOEXEC) : -1, err = 0;
+
+	if (!zero)
+		return unlink(path) && errno != ENOENT ? -errno : 0;
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (fstat(fd, &sb))
+		err = -errno;
+	for (off_t done = 0; !err && done < sb.st_size; done += sizeof(zeros)) {
+		size_t n = sb.st_size - done < (off_t)sizeof(zeros) ? (size_t)(sb.st_size - done)
+								    : sizeof(zeros);
+
+		if (write_all(fd, zeros, n))
+			err = -errno;
+	}
+	if (!err && fdatasync(fd))
+		err = -errno;
+	close(fd);
+	if (unlink(path) && errno != ENOENT && !err)
+		err = -errno;
+	return err;
+}
+
+/*
+ * The index at path, its WAL and its shared memory; only_sidecars: not the
+ * first. zero: overwrite them first (they may be in the clear).
+ */
+static int erase_index(const char *path, bool only_sidecars, bool zero)
+{
+	char name[4200];
+	int err = 0;
+
+	for (size_t i = only_sidecars; i < sizeof(index_files) / sizeof(index_files[0]); i++) {
+		int e;
+
+		snprintf(name, sizeof(name), "%s%s", path, index_files[i]);
+		e = erase_file(name, zero && strcmp(index_files[i], "-shm"));
+		if (e) {
+			log_error("index %s: cannot erase %s: %s", path, name, strerror(-e));
+			err = err ?: e;
+		}
+	}
+	return err;
+}
+
+int index_is_plain(const char *path)
+{
+	return cryptvfs_file_is_plain(path) > 0;
+}
+
+static int exec_sql(struct index *ix, const char *name, const char *sql)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(ix->db, sql, NULL, NULL, &msg) == SQLITE_OK)
+		return 0;
+	log_error("index %s: %s: %s", name, sql, msg ? msg : sqlite3_errmsg(ix->db));
+	sqlite3_free(msg);
+	return -EIO;
+}
+
+/*
+ * Read the schema and the page count: the first pages any query needs. A
+ * page that does not decrypt (the VFS logged which) makes the index
+ * unusable: -EBADMSG.
+ */
+static int probe(struct index *ix, const char *name, int *pages)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(ix->db, "PRAGMA page_count", -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*pages = sqlite3_column_int(st, 0);
+		sqlite3_finalize(st);
+		return 0;
+	}
+	rc = sqlite3_extended_errcode(ix->db);
+	log_error("index %s does not open: %s", name, sqlite3_errmsg(ix->db));
+	sqlite3_finalize(st);
+	return rc == SQLITE_IOERR_DATA || rc == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT
+		   ? -EBADMSG
+		   : -EIO;
+}
+
+/*
+ * A new database: the page size and reserved bytes the encryption needs,
+ * set before its first page exists, then WAL for good. The switch to WAL
+ * is a transaction of its own, made without a rollback journal (the VFS
+ * refuses one: it would hold pages in the clear).
+ */
+static int setup_new(struct index *ix, const char *name)
+{
+	int reserve = CRYPTVFS_RESERVE, got = -1, err;
+	char sql[64];
+	sqlite3_stmt *st;
+	const char *mode;
+
+	snprintf(sql, sizeof(sql), "PRAGMA page_size = %d", CRYPTVFS_PAGE_SIZE);
+	err = exec_sql(ix, name, sql);
+	if (!err &&
+	    (sqlite3_file_control(ix->db, "main", SQLITE_FCNTL_RESERVE_BYTES, &reserve) !=
+		 SQLITE_OK ||
+	     sqlite3_file_control(ix->db, "main", SQLITE_FCNTL_RESERVE_BYTES, &got) != SQLITE_OK ||
+	     got != CRYPTVFS_RESERVE)) {
+		log_error("index %s: cannot reserve bytes in its pages", name);
+		err = -EIO;
+	}
+	err = err ?: exec_sql(ix, name, "PRAGMA journal_mode = OFF");
+	if (err)
+		return err;
+	if (sqlite3_prepare_v2(ix->db, "PRAGMA journal_mode = WAL", -1, &st, NULL) != SQLITE_OK) {
+		log_error("index %s: %s", name, sqlite3_errmsg(ix->db));
+		return -EIO;
+	}
+	mode = sqlite3_step(st) == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+	if (!mode || strcmp(mode, "wal")) {
+		log_error("index %s: cannot use WAL mode (%s)", name,
+			  mode ? mode : sqlite3_errmsg(ix->db));
+		err = -EIO;
+	}
+	sqlite3_finalize(st);
+	return err;
+}
+
+static int open_db(struct index *ix, const char *path, bool writable,
+		   const uint8_t key[INDEX_KEY_LEN], const uint8_t id[ST_ID_LEN])
 {
 	int flags = writable ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
-	char *msg = NULL;
+	const char *name = path ? path : ":memory:";
+	int pages = 0, err;
 
 	memset(ix, 0, sizeof(*ix));
 	ix->writable = writable;
-	if (sqlite3_open_v2(path, &ix->db, flags, NULL) != SQLITE_OK) {
-		log_error("index %s: %s", path, ix->db ? sqlite3_errmsg(ix->db) : "cannot open");
-		index_close(ix);
-		return -EIO;
+	err = cryptvfs_new(key, id, &ix->vfs);
+	if (err) {
+		log_error("index %s: cannot set up its encryption: %s", name, strerror(-err));
+		return err;
+	}
+	/* this reads the header of page 1 already */
+	if (sqlite3_open_v2(name, &ix->db, flags, cryptvfs_name(ix->vfs)) != SQLITE_OK) {
+		log_error("index %s does not open: %s", name,
+			  ix->db ? sqlite3_errmsg(ix->db) : "out of memory");
+		err = ix->db && sqlite3_extended_errcode(ix->db) == SQLITE_IOERR_DATA ? -EBADMSG
+										      : -EIO;
+		goto fail;
 	}
 	sqlite3_busy_timeout(ix->db, 5000);
-	if (!writable)
-		return 0;
-	if (rebuild_if_old(ix, path)) {
-		index_close(ix);
-		return -EIO;
-	}
-	if (sqlite3_exec(ix->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
-		log_error("index %s: cannot create schema: %s", path, msg);
-		sqlite3_free(msg);
-		index_close(ix);
-		return -EIO;
-	}
-	for (int i = 0; i < S_COUNT; i++) {
+	err = probe(ix, name, &pages);
+	/* temporary tables and indices in memory (the VFS keeps other temp files there too) */
+	err = err ?: exec_sql(ix, name, "PRAGMA temp_store = MEMORY");
+	if (err || !writable)
+		goto out;
+	if (path && !pages)
+		err = setup_new(ix, name);
+	if (!err && rebuild_if_old(ix, name))
+		err = -EIO;
+	err = err ?: exec_sql(ix, name, schema);
+	for (int i = 0; !err && i < S_COUNT; i++) {
 		if (sqlite3_prepare_v2(ix->db, stmt_sql[i], -1, (sqlite3_stmt **)&ix->stmts[i],
 				       NULL) != SQLITE_OK) {
-			log_error("index %s: %s", path, sqlite3_errmsg(ix->db));
-			index_close(ix);
-			return -EIO;
+			log_error("index %s: %s", name, sqlite3_errmsg(ix->db));
+			err = -EIO;
 		}
 	}
-	return 0;
+out:
+	if (!err)
+		return 0;
+fail:
+	index_close(ix);
+	return err;
+}
+
+int index_open(struct index *ix, const char *path, bool writable, const uint8_t key[INDEX_KEY_LEN],
+	       const uint8_t id[ST_ID_LEN])
+{
+	uint8_t temp_key[INDEX_KEY_LEN];
+	struct stat sb;
+	int err;
+
+	if (!path) {
+		/* a temporary index: nothing outlives the process, not even its key */
+		if (RAND_bytes(temp_key, sizeof(temp_key)) != 1)
+			return -EIO;
+		err = open_db(ix, NULL, true, temp_key, id);
+		OPENSSL_cleanse(temp_key, sizeof(temp_key));
+		return err;
+	}
+	if (writable && index_is_plain(path)) {
+		log_info(
+		    "index %s was written in the clear by an older sealtrail: erasing it"
+		    " (overwritten with zeros, then removed) and rebuilding it, encrypted, from"
+		    " the log",
+		    path);
+		err = erase_index(path, false, true);
+		if (err)
+			return err;
+	} else if (writable && (stat(path, &sb) || !sb.st_size)) {
+		/* a new index: a WAL left over from another one must not be replayed into it */
+		err = erase_index(path, true, true);
+		if (err)
+			return err;
+	}
+	err = open_db(ix, path, writable, key, id);
+	if (err == -EBADMSG && writable) {
+		log_error("index %s: removing it; it is rebuilt from the log", path);
+		err = erase_index(path, false, false);
+		err = err ?: open_db(ix, path, writable, key, id);
+	}
+	return err;
+}
+
+int index_recreate(struct index *ix, const char *path, const uint8_t key[INDEX_KEY_LEN],
+		   const uint8_t id[ST_ID_LEN])
+{
+	int err;
+
+	index_close(ix);
+	/* readers that have the old one open keep reading it */
+	err = erase_index(path, false, false);
+	return err ?: open_db(ix, path, true, key, id);
 }
 
 void index_close(struct index *ix)
 {
-	if (!ix->db)
-		return;
-	if (ix->in_tx)
-		index_commit(ix);
-	for (int i = 0; i < S_COUNT; i++)
-		sqlite3_finalize((sqlite3_stmt *)ix->stmts[i]);
-	sqlite3_close(ix->db);
+	if (ix->db) {
+		if (ix->in_tx)
+			index_commit(ix);
+		for (int i = 0; i < S_COUNT; i++)
+			sqlite3_finalize((sqlite3_stmt *)ix->stmts[i]);
+		if (sqlite3_close(ix->db) != SQLITE_OK) {
+			/* a statement is still open: the VFS must outlive it */
+			log_error("index: cannot close: %s", sqlite3_errmsg(ix->db));
+			ix->vfs = NULL;
+		}
+	}
+	cryptvfs_free(ix->vfs);
 	memset(ix, 0, sizeof(*ix));
 }
 

@@ -1,6 +1,8 @@
 /*
  * The SQLite index: sessions, terminal chunks (where each lives in the log),
  * execs and gaps. Derived from records only, so it can always be rebuilt.
+ * Its pages are encrypted on disk under a key derived from the store's KEK
+ * (cryptvfs.h); queries see plaintext, LIKE included.
  */
 #ifndef SEALTRAIL_INDEX_H
 #define SEALTRAIL_INDEX_H
@@ -14,8 +16,13 @@
 struct sqlite3;
 struct sqlite3_stmt;
 
+struct cryptvfs;
+
+#define INDEX_KEY_LEN 32
+
 struct index {
 	struct sqlite3 *db;
+	struct cryptvfs *vfs;
 	bool writable;
 	bool in_tx;
 	struct sqlite3_stmt *stmts[32];
@@ -23,7 +30,24 @@ struct index {
 	uint32_t last_seg; /* and the segment it lives in */
 };
 
-int index_open(struct index *ix, const char *path, bool writable);
+/*
+ * Open the index at path, encrypted under keys derived from key (the
+ * store's KEK) and bound to the store id. path NULL: a temporary index in
+ * memory (its key is random). A writer replaces an index it cannot use (one
+ * from before the encryption, one that does not decrypt) with an empty one
+ * that the caller fills from the log; a reader fails with -EBADMSG then.
+ */
+int index_open(struct index *ix, const char *path, bool writable, const uint8_t key[INDEX_KEY_LEN],
+	       const uint8_t id[ST_ID_LEN]);
+/*
+ * Close ix and replace the index at path with an empty one: a new file
+ * rather than emptied tables, so that a damaged index is no obstacle and
+ * no free pages of the old one stay behind (`sealtrail reindex`).
+ */
+int index_recreate(struct index *ix, const char *path, const uint8_t key[INDEX_KEY_LEN],
+		   const uint8_t id[ST_ID_LEN]);
+/* An index written in the clear by an older sealtrail is at path (1), or not (0). */
+int index_is_plain(const char *path);
 void index_close(struct index *ix);
 int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uint64_t off);
 int index_commit(struct index *ix);

@@ -638,7 +638,7 @@ static int fresh_index(struct store *st)
 	uint32_t last = last_segment(st);
 	int err;
 
-	err = index_open(&st->index, "", true);
+	err = index_open(&st->index, NULL, true, NULL, st->id);
 	err = err ?: store_scan(st, &v);
 	err = err ?: index_commit(&st->index);
 	if (err)
@@ -730,6 +730,14 @@ int store_open_with(struct store *st, const char *dir, int flags, const struct s
 			 dir);
 		flags |= STORE_FRESH_INDEX;
 	}
+	/* nor can a reader use an index in the clear, which the writer replaces */
+	if (!(flags & (STORE_WRITE | STORE_FRESH_INDEX)) && index_is_plain(path)) {
+		log_info("store %s: index.sqlite is from an older sealtrail, not encrypted:"
+			 " indexing the segments into a temporary index instead (sealtraild, or"
+			 " `sealtrail reindex`, replaces it with an encrypted one)",
+			 dir);
+		flags |= STORE_FRESH_INDEX;
+	}
 	if (flags & STORE_FRESH_INDEX) {
 		err = fresh_index(st);
 		if (err)
@@ -737,7 +745,15 @@ int store_open_with(struct store *st, const char *dir, int flags, const struct s
 		free(path);
 		return 0;
 	}
-	err = index_open(&st->index, path, flags & STORE_WRITE);
+	if (!st->have_kek) {
+		log_error(
+		    "store %s: no keys/kek to open its index with (the index is encrypted"
+		    " under it; it is root's): run as root, or read a copy with --auditor-key",
+		    dir);
+		err = -ENOKEY;
+		goto fail;
+	}
+	err = index_open(&st->index, path, flags & STORE_WRITE, st->kek, st->id);
 	if (err)
 		goto fail;
 	if (flags & STORE_WRITE) {
@@ -1085,10 +1101,12 @@ int store_reindex(struct store *st, uint64_t *records)
 {
 	struct reindex_state rs = {.st = st};
 	struct store_visitor v = {reindex_record, reindex_damage, &rs, 1};
+	char *path = path_join(st->dir, "index.sqlite");
 	int err;
 
-	err = store_sync(st);
-	err = err ?: index_clear(&st->index);
+	err = path ? store_sync(st) : -ENOMEM;
+	err = err ?: index_recreate(&st->index, path, st->kek, st->id);
+	free(path);
 	err = err ?: store_scan(st, &v);
 	err = err ?: index_commit(&st->index);
 	*records = rs.records;

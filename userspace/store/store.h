@@ -4,7 +4,8 @@
  *
  *   DIR/store-id                 16 random bytes (hex), made on creation
  *   DIR/segments/seg-NNNNNNNN.log header (128 or 256 bytes), then sealed records
- *   DIR/index.sqlite             derived data, `sealtrail reindex` rebuilds it
+ *   DIR/index.sqlite             derived data, `sealtrail reindex` rebuilds it;
+ *                                its pages encrypted under keys/kek (cryptvfs.h)
  *   DIR/LOCK                     flock()ed by the one writer
  *   DIR/status.json              written by a running sealtraild
  *
@@ -54,8 +55,9 @@ enum store_flags {
 	STORE_WRITE = 1, /* take the writer lock, open the index for writing */
 	STORE_CREATE = 2, /* create the directory and store id if missing */
 	/*
-	 * Readers: index the segments afresh into a temporary index instead of
-	 * using DIR/index.sqlite (a copy's index may be absent or stale).
+	 * Readers: index the segments afresh into a temporary index in memory
+	 * instead of using DIR/index.sqlite (a copy's index may be absent or
+	 * stale).
 	 */
 	STORE_FRESH_INDEX = 4,
 };
