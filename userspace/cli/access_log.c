@@ -105,12 +105,9 @@ int cmd_access_log(struct cli *c, int argc, char **argv)
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (opt == 's' || opt == 'u') {
-			if (parse_time(optarg, now, opt == 's' ? &v.since : &v.until)) {
-				log_error("--%s %s: not RFC 3339 (2026-11-24T09:00:00Z) nor an age "
-					  "(2h, 7d)",
-					  opt == 's' ? "since" : "until", optarg);
+			if (cli_time_opt(opt == 's' ? "since" : "until", optarg, now,
+					 opt == 's' ? &v.since : &v.until))
 				return 2;
-			}
 		} else if (cli_common_opt(c, opt)) {
 			return 2;
 		}

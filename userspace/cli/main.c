@@ -64,6 +64,14 @@ static void usage(FILE *out)
 	    "(2026-11-24T09:00:00Z) or an age: 90s, 15m, 2h, 7d, 1w.\n");
 }
 
+int cli_time_opt(const char *name, const char *arg, uint64_t now, uint64_t *out)
+{
+	if (!parse_time(arg, now, out))
+		return 0;
+	log_error("--%s %s: not RFC 3339 (2026-11-24T09:00:00Z) nor an age (2h, 7d)", name, arg);
+	return -EINVAL;
+}
+
 int cli_common_opt(struct cli *c, int opt)
 {
 	if (opt == OPT_STORE)
@@ -138,85 +146,6 @@ int cli_session_start(struct cli *c, const char *id, uint64_t *start_ns)
 	*start_ns = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
 	sqlite3_finalize(st);
 	return 0;
-}
-
-int cli_each_chunk(struct cli *c, const char *id, unsigned streams,
-		   int (*fn)(void *arg, const struct chunk *ch), void *arg)
-{
-	sqlite3_stmt *st;
-	struct buf raw = {0};
-	struct record *rec = malloc(sizeof(*rec));
-	int err = 0;
-
-	if (!rec)
-		return -ENOMEM;
-
-	/* the login's own pty; those of sudo, tmux or script inside it are kept apart */
-	if (sqlite3_prepare_v2(
-		c->store.index.db,
-		"SELECT seq, segment, offset FROM chunks WHERE session = ?1"
-		" AND ((1 << stream) & ?2) != 0 AND (stream >= 2 OR tty = coalesce("
-		" (SELECT CAST(substr(tty, 5) AS INTEGER) FROM sessions"
-		"  WHERE id = ?1 AND tty LIKE 'pts/%'),"
-		" (SELECT tty FROM chunks WHERE session = ?1 AND stream < 2 ORDER BY seq LIMIT 1)))"
-		" ORDER BY seq",
-		-1, &st, NULL) != SQLITE_OK) {
-		free(rec);
-		return -EIO;
-	}
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, streams);
-	while (!err && sqlite3_step(st) == SQLITE_ROW) {
-		uint64_t seq = sqlite3_column_int64(st, 0);
-		const struct rec_field *f, *t;
-		struct chunk ch;
-
-		err = store_read_at(&c->store, sqlite3_column_int64(st, 1),
-				    sqlite3_column_int64(st, 2), &raw, rec);
-		if (err) {
-			log_error("session %s: record %llu unreadable; output continues after it",
-				  id, (unsigned long long)seq);
-			err = 0;
-			continue;
-		}
-		f = rec_field(rec, TAG_DATA);
-		if (rec->seq != seq || rec->type != REC_TTY || !f) {
-			log_error(
-			    "session %s: index points at record %llu but the log has %llu (%s);"
-			    " run `sealtrail reindex`",
-			    id, (unsigned long long)seq, (unsigned long long)rec->seq,
-			    rec_type_name(rec->type));
-			err = -EIO;
-			break;
-		}
-		ch.seq = seq;
-		ch.wall_ns = rec->wall_ns;
-		ch.data = f->data;
-		ch.len = f->len;
-		t = rec_field(rec, TAG_TIMING);
-		if (t && !rec_timing_ok(t, f->len)) {
-			log_warn("session %s: record %llu: write times do not match its %u bytes;"
-				 " replaying them as one write",
-				 id, (unsigned long long)seq, f->len);
-			t = NULL;
-		}
-		if (!t) {
-			err = fn(arg, &ch);
-			continue;
-		}
-		/* one call per write, at its own time */
-		for (uint32_t i = 0, off = 0; !err && i < t->len; i += TIMING_ENTRY_LEN) {
-			ch.wall_ns = rec->wall_ns + get_be32(t->data + i);
-			ch.data = f->data + off;
-			ch.len = get_be32(t->data + i + 4);
-			off += ch.len;
-			err = fn(arg, &ch);
-		}
-	}
-	sqlite3_finalize(st);
-	buf_free(&raw);
-	free(rec);
-	return err;
 }
 
 int main(int argc, char **argv)

@@ -68,12 +68,9 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (opt == 's' || opt == 'u') {
-			if (parse_time(optarg, now, opt == 's' ? &since : &until)) {
-				log_error("--%s %s: not RFC 3339 (2026-11-24T09:00:00Z) nor an age "
-					  "(2h, 7d)",
-					  opt == 's' ? "since" : "until", optarg);
+			if (cli_time_opt(opt == 's' ? "since" : "until", optarg, now,
+					 opt == 's' ? &since : &until))
 				return 2;
-			}
 		} else if (opt == 'U') {
 			user = optarg;
 		} else if (opt == 'K') {
@@ -184,12 +181,9 @@ int cmd_gaps(struct cli *c, int argc, char **argv)
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (opt == 's' || opt == 'u') {
-			if (parse_time(optarg, now, opt == 's' ? &since : &until)) {
-				log_error("--%s %s: not RFC 3339 (2026-11-24T09:00:00Z) nor an age "
-					  "(2h, 7d)",
-					  opt == 's' ? "since" : "until", optarg);
+			if (cli_time_opt(opt == 's' ? "since" : "until", optarg, now,
+					 opt == 's' ? &since : &until))
 				return 2;
-			}
 		} else if (cli_common_opt(c, opt)) {
 			return 2;
 		}

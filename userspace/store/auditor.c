@@ -14,20 +14,11 @@
 #include "common/log.h"
 #include "store/auditor.h"
 #include "store/record.h"
+#include "store/seal.h"
 
 int auditor_keygen(uint8_t sk[AUDITOR_KEY_LEN], uint8_t pk[AUDITOR_KEY_LEN])
 {
-	EVP_PKEY *key = NULL;
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, NULL);
-	size_t n1 = AUDITOR_KEY_LEN, n2 = AUDITOR_KEY_LEN;
-	int ok;
-
-	ok = ctx && EVP_PKEY_keygen_init(ctx) == 1 && EVP_PKEY_keygen(ctx, &key) == 1 &&
-	     EVP_PKEY_get_raw_private_key(key, sk, &n1) == 1 &&
-	     EVP_PKEY_get_raw_public_key(key, pk, &n2) == 1;
-	EVP_PKEY_free(key);
-	EVP_PKEY_CTX_free(ctx);
-	return ok ? 0 : -EIO;
+	return seal_raw_keygen(EVP_PKEY_X25519, sk, AUDITOR_KEY_LEN, pk, AUDITOR_KEY_LEN);
 }
 
 int auditor_public(const uint8_t sk[AUDITOR_KEY_LEN], uint8_t pk[AUDITOR_KEY_LEN])

@@ -298,19 +298,24 @@ out:
 	return err;
 }
 
-int seal_keygen(uint8_t sk[SEAL_KEY_LEN], uint8_t pk[SEAL_PK_LEN])
+int seal_raw_keygen(int type, uint8_t *sk, size_t sk_len, uint8_t *pk, size_t pk_len)
 {
 	EVP_PKEY *key = NULL;
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
-	size_t n1 = SEAL_KEY_LEN, n2 = SEAL_PK_LEN;
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(type, NULL);
+	size_t n1 = sk_len, n2 = pk_len;
 	int ok;
 
 	ok = ctx && EVP_PKEY_keygen_init(ctx) == 1 && EVP_PKEY_keygen(ctx, &key) == 1 &&
-	     EVP_PKEY_get_raw_private_key(key, sk, &n1) == 1 &&
-	     EVP_PKEY_get_raw_public_key(key, pk, &n2) == 1;
+	     EVP_PKEY_get_raw_private_key(key, sk, &n1) == 1 && n1 == sk_len &&
+	     EVP_PKEY_get_raw_public_key(key, pk, &n2) == 1 && n2 == pk_len;
 	EVP_PKEY_free(key);
 	EVP_PKEY_CTX_free(ctx);
 	return ok ? 0 : -EIO;
+}
+
+int seal_keygen(uint8_t sk[SEAL_KEY_LEN], uint8_t pk[SEAL_PK_LEN])
+{
+	return seal_raw_keygen(EVP_PKEY_ED25519, sk, SEAL_KEY_LEN, pk, SEAL_PK_LEN);
 }
 
 int seal_sign(const uint8_t sk[SEAL_KEY_LEN], const uint8_t *msg, size_t len,

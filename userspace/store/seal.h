@@ -94,6 +94,8 @@ void merkle_append(struct merkle *m, const uint8_t leaf[SEAL_HASH_LEN]);
 void merkle_root(const struct merkle *m, uint8_t out[SEAL_HASH_LEN]);
 
 /* Ed25519 keys of signing epochs, and AES-256-GCM key wrapping. */
+/* A raw key pair of an OpenSSL EVP_PKEY_* type (Ed25519, X25519). */
+int seal_raw_keygen(int type, uint8_t *sk, size_t sk_len, uint8_t *pk, size_t pk_len);
 int seal_keygen(uint8_t sk[SEAL_KEY_LEN], uint8_t pk[SEAL_PK_LEN]);
 int seal_sign(const uint8_t sk[SEAL_KEY_LEN], const uint8_t *msg, size_t len,
 	      uint8_t sig[SEAL_SIG_LEN]);

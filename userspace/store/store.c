@@ -452,14 +452,15 @@ static void recover_damage(void *arg, const char *file, uint64_t off, uint64_t b
 	rs->after_damage = true;
 }
 
-struct rebuild_state {
+/* Records fed to the index while it is rebuilt, committed every 10000. */
+struct reindex_state {
 	struct store *st;
 	uint64_t records;
 };
 
-static int rebuild_record(void *arg, const struct record *rec, uint32_t seg_no, uint64_t off)
+static int reindex_record(void *arg, const struct record *rec, uint32_t seg_no, uint64_t off)
 {
-	struct rebuild_state *rs = arg;
+	struct reindex_state *rs = arg;
 
 	rs->records++;
 	if (rs->records % 10000 == 0) {
@@ -486,8 +487,8 @@ static void rebuild_damage(void *arg, const char *file, uint64_t off, uint64_t b
  */
 static int rebuild_index(struct store *st, uint64_t index_seq, uint64_t log_seq)
 {
-	struct rebuild_state rs = {.st = st};
-	struct store_visitor v = {rebuild_record, rebuild_damage, &rs, 1};
+	struct reindex_state rs = {.st = st};
+	struct store_visitor v = {reindex_record, rebuild_damage, &rs, 1};
 	int err;
 
 	log_warn("store %s: the index has seen records up to %llu but the log ends at %llu:"
@@ -1069,25 +1070,6 @@ int store_scan(const struct store *st, const struct store_visitor *v)
 	for (uint32_t n = v->from_seg ? v->from_seg : 1; n <= last && !err; n++)
 		err = scan_segment(st, n, v);
 	return err;
-}
-
-struct reindex_state {
-	struct store *st;
-	uint64_t records;
-};
-
-static int reindex_record(void *arg, const struct record *rec, uint32_t seg_no, uint64_t off)
-{
-	struct reindex_state *rs = arg;
-
-	rs->records++;
-	if (rs->records % 10000 == 0) {
-		int err = index_commit(&rs->st->index);
-
-		if (err)
-			return err;
-	}
-	return index_apply(&rs->st->index, rec, seg_no, off);
 }
 
 static void reindex_damage(void *arg, const char *file, uint64_t off, uint64_t bytes,
