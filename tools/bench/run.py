@@ -76,6 +76,7 @@ sys.path.insert(0, os.path.join(ROOT, "selftests", "lib"))
 
 import harness  # noqa: E402  (selftests/lib)
 import sshlab  # noqa: E402
+from common import cpu_times as _cpu_times, fmt, log, rotate, table
 
 MiB = 1 << 20
 PROMPT = b"$ "
@@ -94,10 +95,6 @@ UTMP_MARKER = "/run/.sealtrail-bench-created-utmp"
 TMP_PREFIX = "st-bench-"
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def loadavg():
@@ -143,13 +140,6 @@ def proc_status_kb(pid, field):
     except OSError:
         pass
     return None
-
-
-def _cpu_times():
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    idle = v[3] + v[4]  # idle + iowait
-    return sum(v[:8]) - idle, sum(v[:8])
 
 
 def cpu_busy(interval):
@@ -561,28 +551,8 @@ def text_file(path, size):
 # --------------------------------------------------------------------------
 
 
-def table(headers, rows):
-    cols = [[str(h)] + [str(r[i]) for r in rows] for i, h in enumerate(headers)]
-    widths = [max(len(c) for c in col) for col in cols]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-    out = [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out += [line([str(c) for c in r]) for r in rows]
-    return "\n".join(out)
-
-
-def fmt(x, nd=1):
-    if x is None or (isinstance(x, float) and x != x):
-        return "n/a"
-    return f"{x:.{nd}f}"
-
-
 def verdict(ok):
     return "MET" if ok else "MISSED"
-
-
-def rotate(seq, r):
-    r %= len(seq)
-    return list(seq[r:]) + list(seq[:r])
 
 
 # --------------------------------------------------------------------------

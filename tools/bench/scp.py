@@ -65,7 +65,6 @@ import platform
 import resource
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -78,6 +77,7 @@ sys.path.insert(0, os.path.join(ROOT, "selftests", "lib"))
 
 import harness  # noqa: E402  (selftests/lib)
 import sshlab  # noqa: E402
+from common import cpu_times as _cpu_times, fmt, log, median, table
 
 MiB = 1 << 20
 MB = 1_000_000
@@ -89,33 +89,6 @@ GROWTH_TARGET = 1 * MiB
 RATIO_TARGET = 0.90
 MODES = {"sftp": [], "legacy": ["-O"]}
 CONFIGS = ("unrecorded", "recorded")
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def median(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
-def fmt(x, nd=1):
-    if x is None or (isinstance(x, float) and x != x):
-        return "n/a"
-    return f"{x:.{nd}f}"
-
-
-def table(headers, rows):
-    cols = [[str(h)] + [str(r[i]) for r in rows] for i, h in enumerate(headers)]
-    widths = [max(len(c) for c in col) for col in cols]
-
-    def line(cells):
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-
-    out = [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out += [line([str(c) for c in r]) for r in rows]
-    return "\n".join(out)
 
 
 def cpu_split(pid):
@@ -222,13 +195,6 @@ class CpuAcct:
                         f.write(str(pid))
         with contextlib.suppress(OSError):
             os.rmdir(self.path)
-
-
-def _cpu_times():
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    idle = v[3] + v[4]  # idle + iowait
-    return sum(v[:8]) - idle, sum(v[:8])
 
 
 def machine_cpu():

@@ -71,11 +71,11 @@ import resource
 import shlex
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from common import fmt, log, median, rotate, table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -95,38 +95,6 @@ MAN_PAGES = ["ls", "cp", "find", "grep", "sed", "tar", "ssh", "ssh_config", "ssh
              "vim", "rsync", "curl", "awk", "xargs", "sort", "du", "df", "crontab", "passwd",
              "useradd", "tcpdump", "iptables", "psql", "gcc", "make", "perf", "strace"]
 PROMPT = "\x1b[01;32malice@bastion\x1b[00m:\x1b[01;34m~\x1b[00m$ ".encode()
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def median(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
-def fmt(x, nd=1):
-    if x is None or (isinstance(x, float) and x != x):
-        return "n/a"
-    return f"{x:.{nd}f}"
-
-
-def table(headers, rows):
-    cols = [[str(h)] + [str(r[i]) for r in rows] for i, h in enumerate(headers)]
-    widths = [max(len(c) for c in col) for col in cols]
-
-    def line(cells):
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-
-    out = [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out += [line([str(c) for c in r]) for r in rows]
-    return "\n".join(out)
-
-
-def rotate(seq, r):
-    r %= len(seq)
-    return list(seq[r:]) + list(seq[:r])
 
 
 # --------------------------------------------------------------------------
