@@ -58,7 +58,8 @@ int rec_finish(struct buf *b, uint64_t seq)
 	return buf_add(b, crc, sizeof(crc));
 }
 
-int rec_parse(const uint8_t *p, size_t avail, struct record *rec, size_t *used, char *err)
+static int parse(const uint8_t *p, size_t avail, struct record *rec, size_t *used, char *err,
+		 bool check_crc)
 {
 	size_t off;
 	uint32_t len;
@@ -78,7 +79,8 @@ int rec_parse(const uint8_t *p, size_t avail, struct record *rec, size_t *used, 
 		snprintf(err, 128, "record of %u bytes but only %zu left (torn write)", len, avail);
 		return -EAGAIN;
 	}
-	if (crc32(0, p, len - REC_TRAILER_LEN) != get_be32(p + len - REC_TRAILER_LEN)) {
+	if (check_crc &&
+	    crc32(0, p, len - REC_TRAILER_LEN) != get_be32(p + len - REC_TRAILER_LEN)) {
 		snprintf(err, 128, "CRC mismatch in record of %u bytes", len);
 		return -EBADMSG;
 	}
@@ -120,6 +122,18 @@ int rec_parse(const uint8_t *p, size_t avail, struct record *rec, size_t *used, 
 	}
 	*used = len;
 	return 0;
+}
+
+int rec_parse(const uint8_t *p, size_t avail, struct record *rec, size_t *used, char *err)
+{
+	return parse(p, avail, rec, used, err, true);
+}
+
+int rec_parse_built(const uint8_t *p, size_t len, struct record *rec, char *err)
+{
+	size_t used;
+
+	return parse(p, len, rec, &used, err, false);
 }
 
 const struct rec_field *rec_field(const struct record *rec, uint16_t tag)

@@ -161,6 +161,11 @@ int rec_finish(struct buf *b, uint64_t seq);
  * valid record; err (at least 128 bytes) then says why.
  */
 int rec_parse(const uint8_t *p, size_t avail, struct record *rec, size_t *used, char *err);
+/*
+ * Parse a record this process has just finished (rec_finish): the same
+ * checks but the CRC, which rec_finish computed over these very bytes.
+ */
+int rec_parse_built(const uint8_t *p, size_t len, struct record *rec, char *err);
 
 const struct rec_field *rec_field(const struct record *rec, uint16_t tag);
 

@@ -800,7 +800,6 @@ static int append_sealed(struct store *st, struct buf *rec, bool plain)
 	struct seal_header h = {0};
 	struct record parsed;
 	char why[128];
-	size_t used;
 	uint64_t off;
 	int err;
 
@@ -810,7 +809,7 @@ static int append_sealed(struct store *st, struct buf *rec, bool plain)
 	if (err)
 		return err;
 	/* never write what no reader could parse: it would hide what follows */
-	if (rec_parse(rec->data, rec->len, &parsed, &used, why)) {
+	if (rec_parse_built(rec->data, rec->len, &parsed, why)) {
 		log_error("store %s: refusing to append an invalid record: %s", st->dir, why);
 		return -EINVAL;
 	}
