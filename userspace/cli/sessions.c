@@ -42,6 +42,21 @@ static const char *col_text(sqlite3_stmt *st, int col)
 	return (const char *)sqlite3_column_text(st, col);
 }
 
+/* Prepare a listing whose ?1 and ?2 are the --since/--until window. */
+static sqlite3_stmt *window_query(struct cli *c, const char *sql, uint64_t since, uint64_t until)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(c->store.index.db, sql, -1, &st, NULL) != SQLITE_OK) {
+		log_error("%s/index.sqlite: %s", c->store_dir, sqlite3_errmsg(c->store.index.db));
+		store_close(&c->store);
+		return NULL;
+	}
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)since);
+	sqlite3_bind_int64(st, 2, until > INT64_MAX ? INT64_MAX : (sqlite3_int64)until);
+	return st;
+}
+
 int cmd_sessions(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -87,13 +102,9 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 	}
 	if (cli_open(c))
 		return 1;
-	if (sqlite3_prepare_v2(c->store.index.db, sql, -1, &st, NULL) != SQLITE_OK) {
-		log_error("%s/index.sqlite: %s", c->store_dir, sqlite3_errmsg(c->store.index.db));
-		store_close(&c->store);
+	st = window_query(c, sql, since, until);
+	if (!st)
 		return 1;
-	}
-	sqlite3_bind_int64(st, 1, since);
-	sqlite3_bind_int64(st, 2, until > INT64_MAX ? INT64_MAX : until);
 	if (user)
 		sqlite3_bind_text(st, 3, user, -1, SQLITE_STATIC);
 	if (kind)
@@ -194,13 +205,9 @@ int cmd_gaps(struct cli *c, int argc, char **argv)
 	}
 	if (cli_open(c))
 		return 1;
-	if (sqlite3_prepare_v2(c->store.index.db, sql, -1, &st, NULL) != SQLITE_OK) {
-		log_error("%s/index.sqlite: %s", c->store_dir, sqlite3_errmsg(c->store.index.db));
-		store_close(&c->store);
+	st = window_query(c, sql, since, until);
+	if (!st)
 		return 1;
-	}
-	sqlite3_bind_int64(st, 1, since);
-	sqlite3_bind_int64(st, 2, until > INT64_MAX ? INT64_MAX : until);
 	/* store-level records carry the zero session id */
 	hex_encode((const uint8_t[ST_ID_LEN]){0}, ST_ID_LEN, zero);
 	while (sqlite3_step(st) == SQLITE_ROW) {
