@@ -31,11 +31,14 @@ static bool names_path_option(const char *arg)
 {
 	static const char *const long_opts[] = {"store",  "output",  "auditor-key",
 						"pubkey", "against", "decode"};
-	size_t n = strcspn(arg + 2, "=");
+	size_t n;
 
 	if (!strncmp(arg, "-o", 2))
 		return true;
-	if (strncmp(arg, "--", 2) || !n)
+	if (strncmp(arg, "--", 2))
+		return false; /* arg may be shorter than 2: nothing past its end is read */
+	n = strcspn(arg + 2, "=");
+	if (!n)
 		return false;
 	for (size_t k = 0; k < sizeof(long_opts) / sizeof(long_opts[0]); k++)
 		if (n <= strlen(long_opts[k]) && !strncmp(arg + 2, long_opts[k], n))
