@@ -376,6 +376,45 @@ def paths_when_lagging():
         lab.__exit__(None, None, None)
 
 
+@test("e2e/transfer_past_the_file_limit_leaves_a_gap")
+def many_files():
+    """rsync of more files than the collector follows at once (4096): the
+    ones past the limit are not summarised, and a gap record says how many."""
+    lab, d, u = setup(True, "stmany")
+    work = tempfile.mkdtemp(prefix="st-many-")
+    os.chmod(work, 0o755)
+    try:
+        tree = os.path.join(work, "tree")
+        os.makedirs(tree)
+        n = 4200
+        for i in range(n):
+            with open(os.path.join(tree, f"f{i:05d}"), "wb") as f:
+                f.write(b"x%d\n" % i)
+        opts = ["-i", u.key_path, "-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+                "-o", "LogLevel=ERROR"]
+        rsh = "ssh -p %d %s" % (lab.port, " ".join(opts))
+        p = subprocess.run(["rsync", "-a", "-e", rsh, tree + "/", f"{u.name}@{lab.host}:many/"],
+                           capture_output=True, timeout=300)
+        check_eq(p.returncode, 0, "rsync upload", stderr=p.stderr)
+        sess = ended_session_of(d, u.name)
+
+        def gap():
+            gs = [e for e in d.events(sess["id"])
+                  if e["type"] == "gap" and "files of a transfer" in e.get("reason", "")]
+            return gs or None
+        gaps = wait_for(gap, 60, "the gap record of the files not followed")
+        dropped = sum(g["lost_events"] for g in gaps)
+        files = [f for f in file_records(d, sess["id"]) if f["path"].startswith(f"{u.home}/many/")]
+        check(dropped >= 1, "files past the limit are counted in a gap", gaps=gaps)
+        check(len(files) <= 4096, "at most 4096 files followed", files=len(files))
+        check(len(files) + dropped >= n, "every file is summarised or counted",
+              files=len(files), dropped=dropped)
+    finally:
+        d.close()
+        lab.__exit__(None, None, None)
+
+
 @for_both_pam_modes("remote_forward_channels")
 def remote_forward(use_pam):
     """ssh -N -R: sshd listens on the bastion; connections to that port are

@@ -125,6 +125,7 @@ struct session {
 	bool transfer;
 	struct xfer_file *files; /* opened by a transfer program, not yet hashed */
 	unsigned nfiles;
+	uint64_t files_dropped; /* opened past MAX_XFER_FILES: a gap at the end */
 	unsigned nchannels;
 	struct chunk_acc chunks[CHUNK_SLOTS];
 	struct buf pending[PENDING_MAX];
@@ -163,5 +164,6 @@ int channel_close(struct tracker *t, struct session *s, uint64_t conn_id, uint64
 		  uint64_t recv, uint64_t boot_ns, const char *reason);
 int transfer_file_event(struct tracker *t, struct session *s, const struct st_ev_file *ev);
 void transfer_hash_closed(struct tracker *t, struct session *s, uint32_t pid);
+int transfer_files_dropped(struct tracker *t, struct session *s, uint64_t boot_ns);
 
 #endif

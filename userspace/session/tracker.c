@@ -373,6 +373,7 @@ static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, i
 		transfer_hash_closed(t, s, 0);
 		err = err ?: tracker_files_done(t, true);
 	}
+	err = err ?: transfer_files_dropped(t, s, boot_ns);
 	while (!err && s->nchannels) {
 		struct st_relay r = {0};
 		uint64_t id = s->channels[0];

@@ -176,8 +176,15 @@ int transfer_file_event(struct tracker *t, struct session *s, const struct st_ev
 	path2[ST_PATH_MAX] = 0;
 	switch (ev->hdr.type) {
 	case ST_EV_FILE_OPEN:
-		if (s->nfiles >= MAX_XFER_FILES || !(f = calloc(1, sizeof(*f))))
+		if (s->nfiles >= MAX_XFER_FILES || !(f = calloc(1, sizeof(*f)))) {
+			/* not summarised: said in a gap record at the session's end */
+			if (!s->files_dropped++)
+				log_warn(
+				    "session %s: a transfer has more than %u files open or"
+				    " not yet hashed; further files are counted, not summarised",
+				    s->idhex, MAX_XFER_FILES);
 			return 0;
+		}
 		f->file_id = ev->file_id;
 		f->pid = ev->hdr.pid;
 		if (!kernel_path(ev->dir, ev->dir_len, ev->dir_flags, NULL, f->path,
@@ -259,4 +266,23 @@ int tracker_files_done(struct tracker *t, bool drain)
 		job = next;
 	}
 	return err;
+}
+
+/* Files a transfer opened past MAX_XFER_FILES: one gap record says how many. */
+int transfer_files_dropped(struct tracker *t, struct session *s, uint64_t boot_ns)
+{
+	char why[128];
+	int err;
+
+	if (!s->files_dropped)
+		return 0;
+	snprintf(why, sizeof(why),
+		 "files of a transfer past the %u followed at once: not summarised",
+		 MAX_XFER_FILES);
+	err = session_begin(t, s, REC_GAP, boot_ns);
+	err = err ?: rec_add_u64(&t->rec, TAG_LOST_EVENTS, s->files_dropped);
+	err = err ?: rec_add_u64(&t->rec, TAG_LOST_BYTES, 0);
+	err = err ?: rec_add_str(&t->rec, TAG_REASON, why);
+	s->files_dropped = 0;
+	return err ?: session_emit(t, s);
 }
