@@ -1,8 +1,14 @@
 """Helpers the benchmarks in tools/bench share: logging, medians, tables."""
 
+import fcntl
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def log(msg):
@@ -42,3 +48,46 @@ def cpu_times():
         v = [int(x) for x in f.readline().split()[1:]]
     idle = v[3] + v[4]  # idle + iowait
     return sum(v[:8]) - idle, sum(v[:8])
+
+
+def foreign_bpf(own_pids):
+    """'comm[pid]: N programs' for processes other than ours with BPF
+    programs attached to (raw) tracepoints/kprobes (bpftool perf)."""
+    p = subprocess.run(["bpftool", "-j", "perf"], capture_output=True, text=True)
+    try:
+        items = json.loads(p.stdout or "[]")
+    except ValueError:
+        return []
+    out = {}
+    for it in items:
+        pid = it.get("pid")
+        if pid in own_pids:
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            comm = "?"
+        out[f"{comm}[{pid}]"] = out.get(f"{comm}[{pid}]", 0) + 1
+    return [f"{k}: {v} programs" for k, v in sorted(out.items())]
+
+
+def wait_bench_lock(stack, wait_s, who):
+    """One benchmark at a time: flock tools/bench, waiting at most wait_s
+    seconds for another run to finish; released when stack closes."""
+    lock_fd = os.open(HERE, os.O_RDONLY | os.O_DIRECTORY)
+    stack.callback(os.close, lock_fd)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log("another benchmark holds the lock on tools/bench; waiting for it "
+            f"(at most {wait_s:.0f} s)")
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{who}: tools/bench lock still held, giving up")
+                time.sleep(2)

@@ -76,7 +76,7 @@ sys.path.insert(0, os.path.join(ROOT, "selftests", "lib"))
 
 import harness  # noqa: E402  (selftests/lib)
 import sshlab  # noqa: E402
-from common import cpu_times as _cpu_times, fmt, log, rotate, table
+from common import cpu_times as _cpu_times, fmt, foreign_bpf, log, rotate, table
 
 MiB = 1 << 20
 PROMPT = b"$ "
@@ -169,28 +169,6 @@ def top_cpu(own_pids, n=3):
     use = sorted(((v[1] - a[p][1], f"{v[0]}[{p}]") for p, v in b.items()
                   if p in a and p not in own_pids), reverse=True)
     return ", ".join(name for ticks, name in use[:n] if ticks > 0) or "?"
-
-
-def foreign_bpf(own_pids):
-    """BPF programs attached to (raw) tracepoints by processes not ours."""
-    p = subprocess.run(["bpftool", "-j", "perf"], capture_output=True, text=True)
-    try:
-        items = json.loads(p.stdout or "[]")
-    except ValueError:
-        return []
-    out = {}
-    for it in items:
-        pid = it.get("pid")
-        if pid in own_pids:
-            continue
-        try:
-            with open(f"/proc/{pid}/comm") as f:
-                comm = f.read().strip()
-        except OSError:
-            comm = "?"
-        out.setdefault(f"{comm}[{pid}]", 0)
-        out[f"{comm}[{pid}]"] += 1
-    return [f"{k}: {v} programs" for k, v in sorted(out.items())]
 
 
 # --------------------------------------------------------------------------

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import glob
 import hashlib
 import json
@@ -77,7 +76,8 @@ sys.path.insert(0, os.path.join(ROOT, "selftests", "lib"))
 
 import harness  # noqa: E402  (selftests/lib)
 import sshlab  # noqa: E402
-from common import cpu_times as _cpu_times, fmt, log, median, table
+from common import (cpu_times as _cpu_times, fmt, foreign_bpf, log, median, table,
+                    wait_bench_lock)
 
 MiB = 1 << 20
 MB = 1_000_000
@@ -214,28 +214,6 @@ def cpu_busy(interval):
     return (b1 - b0) / max(1, t1 - t0)
 
 
-def foreign_bpf(own_pids):
-    """'comm[pid]: N programs' for processes other than ours with BPF
-    programs attached to (raw) tracepoints/kprobes (bpftool perf)."""
-    p = subprocess.run(["bpftool", "-j", "perf"], capture_output=True, text=True)
-    try:
-        items = json.loads(p.stdout or "[]")
-    except ValueError:
-        return []
-    out = {}
-    for it in items:
-        pid = it.get("pid")
-        if pid in own_pids:
-            continue
-        try:
-            with open(f"/proc/{pid}/comm") as f:
-                comm = f.read().strip()
-        except OSError:
-            comm = "?"
-        out[f"{comm}[{pid}]"] = out.get(f"{comm}[{pid}]", 0) + 1
-    return [f"{k}: {v} programs" for k, v in sorted(out.items())]
-
-
 def du(path):
     """(allocated bytes, apparent bytes) of a directory tree, as du says."""
     def one(flag):
@@ -286,22 +264,7 @@ class Bench:
     # -- setup / teardown ------------------------------------------------
 
     def __enter__(self):
-        lock_fd = os.open(HERE, os.O_RDONLY | os.O_DIRECTORY)
-        self.stack.callback(os.close, lock_fd)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log("another benchmark holds the lock on tools/bench; waiting for it "
-                f"(at most {self.args.lock_wait:.0f} s)")
-            deadline = time.monotonic() + self.args.lock_wait
-            while True:
-                try:
-                    fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("scp.py: tools/bench lock still held, giving up")
-                    time.sleep(2)
+        wait_bench_lock(self.stack, self.args.lock_wait, "scp.py")
         for d in glob.glob(f"/tmp/{TMP_PREFIX}*"):  # SIGKILLed earlier runs (we hold the lock)
             shutil.rmtree(d, ignore_errors=True)
         self.tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir="/tmp")

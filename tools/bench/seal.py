@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import glob
 import json
 import os
@@ -75,7 +74,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from common import fmt, log, median, rotate, table
+from common import fmt, log, median, rotate, table, wait_bench_lock
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -572,22 +571,7 @@ class Bench:
         self.corpus = None
 
     def __enter__(self):
-        lock_fd = os.open(HERE, os.O_RDONLY | os.O_DIRECTORY)
-        self.stack.callback(os.close, lock_fd)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log("another benchmark holds the lock on tools/bench; waiting for it "
-                f"(at most {self.args.lock_wait:.0f} s)")
-            deadline = time.monotonic() + self.args.lock_wait
-            while True:
-                try:
-                    fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("seal.py: tools/bench lock still held, giving up")
-                    time.sleep(2)
+        wait_bench_lock(self.stack, self.args.lock_wait, "seal.py")
         for d in glob.glob(f"/tmp/{TMP_PREFIX}*"):  # SIGKILLed earlier runs (we hold the lock)
             shutil.rmtree(d, ignore_errors=True)
         self.tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir="/tmp")
