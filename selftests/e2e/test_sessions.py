@@ -352,6 +352,14 @@ def cli():
         check(sid in table and "stcli" in table, "human table lists the session", table=table)
         st = d.cli("status")
         check("sealtraild:     running" in st and "handle_exec" in st, "status", status=st)
+        # the event loop is realtime (and says so), its other threads are not
+        check("scheduling:     fifo" in st, "status shows SCHED_FIFO", status=st)
+        tids = [int(t) for t in os.listdir(f"/proc/{d.proc.pid}/task")]
+        policies = {t: os.sched_getscheduler(t) & 0xff for t in tids}
+        check_eq(policies[d.proc.pid], os.SCHED_FIFO, "event loop is SCHED_FIFO")
+        check(len(tids) > 1 and all(p == os.SCHED_OTHER for t, p in policies.items()
+                                    if t != d.proc.pid),
+              "other threads are not realtime", policies=policies)
         missing = d.cli("replay", "ffffffff", check_rc=False, binary=True)
         check(missing.returncode != 0 and b"not found" in missing.stderr, "unknown session")
 

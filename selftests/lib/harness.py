@@ -98,7 +98,10 @@ class Daemon:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [os.path.join(BUILD, "sealtraild"), "--store", self.store] + self.extra,
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env)
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env,
+            # its own session, hence its own autogroup, as under systemd:
+            # --nice sets the autogroup's nice, which must not reach ours
+            start_new_session=True)
         log.close()
         wait_for(lambda: self.status().get("running") or self.proc.poll() is not None,
                  30, "sealtraild to start")

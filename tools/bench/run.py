@@ -76,7 +76,7 @@ sys.path.insert(0, os.path.join(ROOT, "selftests", "lib"))
 
 import harness  # noqa: E402  (selftests/lib)
 import sshlab  # noqa: E402
-from common import cpu_times as _cpu_times, fmt, foreign_bpf, log, rotate, table
+from common import reset_autogroup, cpu_by_comm, cpu_delta_by_comm, cpu_times as _cpu_times, fmt, foreign_bpf, log, rotate, table
 
 MiB = 1 << 20
 PROMPT = b"$ "
@@ -804,12 +804,14 @@ def stream_session(bench, lab, user, path, size, sudo=False, daemon_pid=None, ve
         cpu0 = cpu_seconds(daemon_pid) if daemon_pid else None
         csw0 = proc_status_kb(daemon_pid, "voluntary_ctxt_switches") if daemon_pid else None
         total0 = s.total
+        procs0 = cpu_by_comm()
         busy0 = _cpu_times()[0]
         t0 = time.monotonic()
         s.send(f"cat {path}; {END_CMD}\n".encode())
         expect_all([s], END_MARK, bench.args.stream_timeout, "end of cat")
         t1 = time.monotonic()
         busy1 = _cpu_times()[0]
+        procs1 = cpu_by_comm()
         cpu1 = cpu_seconds(daemon_pid) if daemon_pid else None
         csw1 = proc_status_kb(daemon_pid, "voluntary_ctxt_switches") if daemon_pid else None
         got = s.total - total0
@@ -825,6 +827,7 @@ def stream_session(bench, lab, user, path, size, sudo=False, daemon_pid=None, ve
             bench.note(f"ssh exited {rc} after logout: {s.stderr_text()}")
         return {"seconds": t1 - t0, "port": port, "received": got, "total": s.total,
                 "reads": s.reads, "machine_cpu_s": (busy1 - busy0) / CLK_TCK,
+                "cpu_by_comm": cpu_delta_by_comm(procs0, procs1, CLK_TCK),
                 "cpu": (cpu1 - cpu0) if daemon_pid else None,
                 "daemon_wakeups": (csw1 - csw0) if daemon_pid else None,
                 "sha256": s.hasher.hexdigest() if verify else None}
@@ -945,6 +948,7 @@ def _part_throughput(bench, stack):
             mbs = size / m["seconds"] / 1e6
             info["client_reads"] = m["reads"]
             info["machine_cpu_s"] = m["machine_cpu_s"]
+            info["cpu_by_comm"] = m["cpu_by_comm"]
             res[c].append(mbs)
             extra[c].append(info)
             log(f"throughput round {r + 1}/{a.rounds} {c}: {m['seconds']:.2f} s, "
@@ -1296,6 +1300,7 @@ def main():
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
     started = time.time()
+    was_nice = reset_autogroup()
     header = (f"sealtrail benchmarks {time.strftime('%Y-%m-%d %H:%M:%S %Z')}: "
               f"{os.cpu_count()} CPUs, kernel {platform.release()}, "
               f"command: {' '.join([sys.executable] + sys.argv)}")
@@ -1305,6 +1310,8 @@ def main():
         header += f", tree {rev or '?'}"
     except OSError:
         pass
+    if was_nice:
+        header += f"\n(this session's autogroup had nice {was_nice}: reset to 0)"
     results, failed = [], []
     with Bench(args) as bench:
         _BUILD = bench.build

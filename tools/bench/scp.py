@@ -76,8 +76,8 @@ sys.path.insert(0, os.path.join(ROOT, "selftests", "lib"))
 
 import harness  # noqa: E402  (selftests/lib)
 import sshlab  # noqa: E402
-from common import (cpu_times as _cpu_times, fmt, foreign_bpf, log, median, table,
-                    wait_bench_lock)
+from common import (cpu_times as _cpu_times, fmt, foreign_bpf, log, median,
+                    reset_autogroup, table, wait_bench_lock)
 
 MiB = 1 << 20
 MB = 1_000_000
@@ -754,6 +754,7 @@ def main():
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
     started = time.time()
+    was_nice = reset_autogroup()
     ver = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
     header = (f"scp benchmark {time.strftime('%Y-%m-%d %H:%M:%S %Z')}: "
               f"{os.cpu_count()} CPUs, kernel {platform.release()}, {ver}, "
@@ -761,6 +762,8 @@ def main():
     rev = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
                          capture_output=True, text=True).stdout.strip()
     header += f", tree {rev or '?'}"
+    if was_nice:
+        header += f" (this session's autogroup had nice {was_nice}: reset to 0)"
     dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
                            capture_output=True, text=True).stdout.split("\n")
     dirty = [ln[3:] for ln in dirty if ln.strip()]

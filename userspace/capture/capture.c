@@ -159,6 +159,7 @@ int capture_poll(struct capture *c, int timeout_ms)
 	t0 = clock_ns(CLOCK_MONOTONIC);
 	n = ring_buffer__consume(c->rb);
 	took = clock_ns(CLOCK_MONOTONIC) - t0;
+	c->last_used = used;
 	if (used > c->peak_used)
 		c->peak_used = used;
 	if (took > c->longest_drain_ns)

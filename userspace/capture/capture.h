@@ -24,6 +24,7 @@ struct capture {
 	const volatile uint64_t *consumer_pos;
 	const volatile uint64_t *producer_pos;
 	uint64_t ring_bytes;
+	uint64_t last_used; /* bytes waiting when the last drain began */
 	uint64_t peak_used; /* most bytes waiting when a drain began */
 	uint64_t longest_drain_ns;
 };

@@ -74,7 +74,7 @@ static const char *json_get(const char *json, const char *key, char *out, size_t
 int cmd_status(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {CLI_COMMON_OPTS, {0}};
-	char path[4096], v[1024];
+	char path[4096], v[1024], v2[32], v3[32];
 	bool running;
 	char *json;
 	long long live = 0;
@@ -122,6 +122,12 @@ int cmd_status(struct cli *c, int argc, char **argv)
 			printf(" (%s terminal bytes)\n",
 			       json_get(json, "lost_bytes", v, sizeof(v)));
 			printf("records:        %s\n", json_get(json, "records", v, sizeof(v)));
+			printf(
+			    "ring buffer:    %s bytes, at most %s waiting, longest drain %s ms\n",
+			    json_get(json, "ringbuf_bytes", v, sizeof(v)),
+			    json_get(json, "ringbuf_peak_used", v2, sizeof(v2)),
+			    json_get(json, "longest_drain_ms", v3, sizeof(v3)));
+			printf("scheduling:     %s\n", json_get(json, "scheduling", v, sizeof(v)));
 		}
 		printf("open sessions:  %lld in the index\n", live);
 	}

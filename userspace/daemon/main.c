@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/access.h"
+#include "daemon/priority.h"
 #include "access/roles.h"
 #include "session/tracker.h"
 #include "store/store.h"
@@ -51,9 +52,12 @@ static void usage(FILE *out)
 	    "                        (default /usr/lib/openssh/sftp-server and internal-sftp)\n"
 	    "  --transfer PATH       program whose files are summarised (path, size, SHA-256);\n"
 	    "                        repeatable (default sftp-server, /usr/bin/scp, rsync)\n"
-	    "  --nice N              scheduling priority of the collector (default -20): it\n"
-	    "                        must drain the kernel's ring buffer ahead of the\n"
-	    "                        sessions filling it, or their bytes become gaps\n"
+	    "  --rt-priority N       run the collector's event loop as SCHED_FIFO N (default 1,\n"
+	    "                        the lowest; 0 = not realtime): it must drain the\n"
+	    "                        kernel's ring buffer ahead of the sessions filling it,\n"
+	    "                        or their bytes become gaps\n"
+	    "  --nice N              without realtime (0 above, or refused): nice of the event\n"
+	    "                        loop and its autogroup (default -20)\n"
 	    "  --auditor-pubkey FILE also wrap every segment's key to this X25519 public key\n"
 	    "                        (PEM, from `sealtrail auditor-keygen`): its private key\n"
 	    "                        reads a copy of the store off-host. Once a store has\n"
@@ -93,8 +97,8 @@ static void usage(FILE *out)
 	    "which flushes and syncs the store. `sealtrail status` shows its state.\n");
 }
 
-static int write_status(struct tracker *t, struct capture *cap, const char *store_dir,
-			uint64_t started_ns, uint32_t ringbuf, bool running)
+static int write_status(struct tracker *t, struct capture *cap, const char *sched,
+			const char *store_dir, uint64_t started_ns, uint32_t ringbuf, bool running)
 {
 	uint64_t cnt[ST_CNT_MAX];
 	char started[40], now[40], *path = NULL, *tmp = NULL;
@@ -121,7 +125,7 @@ static int write_status(struct tracker *t, struct capture *cap, const char *stor
 	    "\"lost_events\":%llu,\"lost_bytes\":%llu,\"args_truncated\":%llu,"
 	    "\"read_failed\":%llu,\"untracked_children\":%llu,\"bad_events\":%llu,"
 	    "\"preauth_dropped\":%llu,\"ringbuf_bytes\":%u,\"ringbuf_peak_used\":%llu,"
-	    "\"longest_drain_ms\":%llu}\n",
+	    "\"longest_drain_ms\":%llu,\"scheduling\":\"%s\"}\n",
 	    t->live, (unsigned long long)t->sessions_total, (unsigned long long)t->records,
 	    (unsigned long long)cnt[ST_CNT_EVENTS], (unsigned long long)cnt[ST_CNT_LOST_EVENTS],
 	    (unsigned long long)cnt[ST_CNT_LOST_BYTES],
@@ -129,7 +133,7 @@ static int write_status(struct tracker *t, struct capture *cap, const char *stor
 	    (unsigned long long)cnt[ST_CNT_READ_FAILED], (unsigned long long)cnt[ST_CNT_PROC_FULL],
 	    (unsigned long long)t->bad_events, (unsigned long long)t->preauth_dropped, ringbuf,
 	    (unsigned long long)cap->peak_used,
-	    (unsigned long long)(cap->longest_drain_ns / 1000000));
+	    (unsigned long long)(cap->longest_drain_ns / 1000000), sched);
 	if (asprintf(&path, "%s/status.json", store_dir) < 0 ||
 	    asprintf(&tmp, "%s/.status.json.tmp", store_dir) < 0) {
 		err = -ENOMEM;
@@ -145,32 +149,6 @@ out:
 	free(tmp);
 	buf_free(&b);
 	return err;
-}
-
-/*
- * Run the event loop ahead of the sessions that fill the ring buffer. With
- * autogroup scheduling (the default on Debian), nice only ranks a thread
- * within its session's group, and every ssh login is a group of its own,
- * so under 100 busy logins the collector got a hundredth of a CPU: the
- * group's nice is set too.
- */
-static void set_priority(int nice_level)
-{
-	char val[16];
-	int fd;
-
-	/* this thread only (Linux): file hashing stays at normal priority */
-	if (setpriority(PRIO_PROCESS, 0, nice_level))
-		log_warn("--nice %d: %s; sessions may outrun the collector under load", nice_level,
-			 strerror(errno));
-	fd = open("/proc/self/autogroup", O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return; /* no autogroup: cgroups (CPUWeight=) decide */
-	snprintf(val, sizeof(val), "%d", nice_level);
-	if (write(fd, val, strlen(val)) < 0)
-		log_warn("--nice %d: cannot set it for the autogroup: %s", nice_level,
-			 strerror(errno));
-	close(fd);
 }
 
 /* The sealtrail binary that serves socket requests: installed or built alongside. */
@@ -210,6 +188,7 @@ int main(int argc, char **argv)
 	    {"transfer", required_argument, NULL, 'T'},
 	    {"checkpoint-file", required_argument, NULL, 'K'},
 	    {"nice", required_argument, NULL, 'n'},
+	    {"rt-priority", required_argument, NULL, 'F'},
 	    {"auditor-pubkey", required_argument, NULL, 'A'},
 	    {"auditor-key-change", no_argument, NULL, 'X'},
 	    {"checkpoint-command", required_argument, NULL, 'P'},
@@ -225,6 +204,7 @@ int main(int argc, char **argv)
 	const char *store_dir = STORE_DEFAULT_DIR;
 	unsigned long ringbuf = 16u << 20, delay_ms = 0;
 	long nice_level = DEFAULT_NICE;
+	long rt_priority = 1;
 	unsigned long long cap = 0;
 	const char *auditor_file = NULL;
 	uint8_t auditor_pk[AUDITOR_KEY_LEN];
@@ -238,6 +218,7 @@ int main(int argc, char **argv)
 	unsigned ntransfer = 0, ntransfer_default = 3;
 	struct store store;
 	struct capture capture = {0};
+	const char *sched = "normal";
 	struct tracker t;
 	struct sigaction sa = {.sa_handler = on_signal};
 	const char *socket_path = ACCESS_DEFAULT_SOCKET, *roles_path = ROLES_DEFAULT_PATH;
@@ -333,6 +314,17 @@ int main(int argc, char **argv)
 			nice_level = strtol(optarg, &end, 10);
 			if (*end || !*optarg || nice_level < -20 || nice_level > 19) {
 				fprintf(stderr, "sealtraild: --nice %s: need -20 to 19\n", optarg);
+				return 2;
+			}
+			break;
+		}
+		case 'F': {
+			char *end;
+
+			rt_priority = strtol(optarg, &end, 10);
+			if (*end || !*optarg || rt_priority < 0 || rt_priority > 99) {
+				fprintf(stderr, "sealtraild: --rt-priority %s: need 0 to 99\n",
+					optarg);
 				return 2;
 			}
 			break;
@@ -451,7 +443,7 @@ int main(int argc, char **argv)
 		log_error("cannot start the file hashing thread: %s", strerror(-err));
 		goto out;
 	}
-	set_priority((int)nice_level);
+	sched = priority_set((int)rt_priority, (int)nice_level);
 	started = clock_ns(CLOCK_REALTIME);
 	/* the start record first: after a reboot it is where the boot id may change */
 	err = tracker_daemon_record(&t, "start");
@@ -462,9 +454,9 @@ int main(int argc, char **argv)
 		goto out;
 	if (socket_path && !access_server_open(&server, socket_path, roles_path, cli_path, &store))
 		log_info("serving sealtrail commands on %s (roles: %s)", socket_path, roles_path);
-	write_status(&t, &capture, store_dir, started, ringbuf, true);
-	log_info("recording: store %s, %u programs attached, %u sshd listeners", store_dir,
-		 capture.nprogs, t.nlisteners);
+	write_status(&t, &capture, sched, store_dir, started, ringbuf, true);
+	log_info("recording: store %s, %u programs attached, %u sshd listeners, scheduling %s",
+		 store_dir, capture.nprogs, t.nlisteners, sched);
 
 	last_tick = last_scan = clock_ns(CLOCK_MONOTONIC);
 	while (!stop_requested) {
@@ -492,7 +484,7 @@ int main(int argc, char **argv)
 		}
 		if (now - last_scan >= SCAN_NS) {
 			tracker_scan(&t);
-			write_status(&t, &capture, store_dir, started, ringbuf, true);
+			write_status(&t, &capture, sched, store_dir, started, ringbuf, true);
 			last_scan = now;
 		}
 		tracker_settle(&t);
@@ -508,7 +500,7 @@ int main(int argc, char **argv)
 	tracker_settle(&t);
 	tracker_daemon_record(&t, "stop");
 	store_seal_epoch(&store, "shutdown");
-	write_status(&t, &capture, store_dir, started, ringbuf, false);
+	write_status(&t, &capture, sched, store_dir, started, ringbuf, false);
 out:
 	/* the last checkpoint matters most: let the commands deliver it */
 	sinks_drain(&sinks);
