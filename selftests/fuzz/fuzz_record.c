@@ -9,6 +9,7 @@
  * The first input byte is a mode: if its low bit is set, the CRC of every
  * record along the chain of length fields is made right before parsing, so
  * that mutations reach the field parser instead of stopping at the CRC.
+ * Each input's CRC-32 from common/crc32.c is also checked against zlib's.
  *
  *   build/fuzz/fuzz_record selftests/fuzz/corpus/fuzz_record
  */
@@ -19,6 +20,7 @@
 
 #include <zlib.h>
 
+#include "common/crc32.h"
 #include "store/record.h"
 
 #define CHECK(cond)                                                                                \
@@ -108,6 +110,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size)
 	data = malloc(size ? size : 1);
 	CHECK(data);
 	memcpy(data, input + 1, size);
+	/* the folded CRC-32 the store uses is zlib's, byte for byte */
+	CHECK(st_crc32(input[0], data, size) == crc32(input[0], data, (uInt)size));
 	if (input[0] & 1)
 		fix_crcs(data, size);
 

@@ -1,10 +1,12 @@
 /*
  * common/util.c: time parsing and formatting, JSON strings of untrusted
- * bytes, hex ids and the growable buffer.
+ * bytes, hex ids and the growable buffer; common/crc32.c.
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <zlib.h>
 
+#include "common/crc32.h"
 #include "common/util.h"
 #include "test.h"
 
@@ -401,4 +403,30 @@ TEST(buf_grows_and_stays_terminated)
 	ASSERT_STREQ((char *)b.data + 2000, "xyz", "appended");
 	buf_free(&b);
 	ASSERT_TRUE(!b.data && !b.len && !b.cap, "freed");
+}
+
+/* common/crc32.c must give zlib's value at every length, offset and start. */
+TEST(crc32_matches_zlib)
+{
+	static uint8_t b[3 * 65536 + 64];
+	uint32_t seed = 12345;
+
+	for (size_t i = 0; i < sizeof(b); i++) {
+		seed = seed * 1103515245u + 12345u;
+		b[i] = (uint8_t)(seed >> 16);
+	}
+	ASSERT_EQ(st_crc32(0, "123456789", 9), 0xcbf43926u, "check value of CRC-32");
+	ASSERT_EQ(st_crc32(0, b, 0), 0u, "empty");
+	/* every length around the 16- and 64-byte folding steps, every misalignment */
+	for (size_t off = 0; off < 16; off++)
+		for (size_t len = 0; len < 600; len++)
+			if (st_crc32(0xffffffffu - len, b + off, len) !=
+			    crc32(0xffffffffu - len, b + off, (uInt)len)) {
+				test_fail(__FILE__, __LINE__, "offset %zu length %zu differs", off,
+					  len);
+				return;
+			}
+	/* long buffers, and a CRC continued across calls */
+	ASSERT_EQ(st_crc32(7, b + 3, sizeof(b) - 3), crc32(7, b + 3, sizeof(b) - 3), "192 KiB");
+	ASSERT_EQ(st_crc32(st_crc32(0, b, 1000), b + 1000, 70000), crc32(0, b, 71000), "continued");
 }

@@ -4,6 +4,7 @@
  *
  *   seal-bench --plan FILE --corpus FILE --store DIR [--chunk BYTES]
  *              [--cpu N] [--tick-ms MS] [--min-output BYTES] [--keys-per-record N]
+ *              [--no-input]
  *
  * The corpus is the raw terminal bytes of a session mix, in the order they
  * are replayed; the plan says what they are, one step per line:
@@ -34,7 +35,9 @@
  * at the end a last sync and the "shutdown" epoch. The store is created
  * before and closed after the timed part. --min-output N replays only the
  * session starts and ends and the O steps of at least N bytes (bulk output
- * such as cat's); the bytes of the steps left out are not counted.
+ * such as cat's); --no-input replays all but the I steps (the terminal's
+ * output, echo included, and the process records); the bytes of the steps
+ * left out are not counted.
  *
  * Pinned to one CPU, it times that loop (wall clock and the process's CPU
  * time, user and system apart) and prints one JSON object on stdout: bytes
@@ -110,6 +113,7 @@ struct bench {
 	size_t chunk;
 	uint64_t tick_ns;
 	uint64_t min_output;
+	bool no_input;
 	uint64_t ev_wall, ev_boot; /* the event time of the step being replayed */
 	uint32_t tty_of[MAX_SESSIONS];
 	/* results */
@@ -125,7 +129,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: seal-bench --plan FILE --corpus FILE --store DIR [--chunk BYTES]"
 		   " [--cpu N] [--tick-ms MS] [--min-output BYTES]\n"
-		   "       [--keys-per-record N]\n"
+		   "       [--keys-per-record N] [--no-input]\n"
 		   "Replays a terminal session mix through the store on one CPU; prints JSON.\n");
 }
 
@@ -215,15 +219,21 @@ static int read_plan(const char *path, struct plan *p)
 }
 
 /* Keep the session starts and ends and the output steps of at least min bytes. */
-static void keep_bulk_output(struct plan *p, uint64_t min)
+/*
+ * --min-output N: only session starts and ends and output writes of at
+ * least N bytes; --no-input: everything but what the client typed.
+ */
+static void keep_steps(struct plan *p, uint64_t min, bool no_input)
 {
 	size_t n = 0;
 
 	for (size_t i = 0; i < p->n; i++) {
 		struct step *s = &p->steps[i];
+		bool keep = min ? s->kind == STEP_START || s->kind == STEP_END ||
+				      (s->kind == STEP_OUTPUT && s->len >= min)
+				: !(no_input && s->kind == STEP_INPUT);
 
-		if (s->kind == STEP_START || s->kind == STEP_END ||
-		    (s->kind == STEP_OUTPUT && s->len >= min)) {
+		if (keep) {
 			p->steps[n++] = *s;
 		} else {
 			free(s->path);
@@ -532,6 +542,7 @@ int main(int argc, char **argv)
 	    {"tick-ms", required_argument, NULL, 't'},
 	    {"min-output", required_argument, NULL, 'm'},
 	    {"keys-per-record", required_argument, NULL, 'K'},
+	    {"no-input", no_argument, NULL, 'I'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
@@ -572,6 +583,9 @@ int main(int argc, char **argv)
 		case 'K':
 			b.keys_per_record = strtoul(optarg, NULL, 0);
 			break;
+		case 'I':
+			b.no_input = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -603,8 +617,8 @@ int main(int argc, char **argv)
 	if (!b.slots)
 		goto out;
 	/* before the clock starts: the steps left out must cost nothing */
-	if (b.min_output)
-		keep_bulk_output(&plan, b.min_output);
+	if (b.min_output || b.no_input)
+		keep_steps(&plan, b.min_output, b.no_input);
 	fd = open(corpus_path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &sb)) {
 		fprintf(stderr, "%s: %s\n", corpus_path, strerror(errno));

@@ -2,8 +2,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <zlib.h>
 
+#include "common/crc32.h"
 #include "store/record.h"
 
 int rec_begin(struct buf *b, uint16_t type, const uint8_t session[ST_ID_LEN], uint64_t wall_ns,
@@ -54,7 +54,7 @@ int rec_finish(struct buf *b, uint64_t seq)
 		return -EINVAL;
 	put_be32(b->data, b->len + REC_TRAILER_LEN);
 	put_be64(b->data + 8, seq);
-	put_be32(crc, crc32(0, b->data, b->len));
+	put_be32(crc, st_crc32(0, b->data, b->len));
 	return buf_add(b, crc, sizeof(crc));
 }
 
@@ -80,7 +80,7 @@ static int parse(const uint8_t *p, size_t avail, struct record *rec, size_t *use
 		return -EAGAIN;
 	}
 	if (check_crc &&
-	    crc32(0, p, len - REC_TRAILER_LEN) != get_be32(p + len - REC_TRAILER_LEN)) {
+	    st_crc32(0, p, len - REC_TRAILER_LEN) != get_be32(p + len - REC_TRAILER_LEN)) {
 		snprintf(err, 128, "CRC mismatch in record of %u bytes", len);
 		return -EBADMSG;
 	}

@@ -217,28 +217,26 @@ int seal_build(struct buf *out, const struct seal_header *h, const uint8_t *reco
 		return err;
 	p = out->data;
 	if (key) {
-		uint8_t *tmp = malloc(bound);
-
-		if (!tmp)
-			return -ENOMEM;
-		/* one context per thread: creating one per record costs more than compressing */
+		/*
+		 * One context and one buffer per thread: creating a context
+		 * per record costs more than compressing, and a fresh 64 KiB
+		 * buffer per record went back to the kernel and faulted in again.
+		 */
 		static __thread ZSTD_CCtx *cctx;
+		static __thread struct buf tmp;
 
 		if (!cctx)
 			cctx = ZSTD_createCCtx();
-		plen = cctx ? ZSTD_compressCCtx(cctx, tmp, bound, record, len, 1) : (size_t)-1;
-		if (ZSTD_isError(plen)) {
-			free(tmp);
+		err = buf_reserve(&tmp, bound);
+		if (err)
+			return err;
+		plen = cctx ? ZSTD_compressCCtx(cctx, tmp.data, bound, record, len, 1)
+			    : (size_t)-1;
+		if (ZSTD_isError(plen) || RAND_bytes(p + 104, SEAL_NONCE_LEN) != 1)
 			return -EIO;
-		}
-		if (RAND_bytes(p + 104, SEAL_NONCE_LEN) != 1) {
-			free(tmp);
-			return -EIO;
-		}
 		put_header(p, h, SEAL_HEADER_LEN + plen + SEAL_TAG_LEN);
-		err = gcm(true, key, p + 104, p, SEAL_HEADER_LEN, tmp, plen, p + SEAL_HEADER_LEN,
-			  p + SEAL_HEADER_LEN + plen);
-		free(tmp);
+		err = gcm(true, key, p + 104, p, SEAL_HEADER_LEN, tmp.data, plen,
+			  p + SEAL_HEADER_LEN, p + SEAL_HEADER_LEN + plen);
 		if (err)
 			return err;
 	} else {
