@@ -4,13 +4,15 @@
  *
  * Under a hundred busy logins, each its own autogroup (Debian's default),
  * a collector at nice 0 gets a hundredth of a CPU and bytes become gaps.
- * Nice -20 for the thread and its autogroup fixes that, but costs a single
- * busy session on two CPUs ~7% of its throughput: the load balancer counts
- * a nice -20 task that sleeps 93% of the time as ~6 busy nice-0 tasks and
- * crowds the session's processes onto the other CPU. A realtime thread
- * (SCHED_FIFO, lowest priority) runs as soon as it wakes and is not
- * counted in that load; the kernel's RT throttling keeps 5% of each second
- * for everything else should it ever spin.
+ * Nice -20 for the thread and its autogroup fixes that, but one busy
+ * session on two CPUs then ran 5-8% slower than with SCHED_FIFO (likely the
+ * load balancer, which counts a mostly sleeping nice -20 task as several
+ * busy nice-0 ones). A realtime thread (SCHED_FIFO, lowest priority) runs
+ * as soon as it wakes and is not counted in that load; the kernel's RT
+ * throttling keeps 5% of each second for everything else should it ever
+ * spin. (Letting it run at nice 0 or SCHED_IDLE until the ring backs up
+ * made no difference to one session and lost bytes under a hundred:
+ * docs/PERFORMANCE.md.)
  */
 #ifndef SEALTRAIL_DAEMON_PRIORITY_H
 #define SEALTRAIL_DAEMON_PRIORITY_H
