@@ -28,6 +28,8 @@ No root, no BPF, no sshd: this measures the store alone, on one CPU.
    at each session end, an epoch per session end -- into a fresh store,
    timing append+sync (wall and CPU time). Modes: "mix" is the whole
    corpus, a record per input write and per echo as sealtraild writes them;
+   "output" all of it but the typed input (the terminal's output, echo,
+   prompts, exec and exit records: the target's "terminal output");
    "bulk" only its output writes of at least 4 KiB (cat, ls, logs,
    full-screen redraws) and the session starts and ends: terminal output
    alone, the best case for sealing. Then `sealtrail verify`
