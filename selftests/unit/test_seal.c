@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "store/record.h"
 #include "store/seal.h"
@@ -128,6 +130,44 @@ TEST(seal_nonces_differ)
 		    "a fresh random nonce per envelope");
 	buf_free(&a);
 	buf_free(&b);
+}
+
+/*
+ * Nonces come from a per-thread buffer: 1000 in a row are all different,
+ * and a fork() child does not get the nonces its parent will use next.
+ */
+TEST(seal_random_never_repeats_across_fork)
+{
+	static uint8_t seen[1000][SEAL_NONCE_LEN];
+	uint8_t mine[SEAL_NONCE_LEN], childs[SEAL_NONCE_LEN];
+	int fds[2], status;
+	pid_t pid;
+
+	for (int i = 0; i < 1000; i++) {
+		ASSERT_EQ(seal_random(seen[i], SEAL_NONCE_LEN), 0, "seal_random");
+		for (int j = 0; j < i; j++)
+			if (!memcmp(seen[i], seen[j], SEAL_NONCE_LEN)) {
+				ASSERT_TRUE(false, "a nonce repeated");
+				return;
+			}
+	}
+	ASSERT_EQ(pipe(fds), 0, "pipe");
+	pid = fork();
+	if (pid == 0) {
+		ssize_t w = -1;
+
+		if (seal_random(childs, sizeof(childs)) == 0)
+			w = write(fds[1], childs, sizeof(childs));
+		_exit(w == (ssize_t)sizeof(childs) ? 0 : 1);
+	}
+	ASSERT_GT(pid, 0, "fork");
+	close(fds[1]);
+	ASSERT_EQ(read(fds[0], childs, sizeof(childs)), (long)sizeof(childs), "child's nonce");
+	close(fds[0]);
+	ASSERT_EQ(waitpid(pid, &status, 0), pid, "waitpid");
+	ASSERT_EQ(seal_random(mine, sizeof(mine)), 0, "parent's next nonce");
+	ASSERT_TRUE(memcmp(mine, childs, sizeof(mine)) != 0,
+		    "the child drew its own nonce, not the parent's next one");
 }
 
 TEST(seal_plain_envelopes)

@@ -67,6 +67,8 @@
 #define EPOCH_NS (10ull * NS)
 #define EPOCH_RECORDS 100000
 #define MAX_SESSIONS 4096
+/* read the clocks (event times, the sync tick) once per this many steps */
+#define CLOCK_EVERY 8
 #define SSHD_PID_BASE 40000u
 
 enum step_kind {
@@ -458,11 +460,21 @@ static int replay(struct bench *b, const struct plan *p)
 
 	for (size_t i = 0; i < p->n && !err; i++) {
 		const struct step *s = &p->steps[i];
+		bool clocks = i % CLOCK_EVERY == 0;
 		uint64_t now;
 
-		/* events carry their kernel timestamp; the tracker reads no clock */
-		b->ev_wall = clock_ns(CLOCK_REALTIME);
-		b->ev_boot = clock_ns(CLOCK_BOOTTIME);
+		/*
+		 * Events carry their kernel timestamp, so the daemon reads no
+		 * clock per event: read them every CLOCK_EVERY steps (they were
+		 * 3% of the loop) and count up by a nanosecond in between.
+		 */
+		if (clocks) {
+			b->ev_wall = clock_ns(CLOCK_REALTIME);
+			b->ev_boot = clock_ns(CLOCK_BOOTTIME);
+		} else {
+			b->ev_wall++;
+			b->ev_boot++;
+		}
 		switch (s->kind) {
 		case STEP_START:
 			err = session_start(b, s);
@@ -482,6 +494,8 @@ static int replay(struct bench *b, const struct plan *p)
 			err = flush_session(b, s->sid) ?: session_end(b, s);
 			break;
 		}
+		if (!clocks)
+			continue;
 		now = clock_ns(CLOCK_MONOTONIC);
 		if (!err && now - last_tick >= b->tick_ns) {
 			err = sync_store(b);

@@ -4,7 +4,6 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
-#include <openssl/rand.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,6 +13,7 @@
 
 #include "common/log.h"
 #include "store/cryptvfs.h"
+#include "store/seal.h"
 
 #define PAGE CRYPTVFS_PAGE_SIZE
 #define RESERVE CRYPTVFS_RESERVE
@@ -194,7 +194,7 @@ static int page_seal(struct cfile *f, uint32_t pgno, const uint8_t *in, uint8_t 
 			  f->name, pgno);
 		return -EINVAL;
 	}
-	if (RAND_bytes(nonce, CRYPTVFS_NONCE_LEN) != 1)
+	if (seal_random(nonce, CRYPTVFS_NONCE_LEN))
 		return -EIO;
 	page_aad(f, pgno, aad);
 	return xaes_seal(&f->x, nonce, aad, sizeof(aad), in, USABLE, out,

@@ -461,6 +461,50 @@ static uint64_t get_u64(const struct record *rec, uint16_t tag, uint64_t dflt)
 /* Integer column that stays NULL when the record does not carry it. */
 #define OPT(tag) (rec_u64(rec, tag, &v) ? 'i' : 'n')
 
+static int flush_bytes(struct index *ix)
+{
+	int err = 0;
+
+	for (unsigned i = 0; i < ix->npending && !err; i++) {
+		const struct index_bytes *b = &ix->pending[i];
+
+		err = run(ix, S_BYTES, "tiiii", b->sid, b->in, b->out, b->tty, b->any_tty);
+	}
+	ix->npending = 0;
+	return err;
+}
+
+/* S_BYTES, deferred: the WHERE depends only on the session's tty, which
+ * no terminal record changes, and every other record flushes first. */
+static int add_bytes(struct index *ix, const char *sid, uint64_t stream, uint64_t tty, uint64_t n)
+{
+	uint64_t any_tty = stream >= 2 ? 2 : 0;
+	struct index_bytes *b = NULL;
+
+	for (unsigned i = 0; i < ix->npending && !b; i++)
+		if (ix->pending[i].tty == tty && ix->pending[i].any_tty == any_tty &&
+		    !strcmp(ix->pending[i].sid, sid))
+			b = &ix->pending[i];
+	if (!b) {
+		if (ix->npending == INDEX_PENDING_BYTES) {
+			int err = flush_bytes(ix);
+
+			if (err)
+				return err;
+		}
+		b = &ix->pending[ix->npending++];
+		memset(b, 0, sizeof(*b));
+		memcpy(b->sid, sid, ST_ID_HEX);
+		b->tty = tty;
+		b->any_tty = any_tty;
+	}
+	if (stream_is_input(stream))
+		b->in += n;
+	else
+		b->out += n;
+	return 0;
+}
+
 int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uint64_t off)
 {
 	char sid[ST_ID_HEX], s1[256], s2[256], s3[256], s4[256], s5[64], path[4096];
@@ -473,6 +517,8 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 			return -EIO;
 		ix->in_tx = true;
 	}
+	if (rec->type != REC_TTY && ix->npending && flush_bytes(ix))
+		return -EIO;
 	hex_encode(rec->session, ST_ID_LEN, sid);
 	switch (rec->type) {
 	case REC_SESSION_START: {
@@ -527,9 +573,7 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 			  get_u64(rec, TAG_TTY_INDEX, 0), rec->wall_ns, rec->mono_ns,
 			  (uint64_t)seg_no, off, v);
 		if (!err)
-			err = run(ix, S_BYTES, "tiiii", sid, stream_is_input(stream) ? v : 0,
-				  stream_is_input(stream) ? 0 : v, get_u64(rec, TAG_TTY_INDEX, 0),
-				  stream);
+			err = add_bytes(ix, sid, stream, get_u64(rec, TAG_TTY_INDEX, 0), v);
 		break;
 	}
 	case REC_EXEC:
@@ -606,7 +650,8 @@ int index_commit(struct index *ix)
 
 	if (!ix->in_tx)
 		return 0;
-	err = run(ix, S_META, "ti", "last_seq", ix->last_seq);
+	err = flush_bytes(ix);
+	err |= run(ix, S_META, "ti", "last_seq", ix->last_seq);
 	err |= run(ix, S_META, "ti", "last_segment", (uint64_t)ix->last_seg);
 	err |= run(ix, S_COMMIT, "");
 	ix->in_tx = false;
@@ -628,6 +673,7 @@ int index_clear(struct index *ix)
 	}
 	ix->last_seq = 0;
 	ix->last_seg = 0;
+	ix->npending = 0;
 	return 0;
 }
 

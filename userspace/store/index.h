@@ -20,12 +20,26 @@ struct cryptvfs;
 
 #define INDEX_KEY_LEN 32
 
+/*
+ * Terminal bytes not yet added to their session's totals: one UPDATE per
+ * session and pty at the next other record or commit, not one per record.
+ */
+#define INDEX_PENDING_BYTES 16
+struct index_bytes {
+	char sid[ST_ID_HEX];
+	uint64_t tty; /* pts index */
+	uint64_t any_tty; /* 2: a pipe stream, counted whatever the session's tty */
+	uint64_t in, out;
+};
+
 struct index {
 	struct sqlite3 *db;
 	struct cryptvfs *vfs;
 	bool writable;
 	bool in_tx;
 	struct sqlite3_stmt *stmts[32];
+	struct index_bytes pending[INDEX_PENDING_BYTES];
+	unsigned npending;
 	uint64_t last_seq; /* highest sequence number applied */
 	uint32_t last_seg; /* and the segment it lives in */
 };

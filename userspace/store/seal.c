@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -175,6 +176,44 @@ void merkle_root(const struct merkle *m, uint8_t out[SEAL_HASH_LEN])
 	}
 }
 
+/*
+ * Random bytes for nonces, drawn from OpenSSL's DRBG 4 KiB at a time: one
+ * RAND_bytes per record cost more than its zstd frame for a keystroke
+ * (it also checks getpid each time). A child of fork() must never seal
+ * with its parent's nonces, so the buffer is emptied in the child.
+ */
+static __thread uint8_t rand_buf[4096];
+static __thread size_t rand_left;
+static pthread_once_t rand_once = PTHREAD_ONCE_INIT;
+
+static void rand_forget(void)
+{
+	OPENSSL_cleanse(rand_buf, sizeof(rand_buf));
+	rand_left = 0;
+}
+
+static void rand_register(void)
+{
+	pthread_atfork(NULL, NULL, rand_forget);
+}
+
+int seal_random(uint8_t *out, size_t n)
+{
+	pthread_once(&rand_once, rand_register);
+	if (n > sizeof(rand_buf))
+		return RAND_bytes(out, (int)n) == 1 ? 0 : -EIO;
+	if (rand_left < n) {
+		if (RAND_bytes(rand_buf, sizeof(rand_buf)) != 1)
+			return -EIO;
+		rand_left = sizeof(rand_buf);
+	}
+	/* take from the end and wipe what was taken: no nonce is handed out twice */
+	rand_left -= n;
+	memcpy(out, rand_buf + rand_left, n);
+	OPENSSL_cleanse(rand_buf + rand_left, n);
+	return 0;
+}
+
 static int gcm(bool enc, const uint8_t key[SEAL_KEY_LEN], const uint8_t nonce[SEAL_NONCE_LEN],
 	       const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len, uint8_t *out,
 	       uint8_t tag[SEAL_TAG_LEN])
@@ -230,9 +269,8 @@ int seal_build(struct buf *out, const struct seal_header *h, const uint8_t *reco
 		err = buf_reserve(&tmp, bound);
 		if (err)
 			return err;
-		plen = cctx ? ZSTD_compressCCtx(cctx, tmp.data, bound, record, len, 1)
-			    : (size_t)-1;
-		if (ZSTD_isError(plen) || RAND_bytes(p + 104, SEAL_NONCE_LEN) != 1)
+		plen = cctx ? ZSTD_compressCCtx(cctx, tmp.data, bound, record, len, 1) : (size_t)-1;
+		if (ZSTD_isError(plen) || seal_random(p + 104, SEAL_NONCE_LEN))
 			return -EIO;
 		put_header(p, h, SEAL_HEADER_LEN + plen + SEAL_TAG_LEN);
 		err = gcm(true, key, p + 104, p, SEAL_HEADER_LEN, tmp.data, plen,
@@ -365,7 +403,7 @@ void seal_epoch_message(const uint8_t store_id[ST_ID_LEN], uint32_t epoch, uint6
 int seal_wrap(const uint8_t kek[SEAL_KEY_LEN], const uint8_t key[SEAL_KEY_LEN], const uint8_t *aad,
 	      size_t aad_len, uint8_t out[SEAL_WRAPPED_LEN])
 {
-	if (RAND_bytes(out, SEAL_NONCE_LEN) != 1)
+	if (seal_random(out, SEAL_NONCE_LEN))
 		return -EIO;
 	return gcm(true, kek, out, aad, aad_len, key, SEAL_KEY_LEN, out + SEAL_NONCE_LEN,
 		   out + SEAL_NONCE_LEN + SEAL_KEY_LEN);

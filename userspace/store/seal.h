@@ -75,6 +75,12 @@ void seal_leaf_hash(const uint8_t *bytes, size_t len, uint8_t out[SEAL_HASH_LEN]
 void seal_chain_header(uint8_t prev[SEAL_HASH_LEN], const uint8_t *header, size_t len);
 
 /*
+ * n fresh random bytes for a nonce, from OpenSSL's DRBG through a
+ * per-thread buffer that a fork() child never inherits. 0 or -EIO.
+ */
+int seal_random(uint8_t *out, size_t n);
+
+/*
  * Seal record bytes into out: compressed and encrypted under key, or in the
  * clear when key is NULL (then flags must carry SEAL_PLAIN).
  */
