@@ -205,6 +205,7 @@ int main(int argc, char **argv)
 	unsigned long ringbuf = 16u << 20, delay_ms = 0;
 	long nice_level = DEFAULT_NICE;
 	long rt_priority = 1;
+	bool unclean;
 	unsigned long long cap = 0;
 	const char *auditor_file = NULL;
 	uint8_t auditor_pk[AUDITOR_KEY_LEN];
@@ -446,8 +447,11 @@ int main(int argc, char **argv)
 	sched = priority_set((int)rt_priority, (int)nice_level);
 	started = clock_ns(CLOCK_REALTIME);
 	/* the start record first: after a reboot it is where the boot id may change */
+	unclean = tracker_previous_run_unclean(&t);
+	if (unclean)
+		log_warn("store %s: the previous sealtraild did not stop cleanly", store_dir);
 	err = tracker_daemon_record(&t, "start");
-	err = err ?: tracker_close_stale(&t);
+	err = err ?: tracker_close_stale(&t, unclean);
 	err = err ?: tracker_scan(&t);
 	err = err ?: tracker_settle(&t);
 	if (err)

@@ -880,7 +880,27 @@ int tracker_daemon_record(struct tracker *t, const char *event)
 	return err ?: store_sync(t->store);
 }
 
-int tracker_close_stale(struct tracker *t)
+bool tracker_previous_run_unclean(struct tracker *t)
+{
+	sqlite3_stmt *st;
+	bool unclean = false;
+	char key[300];
+
+	snprintf(key, sizeof(key), "daemon:%s", t->host);
+	if (sqlite3_prepare_v2(t->store->index.db, "SELECT value FROM meta WHERE key = ?1", -1, &st,
+			       NULL) != SQLITE_OK)
+		return false;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const char *v = (const char *)sqlite3_column_text(st, 0);
+
+		unclean = v && !strcmp(v, "start");
+	}
+	sqlite3_finalize(st);
+	return unclean;
+}
+
+int tracker_close_stale(struct tracker *t, bool unclean)
 {
 	sqlite3_stmt *st;
 	int err = 0;
@@ -896,6 +916,28 @@ int tracker_close_stale(struct tracker *t)
 
 		if (!id || hex_decode(id, s.id, ST_ID_LEN))
 			continue;
+		/*
+		 * Killed, not stopped: what it had gathered but not written
+		 * (up to ~1 s of this login's bytes, and whatever waited in the
+		 * kernel's ring buffer) is gone. Say so; how much is unknown.
+		 */
+		if (unclean) {
+			err = rec_begin(&t->rec, REC_GAP, s.id, clock_ns(CLOCK_REALTIME),
+					clock_ns(CLOCK_BOOTTIME));
+			err =
+			    err
+				?: rec_add_str(&t->rec, TAG_REASON,
+					       "sealtraild did not stop cleanly (killed, crashed or"
+					       " power cut): this session's bytes it had not yet"
+					       " written, about its last second, are missing");
+			err = err ?: rec_add_u64(&t->rec, TAG_LOST_EVENTS, 1);
+			err = err ?: store_append(t->store, &t->rec);
+			if (err)
+				break;
+			log_warn("session %s: the previous sealtraild did not stop cleanly; a gap"
+				 " marks the bytes it had not written",
+				 id);
+		}
 		/* the daemon was down: we cannot know when it ended */
 		err = rec_begin(&t->rec, REC_SESSION_END, s.id, clock_ns(CLOCK_REALTIME),
 				clock_ns(CLOCK_BOOTTIME));

@@ -70,7 +70,16 @@ int tracker_tick(struct tracker *t);
 int tracker_daemon_record(struct tracker *t, const char *event);
 /* Write file records whose hashes are done (wait for all if drain). */
 int tracker_files_done(struct tracker *t, bool drain);
-/* Close sessions left open by a previous run whose leader is gone. */
-int tracker_close_stale(struct tracker *t);
+/*
+ * End the sessions a previous run left open (their processes that still
+ * live are adopted afresh); if that run did not stop cleanly, each first
+ * gets a gap record for the bytes it had not written.
+ */
+int tracker_close_stale(struct tracker *t, bool unclean);
+/*
+ * Did the previous sealtraild on this host stop without its "stop" record
+ * (kill -9, a crash, a power cut)? Ask before writing our own "start".
+ */
+bool tracker_previous_run_unclean(struct tracker *t);
 
 #endif

@@ -623,6 +623,14 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 			  rec_str(rec, TAG_DIRECTION, s2, sizeof(s2)), get_u64(rec, TAG_BYTES, 0),
 			  get_u64(rec, TAG_SIZE, 0), rec_str(rec, TAG_SHA256, s3, sizeof(s3)));
 		break;
+	case REC_DAEMON: {
+		/* the last start or stop per host: a start not followed by a stop was a crash */
+		char key[300];
+
+		snprintf(key, sizeof(key), "daemon:%s", rec_str(rec, TAG_HOST, s1, sizeof(s1)));
+		err = run(ix, S_META, "tt", key, rec_str(rec, TAG_EVENT, s2, sizeof(s2)));
+		break;
+	}
 	case REC_GAP: {
 		uint64_t events = get_u64(rec, TAG_LOST_EVENTS, 0),
 			 bytes = get_u64(rec, TAG_LOST_BYTES, 0);
