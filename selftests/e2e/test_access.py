@@ -229,3 +229,38 @@ def access_story():
         if acc:
             acc.close()
         lab.__exit__(None, None, None)
+
+
+@test("e2e/access_refusals_past_the_rate_limit_are_counted")
+def access_flood():
+    """Anyone may connect: a flood of refused requests is recorded one by
+    one only up to the burst, then counted, and the count is sealed too."""
+    acc = Access("admin: nosuchuser\n")
+    d = Daemon(acc.daemon_args())
+    try:
+        d.start()
+        n = 60
+        for _ in range(n):
+            # root over the socket, refused for --store: a refusal each time
+            check_eq(raw_request(acc.sock, [b"sessions", b"--store=/tmp"]), DENIED,
+                     "refused")
+        check_eq(d.stop(), 0, "sealtraild exits cleanly", log=d.log())
+        with open(d.log_path, errors="replace") as f:
+            full = f.read()
+        check("counting them" in full, "the daemon says it counts", log=full[-2000:])
+        log = [e for e in d.cli_json("access-log") if e["uid"] == 0]
+        single = [e for e in log if "requests" not in e]
+        summed = [e for e in log if "requests" in e]
+        check(20 <= len(single) < n, "the burst is recorded one by one, not all of it",
+              single=len(single))
+        check(summed and all(e["decision"] == "denied" and "not recorded one by one"
+                             in e["reason"] for e in summed),
+              "the rest is summed up in denied records that say so", summed=summed)
+        check_eq(len(single) + sum(e["requests"] for e in summed), n,
+                 "every refused request is accounted for")
+        p = subprocess.run([os.path.join(BUILD, "sealtrail"), "--store", d.store, "--json",
+                            "verify"], capture_output=True, text=True, timeout=120)
+        check_eq(p.returncode, 0, "verify passes", stdout=p.stdout, stderr=p.stderr)
+    finally:
+        d.close()
+        acc.close()

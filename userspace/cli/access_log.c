@@ -30,7 +30,7 @@ static int access_record(void *arg, const struct record *rec, uint32_t seg_no, u
 	struct access_visit *v = arg;
 	const struct rec_field *args = rec_field(rec, TAG_ARGV);
 	char when[40], user[64], role[16], decision[16], reason[512];
-	uint64_t uid = 0, gid = 0, pid = 0;
+	uint64_t uid = 0, gid = 0, pid = 0, requests;
 
 	if (rec->type != REC_ACCESS || rec->wall_ns < v->since || rec->wall_ns > v->until)
 		return 0;
@@ -59,6 +59,9 @@ static int access_record(void *arg, const struct record *rec, uint32_t seg_no, u
 		buf_addf(&v->line, "]");
 		if (rec_field(rec, TAG_REASON))
 			add_text(&v->line, "reason", rec, TAG_REASON);
+		/* one record for many refused requests past the rate limit */
+		if (rec_u64(rec, TAG_REQUESTS, &requests))
+			buf_addf(&v->line, ",\"requests\":%llu", (unsigned long long)requests);
 		printf("%s}\n", v->line.data);
 	} else {
 		if (!v->rows)

@@ -150,6 +150,115 @@ static int record_access(struct access_server *s, struct access_conn *c, const c
 	return err;
 }
 
+/*
+ * One record for the refused requests of a uid that were only counted:
+ * how many, since when. Synced like every access record.
+ */
+static void record_suppressed(struct access_server *s, struct access_limit *l, uint64_t now)
+{
+	struct buf rec = {0};
+	struct roles none = {0};
+	char user[64], why[256];
+	int err;
+
+	roles_lookup(&none, l->uid, l->gid, user, sizeof(user));
+	snprintf(why, sizeof(why),
+		 "%llu more refused requests of %s (uid %u) in the last %llu s, not recorded one"
+		 " by one: over %d at once or %d a second",
+		 (unsigned long long)l->suppressed, user, (unsigned)l->uid,
+		 (unsigned long long)((now - l->first_ns) / 1000000000ull + 1), ACCESS_DENY_BURST,
+		 ACCESS_DENY_PER_S);
+	err = rec_begin(&rec, REC_ACCESS, NULL, clock_ns(CLOCK_REALTIME), clock_ns(CLOCK_BOOTTIME));
+	err = err ?: rec_add_u64(&rec, TAG_UID, l->uid);
+	err = err ?: rec_add_u64(&rec, TAG_GID, l->gid);
+	err = err ?: rec_add_str(&rec, TAG_USER, user);
+	err = err ?: rec_add_str(&rec, TAG_ROLE, access_role_name(l->role));
+	err = err ?: rec_add_str(&rec, TAG_COMMAND, "");
+	err = err ?: rec_add_bytes(&rec, TAG_ARGV, "", 0);
+	err = err ?: rec_add_str(&rec, TAG_DECISION, "denied");
+	err = err ?: rec_add_str(&rec, TAG_REASON, why);
+	err = err ?: rec_add_u64(&rec, TAG_REQUESTS, l->suppressed);
+	err = err ?: store_append(s->store, &rec);
+	err = err ?: store_sync(s->store);
+	buf_free(&rec);
+	if (err) {
+		log_error("access: cannot record %s: %s", why, strerror(-err));
+		return; /* counted on; tried again at the next turn */
+	}
+	log_warn("access: %s", why);
+	l->suppressed = 0;
+}
+
+/* Record what was counted: after ACCESS_DENY_SUMMARY_S, or all of it (force). */
+static void flush_suppressed(struct access_server *s, bool force)
+{
+	uint64_t now = clock_ns(CLOCK_MONOTONIC);
+
+	for (int i = 0; i < ACCESS_LIMITS; i++) {
+		struct access_limit *l = &s->limits[i];
+
+		if (l->used && l->suppressed &&
+		    (force || now - l->first_ns >= ACCESS_DENY_SUMMARY_S * 1000000000ull))
+			record_suppressed(s, l, now);
+	}
+}
+
+static struct access_limit *limit_of(struct access_server *s, uid_t uid)
+{
+	struct access_limit *spare = NULL;
+
+	for (int i = 0; i < ACCESS_LIMITS; i++) {
+		struct access_limit *l = &s->limits[i];
+
+		if (l->used && l->uid == uid)
+			return l;
+		/* a free slot, else the one that went longest without a request */
+		if (!l->suppressed &&
+		    (!spare || !l->used || (spare->used && l->tat_ns < spare->tat_ns)))
+			spare = l;
+	}
+	if (spare) {
+		memset(spare, 0, sizeof(*spare));
+		spare->used = true;
+		spare->uid = uid;
+	}
+	return spare;
+}
+
+/*
+ * May this refused request be recorded on its own? Up to ACCESS_DENY_BURST
+ * at once per uid, then ACCESS_DENY_PER_S a second (GCRA); the others are
+ * counted for record_suppressed().
+ */
+static bool deny_recordable(struct access_server *s, struct access_conn *c, enum access_role role)
+{
+	const uint64_t step = 1000000000ull / ACCESS_DENY_PER_S;
+	uint64_t now = clock_ns(CLOCK_MONOTONIC), tat;
+	struct access_limit *l = limit_of(s, c->uid);
+
+	if (!l) {
+		/* every slot holds a count: write them out and take one */
+		flush_suppressed(s, true);
+		l = limit_of(s, c->uid);
+		if (!l)
+			return true;
+	}
+	l->gid = c->gid;
+	l->role = role;
+	tat = l->tat_ns > now ? l->tat_ns : now;
+	if (tat - now > (ACCESS_DENY_BURST - 1) * step) {
+		if (!l->suppressed++) {
+			l->first_ns = now;
+			log_warn("access: uid %u: more than %d refused requests at once; counting"
+				 " them instead of recording each",
+				 (unsigned)c->uid, ACCESS_DENY_BURST);
+		}
+		return false;
+	}
+	l->tat_ns = tat + step;
+	return true;
+}
+
 static void deny(struct access_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void deny(struct access_conn *c, const char *fmt, ...)
 {
@@ -233,6 +342,13 @@ static void serve(struct access_server *s, struct access_conn *c)
 			 role == ROLE_AUDITOR ? "an auditor" : access_role_name(role), cmd,
 			 access_role_name(needed), s->roles_path);
 	allowed = !why[0];
+	if (!allowed && !deny_recordable(s, c, role)) {
+		deny(c,
+		     "sealtrail: %s (too many refused requests: this one is counted, not"
+		     " recorded by itself)",
+		     why);
+		return;
+	}
 	log_info("access: %s (uid %u, pid %d, role %s) ran %s: %s%s%s", user, (unsigned)c->uid,
 		 (int)c->pid, access_role_name(role), cmd ? cmd : "(refused request)",
 		 allowed ? "allowed" : "denied", allowed ? "" : ": ", why);
@@ -309,6 +425,12 @@ static void read_request(struct access_server *s, struct access_conn *c)
 			}
 		}
 		r = req_feed(&c->req, data, n);
+		if (r < 0 && !deny_recordable(s, c, ROLE_NONE)) {
+			req_free(&c->req);
+			deny(c, "sealtrail: malformed request (too many refused requests: counted,"
+				" not recorded by itself)");
+			return;
+		}
 		if (r < 0) {
 			log_warn("access: caller pid %d (uid %u): bad request: %s", (int)c->pid,
 				 (unsigned)c->uid, c->req.err);
@@ -386,6 +508,7 @@ void access_server_poll(struct access_server *s)
 	if (s->listen_fd < 0)
 		return;
 	accept_new(s);
+	flush_suppressed(s, false);
 	for (int i = 0; i < ACCESS_MAX_CONNS; i++) {
 		struct access_conn *c = &s->conns[i];
 		int status;
@@ -412,6 +535,7 @@ void access_server_close(struct access_server *s)
 
 	if (s->listen_fd < 0)
 		return; /* never listened: no connections either */
+	flush_suppressed(s, true);
 	for (int i = 0; i < ACCESS_MAX_CONNS; i++) {
 		struct access_conn *c = &s->conns[i];
 

@@ -10,6 +10,7 @@
 #ifndef SEALTRAIL_DAEMON_ACCESS_H
 #define SEALTRAIL_DAEMON_ACCESS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -29,6 +30,28 @@ struct access_conn {
 	struct req_parser req;
 };
 
+/*
+ * Refused requests are recorded one by one up to ACCESS_DENY_BURST at once
+ * per uid, then ACCESS_DENY_PER_S per second; past that they are counted
+ * and recorded as one record per uid every ACCESS_DENY_SUMMARY_S (and at
+ * shutdown): anyone may connect, and must not fill the store or keep the
+ * recording loop busy with synced records.
+ */
+#define ACCESS_DENY_BURST 20
+#define ACCESS_DENY_PER_S 1
+#define ACCESS_DENY_SUMMARY_S 10
+#define ACCESS_LIMITS 64
+
+struct access_limit {
+	bool used;
+	uid_t uid;
+	gid_t gid;
+	uint64_t tat_ns; /* when the bucket is full again (GCRA) */
+	uint64_t suppressed; /* refused and not yet recorded */
+	uint64_t first_ns; /* CLOCK_MONOTONIC of the first of them */
+	enum access_role role; /* the caller's role at the last of them */
+};
+
 struct access_server {
 	int listen_fd;
 	char *path;
@@ -39,6 +62,7 @@ struct access_server {
 	const char *host;
 	struct store *store;
 	struct access_conn conns[ACCESS_MAX_CONNS];
+	struct access_limit limits[ACCESS_LIMITS];
 };
 
 /*

@@ -256,6 +256,7 @@ static const struct {
     [TAG_TIMING] = {"timing", false},
     [TAG_DECISION] = {"decision", true},
     [TAG_ROLE] = {"role", true},
+    [TAG_REQUESTS] = {"requests", false},
 };
 
 const char *rec_tag_name(uint16_t tag)

@@ -108,6 +108,7 @@ enum rec_tag {
 	TAG_TIMING, /* REC_TTY of several writes: per write u32 ns after the record, u32 len */
 	TAG_DECISION, /* REC_ACCESS: "allowed" or "denied" */
 	TAG_ROLE, /* REC_ACCESS: the caller's role then: "auditor", "admin" or "none" */
+	TAG_REQUESTS, /* REC_ACCESS: refused requests this record stands for (absent: 1) */
 	TAG_MAX,
 };
 
