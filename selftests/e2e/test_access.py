@@ -162,6 +162,28 @@ def access_story():
         check(r.returncode in (0, 1), "admin runs verify", rc=r.returncode, stderr=r.stderr)
         check("ok" in json.loads(r.stdout), "verify's report reaches carol", out=r.stdout)
 
+        # against checkpoints she saved: her client opens her file, as her,
+        # and passes it on; the daemon never opens a path for a caller
+        r = acc.run_as(carol, "checkpoint")
+        check_eq(r.returncode, 0, "the latest checkpoint over the socket", stderr=r.stderr)
+        saved = os.path.join(carol.home, "saved.note")
+        with open(saved, "wb") as f:
+            f.write(r.stdout)
+        os.chown(saved, carol.uid, carol.gid)
+        os.chmod(saved, 0o600)
+        r = acc.run_as(carol, "--json", "verify", "--against", saved)
+        out = json.loads(r.stdout) if r.stdout.strip() else {}
+        check(r.returncode in (0, 1) and out.get("checkpoints") == 1,
+              "admin verifies against her own saved checkpoint", rc=r.returncode, out=out,
+              stderr=r.stderr)
+        r = acc.run_as(carol, "checkpoint", "--decode", saved)
+        check(r.returncode == 0 and r.stdout.startswith(b"sealtrail"),
+              "checkpoint --decode of her file", rc=r.returncode, out=r.stdout, stderr=r.stderr)
+        r = acc.run_as(carol, "verify", "--against", "/etc/shadow")
+        check(r.returncode == 2 and b"/etc/shadow: Permission denied" in r.stderr,
+              "a file she may not read stays closed (her client opens it, not root)",
+              rc=r.returncode, stderr=r.stderr)
+
         r = acc.run_as(carol, "access-log")
         check_eq(r.returncode, 0, "admin reads the access log", stderr=r.stderr)
         check(f"denied   {alice.uid:>6} {alice.name}".encode() in r.stdout,

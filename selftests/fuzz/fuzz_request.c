@@ -80,8 +80,19 @@ static void check_request(const uint8_t *data, size_t len, size_t step)
 		if (!access_check_argv(p.argc, p.argv, &cmd, &role, why)) {
 			CHECK(cmd && (role == ROLE_AUDITOR || role == ROLE_ADMIN));
 			/* nothing getopt_long would take for a store or file option gets through */
-			for (int i = 0; i < p.argc; i++)
-				CHECK(!names_path_option(p.argv[i]));
+			for (int i = 0; i < p.argc; i++) {
+				const char *a = p.argv[i];
+				bool spelled = !strcmp(a, "--against") || !strcmp(a, "--decode");
+
+				/* except a file read from stdin, which the caller opened */
+				if (!strcmp(a, "--against=-") || !strcmp(a, "--decode=-"))
+					continue;
+				if (spelled && i + 1 < p.argc && !strcmp(p.argv[i + 1], "-")) {
+					i++;
+					continue;
+				}
+				CHECK(!names_path_option(a));
+			}
 		}
 	}
 	req_free(&p);

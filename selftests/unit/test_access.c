@@ -219,7 +219,7 @@ TEST(request_limits_on_encode)
 TEST(access_argv_policy)
 {
 	static const struct {
-		const char *args[4];
+		const char *args[5];
 		int want;
 		enum access_role role;
 		const char *why;
@@ -237,6 +237,14 @@ TEST(access_argv_policy)
 	    {{"export", "abcd", "-o/etc/x"}, -EPERM, 0, "option -o/etc/x"},
 	    {{"checkpoint", "--decode", "/etc/shadow"}, -EPERM, 0, "option --decode"},
 	    {{"verify", "--against", "/etc/shadow"}, -EPERM, 0, "option --against"},
+	    /* a file the client opened, passed as stdin */
+	    {{"verify", "--against", "-"}, 0, ROLE_ADMIN, NULL},
+	    {{"verify", "--against=-", "--json"}, 0, ROLE_ADMIN, NULL},
+	    {{"checkpoint", "--decode", "-"}, 0, ROLE_AUDITOR, NULL},
+	    {{"verify", "--ag", "-"}, -EPERM, 0, "option --against"},
+	    {{"verify", "--against=/x"}, -EPERM, 0, "option --against"},
+	    {{"verify", "--against"}, -EPERM, 0, "option --against"},
+	    {{"verify", "--against", "-", "--store=/x"}, -EPERM, 0, "option --store"},
 	    {{"events", "--auditor-key", "k"}, -EPERM, 0, "option --auditor-key"},
 	    {{"--store", "/x", "sessions"}, -EPERM, 0, "option --store before"},
 	    {{"auditor-keygen", "--out", "/x"}, -EPERM, 0, "command auditor-keygen"},
@@ -250,7 +258,7 @@ TEST(access_argv_policy)
 		enum access_role role = ROLE_NONE;
 		int argc = 0;
 
-		while (argc < 4 && cases[i].args[argc])
+		while (argc < 5 && cases[i].args[argc])
 			argc++;
 		ASSERT_EQ(access_check_argv(argc, (char *const *)cases[i].args, &cmd, &role, why),
 			  cases[i].want, cases[i].args[argc - 1]);

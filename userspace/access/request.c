@@ -141,6 +141,33 @@ static const char *const path_options[] = {
     "store", "auditor-key", "output", "pubkey", "against", "decode", "out",
 };
 
+/*
+ * Options that read a file may read stdin instead ("-"): the caller's
+ * client opens the file itself and passes it as the command's stdin.
+ */
+static const char *const stdin_options[] = {"against", "decode"};
+
+/*
+ * Is arg a stdin option, spelled out? 1 if its value is in it and is "-",
+ * 2 if the value is the next argument, 0 if arg is not one (or has another
+ * value).
+ */
+static int stdin_option(const char *arg)
+{
+	const char *name = arg + 2, *eq;
+	size_t n;
+
+	if (strncmp(arg, "--", 2) || !arg[2])
+		return 0;
+	eq = strchr(name, '=');
+	n = eq ? (size_t)(eq - name) : strlen(name);
+	for (size_t i = 0; i < sizeof(stdin_options) / sizeof(stdin_options[0]); i++)
+		/* spelled out: an abbreviation could be another option's too */
+		if (n == strlen(stdin_options[i]) && !strncmp(name, stdin_options[i], n))
+			return eq ? (strcmp(eq, "=-") ? 0 : 1) : 2;
+	return 0;
+}
+
 static int refused_option(const char *arg, char *why)
 {
 	const char *name, *eq;
@@ -164,8 +191,8 @@ static int refused_option(const char *arg, char *why)
 	for (size_t i = 0; i < sizeof(path_options) / sizeof(path_options[0]); i++) {
 		if (n <= strlen(path_options[i]) && !strncmp(name, path_options[i], n)) {
 			snprintf(why, 160,
-				 "option --%s is not available over the socket: sealtraild reads"
-				 " its own store and writes to your terminal only",
+				 "option --%s is not available over the socket: sealtraild"
+				 " reads its own store and writes to your terminal only",
 				 path_options[i]);
 			return -EPERM;
 		}
@@ -198,8 +225,17 @@ int access_check_argv(int argc, char *const *argv, const char **cmd, enum access
 		snprintf(why, 160, "command %.40s is not available over the socket", argv[i]);
 		return -EPERM;
 	}
-	for (i++; i < argc; i++)
+	for (i++; i < argc; i++) {
+		int in = stdin_option(argv[i]);
+
+		if (in == 1)
+			continue; /* --against=- */
+		if (in == 2 && i + 1 < argc && !strcmp(argv[i + 1], "-")) {
+			i++; /* --against - */
+			continue;
+		}
 		if (refused_option(argv[i], why))
 			return -EPERM;
+	}
 	return 0;
 }

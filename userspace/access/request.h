@@ -53,7 +53,9 @@ const char *access_role_name(enum access_role role);
  * --json may come before the command; options that name a file or a store
  * (--store, --auditor-key, --output/-o, --pubkey, --against, --decode,
  * --out, and any abbreviation getopt would take for them) are refused,
- * since the daemon reads as root. Returns 0 and sets *cmd (an argv entry)
+ * since the daemon reads as root; only `--against -`, `--against=-`,
+ * `--decode -` and `--decode=-` pass: the command's stdin is then a file
+ * the caller opened itself. Returns 0 and sets *cmd (an argv entry)
  * and *needed, or -EPERM with why (at least 160 bytes) filled in.
  */
 int access_check_argv(int argc, char *const *argv, const char **cmd, enum access_role *needed,

@@ -5,6 +5,7 @@
  * with the output going straight to this process's stdout and stderr.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,11 +16,51 @@
 #include "access/request.h"
 #include "cli/cli.h"
 
+/*
+ * `--against FILE` and `--decode FILE` read a file: sealtraild will not
+ * open a path for us (it runs as root), so open it here, as the caller,
+ * and hand it over as the command's stdin; the argument becomes "-".
+ * Returns the descriptor (STDIN_FILENO for "-"), -1 if there is none, or
+ * -2 after saying why the file cannot be read.
+ */
+static int stdin_file(int n, char **args)
+{
+	static const char *const opts[] = {"--against", "--decode"};
+
+	for (int i = 0; i < n; i++) {
+		for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
+			size_t len = strlen(opts[k]);
+			const char *file = NULL;
+			int fd;
+
+			if (!strcmp(args[i], opts[k]) && i + 1 < n) {
+				file = args[i + 1];
+				args[i + 1] = "-";
+			} else if (!strncmp(args[i], opts[k], len) && args[i][len] == '=') {
+				file = args[i] + len + 1;
+				args[i] = k ? "--decode=-" : "--against=-";
+			}
+			if (!file)
+				continue;
+			if (!strcmp(file, "-"))
+				return STDIN_FILENO;
+			fd = open(file, O_RDONLY | O_CLOEXEC);
+			if (fd < 0) {
+				fprintf(stderr, "sealtrail: %s: %s\n", file, strerror(errno));
+				return -2;
+			}
+			return fd;
+		}
+	}
+	return -1;
+}
+
 int cli_remote(const char *path, bool json, int argc, char **argv)
 {
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
 	char *args[REQ_MAX_ARGS + 1];
-	int fds[2] = {STDOUT_FILENO, STDERR_FILENO}, n = 0, fd = -1, rc = 1;
+	int fds[3] = {STDOUT_FILENO, STDERR_FILENO, -1}, n = 0, fd = -1, rc = 1;
+	size_t nfds = 2;
 	union {
 		struct cmsghdr h;
 		char b[CMSG_SPACE(sizeof(fds))];
@@ -34,9 +75,19 @@ int cli_remote(const char *path, bool json, int argc, char **argv)
 		args[n++] = "--json";
 	for (int i = 0; i < argc && n < REQ_MAX_ARGS + 1; i++)
 		args[n++] = argv[i];
-	if (n > REQ_MAX_ARGS || req_encode(&frame, n, args)) {
+	if (n > REQ_MAX_ARGS) {
 		fprintf(stderr, "sealtrail: too many or too long arguments for sealtraild\n");
 		return 2;
+	}
+	fds[2] = stdin_file(n, args);
+	if (fds[2] == -2)
+		return 2;
+	if (fds[2] >= 0)
+		nfds = 3;
+	if (req_encode(&frame, n, args)) {
+		fprintf(stderr, "sealtrail: too many or too long arguments for sealtraild\n");
+		rc = 2;
+		goto out;
 	}
 	if (strlen(path) >= sizeof(a.sun_path)) {
 		fprintf(stderr, "sealtrail: socket path %s too long\n", path);
@@ -57,11 +108,11 @@ int cli_remote(const char *path, bool json, int argc, char **argv)
 	iov.iov_base = frame.data;
 	iov.iov_len = 1;
 	m.msg_control = ctl.b;
-	m.msg_controllen = sizeof(ctl.b);
 	ctl.h.cmsg_level = SOL_SOCKET;
 	ctl.h.cmsg_type = SCM_RIGHTS;
-	ctl.h.cmsg_len = CMSG_LEN(sizeof(fds));
-	memcpy(CMSG_DATA(&ctl.h), fds, sizeof(fds));
+	m.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+	ctl.h.cmsg_len = CMSG_LEN(nfds * sizeof(int));
+	memcpy(CMSG_DATA(&ctl.h), fds, nfds * sizeof(int));
 	if (sendmsg(fd, &m, 0) != 1 || write_all(fd, frame.data + 1, frame.len - 1)) {
 		fprintf(stderr, "sealtrail: sending the request to sealtraild at %s: %s\n", path,
 			strerror(errno));
@@ -86,6 +137,8 @@ int cli_remote(const char *path, bool json, int argc, char **argv)
 out:
 	if (fd >= 0)
 		close(fd);
+	if (fds[2] > STDERR_FILENO)
+		close(fds[2]);
 	buf_free(&frame);
 	return rc;
 }

@@ -58,8 +58,9 @@ static void usage(FILE *out)
 	    "gives them a role: auditor (sessions, events, gaps, replay, export, status,\n"
 	    "checkpoint) or admin (also verify, reindex, access-log); a refusal exits\n"
 	    "with status 77. Every request is stored as a sealed access record. Options\n"
-	    "naming files (--store, --output, --pubkey, --against, --decode) are not\n"
-	    "taken over the socket: redirect the output instead.\n\n"
+	    "naming files (--store, --output, --pubkey) are not taken over the socket:\n"
+	    "redirect the output instead; the files of --against and --decode are\n"
+	    "opened by this client, as you, and passed to the command.\n\n"
 	    "SESSION is a session id or a unique prefix of one. T is RFC 3339\n"
 	    "(2026-11-24T09:00:00Z) or an age: 90s, 15m, 2h, 7d, 1w.\n");
 }

@@ -108,8 +108,10 @@ static void conn_close(struct access_conn *c)
 		close(c->out_fd);
 	if (c->err_fd >= 0)
 		close(c->err_fd);
+	if (c->in_fd >= 0)
+		close(c->in_fd);
 	req_free(&c->req);
-	c->fd = c->out_fd = c->err_fd = -1;
+	c->fd = c->out_fd = c->err_fd = c->in_fd = -1;
 	c->child = 0;
 }
 
@@ -300,7 +302,9 @@ static pid_t run_command(struct access_server *s, struct access_conn *c)
 		setsid();
 		setpriority(PRIO_PROCESS, 0, 0);
 		signal(SIGPIPE, SIG_DFL);
-		if (dup2(null_fd, 0) < 0 || dup2(c->out_fd, 1) < 0 || dup2(c->err_fd, 2) < 0)
+		/* stdin: what the caller opened itself, never a path we open as root */
+		if (dup2(c->in_fd >= 0 ? c->in_fd : null_fd, 0) < 0 || dup2(c->out_fd, 1) < 0 ||
+		    dup2(c->err_fd, 2) < 0)
 			_exit(127);
 		syscall(SYS_close_range, 3, ~0u, 0);
 		execve(s->cli_path, argv, envp);
@@ -369,10 +373,12 @@ static void serve(struct access_server *s, struct access_conn *c)
 		return;
 	}
 	c->child = pid;
-	/* the child holds the caller's stdout and stderr now */
+	/* the child holds the caller's descriptors now */
 	close(c->out_fd);
 	close(c->err_fd);
-	c->out_fd = c->err_fd = -1;
+	if (c->in_fd >= 0)
+		close(c->in_fd);
+	c->out_fd = c->err_fd = c->in_fd = -1;
 }
 
 /* Read what there is of the request and the file descriptors passed with it. */
@@ -409,17 +415,24 @@ static void read_request(struct access_server *s, struct access_conn *c)
 		for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
 			int fds[MAX_PASSED_FDS];
 			size_t nfds;
+			bool take;
 
 			if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
 				continue;
 			nfds = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 			memcpy(fds, CMSG_DATA(h), nfds * sizeof(int));
-			/* exactly stdout and stderr, once; anything else is closed */
+			/*
+			 * exactly stdout and stderr, and maybe the command's stdin
+			 * (a file the caller opened), once; anything else is closed
+			 */
+			take = (nfds == 2 || nfds == 3) && c->out_fd < 0;
 			for (size_t i = 0; i < nfds; i++) {
-				if (nfds == 2 && c->out_fd < 0 && i == 0)
+				if (take && i == 0)
 					c->out_fd = fds[i];
-				else if (nfds == 2 && c->err_fd < 0 && i == 1)
+				else if (take && i == 1)
 					c->err_fd = fds[i];
+				else if (take && i == 2)
+					c->in_fd = fds[i];
 				else
 					close(fds[i]);
 			}
@@ -469,7 +482,7 @@ static void accept_new(struct access_server *s)
 			return; /* EAGAIN: nobody waiting */
 		memset(c, 0, sizeof(*c));
 		c->fd = fd;
-		c->out_fd = c->err_fd = -1;
+		c->out_fd = c->err_fd = c->in_fd = -1;
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
 			log_warn("access: SO_PEERCRED: %s; connection dropped", strerror(errno));
 			conn_close(c);

@@ -26,6 +26,7 @@ struct access_conn {
 	uid_t uid;
 	gid_t gid;
 	int out_fd, err_fd; /* the caller's stdout and stderr */
+	int in_fd; /* -1, or a file the caller opened for `--against -` / `--decode -` */
 	uint64_t deadline_ns; /* CLOCK_MONOTONIC: the whole request must be in by then */
 	struct req_parser req;
 };

@@ -472,34 +472,53 @@ static int check_note(void *arg, const char *text, uint64_t off)
 }
 
 /* The notes of a checkpoint file, read once; NULL (and r failed) if unreadable. */
+/* The saved checkpoints: a file, or stdin for "-" (the socket passes one so). */
+#define NOTES_MAX (256u << 20)
 static char *read_notes(struct verify_result *r, const char *path, size_t *len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
-	struct stat sb;
-	char *text = NULL;
-	ssize_t n = 0;
+	bool is_stdin = !strcmp(path, "-");
+	int fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC), err = 0;
+	struct buf text = {0};
+	ssize_t n;
 
 	*len = 0;
-	if (fd < 0 || fstat(fd, &sb))
+	if (fd < 0)
 		err = errno;
-	else if (!(text = malloc(sb.st_size + 1)))
-		err = ENOMEM;
-	while (!err && *len < (size_t)sb.st_size &&
-	       (n = read(fd, text + *len, sb.st_size - *len)) != 0) {
-		if (n < 0 && errno != EINTR)
+	while (!err) {
+		if (text.len >= NOTES_MAX) {
+			err = EFBIG;
+			break;
+		}
+		if (buf_reserve(&text, 65536)) {
+			err = ENOMEM;
+			break;
+		}
+		n = read(fd, text.data + text.len, 65536);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
 			err = errno;
-		else if (n > 0)
-			*len += n;
+		else if (n == 0)
+			break;
+		else
+			text.len += n;
 	}
-	if (fd >= 0)
+	if (fd >= 0 && !is_stdin)
 		close(fd);
 	if (err) {
-		free(text);
-		fail(r, path, 0, 0, "cannot read the checkpoint: %s", strerror(err));
+		buf_free(&text);
+		fail(r, is_stdin ? "(stdin)" : path, 0, 0, "cannot read the checkpoint: %s",
+		     strerror(err));
 		return NULL;
 	}
-	text[*len] = 0;
-	return text;
+	if (buf_reserve(&text, 1)) {
+		buf_free(&text);
+		fail(r, path, 0, 0, "cannot read the checkpoint: %s", strerror(ENOMEM));
+		return NULL;
+	}
+	text.data[text.len] = 0;
+	*len = text.len;
+	return (char *)text.data;
 }
 
 static int seg_filter(const struct dirent *d)
