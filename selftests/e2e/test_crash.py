@@ -160,6 +160,27 @@ def crash_story(work):
         check_eq(new["gaps"], 0, "the new session has no gap", session=new)
 
 
+def restart_during_login(lab, d, u, word, kill):
+    """Log in, then stop sealtraild (kill -9 or SIGTERM) and start it again
+    while the login goes on; log out. Returns the session as it began."""
+    with PtySession(lab.ssh_argv(u)) as s:
+        s.expect(PROMPT)
+        port = client_port(s.pid)
+        s.send(b"echo " + word + b"$((1+1))\n")
+        s.expect(word + b"2")
+        sess = d.session_of_port(port, ended=False)
+        if kill:
+            os.kill(d.proc.pid, signal.SIGKILL)
+            d.proc.wait(10)
+        else:
+            check_eq(d.stop(), 0, "clean stop", log=d.log())
+        d.start()
+        d.wait_listener(lab.pid)
+        s.send(b"exit\n")
+        check_eq(s.wait_exit(), 0, "ssh exit status")
+    return sess
+
+
 @test("e2e/kill9_without_torn_tail_marks_a_gap")
 def kill9_gap():
     """kill -9 that tears nothing still loses what the collector held in
@@ -167,19 +188,10 @@ def kill9_gap():
     with SshLab(tempfile.mkdtemp(prefix="st-lab-"), use_pam=True) as lab, Daemon() as d:
         u = lab.add_user("stkill")
         d.wait_listener(lab.pid)
-        with PtySession(lab.ssh_argv(u)) as s:
-            s.expect(PROMPT)
-            port = client_port(s.pid)
-            s.send(b"echo BEFORE$((1+1))\n")
-            s.expect(b"BEFORE2")
-            killed = d.session_of_port(port, ended=False)
-            os.kill(d.proc.pid, signal.SIGKILL)
-            d.proc.wait(10)
-            d.start()
-            d.wait_listener(lab.pid)
-            s.send(b"exit\n")
-            check_eq(s.wait_exit(), 0, "ssh exit status")
-        check("did not stop cleanly" in d.log(), "the restart says so in its log", log=d.log())
+        killed = restart_during_login(lab, d, u, b"KILLED", kill=True)
+        with open(d.log_path, errors="replace") as f:
+            log = f.read()
+        check("did not stop cleanly" in log, "the restart says so in its log", log=log[-2000:])
         gaps = [g for g in d.cli_json("gaps") if g["session"] == killed["id"]]
         check_eq(len(gaps), 1, "one gap for the session open at the kill", gaps=gaps)
         check("did not stop cleanly" in gaps[0]["reason"], "the gap says why", gap=gaps[0])
@@ -189,17 +201,7 @@ def kill9_gap():
               "the session is closed and counts the gap", session=ended)
 
         # a clean stop and start: the open session is closed, with no gap
-        with PtySession(lab.ssh_argv(u)) as s2:
-            s2.expect(PROMPT)
-            port2 = client_port(s2.pid)
-            s2.send(b"echo CLEAN$((2+2))\n")
-            s2.expect(b"CLEAN4")
-            clean = d.session_of_port(port2, ended=False)
-            check_eq(d.stop(), 0, "clean stop", log=d.log())
-            d.start()
-            d.wait_listener(lab.pid)
-            s2.send(b"exit\n")
-            check_eq(s2.wait_exit(), 0, "ssh exit status after the clean restart")
+        clean = restart_during_login(lab, d, u, b"CLEAN", kill=False)
         gaps = [g for g in d.cli_json("gaps") if g["session"] == clean["id"]]
         check_eq(gaps, [], "a clean stop leaves no gap")
         rc, out, err = verify(d)
