@@ -31,7 +31,8 @@ def keygen(out):
 
 
 def daemon_refuses(store, *args):
-    """sealtraild on store must exit at start with status 1; its log."""
+    """sealtraild on store must exit at start with status 78 (EX_CONFIG: the
+    unit file does not restart on it); its log."""
     p = subprocess.Popen([SEALTRAILD, "--store", store, *args], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
@@ -41,7 +42,7 @@ def daemon_refuses(store, *args):
         out, _ = p.communicate(timeout=30)
         raise AssertionError(f"sealtraild {' '.join(args)} started instead of refusing:\n"
                              + out.decode(errors="replace")[-2000:])
-    check_eq(p.returncode, 1, f"sealtraild {' '.join(args) or '(no auditor key)'} exit status",
+    check_eq(p.returncode, 78, f"sealtraild {' '.join(args) or '(no auditor key)'} exit status",
              log=out.decode(errors="replace")[-2000:])
     return out.decode(errors="replace")
 

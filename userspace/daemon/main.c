@@ -24,6 +24,12 @@
 #include "store/store.h"
 
 #define DEFAULT_NICE -20
+/*
+ * sysexits' EX_CONFIG: the keys given do not fit the store (a changed or
+ * missing auditor key, an epoch key that does not continue the log). The
+ * unit file's RestartPreventExitStatus keeps systemd from retrying.
+ */
+#define EXIT_CONFIG 78
 #define TICK_NS (200ull * 1000000ull)
 #define SCAN_NS (1000ull * 1000000ull)
 #define EPOCH_NS (10ull * 1000000000ull)
@@ -392,11 +398,18 @@ int main(int argc, char **argv)
 		return 1;
 	if (auditor_file) {
 		if (auditor_read_public(auditor_file, auditor_pk))
-			return 1;
+			return EXIT_CONFIG;
 		store_opts.auditor = STORE_AUDITOR_SET;
 		store_opts.auditor_pk = auditor_pk;
 	}
 	err = store_open_with(&store, store_dir, STORE_WRITE | STORE_CREATE, &store_opts);
+	if (err == -EKEYREJECTED) {
+		/* a key the store refuses: starting again changes nothing */
+		log_error("store %s refused the keys it was given (above); not recording. Exit"
+			  " status %d: the unit file does not restart on it",
+			  store_dir, EXIT_CONFIG);
+		return EXIT_CONFIG;
+	}
 	if (err)
 		return 1;
 	store.sinks = &sinks;
