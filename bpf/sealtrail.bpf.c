@@ -54,6 +54,7 @@ struct pty_io {
 	__u32 dir; /* enum st_tty_dir */
 	__u32 tty_index;
 	__u32 is_write;
+	__u16 rows, cols; /* window size of the pty */
 	__u64 relay; /* relays key for forwarded connections (counted only) */
 	__u64 object; /* relays key of pipes */
 };
@@ -341,6 +342,12 @@ static __always_inline int pty_enter(__u64 fd, __u64 buf, __u64 nvec, __u32 is_w
 
 		io.dir = is_write ? ST_TTY_IN : ST_TTY_OUT;
 		io.tty_index = BPF_CORE_READ(priv, tty, link, index);
+		/*
+		 * the slave's size, what programs see: sshd's TIOCSWINSZ on the
+		 * master sets both ends, `stty` in the session only the slave
+		 */
+		io.rows = BPF_CORE_READ(priv, tty, link, winsize.ws_row);
+		io.cols = BPF_CORE_READ(priv, tty, link, winsize.ws_col);
 	} else {
 		struct st_proc *p = proc_of(id >> 32);
 		__u64 key = BPF_CORE_READ(inode, i_ino);
@@ -445,7 +452,8 @@ static long pty_emit_chunk(__u64 i, struct pty_walk *w)
 	ev->dir = w->io.dir;
 	ev->tty_index = w->io.tty_index;
 	ev->len = n;
-	ev->pad = 0;
+	ev->rows = w->io.rows;
+	ev->cols = w->io.cols;
 	ev->offset = w->offset;
 	ev->object = w->io.object;
 	submit(ev, size, w->sess_key, n);

@@ -129,7 +129,7 @@ struct st_ev_tty {
 	__u32 dir; /* enum st_tty_dir */
 	__u32 tty_index; /* N of /dev/pts/N */
 	__u32 len; /* bytes in data[], at most ST_TTY_CHUNK */
-	__u32 pad;
+	__u16 rows, cols; /* the pty's window size at the syscall; 0: a pipe */
 	__u64 offset; /* offset of this chunk within the syscall's data */
 	__u64 object; /* pipes: inode number of the pipe (never reused soon, unlike its address) */
 	char data[ST_TTY_CHUNK];

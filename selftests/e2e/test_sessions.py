@@ -508,3 +508,32 @@ def tmux_nested(use_pam):
             check_eq(found[0]["uid"], u.uid, f"{mark} exec runs as the user")
             if use_pam:
                 check_eq(found[0]["loginuid"], u.uid, f"{mark} exec carries the loginuid")
+
+
+@test("e2e/window_size_and_resizes_in_asciicast")
+def window_size():
+    """The pty's window size is recorded when it changes: the asciicast
+    export starts at the first size and has an "r" event for a resize."""
+    lab, d = lab_and_daemon(True)
+    with lab, d:
+        u = lab.add_user("stwin")
+        d.wait_listener(lab.pid)
+        with login(lab, u) as s:
+            port = client_port(s.pid)
+            s.send(b"stty rows 43 cols 132; echo SIZED$((1+1))\n")
+            s.expect(b"SIZED2")
+            s.expect(PROMPT)
+            logout(s)
+        sid = d.session_of_port(port)["id"]
+        lines = d.export(sid, "--format", "asciicast").decode().splitlines()
+        header = json.loads(lines[0])
+        events = [json.loads(line) for line in lines[1:]]
+        check(header["width"] > 0 and header["height"] > 0, "a size in the header",
+              header=header)
+        resizes = [i for i, e in enumerate(events) if e[1] == "r"]
+        check(resizes and events[resizes[-1]][2] == "132x43", "the resize is an r event",
+              resizes=[events[i] for i in resizes], cast=lines[:2] + lines[-8:])
+        after = "".join(e[2] for e in events[resizes[-1]:] if e[1] == "o") if resizes else ""
+        check("SIZED2" in after, "output after the resize comes after it", after=after[-200:])
+        check_eq(sum(1 for e in events if e[1] == "r" and e[2] == "132x43"), 1,
+                 "said once, not per record")

@@ -19,6 +19,7 @@ struct cursor {
 	struct record rec;
 	const struct rec_field *data, *timing; /* timing NULL: one write */
 	uint32_t next, off; /* next timing entry, its offset in data */
+	uint32_t winsize; /* the record's TAG_WINSIZE, for its first write */
 	bool live; /* a write is ready: ch */
 	struct chunk ch;
 };
@@ -62,6 +63,11 @@ static int next_record(struct cli *c, const char *id, struct cursor *k)
 		}
 		k->next = k->off = 0;
 		k->ch.seq = seq;
+		{
+			uint64_t ws = 0;
+
+			k->winsize = rec_u64(&k->rec, TAG_WINSIZE, &ws) ? (uint32_t)ws : 0;
+		}
 		return 1;
 	}
 	return 0;
@@ -73,11 +79,13 @@ static int advance(struct cli *c, const char *id, struct cursor *k)
 	bool more = k->live && k->timing && k->next < k->timing->len;
 	int err;
 
+	k->ch.winsize = 0;
 	if (!more) {
 		err = next_record(c, id, k);
 		k->live = err > 0;
 		if (err <= 0)
 			return err;
+		k->ch.winsize = k->winsize;
 	}
 	if (!k->timing) {
 		k->ch.wall_ns = k->rec.wall_ns;
@@ -127,6 +135,8 @@ int cli_each_chunk(struct cli *c, const char *id, unsigned streams,
 		err = fn(arg, &first->ch);
 		err = err ?: advance(c, id, first);
 	}
+	if (err == CHUNK_STOP)
+		err = 0;
 	for (unsigned s = 0; k && s < STREAM_MAX; s++) {
 		sqlite3_finalize(k[s].st);
 		buf_free(&k[s].raw);

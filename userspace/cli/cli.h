@@ -44,8 +44,10 @@ struct chunk {
 	uint64_t wall_ns;
 	const uint8_t *data;
 	uint32_t len;
+	uint32_t winsize; /* rows << 16 | cols from this write on; 0: as before */
 };
-/* streams: a mask of 1 << STREAM_* */
+/* streams: a mask of 1 << STREAM_*; fn returns 0, CHUNK_STOP (done, no error) or -errno */
+#define CHUNK_STOP 1
 int cli_each_chunk(struct cli *c, const char *id, unsigned streams,
 		   int (*fn)(void *arg, const struct chunk *ch), void *arg);
 #define STREAMS_INPUT (1u << STREAM_IN | 1u << STREAM_STDIN)

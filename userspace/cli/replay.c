@@ -89,6 +89,7 @@ struct asciicast {
 	FILE *out;
 	uint64_t start_ns;
 	uint64_t last_ns;
+	uint32_t winsize; /* rows << 16 | cols the player has now */
 	uint8_t carry[5]; /* an incomplete UTF-8 sequence at the end of a chunk */
 	size_t ncarry;
 	struct buf line;
@@ -110,10 +111,29 @@ static size_t utf8_incomplete_tail(const uint8_t *p, size_t len)
 	return 0;
 }
 
+/* The window size of the first write that has one (0: none recorded). */
+static int first_winsize(void *arg, const struct chunk *ch)
+{
+	*(uint32_t *)arg = ch->winsize;
+	return ch->winsize ? CHUNK_STOP : 0;
+}
+
 static int asciicast_chunk(void *arg, const struct chunk *ch)
 {
 	struct asciicast *a = arg;
 	size_t tail;
+
+	/* a resize: asciicast's "r" event, COLSxROWS */
+	if (ch->winsize && ch->winsize != a->winsize) {
+		a->winsize = ch->winsize;
+		a->line.len = 0;
+		buf_addf(&a->line, "[%.6f, \"r\", \"%ux%u\"]\n",
+			 ch->wall_ns > a->start_ns ? (double)(ch->wall_ns - a->start_ns) / 1e9
+						   : 0.0,
+			 ch->winsize & 0xffff, ch->winsize >> 16);
+		if (fwrite(a->line.data, 1, a->line.len, a->out) != a->line.len)
+			return -EIO;
+	}
 
 	a->last_ns = ch->wall_ns;
 	a->data.len = 0;
@@ -214,10 +234,15 @@ int cmd_export(struct cli *c, int argc, char **argv)
 			goto out;
 		}
 		err = cli_session_start(c, id, &a.start_ns);
+		/* the size the terminal had first (80x24 if none was recorded) */
+		err = err ?: cli_each_chunk(c, id, streams, first_winsize, &a.winsize);
+		if (!a.winsize)
+			a.winsize = 24u << 16 | 80u;
 		snprintf(title, sizeof(title), "sealtrail session %s", id);
 		fprintf(a.out,
-			"{\"version\": 2, \"width\": 80, \"height\": 24, \"timestamp\": %llu,"
+			"{\"version\": 2, \"width\": %u, \"height\": %u, \"timestamp\": %llu,"
 			" \"title\": \"%s\", \"env\": {\"TERM\": \"xterm-256color\"}}\n",
+			a.winsize & 0xffff, a.winsize >> 16,
 			(unsigned long long)(a.start_ns / 1000000000ull), title);
 		err = err ?: cli_each_chunk(c, id, streams, asciicast_chunk, &a);
 		if (!err && a.ncarry) {

@@ -11,11 +11,38 @@
  * comes CHUNK_SPAN_NS after its first, when it has waited CHUNK_HOLD_NS,
  * and before any other record of its session (exec, exit, end...): each
  * stream's records stay in order, and a record of another kind comes after
- * every byte written before it.
+ * every byte written before it. A pty's window size (TAG_WINSIZE) goes
+ * with the first record written after it changed, and a change ends the
+ * record it would fall in, so the size holds from a record's start.
  */
 #include <errno.h>
+#include <stdbool.h>
 
 #include "session/session.h"
+
+/* Does this record have to say the pty's window size (it changed)? */
+static bool winsize_news(struct session *s, const struct chunk_acc *c)
+{
+	unsigned i, spare = 0;
+
+	if (c->tty_index < 0 || !c->winsize)
+		return false;
+	for (i = 0; i < CHUNK_SLOTS; i++) {
+		if (s->winsizes[i].winsize && s->winsizes[i].tty_index == c->tty_index) {
+			if (s->winsizes[i].winsize == c->winsize)
+				return false;
+			break;
+		}
+		if (!s->winsizes[i].winsize)
+			spare = i;
+	}
+	/* a pty not seen yet takes a free entry, else the first one */
+	if (i == CHUNK_SLOTS)
+		i = spare;
+	s->winsizes[i].tty_index = c->tty_index;
+	s->winsizes[i].winsize = c->winsize;
+	return true;
+}
 
 static int flush_slot(struct tracker *t, struct session *s, struct chunk_acc *c)
 {
@@ -30,6 +57,8 @@ static int flush_slot(struct tracker *t, struct session *s, struct chunk_acc *c)
 	if (c->tty_index >= 0)
 		err = err ?: rec_add_u64(&t->rec, TAG_TTY_INDEX, (uint64_t)c->tty_index);
 	err = err ?: rec_add_u64(&t->rec, TAG_PID, c->pid);
+	if (winsize_news(s, c))
+		err = err ?: rec_add_u64(&t->rec, TAG_WINSIZE, c->winsize);
 	err = err ?: rec_add_bytes(&t->rec, TAG_DATA, c->data.data, c->data.len);
 	if (c->writes > 1)
 		err = err ?: rec_add_bytes(&t->rec, TAG_TIMING, c->timing.data, c->timing.len);
@@ -62,7 +91,7 @@ int chunk_flush(struct tracker *t, struct session *s)
 
 /* Add one write of a stream (tty_index -1 for a pipe) to the session's chunks. */
 int chunk_add(struct tracker *t, struct session *s, unsigned stream, int tty_index, uint32_t pid,
-	      uint64_t ts_ns, const void *data, uint32_t len)
+	      uint32_t winsize, uint64_t ts_ns, const void *data, uint32_t len)
 {
 	struct chunk_acc *c = NULL, *free_slot = NULL;
 	uint8_t entry[TIMING_ENTRY_LEN];
@@ -77,7 +106,7 @@ int chunk_add(struct tracker *t, struct session *s, unsigned stream, int tty_ind
 			c = x;
 	}
 	if (c && (c->data.len + len > CHUNK_MAX_BYTES || ts_ns < c->last_ns ||
-		  ts_ns - c->first_ns >= CHUNK_SPAN_NS)) {
+		  ts_ns - c->first_ns >= CHUNK_SPAN_NS || (winsize && winsize != c->winsize))) {
 		err = flush_slot(t, s, c);
 		free_slot = c;
 		c = NULL;
@@ -96,6 +125,7 @@ int chunk_add(struct tracker *t, struct session *s, unsigned stream, int tty_ind
 		c->stream = stream;
 		c->tty_index = tty_index;
 		c->pid = pid;
+		c->winsize = winsize;
 		c->first_ns = ts_ns;
 	}
 	c->last_ns = ts_ns;

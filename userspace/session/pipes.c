@@ -36,7 +36,7 @@ int pipe_bytes(struct tracker *t, struct session *s, unsigned stream, uint32_t p
 	}
 	err = session_materialize(t, s);
 	if (!err && keep) {
-		err = chunk_add(t, s, stream, -1, pid, ts_ns, data, (uint32_t)keep);
+		err = chunk_add(t, s, stream, -1, pid, 0, ts_ns, data, (uint32_t)keep);
 		p->stored += keep;
 		s->stored_total += keep;
 	}

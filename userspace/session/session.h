@@ -58,6 +58,7 @@ struct chunk_acc {
 	unsigned stream;
 	int tty_index; /* -1: a pipe */
 	uint32_t pid;
+	uint32_t winsize; /* rows << 16 | cols of its writes; 0: unknown */
 	uint64_t first_ns; /* CLOCK_BOOTTIME of the first write */
 	uint64_t last_ns;
 	unsigned writes;
@@ -128,6 +129,11 @@ struct session {
 	uint64_t files_dropped; /* opened past MAX_XFER_FILES: a gap at the end */
 	unsigned nchannels;
 	struct chunk_acc chunks[CHUNK_SLOTS];
+	/* the window size last written per pty, so records say it only when it changes */
+	struct {
+		int tty_index;
+		uint32_t winsize;
+	} winsizes[CHUNK_SLOTS];
 	struct buf pending[PENDING_MAX];
 	unsigned npending;
 	uint64_t pending_dropped;
@@ -146,7 +152,7 @@ void session_learn_person_from_proc(struct tracker *t, struct session *s, uint32
 
 /* chunks.c: stream bytes coalesced into records */
 int chunk_add(struct tracker *t, struct session *s, unsigned stream, int tty_index, uint32_t pid,
-	      uint64_t ts_ns, const void *data, uint32_t len);
+	      uint32_t winsize, uint64_t ts_ns, const void *data, uint32_t len);
 int chunk_flush(struct tracker *t, struct session *s);
 void chunks_free(struct session *s);
 

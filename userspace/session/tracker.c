@@ -546,7 +546,10 @@ static int on_tty(struct tracker *t, struct session *s, const struct st_ev_tty *
 	err = err ?: session_materialize(t, s);
 	return err
 		   ?: chunk_add(t, s, ev->dir == ST_TTY_IN ? STREAM_IN : STREAM_OUT,
-				(int)ev->tty_index, ev->hdr.pid, ev->hdr.ts_ns, ev->data, ev->len);
+				(int)ev->tty_index, ev->hdr.pid,
+				/* the size goes with the output, what a player shows */
+				ev->dir == ST_TTY_OUT ? (uint32_t)ev->rows << 16 | ev->cols : 0,
+				ev->hdr.ts_ns, ev->data, ev->len);
 }
 
 static int handle_event(void *arg, void *data, size_t size)

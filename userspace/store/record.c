@@ -257,6 +257,7 @@ static const struct {
     [TAG_DECISION] = {"decision", true},
     [TAG_ROLE] = {"role", true},
     [TAG_REQUESTS] = {"requests", false},
+    [TAG_WINSIZE] = {"winsize", false},
 };
 
 const char *rec_tag_name(uint16_t tag)

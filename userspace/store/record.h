@@ -109,6 +109,7 @@ enum rec_tag {
 	TAG_DECISION, /* REC_ACCESS: "allowed" or "denied" */
 	TAG_ROLE, /* REC_ACCESS: the caller's role then: "auditor", "admin" or "none" */
 	TAG_REQUESTS, /* REC_ACCESS: refused requests this record stands for (absent: 1) */
+	TAG_WINSIZE, /* REC_TTY of pty output: rows << 16 | cols, when it differs from the last */
 	TAG_MAX,
 };
 
