@@ -537,3 +537,5 @@ def window_size():
         check("SIZED2" in after, "output after the resize comes after it", after=after[-200:])
         check_eq(sum(1 for e in events if e[1] == "r" and e[2] == "132x43"), 1,
                  "said once, not per record")
+        sized = [e["winsize"] for e in d.events(sid) if e["type"] == "tty" and "winsize" in e]
+        check_eq(sized[-1:], ["132x43"], "events shows the size as COLSxROWS", sized=sized)

@@ -279,6 +279,11 @@ static void print_event(struct cli *c, const struct record *rec, struct buf *lin
 			buf_addf(line, ",\"bytes\":%u", f->len);
 		} else if (f->tag == TAG_TIMING) {
 			buf_addf(line, ",\"writes\":%u", f->len / TIMING_ENTRY_LEN);
+		} else if (f->tag == TAG_WINSIZE && rec_u64(rec, f->tag, &v)) {
+			/* COLSxROWS, as stty and asciicast say it */
+			buf_addf(line, ",\"winsize\":\"%llux%llu\"",
+				 (unsigned long long)(v & 0xffff),
+				 (unsigned long long)(v >> 16 & 0xffff));
 		} else if (rec_tag_name(f->tag) && !rec_tag_is_text(f->tag) &&
 			   rec_u64(rec, f->tag, &v)) {
 			buf_addf(line, ",\"%s\":%llu", rec_tag_name(f->tag), (unsigned long long)v);
