@@ -2,6 +2,7 @@
 ssh client really sent and received. Each test runs with UsePAM yes (the
 person comes from pam_loginuid) and UsePAM no (from sshd's process tree)."""
 
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,16 @@ def lab_and_daemon(use_pam, daemon_args=()):
     lab = SshLab(workdir, use_pam=use_pam)
     daemon = Daemon(daemon_args)
     return lab, daemon
+
+
+@contextlib.contextmanager
+def recorded_user(name, use_pam, daemon_args=()):
+    """A private sshd, sealtraild following it and a test user: (lab, d, u)."""
+    lab, d = lab_and_daemon(use_pam, daemon_args)
+    with lab, d:
+        u = lab.add_user(name)
+        d.wait_listener(lab.pid)
+        yield lab, d, u
 
 
 def login(lab, user):
@@ -149,10 +160,7 @@ def concurrent(use_pam):
 def end_on_kill9(use_pam):
     """kill -9 of the monitor leaves the user's connection working, so the
     session goes on; kill -9 of the sshd that serves the user's pty ends it."""
-    lab, d = lab_and_daemon(use_pam)
-    with lab, d:
-        u = lab.add_user("stkill")
-        d.wait_listener(lab.pid)
+    with recorded_user("stkill", use_pam) as (lab, d, u):
         with login(lab, u) as s:
             port = client_port(s.pid)
             live = d.session_of_port(port, ended=False)
@@ -193,10 +201,8 @@ def end_on_network_drop(use_pam):
 def overflow():
     """A tiny ring buffer and a slow consumer force losses: they must show
     up as gap records and counters, and every stored byte must be right."""
-    lab, d = lab_and_daemon(True, ["--ringbuf-size", "16384", "--consumer-delay-ms", "100"])
-    with lab, d:
-        u = lab.add_user("stflood")
-        d.wait_listener(lab.pid)
+    args = ["--ringbuf-size", "16384", "--consumer-delay-ms", "100"]
+    with recorded_user("stflood", True, args) as (lab, d, u):
         with login(lab, u) as s:
             port = client_port(s.pid)
             s.send(b"seq 1 400000; echo DONE$((1+1))\n")
@@ -236,10 +242,7 @@ def overflow():
 
 @test("e2e/garbage_and_huge_argv")
 def garbage():
-    lab, d = lab_and_daemon(True)
-    with lab, d:
-        u = lab.add_user("stgarb")
-        d.wait_listener(lab.pid)
+    with recorded_user("stgarb", True) as (lab, d, u):
         with login(lab, u) as s:
             port = client_port(s.pid)
             s.send(b"head -c 200000 /dev/urandom; echo; echo END$((2+2))\n")
@@ -279,10 +282,7 @@ def adoption():
 
 @test("e2e/sigterm_flushes_and_restart_continues")
 def sigterm():
-    lab, d = lab_and_daemon(True)
-    with lab, d:
-        u = lab.add_user("stterm")
-        d.wait_listener(lab.pid)
+    with recorded_user("stterm", True) as (lab, d, u):
         with login(lab, u) as s:
             port = client_port(s.pid)
             s.send(b"echo BEFORE$((1+1))\n")
@@ -320,10 +320,7 @@ def sigterm():
 
 @test("e2e/cli_filters_replay_and_asciicast")
 def cli():
-    lab, d = lab_and_daemon(True)
-    with lab, d:
-        u = lab.add_user("stcli")
-        d.wait_listener(lab.pid)
+    with recorded_user("stcli", True) as (lab, d, u):
         with login(lab, u) as s:
             port = client_port(s.pid)
             s.send("echo 'grüße €' MARK$((5*5))\n".encode())
@@ -368,10 +365,7 @@ def cli():
 def coalesced():
     """Bursts of output are stored as few records holding many writes, and
     replay/export still see every write at its own time."""
-    lab, d = lab_and_daemon(True)
-    with lab, d:
-        u = lab.add_user("stcoal")
-        d.wait_listener(lab.pid)
+    with recorded_user("stcoal", True) as (lab, d, u):
         with login(lab, u) as s:
             port = client_port(s.pid)
             s.send(b"seq 1 100000; echo BURST$((2*3))\n")
@@ -484,10 +478,7 @@ def self_exclusion():
 def tmux_nested(use_pam):
     """Programs run in a tmux server started in the session, and in nested
     shells, belong to the session and its person."""
-    lab, d = lab_and_daemon(use_pam)
-    with lab, d:
-        u = lab.add_user("sttmux")
-        d.wait_listener(lab.pid)
+    with recorded_user("sttmux", use_pam) as (lab, d, u):
         with login(lab, u) as s:
             port = client_port(s.pid)
             s.send(b"bash -c 'bash -c \"env ST_MARK=nested true\"'; echo N$((1+1))\n")
@@ -514,10 +505,7 @@ def tmux_nested(use_pam):
 def window_size():
     """The pty's window size is recorded when it changes: the asciicast
     export starts at the first size and has an "r" event for a resize."""
-    lab, d = lab_and_daemon(True)
-    with lab, d:
-        u = lab.add_user("stwin")
-        d.wait_listener(lab.pid)
+    with recorded_user("stwin", True) as (lab, d, u):
         with login(lab, u) as s:
             port = client_port(s.pid)
             s.send(b"stty rows 43 cols 132; echo SIZED$((1+1))\n")
