@@ -239,6 +239,8 @@ TEST(key_wrapping)
 	ASSERT_MEMEQ(back, key, 32, "same key");
 	ASSERT_EQ(seal_unwrap(kek, wrapped, (const uint8_t *)"seg-2", 5, back), -EBADMSG,
 		  "bound to its segment");
+	/* GCM decrypts before the tag fails: the right key must not be left in back */
+	ASSERT_TRUE(!memmem(back, sizeof(back), key, 8), "no unverified key bytes left behind");
 	wrapped[20] ^= 1;
 	ASSERT_EQ(seal_unwrap(kek, wrapped, (const uint8_t *)"seg-1", 5, back), -EBADMSG,
 		  "tampered wrap refused");

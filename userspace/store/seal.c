@@ -236,6 +236,9 @@ static int gcm(bool enc, const uint8_t key[SEAL_KEY_LEN], const uint8_t nonce[SE
 	if (ok && enc)
 		ok = EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, SEAL_TAG_LEN, tag) == 1;
 	EVP_CIPHER_CTX_free(ctx);
+	/* a tag that fails leaves no unverified plaintext behind (keys, records) */
+	if (!ok && !enc && len)
+		OPENSSL_cleanse(out, len);
 	return ok ? 0 : -EBADMSG;
 }
 
