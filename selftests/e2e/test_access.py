@@ -89,7 +89,7 @@ def raw_request(path, args, with_fds=True):
 
 @test("e2e/access_roles_socket_and_access_log")
 def access_story():
-    lab = SshLab(tempfile.mkdtemp(prefix="st-lab-"), use_pam=True)
+    lab = SshLab(None, use_pam=True)
     lab.__enter__()
     acc = None
     d = None

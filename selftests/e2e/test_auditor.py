@@ -59,7 +59,7 @@ def auditor_story():
         check(aud["fingerprint"].startswith("SHA256:") and
               aud["fingerprint"] != other["fingerprint"], "fingerprints", aud=aud, other=other)
 
-        with SshLab(tempfile.mkdtemp(prefix="st-lab-"), use_pam=True) as lab, \
+        with SshLab(None, use_pam=True) as lab, \
                 Daemon(["--auditor-pubkey", aud["public_key"]]) as d:
             u = lab.add_user("staudit")
             d.wait_listener(lab.pid)

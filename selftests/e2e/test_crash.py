@@ -65,7 +65,7 @@ def crash():
 
 
 def crash_story(work):
-    with SshLab(tempfile.mkdtemp(prefix="st-lab-"), use_pam=True) as lab, Daemon() as d:
+    with SshLab(None, use_pam=True) as lab, Daemon() as d:
         u = lab.add_user("stcrash")
         d.wait_listener(lab.pid)
         pinned = os.path.join(work, "first.pub")
@@ -185,7 +185,7 @@ def restart_during_login(lab, d, u, word, kill):
 def kill9_gap():
     """kill -9 that tears nothing still loses what the collector held in
     memory: each session open then gets a gap; a clean stop gives none."""
-    with SshLab(tempfile.mkdtemp(prefix="st-lab-"), use_pam=True) as lab, Daemon() as d:
+    with SshLab(None, use_pam=True) as lab, Daemon() as d:
         u = lab.add_user("stkill")
         d.wait_listener(lab.pid)
         killed = restart_during_login(lab, d, u, b"KILLED", kill=True)

@@ -5,10 +5,9 @@ import hashlib
 import os
 import socket
 import subprocess
-import tempfile
 import threading
 
-from harness import Daemon, check, check_eq, test, wait_for
+from harness import Daemon, check, check_eq, scratch_dir, test, wait_for
 from sshlab import SshLab
 
 CAP = 8 << 20
@@ -24,7 +23,7 @@ def for_both_pam_modes(name):
 
 
 def setup(use_pam, user, daemon_args=()):
-    lab = SshLab(tempfile.mkdtemp(prefix="st-lab-"), use_pam=use_pam)
+    lab = SshLab(None, use_pam=use_pam)
     d = Daemon(daemon_args)
     lab.__enter__()
     try:
@@ -130,7 +129,7 @@ def bash_stdin(use_pam):
 @for_both_pam_modes("sftp_and_scp_are_subsystem_sessions")
 def sftp(use_pam):
     lab, d, u = setup(use_pam, "stsftp")
-    work = tempfile.mkdtemp(prefix="st-sftp-")
+    work = scratch_dir("st-sftp-")
     try:
         src = os.path.join(work, "up.bin")
         with open(src, "wb") as f:
@@ -245,8 +244,7 @@ def transfers(use_pam):
     """scp (SFTP protocol and legacy -O), sftp and rsync: one record per
     file with direction, size and SHA-256, and no payload in the store."""
     lab, d, u = setup(use_pam, "stxfer")
-    work = tempfile.mkdtemp(prefix="st-xfer-")
-    os.chmod(work, 0o755)
+    work = scratch_dir("st-xfer-", 0o755)
     try:
         data = os.urandom(2 << 20)
         digest = hashlib.sha256(data).hexdigest()
@@ -338,8 +336,7 @@ def paths_when_lagging():
     paths of their files and renames come from the kernel's walk of the
     dentries at the time of the call."""
     lab, d, u = setup(True, "stlag", ("--consumer-delay-ms", "300"))
-    work = tempfile.mkdtemp(prefix="st-lag-")
-    os.chmod(work, 0o755)
+    work = scratch_dir("st-lag-", 0o755)
     try:
         opts = ["-i", u.key_path, "-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
                 "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
@@ -381,8 +378,7 @@ def many_files():
     """rsync of more files than the collector follows at once (4096): the
     ones past the limit are not summarised, and a gap record says how many."""
     lab, d, u = setup(True, "stmany")
-    work = tempfile.mkdtemp(prefix="st-many-")
-    os.chmod(work, 0o755)
+    work = scratch_dir("st-many-", 0o755)
     try:
         tree = os.path.join(work, "tree")
         os.makedirs(tree)
@@ -488,7 +484,7 @@ def remote_forward(use_pam):
 
 @test("e2e/capture_cap_is_configurable")
 def capture_cap_option():
-    lab = SshLab(tempfile.mkdtemp(prefix="st-lab-"), use_pam=False)
+    lab = SshLab(None, use_pam=False)
     with lab, Daemon(["--capture-cap-bytes", "1000"]) as d:
         u = lab.add_user("stcap")
         d.wait_listener(lab.pid)

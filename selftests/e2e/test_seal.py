@@ -4,9 +4,8 @@ runs or uploads is not readable in the store's files, the index included."""
 
 import os
 import subprocess
-import tempfile
 
-from harness import BUILD, Daemon, check, check_eq, client_port, test, wait_for
+from harness import BUILD, Daemon, check, check_eq, client_port, scratch_dir, test, wait_for
 from sshlab import PtySession, SshLab
 
 
@@ -20,9 +19,9 @@ def verify(d, *args):
 
 @test("e2e/seal_verify_checkpoints_and_restart")
 def seal_story():
-    work = tempfile.mkdtemp(prefix="st-seal-")
+    work = scratch_dir("st-seal-")
     sink = os.path.join(work, "checkpoints.txt")
-    with SshLab(tempfile.mkdtemp(prefix="st-lab-"), use_pam=True) as lab, \
+    with SshLab(None, use_pam=True) as lab, \
             Daemon(["--checkpoint-file", sink]) as d:
         u = lab.add_user("stseal")
         d.wait_listener(lab.pid)

@@ -6,10 +6,9 @@ import contextlib
 import json
 import os
 import signal
-import tempfile
 import threading
 
-from harness import Daemon, check, check_eq, client_port, test, wait_for
+from harness import Daemon, check, check_eq, client_port, scratch_dir, test, wait_for
 from sshlab import NetLab, PtySession, SshLab
 
 PROMPT = b"$ "
@@ -17,8 +16,7 @@ ROOT_PROMPT = b"# "
 
 
 def lab_and_daemon(use_pam, daemon_args=()):
-    workdir = tempfile.mkdtemp(prefix="st-lab-")
-    lab = SshLab(workdir, use_pam=use_pam)
+    lab = SshLab(None, use_pam=use_pam)
     daemon = Daemon(daemon_args)
     return lab, daemon
 
@@ -182,8 +180,7 @@ def end_on_kill9(use_pam):
 @for_both_pam_modes("end_on_network_drop")
 def end_on_network_drop(use_pam):
     with NetLab() as net:
-        workdir = tempfile.mkdtemp(prefix="st-lab-")
-        lab = net.ssh_lab(workdir, use_pam=use_pam)
+        lab = net.ssh_lab(None, use_pam=use_pam)
         with lab, Daemon() as d:
             u = lab.add_user("stdrop")
             d.wait_listener(lab.pid)
@@ -262,8 +259,7 @@ def garbage():
 
 @test("e2e/adopts_sessions_started_before_the_daemon")
 def adoption():
-    workdir = tempfile.mkdtemp(prefix="st-lab-")
-    with SshLab(workdir, use_pam=True) as lab:
+    with SshLab(None, use_pam=True) as lab:
         u = lab.add_user("stadopt")
         with login(lab, u) as s:
             port = client_port(s.pid)
@@ -436,9 +432,8 @@ def self_exclusion():
     """An admin starts sealtraild from their own ssh session, its log going to
     that pty: the daemon adopts the session but never tracks itself, and its
     own output does not feed back into the store."""
-    workdir = tempfile.mkdtemp(prefix="st-lab-")
-    store = tempfile.mkdtemp(prefix="st-selfstore-")
-    with SshLab(workdir, use_pam=True) as lab:
+    store = scratch_dir("st-selfstore-")
+    with SshLab(None, use_pam=True) as lab:
         u = lab.add_user("stself")
         with login(lab, u) as s:
             port = client_port(s.pid)
@@ -470,8 +465,7 @@ def self_exclusion():
         check(final["bytes_out"] < 64 << 10 and len(events) < 2000,
               "no feedback loop: the daemon's own output does not grow the session",
               bytes_out=final["bytes_out"], records=len(events))
-    import shutil
-    shutil.rmtree(store, ignore_errors=True)
+        d.close()  # its work directory; the daemon itself is already gone
 
 
 @for_both_pam_modes("attribution_through_tmux_and_nested_shells")

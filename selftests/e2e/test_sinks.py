@@ -133,7 +133,7 @@ def sinks_story(work):
             "--checkpoint-syslog",
             "--checkpoint-file", files[0], "--checkpoint-file", files[1]]
     try:
-        with SshLab(tempfile.mkdtemp(prefix="st-lab-"), use_pam=True) as lab, \
+        with SshLab(None, use_pam=True) as lab, \
                 Daemon(args, env={"SEALTRAIL_SYSLOG_SOCKET": syslog.path}) as d:
             u = lab.add_user("stsinks")
             d.wait_listener(lab.pid)

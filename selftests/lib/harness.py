@@ -183,6 +183,16 @@ class Daemon:
 # ---- registry -----------------------------------------------------------
 
 TESTS = []
+_SCRATCH = []
+
+
+def scratch_dir(prefix, mode=None):
+    """A temporary directory removed when the running test ends, pass or fail."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    if mode is not None:
+        os.chmod(path, mode)
+    _SCRATCH.append(path)
+    return path
 
 
 def test(name):
@@ -208,4 +218,6 @@ def run_tests(tests, only=None):
         else:
             passed += 1
             print(f"PASS {name} ({time.monotonic() - start:.1f}s)", flush=True)
+        while _SCRATCH:
+            shutil.rmtree(_SCRATCH.pop(), ignore_errors=True)
     return passed, failed

@@ -68,6 +68,7 @@ import subprocess
 import sys
 import termios
 import threading
+import tempfile
 import time
 import tty
 
@@ -525,6 +526,10 @@ class SshLab:
         listen="127.0.0.1",
         client_ns=None,
     ):
+        # None: a directory of its own, removed again by close()
+        self._own_workdir = workdir is None
+        if workdir is None:
+            workdir = tempfile.mkdtemp(prefix="st-lab-")
         self.workdir = os.path.abspath(workdir)
         self.use_pam = bool(use_pam)
         self.netns = netns
@@ -818,6 +823,8 @@ AllowTcpForwarding yes
         if self._log_fh is not None:
             self._log_fh.close()
             self._log_fh = None
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
         _unregister(self)
         if errors:
             msg = "SshLab cleanup problems:\n  " + "\n  ".join(errors)
