@@ -7,6 +7,7 @@
  * ever waiting for them.
  */
 #include <errno.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <signal.h>
@@ -115,6 +116,25 @@ TEST(sinks_files_get_every_note)
 	buf_free(&n2);
 	buf_free(&got);
 	buf_free(&want);
+}
+
+/* A FIFO nobody reads fails at once instead of hanging the recording loop. */
+TEST(sinks_file_that_is_a_fifo_without_reader_fails_at_once)
+{
+	struct checkpoint_sinks s = {0};
+	struct buf note = {0};
+	char fifo[512];
+	uint64_t t0;
+
+	snprintf(fifo, sizeof(fifo), "%s", test_path("fifo.notes"));
+	if (!ASSERT_OK(mkfifo(fifo, 0600) ? -errno : 0, "mkfifo"))
+		return;
+	make_note(&note, 3, 30);
+	ASSERT_OK(sinks_add_file(&s, fifo), "fifo sink");
+	t0 = clock_ns(CLOCK_MONOTONIC);
+	ASSERT_EQ(sinks_send(&s, ID, 3, 30, &note), 1, "no reader: failed");
+	ASSERT_LT(clock_ns(CLOCK_MONOTONIC) - t0, 1000000000ull, "and did not wait for one");
+	buf_free(&note);
 }
 
 TEST(sinks_syslog_one_message_per_note)

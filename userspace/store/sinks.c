@@ -43,9 +43,14 @@ bool sinks_any(const struct checkpoint_sinks *s)
 	return s->nfiles || s->ncommands || s->syslog;
 }
 
+/*
+ * O_NONBLOCK: this runs in the recording loop, and a path that is a FIFO
+ * nobody reads (or one whose reader stalls) must fail, not stop recording.
+ * It does nothing to a regular file; a hung network mount still blocks.
+ */
 static int send_file(const char *path, uint32_t epoch, const struct buf *note)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644), err = 0;
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0644), err = 0;
 
 	if (fd < 0)
 		err = -errno;

@@ -2,7 +2,10 @@
  * Checkpoint sinks: where each signed checkpoint goes besides
  * DIR/checkpoints/latest, so that it leaves the host (docs/SEALING.md).
  *
- *   file     appended to, fdatasync()ed (a file on another mount)
+ *   file     appended to, fdatasync()ed (a file on another mount); opened
+ *            O_NONBLOCK, so a FIFO without a reader fails instead of
+ *            stopping the recording loop (a hung network mount still
+ *            blocks it: prefer a command sink there)
  *   command  /bin/sh -c CMD with the note on its stdin, never waited for in
  *            the recording loop: reaped by sinks_poll(), killed (its whole
  *            process group) when it runs past the timeout; at most
