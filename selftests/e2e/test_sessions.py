@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 
-from harness import Daemon, check, check_eq, client_port, scratch_dir, test, wait_for
+from harness import BUILD, Daemon, check, check_eq, client_port, scratch_dir, test, wait_for
 from sshlab import NetLab, PtySession, SshLab
 
 PROMPT = b"$ "
@@ -521,3 +521,14 @@ def window_size():
                  "said once, not per record")
         sized = [e["winsize"] for e in d.events(sid) if e["type"] == "tty" and "winsize" in e]
         check_eq(sized[-1:], ["132x43"], "events shows the size as COLSxROWS", sized=sized)
+        # replay in a terminal smaller than the recorded one says so first
+        cols, rows = (int(x) for x in sized[0].split("x"))
+
+        class SmallPty(PtySession):
+            ROWS, COLS = rows - 1, cols - 1
+
+        with SmallPty([os.path.join(BUILD, "sealtrail"), "--store", d.store, "replay", sid,
+                       "--speed", "0"]) as small:
+            check_eq(small.wait_exit(), 0, "replay", stderr=small.stderr)
+        check(f"recorded in a {sized[0]} terminal".encode() in small.stderr,
+              "replay warns of the smaller terminal", stderr=small.stderr)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,6 +38,37 @@ static int replay_chunk(void *arg, const struct chunk *ch)
 	if (ch->wall_ns > r->prev_ns)
 		r->prev_ns = ch->wall_ns;
 	return write_all(r->fd, ch->data, ch->len);
+}
+
+/*
+ * The window size of the first write (0: none recorded). The first output
+ * record of a pty always says it, so looking further would only read a
+ * session recorded without sizes to its end.
+ */
+static int first_winsize(void *arg, const struct chunk *ch)
+{
+	*(uint32_t *)arg = ch->winsize;
+	return CHUNK_STOP;
+}
+
+/*
+ * Full-screen output replayed in a smaller terminal than it was drawn for
+ * looks broken: say so (on stderr) before playing.
+ */
+static void warn_if_smaller(struct cli *c, const char *id)
+{
+	struct winsize ws;
+	uint32_t rec = 0;
+
+	if (!isatty(STDOUT_FILENO) || ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) || !ws.ws_col ||
+	    cli_each_chunk(c, id, 1u << STREAM_OUT, first_winsize, &rec) || !rec)
+		return;
+	if ((rec & 0xffff) > ws.ws_col || rec >> 16 > ws.ws_row)
+		fprintf(stderr,
+			"sealtrail: session %s was recorded in a %ux%u terminal, this one is"
+			" %ux%u: full-screen output may look broken (export --format asciicast"
+			" keeps the size)\n",
+			id, rec & 0xffff, rec >> 16, ws.ws_col, ws.ws_row);
 }
 
 int cmd_replay(struct cli *c, int argc, char **argv)
@@ -79,6 +111,8 @@ int cmd_replay(struct cli *c, int argc, char **argv)
 		return 1;
 	err = cli_session_id(c, argv[optind], id);
 	err = err ?: cli_session_start(c, id, &r.start_ns);
+	if (!err)
+		warn_if_smaller(c, id);
 	/* a terminal's output, or what a command wrote to stdout and stderr */
 	err = err ?: cli_each_chunk(c, id, STREAMS_OUTPUT | 1u << STREAM_STDERR, replay_chunk, &r);
 	store_close(&c->store);
@@ -109,13 +143,6 @@ static size_t utf8_incomplete_tail(const uint8_t *p, size_t len)
 		return need > back ? back : 0;
 	}
 	return 0;
-}
-
-/* The window size of the first write that has one (0: none recorded). */
-static int first_winsize(void *arg, const struct chunk *ch)
-{
-	*(uint32_t *)arg = ch->winsize;
-	return ch->winsize ? CHUNK_STOP : 0;
 }
 
 static int asciicast_chunk(void *arg, const struct chunk *ch)
