@@ -185,7 +185,8 @@ static void record_suppressed(struct access_server *s, struct access_limit *l, u
 	buf_free(&rec);
 	if (err) {
 		log_error("access: cannot record %s: %s", why, strerror(-err));
-		return; /* counted on; tried again at the next turn */
+		l->first_ns = now; /* still counted; tried again in ACCESS_DENY_SUMMARY_S */
+		return;
 	}
 	log_warn("access: %s", why);
 	l->suppressed = 0;
