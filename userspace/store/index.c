@@ -474,8 +474,10 @@ static int flush_bytes(struct index *ix)
 	return err;
 }
 
-/* S_BYTES, deferred: the WHERE depends only on the session's tty, which
- * no terminal record changes, and every other record flushes first. */
+/*
+ * S_BYTES, deferred: the WHERE depends only on the session's tty, which no
+ * terminal record changes, and every other record flushes first.
+ */
 static int add_bytes(struct index *ix, const char *sid, uint64_t stream, uint64_t tty, uint64_t n)
 {
 	uint64_t any_tty = stream >= 2 ? 2 : 0;
