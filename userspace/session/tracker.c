@@ -885,22 +885,10 @@ int tracker_daemon_record(struct tracker *t, const char *event)
 
 bool tracker_previous_run_unclean(struct tracker *t)
 {
-	sqlite3_stmt *st;
-	bool unclean = false;
-	char key[300];
+	char event[16];
 
-	snprintf(key, sizeof(key), "daemon:%s", t->host);
-	if (sqlite3_prepare_v2(t->store->index.db, "SELECT value FROM meta WHERE key = ?1", -1, &st,
-			       NULL) != SQLITE_OK)
-		return false;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		const char *v = (const char *)sqlite3_column_text(st, 0);
-
-		unclean = v && !strcmp(v, "start");
-	}
-	sqlite3_finalize(st);
-	return unclean;
+	index_daemon_event(&t->store->index, t->host, event, sizeof(event));
+	return !strcmp(event, "start");
 }
 
 int tracker_close_stale(struct tracker *t, bool unclean)

@@ -461,6 +461,28 @@ static uint64_t get_u64(const struct record *rec, uint16_t tag, uint64_t dflt)
 /* Integer column that stays NULL when the record does not carry it. */
 #define OPT(tag) (rec_u64(rec, tag, &v) ? 'i' : 'n')
 
+/* The meta key of a host's last daemon event. */
+static void daemon_key(const char *host, char *key, size_t size)
+{
+	snprintf(key, size, "daemon:%s", host);
+}
+
+void index_daemon_event(struct index *ix, const char *host, char *out, size_t size)
+{
+	sqlite3_stmt *st;
+	char key[300];
+
+	out[0] = 0;
+	daemon_key(host, key, sizeof(key));
+	if (sqlite3_prepare_v2(ix->db, "SELECT value FROM meta WHERE key = ?1", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+		snprintf(out, size, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+}
+
 static int flush_bytes(struct index *ix)
 {
 	int err = 0;
@@ -629,7 +651,7 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 		/* the last start or stop per host: a start not followed by a stop was a crash */
 		char key[300];
 
-		snprintf(key, sizeof(key), "daemon:%s", rec_str(rec, TAG_HOST, s1, sizeof(s1)));
+		daemon_key(rec_str(rec, TAG_HOST, s1, sizeof(s1)), key, sizeof(key));
 		err = run(ix, S_META, "tt", key, rec_str(rec, TAG_EVENT, s2, sizeof(s2)));
 		break;
 	}

@@ -70,5 +70,10 @@ int index_clear(struct index *ix);
 int index_last(struct index *ix, uint64_t *seq, uint32_t *seg_no);
 /* Ids of the sessions without an end record, appended to ids (ST_ID_LEN each). */
 int index_open_sessions(struct index *ix, struct buf *ids);
+/*
+ * The last daemon event ("start", "stop") of host into out, "" if none:
+ * a "start" not followed by a "stop" was a crash.
+ */
+void index_daemon_event(struct index *ix, const char *host, char *out, size_t size);
 
 #endif
