@@ -141,18 +141,9 @@ static const char *const path_options[] = {
     "store", "auditor-key", "output", "pubkey", "against", "decode", "out",
 };
 
-/*
- * Options that read a file may read stdin instead ("-"): the caller's
- * client opens the file itself and passes it as the command's stdin.
- */
 static const char *const stdin_options[] = {"against", "decode"};
 
-/*
- * Is arg a stdin option, spelled out? 1 if its value is in it and is "-",
- * 2 if the value is the next argument, 0 if arg is not one (or has another
- * value).
- */
-static int stdin_option(const char *arg)
+int req_stdin_option(const char *arg, const char **value)
 {
 	const char *name = arg + 2, *eq;
 	size_t n;
@@ -161,10 +152,13 @@ static int stdin_option(const char *arg)
 		return 0;
 	eq = strchr(name, '=');
 	n = eq ? (size_t)(eq - name) : strlen(name);
-	for (size_t i = 0; i < sizeof(stdin_options) / sizeof(stdin_options[0]); i++)
+	for (size_t i = 0; i < sizeof(stdin_options) / sizeof(stdin_options[0]); i++) {
 		/* spelled out: an abbreviation could be another option's too */
-		if (n == strlen(stdin_options[i]) && !strncmp(name, stdin_options[i], n))
-			return eq ? (strcmp(eq, "=-") ? 0 : 1) : 2;
+		if (n == strlen(stdin_options[i]) && !strncmp(name, stdin_options[i], n)) {
+			*value = eq ? eq + 1 : NULL;
+			return eq ? 1 : 2;
+		}
+	}
 	return 0;
 }
 
@@ -226,9 +220,10 @@ int access_check_argv(int argc, char *const *argv, const char **cmd, enum access
 		return -EPERM;
 	}
 	for (i++; i < argc; i++) {
-		int in = stdin_option(argv[i]);
+		const char *value;
+		int in = req_stdin_option(argv[i], &value);
 
-		if (in == 1)
+		if (in == 1 && !strcmp(value, "-"))
 			continue; /* --against=- */
 		if (in == 2 && i + 1 < argc && !strcmp(argv[i + 1], "-")) {
 			i++; /* --against - */

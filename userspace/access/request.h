@@ -49,6 +49,14 @@ enum access_role {
 const char *access_role_name(enum access_role role);
 
 /*
+ * Options that read a file may read stdin instead ("-"): the caller's
+ * client opens the file itself and passes it as the command's stdin.
+ * Is arg one of them, spelled out (--against, --decode)? 1 if its value is
+ * in it (*value points at it), 2 if the value is the next argument, else 0.
+ */
+int req_stdin_option(const char *arg, const char **value);
+
+/*
  * May these arguments be run by the daemon, and with which role? Only
  * --json may come before the command; options that name a file or a store
  * (--store, --auditor-key, --output/-o, --pubkey, --against, --decode,

@@ -25,32 +25,30 @@
  */
 static int stdin_file(int n, char **args)
 {
-	static const char *const opts[] = {"--against", "--decode"};
+	static char inline_arg[32]; /* "--against=-": one such option per request */
 
 	for (int i = 0; i < n; i++) {
-		for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
-			size_t len = strlen(opts[k]);
-			const char *file = NULL;
-			int fd;
+		const char *file = NULL;
+		int kind = req_stdin_option(args[i], &file), fd;
 
-			if (!strcmp(args[i], opts[k]) && i + 1 < n) {
-				file = args[i + 1];
-				args[i + 1] = "-";
-			} else if (!strncmp(args[i], opts[k], len) && args[i][len] == '=') {
-				file = args[i] + len + 1;
-				args[i] = k ? "--decode=-" : "--against=-";
-			}
-			if (!file)
-				continue;
-			if (!strcmp(file, "-"))
-				return STDIN_FILENO;
-			fd = open(file, O_RDONLY | O_CLOEXEC);
-			if (fd < 0) {
-				fprintf(stderr, "sealtrail: %s: %s\n", file, strerror(errno));
-				return -2;
-			}
-			return fd;
+		if (kind == 2 && i + 1 < n) {
+			file = args[i + 1];
+			args[i + 1] = "-";
+		} else if (kind == 1 && (size_t)(file - args[i]) < sizeof(inline_arg) - 1) {
+			snprintf(inline_arg, sizeof(inline_arg), "%.*s-", (int)(file - args[i]),
+				 args[i]);
+			args[i] = inline_arg;
+		} else {
+			continue;
 		}
+		if (!strcmp(file, "-"))
+			return STDIN_FILENO;
+		fd = open(file, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			fprintf(stderr, "sealtrail: %s: %s\n", file, strerror(errno));
+			return -2;
+		}
+		return fd;
 	}
 	return -1;
 }
