@@ -29,9 +29,9 @@
  *
  * The records are built with the fields sealtraild's tracker writes
  * (userspace/session/tracker.c) and go through the same calls in the same
- * order: store_append per record; at a session end store_sync and
- * store_seal_epoch; every tick (200 ms, the daemon's TICK_NS) store_sync,
- * and an epoch closes after 10 s or 100k records as in the daemon's loop;
+ * order: store_append per record; every tick (200 ms, the daemon's
+ * TICK_NS) store_sync, then an epoch closes if sessions ended since the
+ * last tick, or after 10 s or 100k records, as in the daemon's loop;
  * at the end a last sync and the "shutdown" epoch. The store is created
  * before and closed after the timed part. --min-output N replays only the
  * session starts and ends and the O steps of at least N bytes (bulk output
@@ -116,6 +116,7 @@ struct bench {
 	uint64_t tick_ns;
 	uint64_t min_output;
 	bool no_input;
+	bool ends_pending; /* a session ended since the last epoch */
 	uint64_t ev_wall, ev_boot; /* the event time of the step being replayed */
 	uint32_t tty_of[MAX_SESSIONS];
 	/* results */
@@ -287,6 +288,7 @@ static int seal_epoch(struct bench *b, const char *reason)
 	uint64_t t0 = clock_ns(CLOCK_MONOTONIC);
 	int err = store_seal_epoch(&b->st, reason);
 
+	b->ends_pending = false;
 	b->seal_ns += clock_ns(CLOCK_MONOTONIC) - t0;
 	b->epochs++;
 	b->records++;
@@ -440,7 +442,7 @@ static int exit_record(struct bench *b, const struct step *s)
 	return err ?: emit(b);
 }
 
-/* end_session(): the end record, a sync, and the epoch closes. */
+/* end_session(): the end record; the epoch closes at the next tick (tracker_settle()). */
 static int session_end(struct bench *b, const struct step *s)
 {
 	int err;
@@ -448,9 +450,8 @@ static int session_end(struct bench *b, const struct step *s)
 	err = begin(b, REC_SESSION_END, s->sid);
 	err = err ?: rec_add_str(&b->rec, TAG_REASON, "logout");
 	err = err ?: rec_add_u64(&b->rec, TAG_STATUS, s->status);
-	err = err ?: emit(b);
-	err = err ?: sync_store(b);
-	return err ?: seal_epoch(b, "session end");
+	b->ends_pending = true;
+	return err ?: emit(b);
 }
 
 static int replay(struct bench *b, const struct plan *p)
@@ -499,8 +500,10 @@ static int replay(struct bench *b, const struct plan *p)
 		now = clock_ns(CLOCK_MONOTONIC);
 		if (!err && now - last_tick >= b->tick_ns) {
 			err = sync_store(b);
-			if (!err && (now - b->st.epoch_start_ns >= EPOCH_NS ||
-				     b->st.epoch_records >= EPOCH_RECORDS))
+			if (!err && b->ends_pending)
+				err = seal_epoch(b, "session end");
+			else if (!err && (now - b->st.epoch_start_ns >= EPOCH_NS ||
+					  b->st.epoch_records >= EPOCH_RECORDS))
 				err = seal_epoch(
 				    b, now - b->st.epoch_start_ns >= EPOCH_NS ? "time" : "count");
 			last_tick = now;
@@ -510,6 +513,7 @@ static int replay(struct bench *b, const struct plan *p)
 	for (uint32_t sid = 0; sid < MAX_SESSIONS && !err; sid++)
 		err = flush_session(b, sid);
 	err = err ?: sync_store(b);
+	err = err ?: (b->ends_pending ? seal_epoch(b, "session end") : 0);
 	return err ?: seal_epoch(b, "shutdown");
 }
 

@@ -492,8 +492,15 @@ int main(int argc, char **argv)
 			tracker_files_done(&t, false);
 			tracker_tick(&t);
 			sinks_poll(&sinks);
-			/* epochs: at most 10 s or 100k records, empty ones included */
-			if (now - store.epoch_start_ns >= EPOCH_NS || store.epoch_records >= 100000)
+			/*
+			 * Epochs: at most 10 s or 100k records, empty ones
+			 * included, and closed at the first tick after a session
+			 * ended, so that logouts within one tick share a sync.
+			 */
+			if (t.ends_pending)
+				tracker_settle(&t);
+			else if (now - store.epoch_start_ns >= EPOCH_NS ||
+				 store.epoch_records >= 100000)
 				store_seal_epoch(&store, now - store.epoch_start_ns >= EPOCH_NS
 							     ? "time"
 							     : "count");
@@ -504,7 +511,6 @@ int main(int argc, char **argv)
 			write_status(&t, &capture, sched, store_dir, started, ringbuf, true);
 			last_scan = now;
 		}
-		tracker_settle(&t);
 		access_server_poll(&server);
 	}
 	err = 0;

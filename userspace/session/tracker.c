@@ -393,10 +393,11 @@ static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, i
 }
 
 /*
- * A session's end closes the signing epoch, so its records get signed now;
- * sessions that ended in one ring-buffer drain share one sync and one
- * epoch, or 100 logouts would stall the drain for 100 fsyncs while the
- * ring fills up.
+ * A session's end closes the signing epoch, so its records get signed and
+ * its checkpoint leaves the host; the daemon calls this at the tick after
+ * (at most 200 ms), so sessions that ended within one tick share one sync
+ * and one epoch, or 100 logouts would stall the drain for 100 fsyncs while
+ * the ring fills up.
  */
 int tracker_settle(struct tracker *t)
 {
@@ -405,8 +406,9 @@ int tracker_settle(struct tracker *t)
 	if (!t->ends_pending)
 		return 0;
 	t->ends_pending = 0;
-	err = store_sync(t->store);
-	return err ?: store_seal_epoch(t->store, "session end");
+	/* the epoch's close syncs its records; if it fails, sync them anyway */
+	err = store_seal_epoch(t->store, "session end");
+	return err ? store_sync(t->store) ?: err : 0;
 }
 
 static struct session *session_for_event(struct tracker *t, const struct st_event_hdr *h)

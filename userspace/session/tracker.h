@@ -60,7 +60,7 @@ int tracker_on_event(void *arg, void *data, size_t size);
  * each ring-buffer drain), or all of them (at shutdown).
  */
 int tracker_flush_chunks(struct tracker *t, bool all);
-/* Sync the store and close the signing epoch if sessions have ended. */
+/* Close the signing epoch (which syncs the store) if sessions have ended. */
 int tracker_settle(struct tracker *t);
 /* Find sshd listeners, adopt their untracked connection handlers. */
 int tracker_scan(struct tracker *t);

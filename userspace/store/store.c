@@ -152,6 +152,7 @@ static int flush_wbuf(struct store *st)
 			break;
 		}
 		done += n;
+		st->unsynced = true;
 	}
 	/* keep only what is not on disk yet: a retry must not write bytes twice */
 	memmove(st->wbuf.data, st->wbuf.data + done, st->wbuf.len - done);
@@ -878,11 +879,14 @@ int store_sync(struct store *st)
 	if (st->seg_fd < 0)
 		return 0;
 	err = flush_wbuf(st);
-	if (!err && fdatasync(st->seg_fd)) {
+	/* an idle tick costs no flush of the disk's cache */
+	if (!err && st->unsynced && fdatasync(st->seg_fd)) {
 		err = -errno;
 		log_error("store %s: fdatasync of segment %u failed: %s", st->dir, st->seg_no,
 			  strerror(errno));
 	}
+	if (!err)
+		st->unsynced = false;
 	return err ?: index_commit(&st->index);
 }
 

@@ -89,6 +89,7 @@ struct store {
 	int seg_fd;
 	uint64_t seg_size; /* bytes in the segment, buffered ones included */
 	struct buf wbuf; /* records not yet written to seg_fd */
+	bool unsynced; /* seg_fd has bytes written since its last fdatasync */
 	uint64_t seg_rotate_bytes;
 	/* sealing (see docs/SEALING.md) */
 	bool have_kek;
