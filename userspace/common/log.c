@@ -24,9 +24,11 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 	if (level > current_level)
 		return;
+	flockfile(stderr); /* one line, also when threads log at once */
 	fprintf(stderr, "%s: %s: ", current_prefix, names[level]);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	funlockfile(stderr);
 }
