@@ -1440,9 +1440,29 @@ TEST(store_reindex_gives_identical_tables)
 	ASSERT_OK(store_reindex(&st, &records), "reindex");
 	ASSERT_OK(index_dump(&st, &after), "dump");
 	CHECK_SAME_INDEX(&after, &before, "after delete and reindex");
-	store_close(&st);
 
-	/* 3: index.sqlite deleted: the writer's open catches up from the log */
+	/* 3: as `sealtrail reindex` opens it: the writer's lock, but no new segment */
+	{
+		int segs = count_segments();
+		struct store ro;
+
+		store_close(&st);
+		unlink_index();
+		if (ASSERT_OK(store_open(&ro, store_dir(), STORE_WRITE | STORE_INDEX_ONLY),
+			      "open to reindex")) {
+			ASSERT_EQ(ro.seg_fd, -1, "no segment opened");
+			ASSERT_EQ(store_open(&st, store_dir(), STORE_WRITE), -EBUSY,
+				  "a second writer is refused meanwhile");
+			ASSERT_OK(store_reindex(&ro, &records), "reindex");
+			ASSERT_EQ(records, SCRIPT_RECORDS, "records reindexed");
+			ASSERT_OK(index_dump(&ro, &after), "dump");
+			CHECK_SAME_INDEX(&after, &before, "after reindex without a writer");
+			store_close(&ro);
+		}
+		ASSERT_EQ(count_segments(), segs, "no segment added by reindex");
+	}
+
+	/* 4: index.sqlite deleted: the writer's open catches up from the log */
 	unlink_index();
 	if (ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE), "reopen without index")) {
 		ASSERT_EQ(st.next_seq, SCRIPT_RECORDS + 1, "next_seq");

@@ -150,7 +150,12 @@ int cmd_reindex(struct cli *c, int argc, char **argv)
 			  " with --auditor-key every command indexes the segments afresh itself");
 		return 2;
 	}
-	if (store_open(&c->store, c->store_dir, STORE_WRITE))
+	/* the writer's lock, not a writer: no new segment for an index */
+	err = store_open(&c->store, c->store_dir, STORE_WRITE | STORE_INDEX_ONLY);
+	if (err == -EBUSY)
+		log_error("reindex needs the store to itself: stop sealtraild first (it brings"
+			  " the index up to the log itself when it starts)");
+	if (err)
 		return 1;
 	err = store_reindex(&c->store, &n);
 	store_close(&c->store);

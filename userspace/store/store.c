@@ -758,7 +758,7 @@ int store_open_with(struct store *st, const char *dir, int flags, const struct s
 	err = index_open(&st->index, path, flags & STORE_WRITE, st->kek, st->id);
 	if (err)
 		goto fail;
-	if (flags & STORE_WRITE) {
+	if ((flags & STORE_WRITE) && !(flags & STORE_INDEX_ONLY)) {
 		err = open_writer(st, o);
 		if (err)
 			goto fail;

@@ -60,6 +60,11 @@ enum store_flags {
 	 * stale).
 	 */
 	STORE_FRESH_INDEX = 4,
+	/*
+	 * With STORE_WRITE: the writer lock and the index for writing, but no
+	 * new segment, no recovery records (sealtrail reindex).
+	 */
+	STORE_INDEX_ONLY = 8,
 };
 
 /* Whose key the writer wraps each new segment's data key to, besides the KEK. */
