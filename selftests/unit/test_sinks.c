@@ -101,8 +101,15 @@ TEST(sinks_files_get_every_note)
 	ASSERT_OK(sinks_add_file(&s, b), "file b");
 	ASSERT_OK(sinks_add_file(&s, test_path("missing/dir/c.notes")), "file c");
 	ASSERT_TRUE(sinks_any(&s), "sinks configured");
-	ASSERT_EQ(sinks_send(&s, ID, 1, 10, &n1), 1, "one sink failed (no such directory)");
-	ASSERT_EQ(sinks_send(&s, ID, 2, 20, &n2), 1, "and only that one");
+	/* each written before the next comes: a newer note replaces a waiting one */
+	ASSERT_EQ(sinks_send(&s, ID, 1, 10, &n1), 0, "handed to every file's thread");
+	sinks_drain(&s);
+	ASSERT_EQ(sinks_send(&s, ID, 2, 20, &n2), 0, "handed to every file's thread");
+	sinks_drain(&s);
+	ASSERT_EQ(s.files[0].written, 2, "a: both written");
+	ASSERT_EQ(s.files[1].written, 2, "b: both written");
+	ASSERT_EQ(s.files[2].failed, 2, "c: both failed (no such directory)");
+	ASSERT_EQ(s.files[2].written, 0, "c: none written");
 	buf_add(&want, n1.data, n1.len);
 	buf_add(&want, n2.data, n2.len);
 	if (ASSERT_OK(slurp(a, &got), "read a"))
@@ -112,29 +119,81 @@ TEST(sinks_files_get_every_note)
 	for (int i = 0; i < SINKS_MAX - 3; i++)
 		sinks_add_file(&s, a);
 	ASSERT_EQ(sinks_add_file(&s, a), -E2BIG, "at most SINKS_MAX files");
+	sinks_free(&s);
 	buf_free(&n1);
 	buf_free(&n2);
 	buf_free(&got);
 	buf_free(&want);
 }
 
-/* A FIFO nobody reads fails at once instead of hanging the recording loop. */
-TEST(sinks_file_that_is_a_fifo_without_reader_fails_at_once)
+/*
+ * A file sink that hangs (here a FIFO nobody reads yet: open() waits for a
+ * reader) never holds up the caller; while it hangs only the newest note
+ * waits, and once it writes again that one follows the note under way.
+ */
+TEST(sinks_file_that_hangs_does_not_stop_the_sender)
 {
 	struct checkpoint_sinks s = {0};
-	struct buf note = {0};
-	char fifo[512];
+	struct buf n1 = {0}, n2 = {0}, n3 = {0}, got = {0};
+	char fifo[512], chunk[4096];
 	uint64_t t0;
+	int rd = -1;
+	ssize_t n;
 
 	snprintf(fifo, sizeof(fifo), "%s", test_path("fifo.notes"));
 	if (!ASSERT_OK(mkfifo(fifo, 0600) ? -errno : 0, "mkfifo"))
 		return;
-	make_note(&note, 3, 30);
+	make_note(&n1, 3, 30);
+	make_note(&n2, 4, 40);
+	make_note(&n3, 5, 50);
 	ASSERT_OK(sinks_add_file(&s, fifo), "fifo sink");
 	t0 = clock_ns(CLOCK_MONOTONIC);
-	ASSERT_EQ(sinks_send(&s, ID, 3, 30, &note), 1, "no reader: failed");
-	ASSERT_LT(clock_ns(CLOCK_MONOTONIC) - t0, 1000000000ull, "and did not wait for one");
-	buf_free(&note);
+	ASSERT_EQ(sinks_send(&s, ID, 3, 30, &n1), 0, "handed over");
+	/* the thread has taken note 1 and hangs in open(): 2 waits, 3 replaces it */
+	for (int i = 0; i < 1000; i++) {
+		bool taken;
+
+		pthread_mutex_lock(&s.files[0].lock);
+		taken = s.files[0].busy_since_ns != 0;
+		pthread_mutex_unlock(&s.files[0].lock);
+		if (taken)
+			break;
+		usleep(1000);
+	}
+	ASSERT_EQ(sinks_send(&s, ID, 4, 40, &n2), 0, "handed over");
+	ASSERT_EQ(sinks_send(&s, ID, 5, 50, &n3), 0, "handed over");
+	ASSERT_LT(clock_ns(CLOCK_MONOTONIC) - t0, 1000000000ull, "without waiting for a reader");
+	ASSERT_EQ(s.files[0].superseded, 1, "note 2 replaced by note 3");
+	sinks_poll(&s); /* not hung for long yet: nothing to say, nothing blocks */
+	ASSERT_FALSE(s.files[0].warned_stuck, "not reported as hung yet");
+	s.stuck_ns = 1;
+	sinks_poll(&s);
+	ASSERT_TRUE(s.files[0].warned_stuck, "reported as hung");
+	/* shutdown gives it timeout_ns, then goes on */
+	s.timeout_ns = 100000000ull;
+	t0 = clock_ns(CLOCK_MONOTONIC);
+	sinks_drain(&s);
+	ASSERT_LT(clock_ns(CLOCK_MONOTONIC) - t0, 2000000000ull, "drain gave up on it");
+	ASSERT_EQ(s.files[0].written, 0, "nothing written yet");
+	s.timeout_ns = 0;
+	/* a reader comes: the pipe holds both notes, so the writes need no reading */
+	rd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (ASSERT_GE(rd, 0, "open the reader")) {
+		sinks_drain(&s);
+		ASSERT_EQ(s.files[0].written, 2, "notes 1 and 3 written");
+		sinks_poll(&s);
+		ASSERT_FALSE(s.files[0].warned_stuck, "reported as writing again");
+		while ((n = read(rd, chunk, sizeof(chunk))) > 0)
+			buf_add(&got, chunk, n);
+		buf_add(&n1, n3.data, n3.len);
+		ASSERT_BYTES_EQ(got.data, got.len, n1.data, n1.len, "note 1, then note 3");
+		close(rd);
+	}
+	sinks_free(&s);
+	buf_free(&n1);
+	buf_free(&n2);
+	buf_free(&n3);
+	buf_free(&got);
 }
 
 TEST(sinks_syslog_one_message_per_note)

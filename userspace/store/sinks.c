@@ -24,9 +24,21 @@ extern char **environ;
 
 int sinks_add_file(struct checkpoint_sinks *s, const char *path)
 {
+	pthread_condattr_t monotonic;
+	struct sink_file *f;
+
 	if (s->nfiles == SINKS_MAX)
 		return -E2BIG;
-	s->files[s->nfiles++] = path;
+	f = &s->files[s->nfiles++];
+	*f = (struct sink_file){.path = path};
+
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->wake, NULL);
+	/* wait_file's deadline is CLOCK_MONOTONIC, as every deadline here */
+	pthread_condattr_init(&monotonic);
+	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+	pthread_cond_init(&f->idle, &monotonic);
+	pthread_condattr_destroy(&monotonic);
 	return 0;
 }
 
@@ -43,18 +55,20 @@ bool sinks_any(const struct checkpoint_sinks *s)
 	return s->nfiles || s->ncommands || s->syslog;
 }
 
+static int write_note(int fd, const struct buf *note);
+
 /*
- * O_NONBLOCK: this runs in the recording loop, and a path that is a FIFO
- * nobody reads (or one whose reader stalls) must fail, not stop recording.
- * It does nothing to a regular file; a hung network mount still blocks.
+ * On the sink's own thread, so it may block: a FIFO waits for its reader.
+ * A FIFO or a character device cannot be fdatasync()ed (EINVAL): what it
+ * was given is all there is to do.
  */
-static int send_file(const char *path, uint32_t epoch, const struct buf *note)
+static int write_file(const char *path, uint32_t epoch, const struct buf *note)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0644), err = 0;
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644), err = 0;
 
 	if (fd < 0)
 		err = -errno;
-	else if ((err = write_all(fd, note->data, note->len)) == 0 && fdatasync(fd))
+	else if ((err = write_note(fd, note)) == 0 && fdatasync(fd) && errno != EINVAL)
 		err = -errno;
 	if (fd >= 0)
 		close(fd);
@@ -63,6 +77,123 @@ static int send_file(const char *path, uint32_t epoch, const struct buf *note)
 			 " store's checkpoints/latest",
 			 path, strerror(-err), epoch);
 	return err;
+}
+
+static void *file_thread(void *arg)
+{
+	struct sink_file *f = arg;
+	struct buf note = {0};
+
+	pthread_mutex_lock(&f->lock);
+	for (;;) {
+		struct buf taken;
+		int err;
+
+		while (!f->has_pending && !f->stop)
+			pthread_cond_wait(&f->wake, &f->lock);
+		if (!f->has_pending)
+			break;
+		/* swap: the loop's next note goes into the buffer just written */
+		taken = f->pending;
+		f->pending = note;
+		note = taken;
+		f->has_pending = false;
+		f->writing_epoch = f->pending_epoch;
+		f->busy_since_ns = clock_ns(CLOCK_MONOTONIC);
+		pthread_mutex_unlock(&f->lock);
+		err = write_file(f->path, f->writing_epoch, &note);
+		pthread_mutex_lock(&f->lock);
+		f->busy_since_ns = 0;
+		if (err)
+			f->failed++;
+		else
+			f->written++;
+		pthread_cond_broadcast(&f->idle);
+	}
+	pthread_mutex_unlock(&f->lock);
+	buf_free(&note);
+	return NULL;
+}
+
+/* Hand the note to the file's thread; a note still waiting is replaced. */
+static int send_file(struct sink_file *f, uint32_t epoch, const struct buf *note)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&f->lock);
+	if (!f->started) {
+		sigset_t all, old;
+
+		/* signals are the event loop's to take */
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		err = -pthread_create(&f->thread, NULL, file_thread, f);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		f->started = !err;
+	}
+	if (!err && f->has_pending) {
+		/* the newer checkpoint signs everything the older one does */
+		f->superseded++;
+		log_debug("checkpoint sink %s: the checkpoint of epoch %u replaced that of epoch"
+			  " %u, which had not been written yet",
+			  f->path, epoch, f->pending_epoch);
+	}
+	if (!err) {
+		f->pending.len = 0;
+		err = buf_add(&f->pending, note->data, note->len);
+	}
+	if (!err) {
+		f->has_pending = true;
+		f->pending_epoch = epoch;
+		pthread_cond_signal(&f->wake);
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (err)
+		log_warn("checkpoint sink %s: %s: the checkpoint of epoch %u stays only in the"
+			 " store's checkpoints/latest",
+			 f->path, strerror(-err), epoch);
+	return err;
+}
+
+/* Say once per hang that a write has not returned, and when it does. */
+static void poll_file(struct sink_file *f, uint64_t now, uint64_t stuck_ns)
+{
+	pthread_mutex_lock(&f->lock);
+	if (f->busy_since_ns && now - f->busy_since_ns >= stuck_ns && !f->warned_stuck) {
+		f->warned_stuck = true;
+		log_warn("checkpoint sink %s: writing the checkpoint of epoch %u has not returned"
+			 " for %llu s (a hung network mount, a FIFO nobody reads?); recording goes"
+			 " on, and only the newest checkpoint waits for it",
+			 f->path, f->writing_epoch,
+			 (unsigned long long)((now - f->busy_since_ns) / 1000000000ull));
+	} else if (!f->busy_since_ns && f->warned_stuck) {
+		f->warned_stuck = false;
+		log_info("checkpoint sink %s: writing again (%u checkpoints replaced by newer"
+			 " ones so far)",
+			 f->path, f->superseded);
+	}
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* Wait until f has written what it was given, at most until deadline. */
+static bool wait_file(struct sink_file *f, uint64_t deadline_ns)
+{
+	bool done;
+
+	pthread_mutex_lock(&f->lock);
+	for (;;) {
+		struct timespec ts;
+		uint64_t now = clock_ns(CLOCK_MONOTONIC);
+
+		done = !f->has_pending && !f->busy_since_ns;
+		if (done || now >= deadline_ns)
+			break;
+		ts.tv_sec = (time_t)(deadline_ns / 1000000000ull);
+		ts.tv_nsec = (long)(deadline_ns % 1000000000ull);
+		pthread_cond_timedwait(&f->idle, &f->lock, &ts);
+	}
+	pthread_mutex_unlock(&f->lock);
+	return done;
 }
 
 int sinks_syslog_line(const uint8_t store_id[ST_ID_LEN], uint32_t epoch, uint64_t size,
@@ -292,7 +423,7 @@ int sinks_send(struct checkpoint_sinks *s, const uint8_t store_id[ST_ID_LEN], ui
 
 	sinks_poll(s); /* room for new runs, and a zombie less */
 	for (unsigned i = 0; i < s->nfiles; i++)
-		failed += send_file(s->files[i], epoch, note) != 0;
+		failed += send_file(&s->files[i], epoch, note) != 0;
 	for (unsigned i = 0; i < s->ncommands; i++)
 		failed += start_command(s, &s->commands[i], store_id, epoch, size, note) != 0;
 	if (s->syslog)
@@ -329,6 +460,8 @@ void sinks_poll(struct checkpoint_sinks *s)
 {
 	uint64_t now = clock_ns(CLOCK_MONOTONIC);
 
+	for (unsigned i = 0; i < s->nfiles; i++)
+		poll_file(&s->files[i], now, s->stuck_ns ? s->stuck_ns : SINK_FILE_STUCK_NS);
 	for (unsigned k = 0; k < s->ncommands; k++) {
 		struct sink_command *c = &s->commands[k];
 
@@ -358,6 +491,14 @@ void sinks_poll(struct checkpoint_sinks *s)
 
 void sinks_drain(struct checkpoint_sinks *s)
 {
+	uint64_t deadline =
+	    clock_ns(CLOCK_MONOTONIC) + (s->timeout_ns ? s->timeout_ns : SINK_COMMAND_TIMEOUT_NS);
+
+	for (unsigned i = 0; i < s->nfiles; i++)
+		if (s->files[i].started && !wait_file(&s->files[i], deadline))
+			log_warn("checkpoint sink %s: still writing at shutdown: the last"
+				 " checkpoint may not have reached it",
+				 s->files[i].path);
 	for (;;) {
 		uint64_t last_deadline = 0;
 		unsigned left = 0;
@@ -386,6 +527,27 @@ void sinks_drain(struct checkpoint_sinks *s)
 
 void sinks_free(struct checkpoint_sinks *s)
 {
+	for (unsigned i = 0; i < s->nfiles; i++) {
+		struct sink_file *f = &s->files[i];
+		bool hung;
+
+		if (!f->started)
+			continue;
+		pthread_mutex_lock(&f->lock);
+		f->stop = true;
+		f->has_pending = false; /* drained already: what is left goes */
+		hung = f->busy_since_ns != 0;
+		pthread_cond_signal(&f->wake);
+		pthread_mutex_unlock(&f->lock);
+		if (hung) {
+			/* blocked in the kernel: it may still use its note; exit takes it */
+			pthread_detach(f->thread);
+			continue;
+		}
+		pthread_join(f->thread, NULL);
+		buf_free(&f->pending);
+		f->started = false;
+	}
 	for (unsigned k = 0; k < s->ncommands; k++)
 		buf_free(&s->commands[k].pending);
 }
