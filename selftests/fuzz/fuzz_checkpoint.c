@@ -53,20 +53,6 @@ static void cleanup(void)
 		nftw(base, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
-static int read_all(const char *path, struct buf *out)
-{
-	char chunk[4096];
-	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	while ((n = read(fd, chunk, sizeof(chunk))) > 0 && !err)
-		err = buf_add(out, chunk, n);
-	close(fd);
-	return err;
-}
-
 /* A small sealed store: records, three closed epochs, its latest checkpoint. */
 static void make_store(void)
 {
@@ -95,7 +81,7 @@ static void make_store(void)
 	store_close(&st);
 	buf_free(&rec);
 	snprintf(path, sizeof(path), "%s/checkpoints/latest", dir);
-	CHECK(read_all(path, &latest) == 0 && latest.len);
+	CHECK(buf_read_file(&latest, path, 0) == 0 && latest.len);
 }
 
 struct seen {

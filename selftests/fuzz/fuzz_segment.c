@@ -205,23 +205,6 @@ static void cleanup(void)
 		nftw(base, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
-static int read_file(const char *path, struct buf *out)
-{
-	uint8_t chunk[65536];
-	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
-	ssize_t n;
-
-	out->len = 0;
-	if (fd < 0)
-		return -errno;
-	while ((n = read(fd, chunk, sizeof(chunk))) > 0 && !err)
-		err = buf_add(out, chunk, n);
-	if (n < 0)
-		err = -errno;
-	close(fd);
-	return err;
-}
-
 static int write_file(const char *path, const void *data, size_t len)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), err;
@@ -241,7 +224,7 @@ static int segment_key(const char *store, const uint8_t *hdr, uint8_t key[SEAL_K
 	int err;
 
 	snprintf(path, sizeof(path), "%s/keys/kek", store);
-	err = read_file(path, &kek);
+	err = buf_read_file(&kek, path, 0);
 	if (!err && kek.len != SEAL_KEY_LEN)
 		err = -EINVAL;
 	err = err ?: seal_unwrap(kek.data, hdr + SEG_HEADER_AAD, hdr, SEG_HEADER_AAD, key);
@@ -274,7 +257,7 @@ static void write_seeds(const char *seeds)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", seeds, d->d_name);
 		snprintf(sdir, sizeof(sdir), "%s/seed-%d", base, n++);
-		CHECK(read_file(path, &in) == 0);
+		CHECK(buf_read_file(&in, path, 0) == 0);
 		CHECK(store_open(&st, sdir, STORE_WRITE | STORE_CREATE) == 0);
 		for (size_t off = 0, used; off < in.len; off += used) {
 			struct record r;
@@ -294,7 +277,7 @@ static void write_seeds(const char *seeds)
 		}
 		store_close(&st);
 		snprintf(path, sizeof(path), "%s/segments/seg-00000001.log", sdir);
-		CHECK(read_file(path, &seg) == 0 && seg.len >= SEG_HEADER_LEN);
+		CHECK(buf_read_file(&seg, path, 0) == 0 && seg.len >= SEG_HEADER_LEN);
 		CHECK(segment_key(sdir, seg.data, key) == 0);
 		sealed.len = open_form.len = 0;
 		CHECK(buf_add(&sealed, seg.data + SEG_HEADER_LEN, seg.len - SEG_HEADER_LEN) == 0);

@@ -38,21 +38,6 @@ static void make_note(struct buf *b, uint32_t epoch, uint64_t size)
 		 (unsigned long long)size, epoch);
 }
 
-static int slurp(const char *path, struct buf *out)
-{
-	char chunk[4096];
-	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
-	ssize_t n;
-
-	out->len = 0;
-	if (fd < 0)
-		return -errno;
-	while ((n = read(fd, chunk, sizeof(chunk))) > 0 && !err)
-		err = buf_add(out, chunk, n);
-	close(fd);
-	return err;
-}
-
 static bool process_gone(pid_t pid)
 {
 	char path[64], stat[256] = "";
@@ -112,9 +97,9 @@ TEST(sinks_files_get_every_note)
 	ASSERT_EQ(s.files[2].written, 0, "c: none written");
 	buf_add(&want, n1.data, n1.len);
 	buf_add(&want, n2.data, n2.len);
-	if (ASSERT_OK(slurp(a, &got), "read a"))
+	if (ASSERT_OK(buf_read_file(&got, a, 0), "read a"))
 		ASSERT_BYTES_EQ(got.data, got.len, want.data, want.len, "a: both notes appended");
-	if (ASSERT_OK(slurp(b, &got), "read b"))
+	if (ASSERT_OK(buf_read_file(&got, b, 0), "read b"))
 		ASSERT_BYTES_EQ(got.data, got.len, want.data, want.len, "b: both notes appended");
 	for (int i = 0; i < SINKS_MAX - 3; i++)
 		sinks_add_file(&s, a);
@@ -291,9 +276,9 @@ TEST(sinks_command_gets_the_note_and_is_reaped)
 	sinks_drain(&s);
 	ASSERT_EQ(s.commands[0].nruns, 0, "finished");
 	ASSERT_TRUE(waitpid(pid, NULL, WNOHANG) < 0 && errno == ECHILD, "reaped: no zombie");
-	if (ASSERT_OK(slurp(test_path("note"), &got), "note file"))
+	if (ASSERT_OK(buf_read_file(&got, test_path("note"), 0), "note file"))
 		ASSERT_BYTES_EQ(got.data, got.len, note.data, note.len, "the note on stdin");
-	if (ASSERT_OK(slurp(test_path("env"), &got), "env file"))
+	if (ASSERT_OK(buf_read_file(&got, test_path("env"), 0), "env file"))
 		ASSERT_STREQ((char *)got.data, "abcd0102030405060708090a0b0c0d0e 4 99\n",
 			     "store id, epoch and tree size in the environment");
 out:
@@ -346,7 +331,7 @@ TEST(sinks_command_failing_and_hanging)
 	if (fail_pid)
 		ASSERT_TRUE(waitpid(fail_pid, NULL, WNOHANG) < 0 && errno == ECHILD,
 			    "failing run reaped");
-	if (ASSERT_OK(slurp(test_path("bg"), &bg), "the background sleep's pid"))
+	if (ASSERT_OK(buf_read_file(&bg, test_path("bg"), 0), "the background sleep's pid"))
 		bg_pid = atoi((char *)bg.data);
 	if (ASSERT_GT(bg_pid, 0, "pid")) {
 		for (int i = 0; i < 100 && !process_gone(bg_pid); i++)

@@ -72,24 +72,6 @@ static int count_segments(void)
 	return n;
 }
 
-/* The whole file in out (replacing what it held); 0 or -errno. */
-static int read_file(const char *path, struct buf *out)
-{
-	uint8_t chunk[65536];
-	int fd = open(path, O_RDONLY), err = 0;
-	ssize_t n;
-
-	out->len = 0;
-	if (fd < 0)
-		return -errno;
-	while ((n = read(fd, chunk, sizeof(chunk))) > 0 && !err)
-		err = buf_add(out, chunk, n);
-	if (n < 0)
-		err = -errno;
-	close(fd);
-	return err;
-}
-
 /* Length of the envelope stored at off of segment seg (0 if there is none). */
 static uint32_t env_len_at(uint32_t seg, uint64_t off)
 {
@@ -749,7 +731,7 @@ TEST(store_append_scan_round_trip)
 	 * the offsets the scan reports, chained by the leaf hash of the previous
 	 * (the first one: by the header's chain value).
 	 */
-	if (ASSERT_OK(read_file(seg_path(1), &seg), "read segment 1")) {
+	if (ASSERT_OK(buf_read_file(&seg, seg_path(1), 0), "read segment 1")) {
 		uint64_t off = SEG_HEADER_LEN;
 
 		/* the segment header is chained in before its first envelope */
@@ -1783,7 +1765,7 @@ static int find_marker(const char *path, const struct stat *sb, int flag, struct
 {
 	struct buf b = {0};
 
-	if (flag == FTW_F && !read_file(path, &b) && has_marker_piece(b.data, b.len)) {
+	if (flag == FTW_F && !buf_read_file(&b, path, 0) && has_marker_piece(b.data, b.len)) {
 		snprintf(leak_path, sizeof(leak_path), "%s", path);
 		leak_file = leak_path;
 	}
@@ -1834,7 +1816,7 @@ TEST(store_no_plaintext_on_disk)
 	nseg = count_segments();
 	ASSERT_GT(nseg, 2, "several segments");
 	for (int n = 1; n <= nseg; n++) {
-		if (!ASSERT_OK(read_file(seg_path(n), &seg), "read segment"))
+		if (!ASSERT_OK(buf_read_file(&seg, seg_path(n), 0), "read segment"))
 			continue;
 		ASSERT_GT(seg.len, 0, "segment read");
 		if (!ASSERT_FALSE(has_marker_piece(seg.data, seg.len),

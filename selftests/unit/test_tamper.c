@@ -44,23 +44,6 @@ static const uint8_t SESSION[ST_ID_LEN] = "sealtrail-tamper"; /* 16 bytes, no NU
 
 /* ---- files ---- */
 
-static int read_file(const char *path, struct buf *out)
-{
-	uint8_t chunk[65536];
-	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
-	ssize_t n;
-
-	out->len = 0;
-	if (fd < 0)
-		return -errno;
-	while ((n = read(fd, chunk, sizeof(chunk))) > 0 && !err)
-		err = buf_add(out, chunk, n);
-	if (n < 0)
-		err = -errno;
-	close(fd);
-	return err;
-}
-
 static int write_file(const char *path, const void *data, size_t len, mode_t mode)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode), err;
@@ -85,7 +68,7 @@ static int copy_entry(const char *path, const struct stat *sb, int flag, struct 
 		return mkdir(dst, sb->st_mode & 07777) && errno != EEXIST ? -1 : 0;
 	if (flag != FTW_F)
 		return 0;
-	err = read_file(path, &b) ?: write_file(dst, b.data, b.len, sb->st_mode & 07777);
+	err = buf_read_file(&b, path, 0) ?: write_file(dst, b.data, b.len, sb->st_mode & 07777);
 	buf_free(&b);
 	return err ? -1 : 0;
 }
@@ -111,7 +94,7 @@ static int remove_tree(const char *dir)
 static int copy_file(const char *from, const char *to)
 {
 	struct buf b = {0};
-	int err = read_file(from, &b) ?: write_file(to, b.data, b.len, 0644);
+	int err = buf_read_file(&b, from, 0) ?: write_file(to, b.data, b.len, 0644);
 
 	buf_free(&b);
 	return err;
@@ -179,7 +162,7 @@ static int read_epoch_key(const char *dir, uint32_t *epoch, uint8_t sk[SEAL_KEY_
 			  uint8_t pk[SEAL_PK_LEN])
 {
 	struct buf b = {0};
-	int err = read_file(in_dir(dir, "keys/epoch"), &b);
+	int err = buf_read_file(&b, in_dir(dir, "keys/epoch"), 0);
 
 	if (!err && b.len != EPOCH_FILE_LEN)
 		err = -EINVAL;
@@ -297,11 +280,12 @@ static struct model *model_load(const char *dir)
 
 	if (!ASSERT_NOT_NULL(m, "calloc"))
 		return NULL;
-	ok = ASSERT_OK(read_file(in_dir(dir, "keys/kek"), &b), "read keys/kek") &&
+	ok = ASSERT_OK(buf_read_file(&b, in_dir(dir, "keys/kek"), 0), "read keys/kek") &&
 	     ASSERT_EQ(b.len, SEAL_KEY_LEN, "kek size");
 	if (ok)
 		memcpy(m->kek, b.data, SEAL_KEY_LEN);
-	for (uint32_t seg = 1; ok && seg <= MAX_SEGS && !read_file(seg_file(dir, seg), &b); seg++) {
+	for (uint32_t seg = 1; ok && seg <= MAX_SEGS && !buf_read_file(&b, seg_file(dir, seg), 0);
+	     seg++) {
 		ok = ASSERT_GE(b.len, SEG_HEADER_LEN, "segment header");
 		if (!ok)
 			break;
@@ -1590,7 +1574,7 @@ TEST(tamper_junk_after_closed_segment)
 
 	SETUP(f);
 	dir = attack_copy(&f, "junk");
-	if (!dir || !ASSERT_OK(read_file(seg_file(dir, 2), &b), "read segment 2"))
+	if (!dir || !ASSERT_OK(buf_read_file(&b, seg_file(dir, 2), 0), "read segment 2"))
 		return;
 	for (size_t c = 0; c < sizeof(junk) / sizeof(junk[0]); c++) {
 		size_t len = b.len, n = c ? sizeof(junk[c]) : 3;
@@ -2022,7 +2006,7 @@ static int find_keys(const char *path, const struct stat *sb, int flag, struct F
 {
 	struct buf b = {0};
 
-	if (flag == FTW_F && !read_file(path, &b))
+	if (flag == FTW_F && !buf_read_file(&b, path, 0))
 		for (int k = 0; k < key_count; k++)
 			if (memmem(b.data, b.len, key_needles[k], SEAL_KEY_LEN)) {
 				snprintf(key_found, sizeof(key_found), "%s", path);
@@ -2091,7 +2075,7 @@ TEST(tamper_forged_checkpoints)
 	SETUP(f);
 	snprintf(path, sizeof(path), "%s/forged-checkpoint", test_dir());
 	/* a larger size than was signed */
-	if (!ASSERT_OK(read_file(f.cp[1], &b), "read checkpoint"))
+	if (!ASSERT_OK(buf_read_file(&b, f.cp[1], 0), "read checkpoint"))
 		return;
 	nl = strchr((char *)b.data, '\n');
 	if (ASSERT_NOT_NULL(nl, "origin line")) {
@@ -2101,7 +2085,7 @@ TEST(tamper_forged_checkpoints)
 		REJECTED(&r, "checkpoint signature does not verify", "checkpoint size changed");
 	}
 	/* the epoch line changed: the signature is checked with another key */
-	read_file(f.cp[1], &b);
+	buf_read_file(&b, f.cp[1], 0);
 	nl = strstr((char *)b.data, "epoch 1\n");
 	if (ASSERT_NOT_NULL(nl, "epoch line")) {
 		nl[6] = '3';
@@ -2137,14 +2121,15 @@ TEST(tamper_checkpoint_file_with_many_notes)
 	snprintf(other, sizeof(other), "%s/other", test_dir());
 	if (!build_other_store(other, NULL, 5))
 		return;
-	ASSERT_OK(read_file(in_dir(other, "checkpoints/latest"), &b), "another store's note");
+	ASSERT_OK(buf_read_file(&b, in_dir(other, "checkpoints/latest"), 0),
+		  "another store's note");
 	buf_addf(&all, "%s", (char *)b.data);
 	for (int k = 0; k < NEPOCHS; k++) {
-		ASSERT_OK(read_file(f.cp[k], &b), "read checkpoint");
+		ASSERT_OK(buf_read_file(&b, f.cp[k], 0), "read checkpoint");
 		buf_addf(&all, "%s", (char *)b.data);
 	}
 	/* epoch 2's again, as --checkpoint-syslog sent it, between other lines */
-	if (!ASSERT_OK(read_file(f.cp[2], &b), "read checkpoint") ||
+	if (!ASSERT_OK(buf_read_file(&b, f.cp[2], 0), "read checkpoint") ||
 	    !ASSERT_OK(store_open(&st, f.dir, 0), "open"))
 		goto out;
 	buf_addf(&line, "Nov 24 10:00:00 bastion sealtraild[42]: ");
@@ -2160,7 +2145,7 @@ TEST(tamper_checkpoint_file_with_many_notes)
 
 	/* one more note, its size changed */
 	forged_off = all.len;
-	ASSERT_OK(read_file(f.cp[1], &b), "read checkpoint");
+	ASSERT_OK(buf_read_file(&b, f.cp[1], 0), "read checkpoint");
 	nl = strchr((char *)b.data, '\n');
 	if (ASSERT_NOT_NULL(nl, "origin line")) {
 		nl[1] = nl[1] == '9' ? '8' : nl[1] + 1;

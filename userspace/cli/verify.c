@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "common/log.h"
@@ -139,20 +140,10 @@ static int print_note(void *arg, const char *note, uint64_t off)
 static int decode_notes(const char *path)
 {
 	struct decode_state d = {.path = path};
-	FILE *f = strcmp(path, "-") ? fopen(path, "re") : stdin;
 	struct buf text = {0};
-	char chunk[65536];
-	size_t n;
-	int err = 0;
+	int err =
+	    strcmp(path, "-") ? buf_read_file(&text, path, 0) : buf_read_fd(&text, STDIN_FILENO, 0);
 
-	if (!f) {
-		log_error("%s: %s", path, strerror(errno));
-		return 1;
-	}
-	while (!err && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		err = buf_add(&text, chunk, n);
-	if (f != stdin)
-		fclose(f);
 	if (!err && text.len)
 		err = checkpoint_each_note((const char *)text.data, text.len, print_note, &d);
 	buf_free(&text);

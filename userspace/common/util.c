@@ -40,6 +40,43 @@ int buf_add(struct buf *b, const void *data, size_t len)
 	return 0;
 }
 
+int buf_read_fd(struct buf *b, int fd, size_t max)
+{
+	b->len = 0;
+	for (;;) {
+		ssize_t n;
+
+		if (max && b->len > max)
+			return -EFBIG;
+		if (buf_reserve(b, 65536))
+			return -ENOMEM;
+		n = read(fd, b->data + b->len, 65536);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		b->len += n;
+		b->data[b->len] = 0;
+	}
+	b->data[b->len] = 0;
+	return 0;
+}
+
+int buf_read_file(struct buf *b, const char *path, size_t max)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), err;
+
+	if (fd < 0) {
+		b->len = 0;
+		return -errno;
+	}
+	err = buf_read_fd(b, fd, max);
+	close(fd);
+	return err;
+}
+
 int buf_addf(struct buf *b, const char *fmt, ...)
 {
 	va_list ap;

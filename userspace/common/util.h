@@ -20,6 +20,13 @@ int buf_reserve(struct buf *b, size_t extra);
 int buf_add(struct buf *b, const void *data, size_t len);
 int buf_addf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_free(struct buf *b);
+/*
+ * Replace what b holds with all that fd gives until its end (EINTR is
+ * retried): 0, -errno, or -EFBIG past max bytes (0: no limit).
+ */
+int buf_read_fd(struct buf *b, int fd, size_t max);
+/* The same for the file at path (not "-"; give stdin to buf_read_fd). */
+int buf_read_file(struct buf *b, const char *path, size_t max);
 
 void hex_encode(const uint8_t *in, size_t len, char *out);
 int hex_decode(const char *in, uint8_t *out, size_t len);

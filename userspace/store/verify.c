@@ -477,48 +477,18 @@ static int check_note(void *arg, const char *text, uint64_t off)
 static char *read_notes(struct verify_result *r, const char *path, size_t *len)
 {
 	bool is_stdin = !strcmp(path, "-");
-	int fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC), err = 0;
 	struct buf text = {0};
-	ssize_t n;
+	int err = is_stdin ? buf_read_fd(&text, STDIN_FILENO, NOTES_MAX)
+			   : buf_read_file(&text, path, NOTES_MAX);
 
-	*len = 0;
-	if (fd < 0)
-		err = errno;
-	while (!err) {
-		if (text.len >= NOTES_MAX) {
-			err = EFBIG;
-			break;
-		}
-		if (buf_reserve(&text, 65536)) {
-			err = ENOMEM;
-			break;
-		}
-		n = read(fd, text.data + text.len, 65536);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			err = errno;
-		else if (n == 0)
-			break;
-		else
-			text.len += n;
-	}
-	if (fd >= 0 && !is_stdin)
-		close(fd);
 	if (err) {
 		buf_free(&text);
 		fail(r, is_stdin ? "(stdin)" : path, 0, 0, "cannot read the checkpoint: %s",
-		     strerror(err));
+		     strerror(-err));
 		return NULL;
 	}
-	if (buf_reserve(&text, 1)) {
-		buf_free(&text);
-		fail(r, path, 0, 0, "cannot read the checkpoint: %s", strerror(ENOMEM));
-		return NULL;
-	}
-	text.data[text.len] = 0;
 	*len = text.len;
-	return (char *)text.data;
+	return (char *)text.data; /* NUL-terminated */
 }
 
 static int seg_filter(const struct dirent *d)
