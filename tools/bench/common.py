@@ -1,5 +1,6 @@
 """Helpers the benchmarks in tools/bench share: logging, medians, tables."""
 
+import contextlib
 import fcntl
 import json
 import os
@@ -147,3 +148,89 @@ def wait_bench_lock(stack, wait_s, who):
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{who}: tools/bench lock still held, giving up")
                 time.sleep(2)
+
+
+def cpu_busy(interval):
+    """Fraction of all CPUs busy over interval seconds."""
+    b0, t0 = cpu_times()
+    time.sleep(interval)
+    b1, t1 = cpu_times()
+    return (b1 - b0) / max(1, t1 - t0)
+
+
+def top_cpu(own_pids, n=3):
+    """The processes that used the most CPU time in the last ~0.3 s."""
+    def snap():
+        out = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    with open(f"/proc/{d}/stat", "rb") as f:
+                        data = f.read()
+                    rest = data[data.rfind(b")") + 2:].split()
+                    comm = data[data.find(b"(") + 1:data.rfind(b")")].decode(errors="replace")
+                    out[int(d)] = (comm, int(rest[11]) + int(rest[12]))
+        return out
+    a = snap()
+    time.sleep(0.3)
+    b = snap()
+    use = sorted(((v[1] - a[p][1], f"{v[0]}[{p}]") for p, v in b.items()
+                  if p in a and p not in own_pids), reverse=True)
+    return ", ".join(name for ticks, name in use[:n] if ticks > 0) or "?"
+
+class QuietBench:
+    """What run.py's and scp.py's Bench share: a temp dir (self.tmp), notes,
+    and the wait for a quiet machine before each sample. Needs self.args
+    (quiet_wait, quiet_budget, busy_max), self.own_pids, and sets
+    self.notes, self.waited, self.contaminated."""
+
+    def __init__(self, args):
+        self.args = args
+        self.tmp = None
+        self.notes = []
+        self.waited = 0.0
+        self.contaminated = 0
+        self.own_pids = set()
+
+    def mkdir(self, name, mode=0o755):
+        path = os.path.join(self.tmp, name)
+        os.makedirs(path, exist_ok=True)
+        os.chmod(path, mode)
+        return path
+
+    def note(self, msg):
+        log("NOTE: " + msg)
+        self.notes.append(msg)
+
+    def gate(self, what):
+        """Wait until no foreign BPF tracepoint programs are attached and the
+        machine is idle (this run is idle between samples, so the load is
+        someone else's). Returns True if the sample starts clean."""
+        budget = max(0.0, self.args.quiet_budget - self.waited)
+        deadline = time.monotonic() + min(self.args.quiet_wait, budget)
+        t0 = time.monotonic()
+        last, last_t = None, 0.0
+        while True:
+            foreign = foreign_bpf(self.own_pids)
+            busy = cpu_busy(0.5)
+            why = []
+            if foreign:
+                why.append(f"other processes' BPF programs attached: {foreign}")
+            if busy > self.args.busy_max:
+                why.append(f"CPUs {busy:.0%} busy with other work: {top_cpu(self.own_pids)}")
+            if not why:
+                if last:
+                    self.waited += time.monotonic() - t0
+                return True
+            if time.monotonic() >= deadline:
+                self.waited += time.monotonic() - t0
+                self.contaminated += 1
+                self.note(f"{what}: measured anyway after waiting "
+                          f"{time.monotonic() - t0:.0f} s: {'; '.join(why)}")
+                return False
+            kinds = (bool(foreign), busy > self.args.busy_max)
+            if kinds != last or time.monotonic() - last_t > 15:
+                log(f"waiting for a quiet machine: {'; '.join(why)}")
+                last, last_t = kinds, time.monotonic()
+
+    # -- sealtraild --------------------------------------------------------

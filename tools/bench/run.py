@@ -76,7 +76,8 @@ sys.path.insert(0, os.path.join(ROOT, "selftests", "lib"))
 
 import harness  # noqa: E402  (selftests/lib)
 import sshlab  # noqa: E402
-from common import reset_autogroup, cpu_by_comm, cpu_delta_by_comm, cpu_times as _cpu_times, fmt, foreign_bpf, log, rotate, table
+from common import (QuietBench, cpu_busy, reset_autogroup, cpu_by_comm, cpu_delta_by_comm,
+                    cpu_times as _cpu_times, fmt, foreign_bpf, log, rotate, table)
 
 MiB = 1 << 20
 PROMPT = b"$ "
@@ -142,51 +143,17 @@ def proc_status_kb(pid, field):
     return None
 
 
-def cpu_busy(interval):
-    """Fraction of all CPUs busy over interval seconds."""
-    b0, t0 = _cpu_times()
-    time.sleep(interval)
-    b1, t1 = _cpu_times()
-    return (b1 - b0) / max(1, t1 - t0)
-
-
-def top_cpu(own_pids, n=3):
-    """The processes that used the most CPU time in the last ~0.3 s."""
-    def snap():
-        out = {}
-        for d in os.listdir("/proc"):
-            if d.isdigit():
-                with contextlib.suppress(OSError, IndexError, ValueError):
-                    with open(f"/proc/{d}/stat", "rb") as f:
-                        data = f.read()
-                    rest = data[data.rfind(b")") + 2:].split()
-                    comm = data[data.find(b"(") + 1:data.rfind(b")")].decode(errors="replace")
-                    out[int(d)] = (comm, int(rest[11]) + int(rest[12]))
-        return out
-    a = snap()
-    time.sleep(0.3)
-    b = snap()
-    use = sorted(((v[1] - a[p][1], f"{v[0]}[{p}]") for p, v in b.items()
-                  if p in a and p not in own_pids), reverse=True)
-    return ", ".join(name for ticks, name in use[:n] if ticks > 0) or "?"
-
-
 # --------------------------------------------------------------------------
 # the run: temp dir, lock, undo list
 # --------------------------------------------------------------------------
 
 
-class Bench:
+class Bench(QuietBench):
     def __init__(self, args):
-        self.args = args
+        super().__init__(args)
         self.build = os.path.abspath(args.build)
         self.build_desc = self.build
         self.stack = contextlib.ExitStack()
-        self.tmp = None
-        self.notes = []  # things that looked wrong, for the report
-        self.contaminated = 0
-        self.waited = 0.0  # seconds spent waiting for a quiet machine
-        self.own_pids = set()
         self._lock_fd = None
 
     def __enter__(self):
@@ -248,16 +215,6 @@ class Bench:
         for d in glob.glob(f"/tmp/{TMP_PREFIX}*"):
             shutil.rmtree(d, ignore_errors=True)
 
-    def mkdir(self, name, mode=0o755):
-        path = os.path.join(self.tmp, name)
-        os.makedirs(path, exist_ok=True)
-        os.chmod(path, mode)
-        return path
-
-    def note(self, msg):
-        log("NOTE: " + msg)
-        self.notes.append(msg)
-
     def check_after(self, what):
         """Flag a sample if a foreign recorder appeared while it ran."""
         foreign = foreign_bpf(self.own_pids)
@@ -267,39 +224,6 @@ class Bench:
                       f"sample: {foreign}")
             return False
         return True
-
-    def gate(self, what):
-        """Wait until no foreign BPF tracepoint programs are attached and the
-        machine is idle (this run is idle between samples, so the load is
-        someone else's). Returns True if the sample starts clean."""
-        budget = max(0.0, self.args.quiet_budget - self.waited)
-        deadline = time.monotonic() + min(self.args.quiet_wait, budget)
-        t0 = time.monotonic()
-        last, last_t = None, 0.0
-        while True:
-            foreign = foreign_bpf(self.own_pids)
-            busy = cpu_busy(0.5)
-            why = []
-            if foreign:
-                why.append(f"other processes' BPF programs attached: {foreign}")
-            if busy > self.args.busy_max:
-                why.append(f"CPUs {busy:.0%} busy with other work: {top_cpu(self.own_pids)}")
-            if not why:
-                if last:
-                    self.waited += time.monotonic() - t0
-                return True
-            if time.monotonic() >= deadline:
-                self.waited += time.monotonic() - t0
-                self.contaminated += 1
-                self.note(f"{what}: measured anyway after waiting "
-                          f"{time.monotonic() - t0:.0f} s: {'; '.join(why)}")
-                return False
-            kinds = (bool(foreign), busy > self.args.busy_max)
-            if kinds != last or time.monotonic() - last_t > 15:
-                log(f"waiting for a quiet machine: {'; '.join(why)}")
-                last, last_t = kinds, time.monotonic()
-
-    # -- sealtraild --------------------------------------------------------
 
     @contextlib.contextmanager
     def daemon(self, extra=()):

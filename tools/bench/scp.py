@@ -76,7 +76,7 @@ sys.path.insert(0, os.path.join(ROOT, "selftests", "lib"))
 
 import harness  # noqa: E402  (selftests/lib)
 import sshlab  # noqa: E402
-from common import (cpu_times as _cpu_times, fmt, foreign_bpf, log, median,
+from common import (QuietBench, cpu_times as _cpu_times, fmt, foreign_bpf, log, median,
                     reset_autogroup, table, wait_bench_lock)
 
 MiB = 1 << 20
@@ -207,13 +207,6 @@ def machine_cpu():
             (system + irq + softirq) / CLK_TCK)
 
 
-def cpu_busy(interval):
-    b0, t0 = _cpu_times()
-    time.sleep(interval)
-    b1, t1 = _cpu_times()
-    return (b1 - b0) / max(1, t1 - t0)
-
-
 def du(path):
     """(allocated bytes, apparent bytes) of a directory tree, as du says."""
     def one(flag):
@@ -248,15 +241,11 @@ def make_source(path, size):
     return h.hexdigest()
 
 
-class Bench:
+class Bench(QuietBench):
     def __init__(self, args):
-        self.args = args
+        super().__init__(args)
         self.build = os.path.abspath(args.build)
         self.stack = contextlib.ExitStack()
-        self.tmp = None
-        self.notes = []
-        self.waited = 0.0
-        self.own_pids = set()
         self.samples = []
         self.lab = self.user = None
         self.src = self.digest = None
@@ -278,44 +267,6 @@ class Bench:
     def __exit__(self, *exc):
         self.stack.close()
         return False
-
-    def mkdir(self, name, mode=0o755):
-        path = os.path.join(self.tmp, name)
-        os.makedirs(path, exist_ok=True)
-        os.chmod(path, mode)
-        return path
-
-    def note(self, msg):
-        log("NOTE: " + msg)
-        self.notes.append(msg)
-
-    def gate(self, what):
-        """Wait (bounded) until no foreign BPF programs are attached and the
-        CPUs are idle; returns True if the sample starts on a quiet machine."""
-        budget = max(0.0, self.args.quiet_budget - self.waited)
-        t0 = time.monotonic()
-        deadline = t0 + min(self.args.quiet_wait, budget)
-        said, said_t = None, 0.0
-        while True:
-            foreign = foreign_bpf(self.own_pids)
-            busy = cpu_busy(0.5)
-            why = []
-            if foreign:
-                why.append(f"other processes' BPF programs attached: {foreign}")
-            if busy > self.args.busy_max:
-                why.append(f"CPUs {busy:.0%} busy with other work")
-            if not why:
-                self.waited += time.monotonic() - t0
-                return True
-            if time.monotonic() >= deadline:
-                self.waited += time.monotonic() - t0
-                self.note(f"{what}: measured anyway after waiting "
-                          f"{time.monotonic() - t0:.0f} s: {'; '.join(why)}")
-                return False
-            kinds = (bool(foreign), busy > self.args.busy_max)
-            if kinds != said or time.monotonic() - said_t > 15:
-                log(f"waiting for a quiet machine: {'; '.join(why)}")
-                said, said_t = kinds, time.monotonic()
 
     def check_after(self, what, s):
         """Flag a sample if another recorder appeared while it ran, or if
