@@ -184,6 +184,50 @@ def access_story():
               "a file she may not read stays closed (her client opens it, not root)",
               rc=r.returncode, stderr=r.stderr)
 
+        # keys and config are for admins too
+        for args in (["keys"], ["config"]):
+            r = acc.run_as(bob, *args)
+            check_eq(r.returncode, DENIED, f"auditor: sealtrail {args[0]} refused",
+                     stderr=r.stderr)
+        r = acc.run_as(carol, "--json", "keys")
+        keys = json.loads(r.stdout) if r.stdout.strip() else {}
+        with open(os.path.join(d.store, "store-id")) as f:
+            store_id = f.read().strip()
+        with open(os.path.join(d.store, "keys", "first.pub")) as f:
+            first = f.read().split()[3]
+        check(r.returncode == 0 and keys.get("store") == store_id and
+              keys.get("first_key") == first and keys.get("epoch") is not None and
+              all(x["problem"] is None for x in keys.get("files", [])),
+              "admin sees the store's keys: id, pinned first key, epoch, safe modes",
+              rc=r.returncode, keys=keys, stderr=r.stderr)
+        with open(os.path.join(d.store, "keys", "kek"), "rb") as f:
+            kek_hex = f.read().hex().encode()
+        with open(os.path.join(d.store, "keys", "epoch"), "rb") as f:
+            epoch_sk_hex = f.read()[4:36].hex().encode()
+        check(kek_hex not in r.stdout and epoch_sk_hex not in r.stdout,
+              "no secret key bytes in it", out=r.stdout)
+        r = acc.run_as(carol, "--json", "config")
+        cfg = json.loads(r.stdout) if r.stdout.strip() else {}
+        check(r.returncode == 0 and cfg.get("store") == d.store and
+              cfg.get("socket") == acc.sock and cfg.get("roles") == acc.roles and
+              cfg.get("pid") == d.proc.pid,
+              "admin sees what sealtraild runs with", rc=r.returncode, cfg=cfg,
+              stderr=r.stderr)
+        r = acc.run_as(carol, "config")
+        check(r.returncode == 0 and b"admin                @staccc" in r.stdout and
+              b"auditor              staccb" in r.stdout,
+              "and who has which role now", out=r.stdout, stderr=r.stderr)
+        # root reads them directly; an unsafe key file mode is an error
+        kek = os.path.join(d.store, "keys", "kek")
+        os.chmod(kek, 0o640)
+        try:
+            r = d.cli("keys", check_rc=False, binary=True)
+            check(r.returncode == 1 and b"keys/kek           0640 uid 0: group or others"
+                  in r.stdout, "keys flags a key file others may read", rc=r.returncode,
+                  out=r.stdout, stderr=r.stderr)
+        finally:
+            os.chmod(kek, 0o600)
+
         r = acc.run_as(carol, "access-log")
         check_eq(r.returncode, 0, "admin reads the access log", stderr=r.stderr)
         check(f"denied   {alice.uid:>6} {alice.name}".encode() in r.stdout,

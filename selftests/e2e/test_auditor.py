@@ -82,6 +82,10 @@ def auditor_story():
             text = d.cli("verify")
             check(f"data keys wrapped to auditor key {aud['fingerprint']}" in text,
                   "verify says so in words too", out=text)
+            keys = json.loads(d.cli("--json", "keys"))
+            check_eq(keys["auditor_key"], aud["fingerprint"], "keys names it too", out=keys)
+            check(keys["checkpoint"] and keys["checkpoint"]["epoch"] + 1 == keys["epoch"],
+                  "the latest checkpoint is the last closed epoch's", out=keys)
 
             # the bastion keeps the key: no silent drop, no silent swap
             log = daemon_refuses(d.store)

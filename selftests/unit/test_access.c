@@ -229,6 +229,8 @@ TEST(access_argv_policy)
 	    {{"replay", "abcd", "--speed", "0"}, 0, ROLE_AUDITOR, NULL},
 	    {{"verify"}, 0, ROLE_ADMIN, NULL},
 	    {{"access-log", "--since", "1h"}, 0, ROLE_ADMIN, NULL},
+	    {{"keys"}, 0, ROLE_ADMIN, NULL},
+	    {{"--json", "config"}, 0, ROLE_ADMIN, NULL},
 	    {{"sessions", "--store", "/tmp/x"}, -EPERM, 0, "option --store"},
 	    {{"sessions", "--store=/tmp/x"}, -EPERM, 0, "option --store"},
 	    {{"sessions", "--sto", "/tmp/x"}, -EPERM, 0, "option --store"},

@@ -133,7 +133,7 @@ static const struct {
     {"sessions", ROLE_AUDITOR},	  {"events", ROLE_AUDITOR}, {"replay", ROLE_AUDITOR},
     {"export", ROLE_AUDITOR},	  {"gaps", ROLE_AUDITOR},   {"status", ROLE_AUDITOR},
     {"checkpoint", ROLE_AUDITOR}, {"verify", ROLE_ADMIN},   {"reindex", ROLE_ADMIN},
-    {"access-log", ROLE_ADMIN},
+    {"access-log", ROLE_ADMIN},	  {"keys", ROLE_ADMIN},	    {"config", ROLE_ADMIN},
 };
 
 /* options that name a file or a store: the daemon opens them as root */

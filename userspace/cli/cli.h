@@ -65,6 +65,8 @@ int cmd_verify(struct cli *c, int argc, char **argv);
 int cmd_checkpoint(struct cli *c, int argc, char **argv);
 int cmd_auditor_keygen(struct cli *c, int argc, char **argv);
 int cmd_access_log(struct cli *c, int argc, char **argv);
+int cmd_keys(struct cli *c, int argc, char **argv);
+int cmd_config(struct cli *c, int argc, char **argv);
 
 /*
  * Run argv (the command and its arguments) in sealtraild through its

@@ -42,6 +42,11 @@ static void usage(FILE *out)
 	    "  checkpoint [--decode FILE]                     the latest signed checkpoint; or\n"
 	    "                                                 the notes in FILE (syslog lines\n"
 	    "                                                 decoded, - for stdin)\n"
+	    "  keys                                           the store's keys: id, pinned first\n"
+	    "                                                 key, signing epoch, auditor key,\n"
+	    "                                                 key file modes (exit 1: unsafe)\n"
+	    "  config                                         what sealtraild runs with, and\n"
+	    "                                                 who has which role now\n"
 	    "  auditor-keygen --out DIR                       new auditor key pair, off-host:\n"
 	    "                                                 DIR/auditor.key, DIR/auditor.pub\n"
 	    "  access-log [--since T] [--until T]             every request sealtraild served\n"
@@ -58,11 +63,11 @@ static void usage(FILE *out)
 	    "Only root reads the store directly. Anyone else (without --store or\n"
 	    "--auditor-key) asks sealtraild, which runs the command if the roles file\n"
 	    "gives them a role: auditor (sessions, events, gaps, replay, export, status,\n"
-	    "checkpoint) or admin (also verify, reindex, access-log); a refusal exits\n"
-	    "with status 77. Every request is stored as a sealed access record. Options\n"
-	    "naming files (--store, --output, --pubkey) are not taken over the socket:\n"
-	    "redirect the output instead; the files of --against and --decode are\n"
-	    "opened by this client, as you, and passed to the command.\n\n"
+	    "checkpoint) or admin (also verify, reindex, access-log, keys, config); a\n"
+	    "refusal exits with status 77. Every request is stored as a sealed access\n"
+	    "record. Options naming files (--store, --output, --pubkey) are not taken\n"
+	    "over the socket: redirect the output instead; the files of --against and\n"
+	    "--decode are opened by this client, as you, and passed to the command.\n\n"
 	    "SESSION is a session id or a unique prefix of one. T is RFC 3339\n"
 	    "(2026-11-24T09:00:00Z) or an age: 90s, 15m, 2h, 7d, 1w.\n");
 }
@@ -168,6 +173,8 @@ int main(int argc, char **argv)
 	    {"gaps", cmd_gaps},
 	    {"auditor-keygen", cmd_auditor_keygen},
 	    {"access-log", cmd_access_log},
+	    {"keys", cmd_keys},
+	    {"config", cmd_config},
 	};
 	const char *socket_path = getenv("SEALTRAIL_SOCKET");
 	bool force_socket = false, store_given = false;

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/access.h"
+#include "daemon/config.h"
 #include "daemon/priority.h"
 #include "access/roles.h"
 #include "session/tracker.h"
@@ -472,6 +473,25 @@ int main(int argc, char **argv)
 		goto out;
 	if (socket_path && !access_server_open(&server, socket_path, roles_path, cli_path, &store))
 		log_info("serving sealtrail commands on %s (roles: %s)", socket_path, roles_path);
+	{
+		struct daemon_config cfg = {
+		    .argc = argc,
+		    .argv = argv,
+		    .store_dir = store_dir,
+		    .t = &t,
+		    .sinks = &sinks,
+		    .ringbuf = ringbuf,
+		    .scheduling = sched,
+		    .socket_path = socket_path,
+		    .roles_path = roles_path,
+		    .cli_path = cli_path,
+		    .auditor_pk = auditor_file ? auditor_pk : NULL,
+		    .auditor_change = store_opts.auditor_change,
+		    .started_ns = started,
+		};
+
+		config_write(&cfg);
+	}
 	write_status(&t, &capture, sched, store_dir, started, ringbuf, true);
 	log_info("recording: store %s, %u programs attached, %u sshd listeners, scheduling %s",
 		 store_dir, capture.nprogs, t.nlisteners, sched);

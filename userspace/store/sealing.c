@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -208,6 +209,91 @@ out:
 	free(next);
 	free(firstpub);
 	return err;
+}
+
+/* The newest seg-N.log of dir/segments, 0 if none. */
+static uint32_t newest_segment(const char *dir)
+{
+	char path[4200];
+	struct dirent *e;
+	uint32_t newest = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/segments", dir);
+	d = opendir(path);
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		unsigned n;
+		char tail;
+
+		if (sscanf(e->d_name, "seg-%8u.lo%c", &n, &tail) == 2 && tail == 'g' && n > newest)
+			newest = n;
+	}
+	closedir(d);
+	return newest;
+}
+
+int store_keys_report(const char *dir, struct keys_report *r)
+{
+	static const char *const names[] = {"keys", "keys/kek", "keys/epoch", "keys/first.pub"};
+	char path[4200], text[256], hex[2 * SEAL_PK_LEN + 1];
+	uint8_t epoch[EPOCH_FILE_LEN], h[SEG_HEADER_MAX];
+	uint32_t hlen;
+	struct stat sb;
+	int fd, err;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(path, sizeof(path), "%s/store-id", dir);
+	err = read_text_file(path, text, sizeof(text));
+	text[strcspn(text, "\n")] = 0;
+	if (err || hex_decode(text, r->id, ST_ID_LEN))
+		return err ?: -EINVAL;
+	for (unsigned i = 0; i < 4; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		r->files[i].name = names[i];
+		if (!lstat(path, &sb)) {
+			r->files[i].exists = true;
+			r->files[i].mode = sb.st_mode & 07777;
+			r->files[i].uid = sb.st_uid;
+		}
+	}
+	snprintf(path, sizeof(path), "%s/keys/first.pub", dir);
+	r->have_first = !read_text_file(path, text, sizeof(text)) &&
+			sscanf(text, "store %*32s\nfirst-key %64s", hex) == 1 &&
+			!hex_decode(hex, r->first_pk, SEAL_PK_LEN);
+	snprintf(path, sizeof(path), "%s/keys/epoch", dir);
+	if (!read_exact(path, epoch, sizeof(epoch))) {
+		r->have_epoch = true;
+		r->epoch = get_be32(epoch);
+		memcpy(r->epoch_pk, epoch + 4 + SEAL_KEY_LEN, SEAL_PK_LEN);
+	}
+	OPENSSL_cleanse(epoch, sizeof(epoch));
+	/* the note's body: origin, tree size, root, "epoch N" (checkpoint_note) */
+	snprintf(path, sizeof(path), "%s/checkpoints/latest", dir);
+	if (!read_text_file(path, text, sizeof(text))) {
+		unsigned long long size;
+		unsigned ep;
+
+		r->have_checkpoint =
+		    sscanf(text, "sealtrail/%*32s\n%llu\n%*s\nepoch %u", &size, &ep) == 2;
+		r->checkpoint_size = size;
+		r->checkpoint_epoch = ep;
+	}
+	r->newest_segment = newest_segment(dir);
+	snprintf(path, sizeof(path), "%s/segments/seg-%08u.log", dir, r->newest_segment);
+	fd = r->newest_segment ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	if (fd >= 0) {
+		ssize_t n = pread(fd, h, sizeof(h), 0);
+
+		if (n > 0 && !seg_header_check(h, n, r->id, r->newest_segment, &hlen) &&
+		    hlen == SEG_HEADER_V3_LEN) {
+			r->segment_auditor = true;
+			memcpy(r->auditor_pk, h + SEG_AUDITOR_PK, AUDITOR_KEY_LEN);
+		}
+		close(fd);
+	}
+	return 0;
 }
 
 char *store_checkpoint_path(const struct store *st)

@@ -172,6 +172,35 @@ int store_load_epoch(struct store *st, uint32_t next_epoch, const uint8_t next_p
 /* Path of the checkpoint file sealtraild keeps (caller frees). */
 char *store_checkpoint_path(const struct store *st);
 
+/* What `sealtrail keys` shows of a store's keys: public halves and file modes only. */
+struct keys_file {
+	const char *name; /* under DIR */
+	bool exists;
+	uint32_t mode; /* st_mode & 07777 */
+	uint32_t uid;
+};
+struct keys_report {
+	uint8_t id[ST_ID_LEN];
+	bool have_first;
+	uint8_t first_pk[SEAL_PK_LEN]; /* keys/first.pub: what the auditor pins */
+	bool have_epoch;
+	uint32_t epoch; /* keys/epoch: the epoch being signed, and its public key */
+	uint8_t epoch_pk[SEAL_PK_LEN];
+	bool have_checkpoint; /* checkpoints/latest */
+	uint32_t checkpoint_epoch;
+	uint64_t checkpoint_size;
+	uint32_t newest_segment; /* 0: none */
+	bool segment_auditor; /* the newest segment's key is wrapped to an auditor key too */
+	uint8_t auditor_pk[AUDITOR_KEY_LEN];
+	struct keys_file files[4]; /* keys/, keys/kek, keys/epoch, keys/first.pub */
+};
+/*
+ * Read DIR's key state without opening the store (root: keys/epoch is
+ * read for its public half, the secret half is wiped at once). What is
+ * missing stays false/0; -errno only if DIR has no store-id.
+ */
+int store_keys_report(const char *dir, struct keys_report *r);
+
 /* Rebuild the index from the segments (writer lock required). */
 int store_reindex(struct store *st, uint64_t *records);
 
