@@ -513,6 +513,9 @@ class SshLab:
     ``netns``: run sshd under ``ip netns exec NETNS`` (``listen`` must then be
     an address inside that namespace).  ``client_ns``: default namespace for
     the clients built by :meth:`ssh_argv` (see :meth:`NetLab.ssh_lab`).
+    ``sftp``: what the ``Subsystem sftp`` line runs: the sftp-server binary
+    (sshd execs it), or ``"internal-sftp"`` (sshd serves sftp in a forked
+    child that never execs, as bastions with ChrootDirectory often do).
     """
 
     START_TIMEOUT = 15.0
@@ -525,6 +528,7 @@ class SshLab:
         netns=None,
         listen="127.0.0.1",
         client_ns=None,
+        sftp=SFTP_SERVER,
     ):
         # None: a directory of its own, removed again by close()
         self._own_workdir = workdir is None
@@ -535,6 +539,7 @@ class SshLab:
         self.netns = netns
         self.host = listen
         self.client_ns = client_ns
+        self.sftp = sftp
         self.port = None
         self.pid = None
         self.proc = None
@@ -559,7 +564,8 @@ class SshLab:
         return False
 
     def __repr__(self):
-        return f"SshLab({self.host}:{self.port}, pid={self.pid}, pam={self.use_pam})"
+        return (f"SshLab({self.host}:{self.port}, pid={self.pid}, pam={self.use_pam},"
+                f" sftp={self.sftp})")
 
     def start(self):
         _reap_once()
@@ -623,7 +629,7 @@ ClientAliveCountMax 3
 MaxStartups 200
 PidFile {self.pid_file}
 LogLevel VERBOSE
-Subsystem sftp {SFTP_SERVER}
+Subsystem sftp {self.sftp}
 AcceptEnv LANG
 PrintMotd no
 PrintLastLog no
