@@ -39,6 +39,8 @@ struct {
 
 #define S_IFMT 00170000
 #define S_IFIFO 0010000
+#define S_IFSOCK 0140000
+#define AF_UNIX 1
 #define SOCK_STREAM 1
 #define AF_INET 2
 #define AF_INET6 10
@@ -55,8 +57,19 @@ struct pty_io {
 	__u32 tty_index;
 	__u32 is_write;
 	__u16 rows, cols; /* window size of the pty */
+	__u32 probe; /* enum stdin_probe: an sshd's read of its stdin */
 	__u64 relay; /* relays key for forwarded connections (counted only) */
 	__u64 object; /* relays key of pipes */
+};
+
+/*
+ * A read of fd 0 by an sshd of the session forked and not exec'd, the first
+ * one that returns bytes: is it internal-sftp (see struct st_ev_sftp)?
+ */
+enum stdin_probe {
+	PROBE_NONE = 0,
+	PROBE_PIPE = 1, /* a pipe: its bytes go out as before unless it is SFTP */
+	PROBE_ONLY = 2, /* an AF_UNIX socket: only looked at */
 };
 
 /* connect() by sshd between sys_enter and sys_exit. */
@@ -110,9 +123,12 @@ int handle_fork(struct bpf_raw_tracepoint_args *ctx)
 
 	if (pp) {
 		struct st_ev_fork ev = {};
+		__u32 flags = pp->flags & ~ST_PROC_STDIN_SEEN;
 
+		if (flags & ST_PROC_SSHD)
+			flags |= ST_PROC_SSHD_FORK; /* maybe internal-sftp, see sftp_probe() */
 		key = pp->sess_key;
-		track(ctgid, key, pp->flags);
+		track(ctgid, key, flags);
 		fill_hdr(&ev.hdr, ST_EV_FORK, sizeof(ev), key);
 		ev.hdr.pid = ptgid;
 		ev.child_pid = ctgid;
@@ -182,7 +198,8 @@ static __always_inline __u32 exec_classify(struct task_struct *task, __u32 tgid,
 	if (exe_kind && *exe_kind == ST_EXE_SSHD)
 		flags |= ST_EXEC_IS_SSHD;
 	if (p) {
-		p->flags &= ~(ST_PROC_SSHD | ST_PROC_TRANSFER | ST_PROC_XFER_ACTIVE);
+		p->flags &= ~(ST_PROC_SSHD | ST_PROC_TRANSFER | ST_PROC_XFER_ACTIVE |
+			      ST_PROC_SSHD_FORK | ST_PROC_STDIN_SEEN);
 		if (flags & ST_EXEC_IS_SSHD)
 			p->flags |= ST_PROC_SSHD;
 		else if (exe_kind && *exe_kind == ST_EXE_TRANSFER)
@@ -317,6 +334,20 @@ int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
 
 /* ---- terminal streams ------------------------------------------------ */
 
+/* Could this be what sshd gives a forked session child as stdin? */
+static __always_inline enum stdin_probe stdin_probe_of(struct file *file, struct inode *inode)
+{
+	__u32 mode = BPF_CORE_READ(inode, i_mode) & S_IFMT;
+	struct socket *sock;
+
+	if (mode == S_IFIFO)
+		return PROBE_PIPE;
+	if (mode != S_IFSOCK)
+		return PROBE_NONE;
+	sock = BPF_CORE_READ(file, private_data);
+	return BPF_CORE_READ(sock, sk, __sk_common.skc_family) == AF_UNIX ? PROBE_ONLY : PROBE_NONE;
+}
+
 /*
  * Is this read/write one we record? Bytes on a pty master, and bytes sshd
  * moves through a relay (a command's pipe, a forwarded connection).
@@ -372,6 +403,10 @@ static __always_inline int pty_enter(__u64 fd, __u64 buf, __u64 nvec, __u32 is_w
 		}
 		if (!p || !(p->flags & ST_PROC_SSHD))
 			return 0;
+		/* a forked sshd's first read of its stdin: see sftp_probe() */
+		if (fd == 0 && !is_write && !nvec &&
+		    (p->flags & (ST_PROC_SSHD_FORK | ST_PROC_STDIN_SEEN)) == ST_PROC_SSHD_FORK)
+			io.probe = stdin_probe_of(file, inode);
 		r = bpf_map_lookup_elem(&relays, &key);
 		if (r) {
 			io.dir = r->stream;
@@ -384,7 +419,7 @@ static __always_inline int pty_enter(__u64 fd, __u64 buf, __u64 nvec, __u32 is_w
 			 * pipe's identity, the collector sorts it out.
 			 */
 			io.dir = ST_PIPE_UNKNOWN;
-		} else {
+		} else if (io.probe != PROBE_ONLY) {
 			return 0;
 		}
 		io.object = key;
@@ -468,7 +503,57 @@ lost:
 	return 1;
 }
 
-static __always_inline int pty_exit(long ret)
+/*
+ * OpenSSH's internal-sftp (struct st_ev_sftp): an sshd of the session,
+ * forked by another and never exec'd, whose first read of its stdin (a pipe
+ * or socketpair to its parent) returns an SSH_FXP_INIT packet. sshd's own
+ * processes read their connection, the monitor socket or /dev/null, never
+ * SFTP; a command sshd starts reads its stdin only after its exec. Looked at
+ * once per process. True if it is internal-sftp: it then becomes a transfer
+ * program whose stdio is counted and whose files are summarised.
+ */
+static __always_inline bool sftp_probe(const struct pty_io *io, long ret)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct st_ev_sftp ev = {};
+	struct task_struct *task;
+	struct st_proc *p;
+	__u8 init[ST_SFTP_INIT_LEN];
+	__u64 prev = 0;
+	__u32 len;
+
+	p = proc_of(tgid);
+	if (!p)
+		return false;
+	p->flags |= ST_PROC_STDIN_SEEN;
+	if (ret < ST_SFTP_INIT_LEN || bpf_probe_read_user(init, sizeof(init), (void *)io->buf))
+		return false;
+	len = (__u32)init[0] << 24 | (__u32)init[1] << 16 | (__u32)init[2] << 8 | init[3];
+	if (init[4] != ST_SFTP_FXP_INIT || len < ST_SFTP_INIT_LEN - 4 || len > ST_SFTP_MAX_MSG)
+		return false;
+
+	/* from now on like an exec'd sftp-server (exec_classify) */
+	p->flags = (p->flags & ~(ST_PROC_SSHD | ST_PROC_SSHD_FORK)) | ST_PROC_TRANSFER |
+		   ST_PROC_XFER_ACTIVE;
+	task = (struct task_struct *)bpf_get_current_task();
+	relay_pipe(task, 0, ST_PIPE_STDIN, p->sess_key, ST_RELAY_COUNT, &prev, &ev.stdio[0]);
+	relay_pipe(task, 1, ST_PIPE_STDOUT, p->sess_key, ST_RELAY_COUNT, &prev, &ev.stdio[1]);
+	relay_pipe(task, 2, ST_PIPE_STDERR, p->sess_key, ST_RELAY_COUNT, &prev, &ev.stdio[2]);
+	ev.ppid = BPF_CORE_READ(task, real_parent, tgid);
+	ev.uid = BPF_CORE_READ(task, cred, uid.val);
+	ev.loginuid = (__u32)-1;
+	ev.sessionid = (__u32)-1;
+	if (bpf_core_field_exists(task->loginuid)) {
+		ev.loginuid = BPF_CORE_READ(task, loginuid.val);
+		ev.sessionid = BPF_CORE_READ(task, sessionid);
+	}
+	ev.version = (__u32)init[5] << 24 | (__u32)init[6] << 16 | (__u32)init[7] << 8 | init[8];
+	fill_hdr(&ev.hdr, ST_EV_INTERNAL_SFTP, sizeof(ev), p->sess_key);
+	submit(&ev, sizeof(ev), p->sess_key, 0);
+	return true;
+}
+
+static __always_inline int pty_exit(long ret, bool can_probe)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
@@ -483,6 +568,9 @@ static __always_inline int pty_exit(long ret)
 	w.io = *io;
 	bpf_map_delete_elem(&inflight, &tid);
 	if (ret <= 0)
+		return 0;
+	/* its protocol is counted from now on, as for an exec'd sftp-server */
+	if (can_probe && w.io.probe && (sftp_probe(&w.io, ret) || w.io.probe == PROBE_ONLY))
 		return 0;
 	if (w.io.relay) {
 		/* forwarded connections: bytes each way are counted, not copied */
@@ -535,25 +623,25 @@ int enter_readv(struct trace_event_raw_sys_enter *ctx)
 SEC("tp/syscalls/sys_exit_write")
 int exit_write(struct trace_event_raw_sys_exit *ctx)
 {
-	return pty_exit(ctx->ret);
+	return pty_exit(ctx->ret, false);
 }
 
 SEC("tp/syscalls/sys_exit_read")
 int exit_read(struct trace_event_raw_sys_exit *ctx)
 {
-	return pty_exit(ctx->ret);
+	return pty_exit(ctx->ret, true); /* sftp-server reads with read(2) */
 }
 
 SEC("tp/syscalls/sys_exit_writev")
 int exit_writev(struct trace_event_raw_sys_exit *ctx)
 {
-	return pty_exit(ctx->ret);
+	return pty_exit(ctx->ret, false);
 }
 
 SEC("tp/syscalls/sys_exit_readv")
 int exit_readv(struct trace_event_raw_sys_exit *ctx)
 {
-	return pty_exit(ctx->ret);
+	return pty_exit(ctx->ret, false);
 }
 
 /* ---- forwarded connections ------------------------------------------- */

@@ -39,6 +39,7 @@ enum st_event_type {
 	ST_EV_FILE_OPEN = 9, /* a transfer program (sftp-server, scp, rsync) opened a file */
 	ST_EV_FILE_CLOSE = 10, /* ... and closed it: bytes read and written */
 	ST_EV_FILE_RENAME = 11,
+	ST_EV_INTERNAL_SFTP = 12, /* a forked sshd began serving SFTP (struct st_ev_sftp) */
 };
 
 /* Which stream a chunk of bytes belongs to (st_ev_tty.dir). */
@@ -193,10 +194,35 @@ struct st_proc {
 #define ST_PROC_SSHD 1u /* runs an sshd binary: its pipes and sockets are relays */
 #define ST_PROC_TRANSFER 2u /* runs a transfer program: its files are summarised */
 #define ST_PROC_XFER_ACTIVE 4u /* ... and it has read its stdin: the transfer began */
+#define ST_PROC_SSHD_FORK 8u /* an sshd forked by an sshd of the session, not exec'd since */
+#define ST_PROC_STDIN_SEEN 16u /* ... whose first bytes read from stdin were looked at */
 
 /* Values of the sshd_exes map (which also lists transfer programs). */
 #define ST_EXE_SSHD 1
 #define ST_EXE_TRANSFER 2
+
+/*
+ * OpenSSH's internal-sftp (`Subsystem sftp internal-sftp`, `ForceCommand
+ * internal-sftp`) execs nothing: the session's sshd forks a child that
+ * calls sftp_server_main() on its stdin/stdout, pipes (or a socketpair) to
+ * its parent. The kernel knows it by the first bytes it reads from stdin:
+ * an SSH_FXP_INIT packet (uint32 length, byte type 1, uint32 version). From
+ * then on it is a transfer program like an exec'd sftp-server: its stdio
+ * pipes are counted, its files summarised.
+ */
+struct st_ev_sftp {
+	struct st_event_hdr hdr;
+	__u32 ppid; /* the sshd that forked it */
+	__u32 uid; /* it already runs as the user */
+	__u32 loginuid;
+	__u32 sessionid;
+	__u32 version; /* SFTP version the client asked for */
+	__u32 pad;
+	__u64 stdio[3]; /* pipes on fds 0, 1, 2: their inode numbers, or 0 */
+};
+#define ST_SFTP_FXP_INIT 1
+#define ST_SFTP_INIT_LEN 9 /* length, type, version */
+#define ST_SFTP_MAX_MSG (256 * 1024) /* OpenSSH's SFTP_MAX_MSG_LENGTH */
 
 struct st_ev_file {
 	struct st_event_hdr hdr;
@@ -239,6 +265,7 @@ _Static_assert(sizeof(struct st_session) == 24, "st_session layout");
 _Static_assert(sizeof(struct st_ev_connect) == 72, "st_ev_connect layout");
 _Static_assert(sizeof(struct st_ev_close) == 56, "st_ev_close layout");
 _Static_assert(sizeof(struct st_relay) == 32, "st_relay layout");
+_Static_assert(sizeof(struct st_ev_sftp) == 80, "st_ev_sftp layout");
 _Static_assert(sizeof(struct st_ev_file) == 80 + 2 * ST_PATH_MAX + 2 * ST_DIR_BYTES,
 	       "st_ev_file layout");
 
