@@ -79,19 +79,24 @@ int pipe_hold(struct tracker *t, struct session *s, const struct st_ev_tty *ev)
 	return 0;
 }
 
-/* The command started: tie its pipes to streams and write what was held. */
-int pipes_tie(struct tracker *t, struct session *s, const struct st_ev_exec *ev)
+/*
+ * The command started: tie its pipes (stdio: inode numbers of fds 0-2) to
+ * streams and write what was held. counted: a transfer's, whose bytes the
+ * kernel counts from now on.
+ */
+int pipes_tie(struct tracker *t, struct session *s, const __u64 stdio[3], bool counted,
+	      uint64_t boot_ns)
 {
 	static const unsigned streams[3] = {STREAM_STDIN, STREAM_STDOUT, STREAM_STDERR};
 	size_t off = 0;
 	int err = 0;
 
-	if (ev->flags & ST_EXEC_PIPES_COUNTED)
+	if (counted)
 		s->pipes_counted = true;
 	for (unsigned i = 0; i < 3; i++) {
-		if (!ev->stdio[i] || s->npipe_objs == 8 || pipe_stream_of(s, ev->stdio[i]) >= 0)
+		if (!stdio[i] || s->npipe_objs == 8 || pipe_stream_of(s, stdio[i]) >= 0)
 			continue;
-		s->pipe_objs[s->npipe_objs].object = ev->stdio[i];
+		s->pipe_objs[s->npipe_objs].object = stdio[i];
 		s->pipe_objs[s->npipe_objs++].stream = streams[i];
 	}
 	while (!err && off + sizeof(struct held_chunk) <= s->held.len) {
@@ -110,7 +115,7 @@ int pipes_tie(struct tracker *t, struct session *s, const struct st_ev_exec *ev)
 		log_warn("session %s: %llu pipe bytes sent before the command started were over"
 			 " %u and not kept",
 			 s->idhex, (unsigned long long)s->held_dropped_bytes, HELD_MAX);
-		err = session_begin(t, s, REC_GAP, ev->hdr.ts_ns);
+		err = session_begin(t, s, REC_GAP, boot_ns);
 		err = err ?: rec_add_u64(&t->rec, TAG_LOST_EVENTS, s->held_dropped_events);
 		err = err ?: rec_add_u64(&t->rec, TAG_LOST_BYTES, s->held_dropped_bytes);
 		err = err

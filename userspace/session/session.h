@@ -39,6 +39,8 @@ struct held_chunk {
 #define KIND_EXEC "exec"
 #define KIND_SUBSYSTEM "subsystem"
 #define KIND_FORWARD "forward"
+/* the command of a login served by OpenSSH's in-process sftp (no exec) */
+#define INTERNAL_SFTP "internal-sftp"
 #define ADOPTED_KEY_BIT (1ull << 63)
 /* Ended sessions stay known this long, for late events of their processes. */
 #define ENDED_KEEP_NS (3600ull * 1000000000ull)
@@ -161,7 +163,8 @@ int pipe_bytes(struct tracker *t, struct session *s, unsigned stream, uint32_t p
 	       const void *data, uint64_t len);
 int pipe_stream_of(const struct session *s, uint64_t object);
 int pipe_hold(struct tracker *t, struct session *s, const struct st_ev_tty *ev);
-int pipes_tie(struct tracker *t, struct session *s, const struct st_ev_exec *ev);
+int pipes_tie(struct tracker *t, struct session *s, const __u64 stdio[3], bool counted,
+	      uint64_t boot_ns);
 int pipes_end(struct tracker *t, struct session *s, uint64_t boot_ns);
 
 /* transfers.c: forwarded connections and transferred files */

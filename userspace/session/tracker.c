@@ -506,7 +506,39 @@ static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec
 		    s->idhex, ev->hdr.pid, ev->args_total, ev->args_len);
 	err = err ?: session_emit(t, s);
 	if (!err && ev->hdr.pid == s->shell_pid && (ev->flags & ST_EXEC_FROM_SSHD))
-		err = pipes_tie(t, s, ev);
+		err = pipes_tie(t, s, ev->stdio, ev->flags & ST_EXEC_PIPES_COUNTED, ev->hdr.ts_ns);
+	return err;
+}
+
+/*
+ * OpenSSH's internal-sftp started (events.h, struct st_ev_sftp): a forked
+ * sshd serves SFTP in-process, so no exec names the login's program. It is
+ * the login's program all the same, as an exec'd sftp-server would be, and
+ * the kernel already treats it as a transfer program: its files come as
+ * ST_EV_FILE_* events and its stdio is counted.
+ */
+static int on_internal_sftp(struct tracker *t, struct session *s, const struct st_ev_sftp *ev)
+{
+	bool person = learn_person(t, s, INTERNAL_SFTP, ev->loginuid, ev->uid);
+	bool login = !s->shell_pid;
+	int err = 0;
+
+	if (login) {
+		s->shell_pid = ev->hdr.pid;
+		s->transfer = true;
+		err = session_set_kind(
+		    t, s, is_subsystem(t, INTERNAL_SFTP, NULL) ? KIND_SUBSYSTEM : KIND_EXEC,
+		    INTERNAL_SFTP, ev->hdr.ts_ns);
+	}
+	sshd_remove(s, ev->hdr.pid); /* it serves files now, not the connection */
+	if (!s->materialized)
+		err = err ?: session_materialize(t, s);
+	else if (person)
+		err = err ?: session_write_attrs(t, s, ev->hdr.ts_ns, true, false);
+	log_debug("session %s: pid %u (forked by sshd %u) serves internal-sftp, version %u",
+		  s->idhex, ev->hdr.pid, ev->ppid, ev->version);
+	if (!err && login)
+		err = pipes_tie(t, s, ev->stdio, true, ev->hdr.ts_ns);
 	return err;
 }
 
@@ -597,6 +629,11 @@ static int handle_event(void *arg, void *data, size_t size)
 		break;
 	case ST_EV_TTY:
 		err = on_tty(t, s, data, size);
+		break;
+	case ST_EV_INTERNAL_SFTP:
+		if (size != sizeof(struct st_ev_sftp))
+			return 0;
+		err = on_internal_sftp(t, s, data);
 		break;
 	case ST_EV_FILE_OPEN:
 	case ST_EV_FILE_CLOSE:
