@@ -22,8 +22,9 @@ def for_both_pam_modes(name):
     return register
 
 
-def setup(use_pam, user, daemon_args=()):
-    lab = SshLab(None, use_pam=use_pam)
+def setup(use_pam, user, daemon_args=(), sftp=None, extra_config=()):
+    lab = SshLab(None, use_pam=use_pam, extra_config=extra_config,
+                 **({"sftp": sftp} if sftp else {}))
     d = Daemon(daemon_args)
     lab.__enter__()
     try:
@@ -324,6 +325,93 @@ def transfers(use_pam):
             rec = got.get(f"{u.home}/tree/{name}")
             check(rec is not None, f"rsync file record for {name}", files=sorted(got))
             check_eq((rec["bytes"], rec["sha256"]), (size, want), f"rsync summary of {name}")
+    finally:
+        d.close()
+        lab.__exit__(None, None, None)
+
+
+def sftp_round_trip(lab, d, u, use_pam, remote, bastion_path):
+    """Upload a file with `sftp` to remote (its name as the sftp user sees
+    it), download it again, and check the session the collector recorded:
+    an internal-sftp subsystem session of u, with an upload and a download
+    record of bastion_path (where the file lies on the bastion)."""
+    work = scratch_dir("st-isftp-", 0o755)
+    data = os.urandom((1 << 20) + 4321)
+    digest = hashlib.sha256(data).hexdigest()
+    src = os.path.join(work, "up.bin")
+    with open(src, "wb") as f:
+        f.write(data)
+    batch = os.path.join(work, "batch")
+    with open(batch, "w") as f:
+        f.write(f"put {src} {remote}\nget {remote} {work}/down.bin\n")
+    opts = ["-P", str(lab.port), "-i", u.key_path, "-F", "/dev/null",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+    p = subprocess.run(["sftp", "-b", batch] + opts + [f"{u.name}@{lab.host}"],
+                       capture_output=True, timeout=120)
+    check_eq(p.returncode, 0, "sftp batch through internal-sftp", stderr=p.stderr)
+    with open(os.path.join(work, "down.bin"), "rb") as f:
+        check(f.read() == data, "round trip")
+    check(os.path.isfile(bastion_path), f"the upload lies at {bastion_path}")
+
+    sess = ended_session_of(d, u.name)
+    execs = [e.get("filename") for e in d.events(sess["id"]) if e["type"] == "exec"]
+    check(not [f for f in execs if f and "sftp" in f], "sshd exec'd no sftp-server",
+          execs=execs)
+    check_eq(sess["kind"], "subsystem", "internal-sftp session kind", session=sess)
+    check_eq(sess["command"], "internal-sftp", "command", session=sess)
+    check_eq(sess["uid"], u.uid, "person", session=sess)
+    if use_pam:
+        check_eq(sess["loginuid"], u.uid, "loginuid", session=sess)
+
+    def both():
+        fs = [f for f in file_records(d, sess["id"]) if f["path"] == bastion_path]
+        return fs if {f["direction"] for f in fs} == {"upload", "download"} else None
+    files = wait_for(both, 60, f"upload and download records of {bastion_path}")
+    check_eq(len(files), 2, "one record per transfer", files=files,
+             all_files=file_records(d, sess["id"]))
+    by_dir = {f["direction"]: f for f in files}
+    up, down = by_dir["upload"], by_dir["download"]
+    check_eq((up["bytes"], up["size"], up["sha256"]), (len(data), len(data), digest),
+             "upload summary", file=up)
+    check_eq((down["bytes"], down["size"], down["sha256"]), (len(data), len(data), digest),
+             "download summary", file=down)
+    check(sess["bytes_in"] >= len(data) and sess["bytes_out"] >= len(data),
+          "stream bytes counted each way", session=sess)
+    for stream in ("stdin", "stdout"):
+        check_eq(len(d.export(sess["id"], "--format", "raw", "--stream", stream)), 0,
+                 f"no {stream} payload stored for a transfer")
+
+
+@for_both_pam_modes("internal_sftp_is_a_subsystem_with_file_records")
+def internal_sftp(use_pam):
+    """`Subsystem sftp internal-sftp`: sshd execs nothing, a forked sshd
+    child serves SFTP in-process. The login is still a `subsystem` session of
+    its person, with one record per file like an exec'd sftp-server's."""
+    lab, d, u = setup(use_pam, "stisftp", sftp="internal-sftp")
+    try:
+        sftp_round_trip(lab, d, u, use_pam, "isftp-up.bin", f"{u.home}/isftp-up.bin")
+    finally:
+        d.close()
+        lab.__exit__(None, None, None)
+
+
+@for_both_pam_modes("internal_sftp_in_a_chroot_names_files_where_they_lie")
+def internal_sftp_chroot(use_pam):
+    """The usual bastion set-up, ChrootDirectory and ForceCommand
+    internal-sftp: the user sees /drop/f.bin, the file records name the file
+    where it lies on the bastion (the kernel walks the path past the chroot),
+    and that is the file the collector hashes."""
+    # sshd wants every component of the chroot root-owned and not writable
+    # by others: /run is, /tmp is not
+    root = scratch_dir("st-chroot-", 0o755, parent="/run")
+    lab, d, u = setup(use_pam, "stchroot", sftp="internal-sftp",
+                      extra_config=(f"ChrootDirectory {root}", "ForceCommand internal-sftp"))
+    try:
+        drop = os.path.join(root, "drop")
+        os.mkdir(drop)
+        os.chown(drop, u.uid, u.gid)
+        sftp_round_trip(lab, d, u, use_pam, "/drop/f.bin", f"{drop}/f.bin")
     finally:
         d.close()
         lab.__exit__(None, None, None)

@@ -186,9 +186,10 @@ TESTS = []
 _SCRATCH = []
 
 
-def scratch_dir(prefix, mode=None):
-    """A temporary directory removed when the running test ends, pass or fail."""
-    path = tempfile.mkdtemp(prefix=prefix)
+def scratch_dir(prefix, mode=None, parent=None):
+    """A temporary directory removed when the running test ends, pass or fail
+    (in parent, default the system's temporary directory)."""
+    path = tempfile.mkdtemp(prefix=prefix, dir=parent)
     if mode is not None:
         os.chmod(path, mode)
     _SCRATCH.append(path)

@@ -516,6 +516,8 @@ class SshLab:
     ``sftp``: what the ``Subsystem sftp`` line runs: the sftp-server binary
     (sshd execs it), or ``"internal-sftp"`` (sshd serves sftp in a forked
     child that never execs, as bastions with ChrootDirectory often do).
+    ``extra_config``: more sshd_config lines, appended last (e.g. a
+    ``ChrootDirectory``; sshd checks it with ``sshd -t`` at start).
     """
 
     START_TIMEOUT = 15.0
@@ -529,6 +531,7 @@ class SshLab:
         listen="127.0.0.1",
         client_ns=None,
         sftp=SFTP_SERVER,
+        extra_config=(),
     ):
         # None: a directory of its own, removed again by close()
         self._own_workdir = workdir is None
@@ -540,6 +543,7 @@ class SshLab:
         self.host = listen
         self.client_ns = client_ns
         self.sftp = sftp
+        self.extra_config = list(extra_config)
         self.port = None
         self.pid = None
         self.proc = None
@@ -636,6 +640,7 @@ PrintLastLog no
 X11Forwarding no
 AllowTcpForwarding yes
 """
+        cfg += "".join(line + "\n" for line in self.extra_config)
         with open(self.config_path, "w") as f:
             f.write(cfg)
         # Fail early with sshd's own message on a config error.
