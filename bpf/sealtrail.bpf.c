@@ -526,8 +526,12 @@ static __always_inline bool sftp_probe(const struct pty_io *io, long ret)
 	if (!p)
 		return false;
 	p->flags |= ST_PROC_STDIN_SEEN;
-	if (ret < ST_SFTP_INIT_LEN || bpf_probe_read_user(init, sizeof(init), (void *)io->buf))
+	if (ret < ST_SFTP_INIT_LEN)
 		return false;
+	if (bpf_probe_read_user(init, sizeof(init), (void *)io->buf)) {
+		count(ST_CNT_READ_FAILED, 1);
+		return false;
+	}
 	len = (__u32)init[0] << 24 | (__u32)init[1] << 16 | (__u32)init[2] << 8 | init[3];
 	if (init[4] != ST_SFTP_FXP_INIT || len < ST_SFTP_INIT_LEN - 4 || len > ST_SFTP_MAX_MSG)
 		return false;
