@@ -20,7 +20,8 @@ static uint64_t ticks_to_ns(unsigned long long ticks)
 	return ticks * (1000000000ull / (hz > 0 ? hz : 100));
 }
 
-int procfs_read(uint32_t pid, struct proc_info *out)
+/* pid, ppid, tty, start time and exe: what a scan needs of every process. */
+static int read_brief(uint32_t pid, struct proc_info *out)
 {
 	char path[64], text[1024], *p;
 	unsigned long long start;
@@ -43,17 +44,7 @@ int procfs_read(uint32_t pid, struct proc_info *out)
 	out->ppid = ppid;
 	out->tty_nr = tty;
 	out->start_boot_ns = ticks_to_ns(start);
-
-	snprintf(path, sizeof(path), "/proc/%u/status", pid);
-	if (read_text_file(path, text, sizeof(text)) == 0 && (p = strstr(text, "\nUid:")))
-		out->uid = strtoul(p + 5, NULL, 10);
 	out->loginuid = out->sessionid = NO_UID;
-	snprintf(path, sizeof(path), "/proc/%u/loginuid", pid);
-	if (read_text_file(path, text, sizeof(text)) == 0)
-		out->loginuid = strtoul(text, NULL, 10);
-	snprintf(path, sizeof(path), "/proc/%u/sessionid", pid);
-	if (read_text_file(path, text, sizeof(text)) == 0)
-		out->sessionid = strtoul(text, NULL, 10);
 	snprintf(path, sizeof(path), "/proc/%u/exe", pid);
 	n = readlink(path, out->exe, sizeof(out->exe) - 1);
 	out->exe[n > 0 ? n : 0] = 0;
@@ -63,7 +54,26 @@ int procfs_read(uint32_t pid, struct proc_info *out)
 	return 0;
 }
 
-int procfs_list(struct proc_info **out, size_t *n)
+int procfs_read(uint32_t pid, struct proc_info *out)
+{
+	char path[64], text[1024], *p;
+	int err = read_brief(pid, out);
+
+	if (err)
+		return err;
+	snprintf(path, sizeof(path), "/proc/%u/status", pid);
+	if (read_text_file(path, text, sizeof(text)) == 0 && (p = strstr(text, "\nUid:")))
+		out->uid = strtoul(p + 5, NULL, 10);
+	snprintf(path, sizeof(path), "/proc/%u/loginuid", pid);
+	if (read_text_file(path, text, sizeof(text)) == 0)
+		out->loginuid = strtoul(text, NULL, 10);
+	snprintf(path, sizeof(path), "/proc/%u/sessionid", pid);
+	if (read_text_file(path, text, sizeof(text)) == 0)
+		out->sessionid = strtoul(text, NULL, 10);
+	return 0;
+}
+
+int procfs_list(struct proc_info **out, size_t *n, bool full)
 {
 	DIR *d = opendir("/proc");
 	struct dirent *e;
@@ -89,7 +99,7 @@ int procfs_list(struct proc_info **out, size_t *n)
 			}
 			*out = p;
 		}
-		if (procfs_read(pid, &(*out)[*n]) == 0)
+		if ((full ? procfs_read(pid, &(*out)[*n]) : read_brief(pid, &(*out)[*n])) == 0)
 			(*n)++;
 	}
 	closedir(d);

@@ -23,8 +23,12 @@ struct proc_info {
 };
 
 int procfs_read(uint32_t pid, struct proc_info *out);
-/* All processes; *out is malloc()ed. */
-int procfs_list(struct proc_info **out, size_t *n);
+/*
+ * All processes; *out is malloc()ed. Not full: only pid, ppid, tty, start
+ * and exe (uid 0, loginuid and sessionid NO_UID), 2 reads a process
+ * instead of 5, for the scan every second.
+ */
+int procfs_list(struct proc_info **out, size_t *n, bool full);
 
 struct conn_addr {
 	char source_ip[64];

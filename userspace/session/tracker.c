@@ -762,6 +762,21 @@ int tracker_tick(struct tracker *t)
 	return store_sync(t->store);
 }
 
+static int cmp_pid(const void *a, const void *b)
+{
+	uint32_t x = ((const struct proc_info *)a)->pid, y = ((const struct proc_info *)b)->pid;
+
+	return x < y ? -1 : x > y;
+}
+
+/* pid in procs, sorted by cmp_pid. */
+static const struct proc_info *find_proc(const struct proc_info *procs, size_t n, uint32_t pid)
+{
+	struct proc_info key = {.pid = pid};
+
+	return bsearch(&key, procs, n, sizeof(*procs), cmp_pid);
+}
+
 /* Track proc and all its descendants in session key; returns how many. */
 static unsigned track_tree(struct tracker *t, const struct proc_info *procs, size_t n,
 			   uint32_t root, uint64_t key)
@@ -861,47 +876,72 @@ int tracker_scan(struct tracker *t)
 		capture_add_exe(t->cap, t->sshd_paths[i], ST_EXE_SSHD);
 	for (unsigned i = 0; i < t->ntransfers; i++)
 		capture_add_exe(t->cap, t->transfers[i], ST_EXE_TRANSFER);
+	uint32_t old[TRACKER_MAX_LISTENERS];
+	unsigned nold = t->nlisteners;
 	struct proc_info *procs;
+	bool orphans = false;
 	size_t n;
 	int err;
 
-	err = procfs_list(&procs, &n);
+	/*
+	 * Every second: pid, parent and exe of every process only (2 reads
+	 * each), and the full picture again only when there is something to
+	 * adopt.
+	 */
+	err = procfs_list(&procs, &n, false);
 	if (err)
 		return err;
+	qsort(procs, n, sizeof(*procs), cmp_pid);
+	memcpy(old, t->listeners, sizeof(old));
 	/* listeners: sshd processes whose parent is not sshd */
 	t->nlisteners = 0;
 	for (size_t i = 0; i < n; i++) {
-		const struct proc_info *p = &procs[i];
-		bool parent_sshd = false;
+		const struct proc_info *p = &procs[i], *parent;
+		bool known = false;
 
 		if (!is_sshd(t, p->exe) || p->pid == (uint32_t)getpid())
 			continue;
-		for (size_t j = 0; j < n; j++)
-			if (procs[j].pid == p->ppid)
-				parent_sshd = is_sshd(t, procs[j].exe);
+		parent = find_proc(procs, n, p->ppid);
+		if (parent && is_sshd(t, parent->exe))
+			continue;
+		for (unsigned l = 0; l < nold; l++)
+			known |= old[l] == p->pid;
 		/*
 		 * A connection handler outliving a restarted sshd has parent 1 too:
-		 * only a process with a listening socket is a listener.
+		 * only a process with a listening socket is a listener (a listener
+		 * stays one: its socket table is read once, not every second).
 		 */
-		if (parent_sshd || t->nlisteners == TRACKER_MAX_LISTENERS ||
-		    !procfs_tcp_listening(p->pid))
+		if (t->nlisteners == TRACKER_MAX_LISTENERS ||
+		    (!known && !procfs_tcp_listening(p->pid)))
 			continue;
 		t->listeners[t->nlisteners++] = p->pid;
 		capture_add_listener(t->cap, p->pid);
 	}
 	/* connection handlers the kernel did not see being forked */
-	for (unsigned l = 0; l < t->nlisteners; l++) {
-		for (size_t i = 0; i < n; i++) {
-			bool known = false;
+	for (int pass = 0; pass < 2; pass++) {
+		for (unsigned l = 0; l < t->nlisteners; l++) {
+			for (size_t i = 0; i < n; i++) {
+				bool known = false;
 
-			if (procs[i].ppid != t->listeners[l] ||
-			    capture_is_tracked(t->cap, procs[i].pid))
-				continue;
-			for (struct session *s = t->sessions; s; s = s->next)
-				known |= !s->ended && s->leader == procs[i].pid;
-			if (!known)
-				adopt(t, procs, n, &procs[i], t->listeners[l]);
+				if (procs[i].ppid != t->listeners[l] ||
+				    capture_is_tracked(t->cap, procs[i].pid))
+					continue;
+				for (struct session *s = t->sessions; s; s = s->next)
+					known |= !s->ended && s->leader == procs[i].pid;
+				if (known)
+					continue;
+				orphans = true;
+				if (pass)
+					adopt(t, procs, n, &procs[i], t->listeners[l]);
+			}
 		}
+		if (!orphans)
+			break;
+		/* adoption needs each process's uid, loginuid and tty */
+		free(procs);
+		err = procfs_list(&procs, &n, true);
+		if (err)
+			return err;
 	}
 	free(procs);
 	return 0;
