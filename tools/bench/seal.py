@@ -652,7 +652,7 @@ class Bench:
         t = Timed([os.path.join(self.build, "seal-bench"), "--plan", c["plan"], "--corpus",
                    c["corpus"], "--store", store, "--chunk", str(chunk), "--cpu", str(cpu),
                    # 4 KiB records: the daemon before coalescing, a record per write
-                   "--keys-per-record", "1" if chunk <= 4096 else "3",
+                   "--keys-per-record", "1" if chunk <= 4096 else "7",
                    "--tick-ms", str(a.tick_ms)] +
                   (["--min-output", str(BULK_MIN)] if mode == "bulk" else []) +
                   (["--no-input"] if mode == "output" else []), cpu)

@@ -19,7 +19,7 @@
  * --chunk bytes, before any other record of the session, and when it has
  * waited CHUNK_HOLD_NS. The plan has no times, so that wait is modelled
  * as --keys-per-record typed writes (input) or echoes with nothing else
- * (output): 3 by default, 0.5 s of typing at ~150 ms per key.
+ * (output): 7 by default, 1 s of typing at ~150 ms per key.
  * --keys-per-record 1 --chunk 4096 gives the daemon before coalescing.
  *   X SID PID PPID PATH ARGV  the shell forked PID and it ran PATH (fork and
  *                             exec records); ARGV is hex of the NUL-separated
@@ -565,7 +565,7 @@ int main(int argc, char **argv)
 	    {0},
 	};
 	const char *plan_path = NULL, *corpus_path = NULL, *dir = NULL;
-	struct bench b = {.chunk = 65536, .tick_ns = TICK_NS, .keys_per_record = 3};
+	struct bench b = {.chunk = 65536, .tick_ns = TICK_NS, .keys_per_record = 7};
 	struct plan plan = {0};
 	struct rusage ru0, ru1;
 	struct stat sb;

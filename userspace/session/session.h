@@ -51,7 +51,7 @@ struct held_chunk {
  */
 #define CHUNK_MAX_BYTES (64u << 10)
 #define CHUNK_SPAN_NS (1000ull * 1000000ull)
-#define CHUNK_HOLD_NS (500ull * 1000000ull)
+#define CHUNK_HOLD_NS (1000ull * 1000000ull)
 #define CHUNK_SLOTS 3
 
 /* Writes of one stream not yet stored: chunks.c */

@@ -999,7 +999,7 @@ int tracker_close_stale(struct tracker *t, bool unclean)
 				?: rec_add_str(&t->rec, TAG_REASON,
 					       "sealtraild did not stop cleanly (killed, crashed or"
 					       " power cut): this session's bytes it had not yet"
-					       " written, about its last second, are missing");
+					       " written, up to its last ~1.5 s, are missing");
 			err = err ?: rec_add_u64(&t->rec, TAG_LOST_EVENTS, 1);
 			err = err ?: store_append(t->store, &t->rec);
 			if (err)

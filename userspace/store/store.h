@@ -11,9 +11,9 @@
  *
  * Durability: appends are buffered in memory and written and fdatasync()ed
  * by store_sync(), which the daemon calls every 200 ms, at every session
- * end and at shutdown (stream bytes wait up to 0.5 s before that, to be
+ * end and at shutdown (stream bytes wait up to 1 s before that, to be
  * coalesced into records); the index commits in the same call (WAL,
- * synchronous=NORMAL). A crash loses at most the last second; a torn record
+ * synchronous=NORMAL). A crash loses at most the last ~1.5 s; a torn record
  * at the tail is kept on disk untouched, reported as a gap, and appending
  * continues in a new segment.
  */
