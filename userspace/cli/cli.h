@@ -26,6 +26,8 @@ struct cli {
 		"auditor-key", required_argument, NULL, OPT_AUDITOR_KEY                            \
 	}
 int cli_common_opt(struct cli *c, int opt);
+/* A command without arguments of its own: the common options only; 0, or 2 (usage printed). */
+int cli_no_args(struct cli *c, int argc, char **argv, const char *name);
 /* --since/--until T (RFC 3339 or an age such as 2h, 7d) into *out; logs why not. */
 int cli_time_opt(const char *name, const char *arg, uint64_t now, uint64_t *out);
 

@@ -39,22 +39,15 @@ static void hex(const uint8_t *p, size_t n, char *out)
 
 int cmd_keys(struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = {CLI_COMMON_OPTS, {0}};
 	char id[ST_ID_HEX], first[2 * SEAL_PK_LEN + 1], epoch[2 * SEAL_PK_LEN + 1];
 	char fp[AUDITOR_FP_LEN];
 	struct keys_report r;
 	struct buf line = {0};
 	unsigned problems = 0;
-	int opt, err;
+	int err = cli_no_args(c, argc, argv, "keys");
 
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
-		if (cli_common_opt(c, opt))
-			return 2;
-	if (optind != argc) {
-		fprintf(stderr, "usage: sealtrail keys\n");
-		return 2;
-	}
+	if (err)
+		return err;
 	err = store_keys_report(c->store_dir, &r);
 	if (err) {
 		log_error("%s/store-id: %s: is %s a sealtrail store?", c->store_dir, strerror(-err),
@@ -187,21 +180,14 @@ static void print_members(const char *json)
 
 int cmd_config(struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = {CLI_COMMON_OPTS, {0}};
 	char path[4200], why[256], roles_path[4096] = ROLES_DEFAULT_PATH;
 	struct buf json = {0};
 	struct roles roles = {0};
 	const char *p;
-	int opt, err;
+	int err = cli_no_args(c, argc, argv, "config");
 
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
-		if (cli_common_opt(c, opt))
-			return 2;
-	if (optind != argc) {
-		fprintf(stderr, "usage: sealtrail config\n");
-		return 2;
-	}
+	if (err)
+		return err;
 	snprintf(path, sizeof(path), "%s/config.json", c->store_dir);
 	err = buf_read_file(&json, path, 1 << 20);
 	if (err) {

@@ -93,6 +93,22 @@ int cli_common_opt(struct cli *c, int opt)
 	return 0;
 }
 
+int cli_no_args(struct cli *c, int argc, char **argv, const char *name)
+{
+	static const struct option opts[] = {CLI_COMMON_OPTS, {0}};
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
+		if (cli_common_opt(c, opt))
+			return 2;
+	if (optind != argc) {
+		fprintf(stderr, "usage: sealtrail %s (takes no arguments)\n", name);
+		return 2;
+	}
+	return 0;
+}
+
 int cli_open(struct cli *c)
 {
 	uint8_t sk[AUDITOR_KEY_LEN], pk[AUDITOR_KEY_LEN];

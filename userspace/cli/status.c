@@ -73,18 +73,14 @@ static const char *json_get(const char *json, const char *key, char *out, size_t
 
 int cmd_status(struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = {CLI_COMMON_OPTS, {0}};
 	char path[4096], v[1024], v2[32], v3[32];
 	bool running;
 	char *json;
 	long long live = 0;
 	sqlite3_stmt *st;
-	int opt;
 
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
-		if (cli_common_opt(c, opt))
-			return 2;
+	if (cli_no_args(c, argc, argv, "status"))
+		return 2;
 	running = daemon_running(c->store_dir);
 	snprintf(path, sizeof(path), "%s/status.json", c->store_dir);
 	json = read_file(path);
@@ -137,14 +133,11 @@ int cmd_status(struct cli *c, int argc, char **argv)
 
 int cmd_reindex(struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = {CLI_COMMON_OPTS, {0}};
 	uint64_t n = 0;
-	int opt, err;
+	int err;
 
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
-		if (cli_common_opt(c, opt))
-			return 2;
+	if (cli_no_args(c, argc, argv, "reindex"))
+		return 2;
 	if (c->auditor_key) {
 		log_error("reindex rewrites the store's own index (a writer, with keys/kek);"
 			  " with --auditor-key every command indexes the segments afresh itself");
