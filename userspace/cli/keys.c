@@ -32,11 +32,6 @@ static const char *file_problem(const struct keys_report *r, unsigned i)
 	return NULL;
 }
 
-static void hex(const uint8_t *p, size_t n, char *out)
-{
-	hex_encode(p, n, out);
-}
-
 int cmd_keys(struct cli *c, int argc, char **argv)
 {
 	char id[ST_ID_HEX], first[2 * SEAL_PK_LEN + 1], epoch[2 * SEAL_PK_LEN + 1];
@@ -54,9 +49,9 @@ int cmd_keys(struct cli *c, int argc, char **argv)
 			  c->store_dir);
 		return 1;
 	}
-	hex(r.id, ST_ID_LEN, id);
-	hex(r.first_pk, SEAL_PK_LEN, first);
-	hex(r.epoch_pk, SEAL_PK_LEN, epoch);
+	hex_encode(r.id, ST_ID_LEN, id);
+	hex_encode(r.first_pk, SEAL_PK_LEN, first);
+	hex_encode(r.epoch_pk, SEAL_PK_LEN, epoch);
 	if (r.segment_auditor)
 		auditor_fingerprint(r.auditor_pk, fp);
 	for (unsigned i = 0; i < 4; i++)

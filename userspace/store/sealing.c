@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -148,6 +147,17 @@ out:
 	return err;
 }
 
+/* The first public key in a keys/first.pub ("store ID\nfirst-key HEX\n"). */
+static int read_first_key(const char *path, uint8_t pk[SEAL_PK_LEN])
+{
+	char text[256], hex[2 * SEAL_PK_LEN + 1];
+
+	if (read_text_file(path, text, sizeof(text)) ||
+	    sscanf(text, "store %*32s\nfirst-key %64s", hex) != 1)
+		return -EINVAL;
+	return hex_decode(hex, pk, SEAL_PK_LEN);
+}
+
 int store_load_epoch(struct store *st, uint32_t next_epoch, const uint8_t next_pk[SEAL_PK_LEN])
 {
 	char *path = store_path(st, "keys/epoch"), *next = store_path(st, "keys/epoch.next");
@@ -175,12 +185,9 @@ int store_load_epoch(struct store *st, uint32_t next_epoch, const uint8_t next_p
 	}
 	if (!next_epoch) {
 		/* no seal in the log yet: the key must be the store's first, as pinned */
-		char text[256], pkhex[2 * SEAL_PK_LEN + 1];
 		uint8_t first[SEAL_PK_LEN];
 
-		if (read_text_file(firstpub, text, sizeof(text)) ||
-		    sscanf(text, "store %*32s\nfirst-key %64s", pkhex) != 1 ||
-		    hex_decode(pkhex, first, SEAL_PK_LEN) ||
+		if (read_first_key(firstpub, first) ||
 		    memcmp(first, buf + 4 + SEAL_KEY_LEN, SEAL_PK_LEN)) {
 			log_error("store %s: %s does not hold the first key of %s: records written"
 				  " now could not be verified against the pinned key",
@@ -211,33 +218,10 @@ out:
 	return err;
 }
 
-/* The newest seg-N.log of dir/segments, 0 if none. */
-static uint32_t newest_segment(const char *dir)
-{
-	char path[4200];
-	struct dirent *e;
-	uint32_t newest = 0;
-	DIR *d;
-
-	snprintf(path, sizeof(path), "%s/segments", dir);
-	d = opendir(path);
-	if (!d)
-		return 0;
-	while ((e = readdir(d))) {
-		unsigned n;
-		char tail;
-
-		if (sscanf(e->d_name, "seg-%8u.lo%c", &n, &tail) == 2 && tail == 'g' && n > newest)
-			newest = n;
-	}
-	closedir(d);
-	return newest;
-}
-
 int store_keys_report(const char *dir, struct keys_report *r)
 {
 	static const char *const names[] = {"keys", "keys/kek", "keys/epoch", "keys/first.pub"};
-	char path[4200], text[256], hex[2 * SEAL_PK_LEN + 1];
+	char path[4200], text[256];
 	uint8_t epoch[EPOCH_FILE_LEN], h[SEG_HEADER_MAX];
 	uint32_t hlen;
 	struct stat sb;
@@ -259,9 +243,7 @@ int store_keys_report(const char *dir, struct keys_report *r)
 		}
 	}
 	snprintf(path, sizeof(path), "%s/keys/first.pub", dir);
-	r->have_first = !read_text_file(path, text, sizeof(text)) &&
-			sscanf(text, "store %*32s\nfirst-key %64s", hex) == 1 &&
-			!hex_decode(hex, r->first_pk, SEAL_PK_LEN);
+	r->have_first = !read_first_key(path, r->first_pk);
 	snprintf(path, sizeof(path), "%s/keys/epoch", dir);
 	if (!read_exact(path, epoch, sizeof(epoch))) {
 		r->have_epoch = true;
@@ -280,7 +262,7 @@ int store_keys_report(const char *dir, struct keys_report *r)
 		r->checkpoint_size = size;
 		r->checkpoint_epoch = ep;
 	}
-	r->newest_segment = newest_segment(dir);
+	r->newest_segment = store_last_segment(dir);
 	snprintf(path, sizeof(path), "%s/segments/seg-%08u.log", dir, r->newest_segment);
 	fd = r->newest_segment ? open(path, O_RDONLY | O_CLOEXEC) : -1;
 	if (fd >= 0) {

@@ -115,11 +115,10 @@ static int seg_filter(const struct dirent *d)
 	return sscanf(d->d_name, "seg-%8u.lo%c", &n, &tail) == 2 && tail == 'g';
 }
 
-/* Highest segment number present, 0 if none. */
-static uint32_t last_segment(const struct store *st)
+uint32_t store_last_segment(const char *store_dir)
 {
 	struct dirent **list;
-	char *dir = path_join(st->dir, "segments");
+	char *dir = path_join(store_dir, "segments");
 	uint32_t last = 0;
 	int n;
 
@@ -543,7 +542,7 @@ static int open_writer(struct store *st, const struct store_options *o)
 	struct recover_state rs = {.st = st};
 	struct store_visitor v = {recover_record, recover_damage, &rs, 1, recover_envelope, 0,
 				  recover_segment};
-	uint32_t last = last_segment(st), index_seg;
+	uint32_t last = store_last_segment(st->dir), index_seg;
 	int err;
 
 	err = index_last(&st->index, &rs.index_seq, &index_seg);
@@ -637,7 +636,7 @@ static int fresh_index(struct store *st)
 {
 	struct fresh_state fs = {.st = st};
 	struct store_visitor v = {fresh_record, fresh_damage, &fs, 1, NULL, 0, fresh_segment};
-	uint32_t last = last_segment(st);
+	uint32_t last = store_last_segment(st->dir);
 	int err;
 
 	err = index_open(&st->index, NULL, true, NULL, st->id);
@@ -1067,7 +1066,7 @@ out:
 
 int store_scan(const struct store *st, const struct store_visitor *v)
 {
-	uint32_t last = last_segment(st);
+	uint32_t last = store_last_segment(st->dir);
 	int err = 0;
 
 	for (uint32_t n = v->from_seg ? v->from_seg : 1; n <= last && !err; n++)

@@ -172,6 +172,9 @@ int store_load_epoch(struct store *st, uint32_t next_epoch, const uint8_t next_p
 /* Path of the checkpoint file sealtraild keeps (caller frees). */
 char *store_checkpoint_path(const struct store *st);
 
+/* Highest segment number in store_dir/segments, 0 if none. */
+uint32_t store_last_segment(const char *store_dir);
+
 /* What `sealtrail keys` shows of a store's keys: public halves and file modes only. */
 struct keys_file {
 	const char *name; /* under DIR */
