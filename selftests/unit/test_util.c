@@ -3,7 +3,10 @@
  * bytes, hex ids and the growable buffer; common/crc32.c.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "common/crc32.h"
@@ -429,4 +432,24 @@ TEST(crc32_matches_zlib)
 	/* long buffers, and a CRC continued across calls */
 	ASSERT_EQ(st_crc32(7, b + 3, sizeof(b) - 3), crc32(7, b + 3, sizeof(b) - 3), "192 KiB");
 	ASSERT_EQ(st_crc32(st_crc32(0, b, 1000), b + 1000, 70000), crc32(0, b, 71000), "continued");
+}
+
+/* status.json and config.json: old or new file, never a torn one, and the mode asked for. */
+TEST(write_file_replace_swaps_the_whole_file)
+{
+	struct buf got = {0};
+	struct stat sb;
+	char tmp[512];
+
+	ASSERT_OK(write_file_replace(test_dir(), "f.json", "{\"a\":1}\n", 8, 0600), "first");
+	ASSERT_OK(write_file_replace(test_dir(), "f.json", "{}\n", 3, 0600), "replace");
+	if (ASSERT_OK(buf_read_file(&got, test_path("f.json"), 0), "read"))
+		ASSERT_BYTES_EQ(got.data, got.len, "{}\n", 3, "the new content only");
+	if (ASSERT_OK(stat(test_path("f.json"), &sb) ? -errno : 0, "stat"))
+		ASSERT_EQ(sb.st_mode & 07777, 0600, "mode");
+	snprintf(tmp, sizeof(tmp), "%s/.f.json.tmp", test_dir());
+	ASSERT_TRUE(access(tmp, F_OK) != 0, "no temporary file left");
+	ASSERT_EQ(write_file_replace("/nonexistent-dir", "f.json", "x", 1, 0600), -ENOENT,
+		  "a missing directory is an error");
+	buf_free(&got);
 }

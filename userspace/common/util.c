@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -346,4 +347,25 @@ int read_text_file(const char *path, char *out, size_t size)
 		return -errno;
 	out[n] = 0;
 	return 0;
+}
+
+int write_file_replace(const char *dir, const char *name, const void *data, size_t len,
+		       unsigned mode)
+{
+	char path[4200], tmp[4200];
+	int fd, err = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -errno;
+	err = fchmod(fd, mode) ? -errno : write_all(fd, data, len);
+	if (close(fd) && !err)
+		err = -errno;
+	if (!err && rename(tmp, path))
+		err = -errno;
+	if (err)
+		unlink(tmp);
+	return err;
 }

@@ -46,5 +46,11 @@ int json_add_string(struct buf *b, const uint8_t *s, size_t len);
 int write_all(int fd, const void *data, size_t len);
 /* Read a small text file into out (NUL-terminated, cut at size - 1). */
 int read_text_file(const char *path, char *out, size_t size);
+/*
+ * Replace dir/name with data through dir/.name.tmp and rename(), so that
+ * readers see the old file or the new one (not synced: for status files).
+ */
+int write_file_replace(const char *dir, const char *name, const void *data, size_t len,
+		       unsigned mode);
 
 #endif

@@ -1,9 +1,6 @@
 /* DIR/config.json (config.h). */
-#include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -34,10 +31,9 @@ static void add_list(struct buf *b, const char *key, const char *const *v, unsig
 int config_write(const struct daemon_config *c)
 {
 	const char *files[SINKS_MAX], *commands[SINKS_MAX];
-	char started[40], fp[AUDITOR_FP_LEN], *path = NULL, *tmp = NULL;
+	char started[40], fp[AUDITOR_FP_LEN];
 	struct buf b = {0};
-	FILE *f;
-	int err = 0;
+	int err;
 
 	format_rfc3339(c->started_ns, started);
 	buf_addf(&b, "{\"version\":\"%s\",\"pid\":%d,\"started\":\"%s\"", SEALTRAIL_VERSION,
@@ -64,30 +60,12 @@ int config_write(const struct daemon_config *c)
 	add_list(&b, "checkpoint_files", files, c->sinks->nfiles);
 	add_list(&b, "checkpoint_commands", commands, c->sinks->ncommands);
 	buf_addf(&b, ",\"checkpoint_syslog\":%s}\n", c->sinks->syslog ? "true" : "false");
-	if (asprintf(&path, "%s/config.json", c->store_dir) < 0 ||
-	    asprintf(&tmp, "%s/.config.json.tmp", c->store_dir) < 0) {
-		err = -ENOMEM;
-		goto out;
-	}
-	f = fopen(tmp, "we");
-	if (!f) {
-		err = -errno;
-	} else {
-		if (fchmod(fileno(f), 0600) || fwrite(b.data, 1, b.len, f) != b.len)
-			err = -errno;
-		if (fclose(f) && !err)
-			err = -errno;
-	}
-	if (!err && rename(tmp, path))
-		err = -errno;
-	if (err) {
-		unlink(tmp);
-		log_warn("cannot write %s: %s (`sealtrail config` shows an older one, or none)",
-			 path, strerror(-err));
-	}
-out:
-	free(path);
-	free(tmp);
+	/* root only: command sinks may carry credentials */
+	err = write_file_replace(c->store_dir, "config.json", b.data, b.len, 0600);
+	if (err)
+		log_warn("cannot write %s/config.json: %s (`sealtrail config` shows an older one,"
+			 " or none)",
+			 c->store_dir, strerror(-err));
 	buf_free(&b);
 	return err;
 }

@@ -110,10 +110,9 @@ static int write_status(struct tracker *t, struct capture *cap, const char *sche
 			const char *store_dir, uint64_t started_ns, uint32_t ringbuf, bool running)
 {
 	uint64_t cnt[ST_CNT_MAX];
-	char started[40], now[40], *path = NULL, *tmp = NULL;
+	char started[40], now[40];
 	struct buf b = {0};
-	FILE *f;
-	int err = 0;
+	int err;
 
 	capture_counters(cap, cnt);
 	format_rfc3339(started_ns, started);
@@ -143,19 +142,9 @@ static int write_status(struct tracker *t, struct capture *cap, const char *sche
 	    (unsigned long long)t->bad_events, (unsigned long long)t->preauth_dropped, ringbuf,
 	    (unsigned long long)cap->peak_used,
 	    (unsigned long long)(cap->longest_drain_ns / 1000000), sched);
-	if (asprintf(&path, "%s/status.json", store_dir) < 0 ||
-	    asprintf(&tmp, "%s/.status.json.tmp", store_dir) < 0) {
-		err = -ENOMEM;
-		goto out;
-	}
-	f = fopen(tmp, "we");
-	if (!f || fwrite(b.data, 1, b.len, f) != b.len || fclose(f) || rename(tmp, path)) {
-		err = -errno;
-		log_warn("cannot write %s: %s", path, strerror(errno));
-	}
-out:
-	free(path);
-	free(tmp);
+	err = write_file_replace(store_dir, "status.json", b.data, b.len, 0644);
+	if (err)
+		log_warn("cannot write %s/status.json: %s", store_dir, strerror(-err));
 	buf_free(&b);
 	return err;
 }
