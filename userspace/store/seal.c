@@ -214,34 +214,6 @@ int seal_random(uint8_t *out, size_t n)
 	return 0;
 }
 
-static int gcm(bool enc, const uint8_t key[SEAL_KEY_LEN], const uint8_t nonce[SEAL_NONCE_LEN],
-	       const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len, uint8_t *out,
-	       uint8_t tag[SEAL_TAG_LEN])
-{
-	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-	static __thread EVP_CIPHER *cipher;
-	int n, ok;
-
-	if (!cipher)
-		cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
-	ok = ctx && EVP_CipherInit_ex(ctx, cipher, NULL, NULL, NULL, enc) == 1 &&
-	     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, SEAL_NONCE_LEN, NULL) == 1 &&
-	     EVP_CipherInit_ex(ctx, NULL, NULL, key, nonce, enc) == 1 &&
-	     EVP_CipherUpdate(ctx, NULL, &n, aad, aad_len) == 1 &&
-	     (len == 0 || EVP_CipherUpdate(ctx, out, &n, in, len) == 1);
-	/* the tag is checked before the caller sees any plaintext it could trust */
-	if (ok && !enc)
-		ok = EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, SEAL_TAG_LEN, (void *)tag) == 1;
-	ok = ok && EVP_CipherFinal_ex(ctx, out + (len ? len : 0), &n) == 1;
-	if (ok && enc)
-		ok = EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, SEAL_TAG_LEN, tag) == 1;
-	EVP_CIPHER_CTX_free(ctx);
-	/* a tag that fails leaves no unverified plaintext behind (keys, records) */
-	if (!ok && !enc && len)
-		OPENSSL_cleanse(out, len);
-	return ok ? 0 : -EBADMSG;
-}
-
 /*
  * Encrypt one record. The context, with its key schedule, lives as long as
  * the thread and is keyed again only when the key changes (a new segment):
@@ -282,6 +254,32 @@ static int gcm_seal(const uint8_t key[SEAL_KEY_LEN], const uint8_t nonce[SEAL_NO
 		memcpy(ctx_key, key, SEAL_KEY_LEN);
 	keyed = ok;
 	return ok ? 0 : -EIO;
+}
+
+/* Decrypt and check the tag; a tag that fails leaves no plaintext behind. */
+static int gcm_open(const uint8_t key[SEAL_KEY_LEN], const uint8_t nonce[SEAL_NONCE_LEN],
+		    const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len, uint8_t *out,
+		    const uint8_t tag[SEAL_TAG_LEN])
+{
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	static __thread EVP_CIPHER *cipher;
+	int n, ok;
+
+	if (!cipher)
+		cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+	ok = ctx && EVP_DecryptInit_ex(ctx, cipher, NULL, NULL, NULL) == 1 &&
+	     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, SEAL_NONCE_LEN, NULL) == 1 &&
+	     EVP_DecryptInit_ex(ctx, NULL, NULL, key, nonce) == 1 &&
+	     EVP_DecryptUpdate(ctx, NULL, &n, aad, aad_len) == 1 &&
+	     (len == 0 || EVP_DecryptUpdate(ctx, out, &n, in, len) == 1) &&
+	     /* the tag is checked before the caller sees any plaintext it could trust */
+	     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, SEAL_TAG_LEN, (void *)tag) == 1 &&
+	     EVP_DecryptFinal_ex(ctx, out + len, &n) == 1;
+	EVP_CIPHER_CTX_free(ctx);
+	/* no unverified plaintext behind (keys, records) */
+	if (!ok && len)
+		OPENSSL_cleanse(out, len);
+	return ok ? 0 : -EBADMSG;
 }
 
 int seal_build(struct buf *out, const struct seal_header *h, const uint8_t *record, size_t len,
@@ -348,8 +346,8 @@ int seal_open(const struct seal_envelope *env, const uint8_t key[SEAL_KEY_LEN], 
 	plain = malloc(env->payload_len ? env->payload_len : 1);
 	if (!plain)
 		return -ENOMEM;
-	err = gcm(false, key, env->nonce, env->bytes, SEAL_HEADER_LEN, env->payload,
-		  env->payload_len, plain, (uint8_t *)env->tag);
+	err = gcm_open(key, env->nonce, env->bytes, SEAL_HEADER_LEN, env->payload, env->payload_len,
+		       plain, (uint8_t *)env->tag);
 	if (err)
 		goto out;
 	size = ZSTD_getFrameContentSize(plain, env->payload_len);
@@ -450,8 +448,8 @@ int seal_wrap(const uint8_t kek[SEAL_KEY_LEN], const uint8_t key[SEAL_KEY_LEN], 
 {
 	if (seal_random(out, SEAL_NONCE_LEN))
 		return -EIO;
-	return gcm(true, kek, out, aad, aad_len, key, SEAL_KEY_LEN, out + SEAL_NONCE_LEN,
-		   out + SEAL_NONCE_LEN + SEAL_KEY_LEN);
+	return gcm_seal(kek, out, aad, aad_len, key, SEAL_KEY_LEN, out + SEAL_NONCE_LEN,
+			out + SEAL_NONCE_LEN + SEAL_KEY_LEN);
 }
 
 int seal_unwrap(const uint8_t kek[SEAL_KEY_LEN], const uint8_t in[SEAL_WRAPPED_LEN],
@@ -460,5 +458,5 @@ int seal_unwrap(const uint8_t kek[SEAL_KEY_LEN], const uint8_t in[SEAL_WRAPPED_L
 	uint8_t tag[SEAL_TAG_LEN];
 
 	memcpy(tag, in + SEAL_NONCE_LEN + SEAL_KEY_LEN, SEAL_TAG_LEN);
-	return gcm(false, kek, in, aad, aad_len, in + SEAL_NONCE_LEN, SEAL_KEY_LEN, key, tag);
+	return gcm_open(kek, in, aad, aad_len, in + SEAL_NONCE_LEN, SEAL_KEY_LEN, key, tag);
 }
