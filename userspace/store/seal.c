@@ -215,11 +215,11 @@ int seal_random(uint8_t *out, size_t n)
 }
 
 /*
- * Encrypt one record. The context, with its key schedule, lives as long as
- * the thread and is keyed again only when the key changes (a new segment):
- * a context and a key schedule per record cost more than encrypting a
- * typed line. It holds nothing more than the writer already keeps: the
- * current segment's data key, which the KEK on this host unwraps anyway.
+ * Encrypt a record (or wrap a key). The context, with its key schedule,
+ * lives as long as the thread and is keyed again only when the key changes
+ * (a new segment, a key wrap): a context and a key schedule per record cost
+ * more than encrypting a typed line. It holds nothing more than the writer
+ * already keeps: the segment's data key, or the KEK it is wrapped with.
  */
 static int gcm_seal(const uint8_t key[SEAL_KEY_LEN], const uint8_t nonce[SEAL_NONCE_LEN],
 		    const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len, uint8_t *out,
