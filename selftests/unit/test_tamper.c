@@ -461,6 +461,20 @@ static bool model_write_seg(const struct model *m, const char *dir, uint32_t seg
 
 /* ---- verifying ---- */
 
+/* A copy of the fixture's store (attack_copy), loaded into a model. */
+static struct model *attack_model(const struct fixture *f, const char *name, const char **dir)
+{
+	*dir = attack_copy(f, name);
+	return *dir ? model_load(*dir) : NULL;
+}
+
+/* Delete envelope i, then renumber and re-chain what follows, as an attacker would. */
+static bool model_cut(struct model *m, size_t i)
+{
+	model_delete(m, i);
+	return model_renumber(m) && model_rechain(m, i);
+}
+
 static bool quiet; /* no line per verify (the bit flip loops run thousands) */
 
 static bool run_verify(const char *dir, const char *pubkey, const char *against,
@@ -515,6 +529,16 @@ static void at(const char *src, int line, const struct verify_result *r, uint64_
 		test_fail(src, line, "failure reported at offset %llu, want %llu",
 			  (unsigned long long)r->offset, (unsigned long long)off);
 }
+
+/* verify dir (no pinned key, no checkpoint): rejected for `why`, at that record */
+#define REJECTED_AT(dir, why, what, seq, file, off)                                                \
+	do {                                                                                       \
+		struct verify_result r_;                                                           \
+                                                                                                   \
+		run_verify(dir, NULL, NULL, &r_);                                                  \
+		if (REJECTED(&r_, why, what))                                                      \
+			AT(&r_, seq, file, off);                                                   \
+	} while (0)
 
 #define SETUP(f)                                                                                   \
 	static struct fixture f;                                                                   \
@@ -573,8 +597,7 @@ TEST(tamper_flip_bits_everywhere)
 	size_t flips = 0, missed = 0;
 
 	SETUP(f);
-	dir = attack_copy(&f, "flips");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "flips", &dir);
 	if (!m)
 		return;
 	quiet = true;
@@ -714,8 +737,7 @@ TEST(tamper_segment_header_key_area)
 	size_t first2 = 0;
 
 	SETUP(f);
-	dir = attack_copy(&f, "headers");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "headers", &dir);
 	if (!m)
 		return;
 	/* segment 2 holds records of closed epochs */
@@ -738,17 +760,15 @@ TEST(tamper_segment_header_key_area)
 		buf_free(&raw);
 		if (cases[c].off < SEG_HEADER_AAD + SEAL_WRAPPED_LEN)
 			ASSERT_NEQ(rc, 0, "segment 2 is unreadable now");
-		run_verify(dir, NULL, NULL, &r);
-		if (REJECTED(&r, cases[c].why ?: "hash chain broken", cases[c].what))
-			AT(&r, m->e[first2].h.seq, seg_file(dir, 2),
-			   cases[c].why ? 0 : SEG_HEADER_LEN);
+		REJECTED_AT(dir, cases[c].why ?: "hash chain broken", cases[c].what,
+			    m->e[first2].h.seq, seg_file(dir, 2),
+			    cases[c].why ? 0 : SEG_HEADER_LEN);
 		m->hdr[2][cases[c].off] = b;
 	}
 	model_free(m);
 
 	/* a new key wrapped in, every envelope of the segment re-sealed, chain recomputed */
-	dir = attack_copy(&f, "headers-rewrapped");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "headers-rewrapped", &dir);
 	if (!m)
 		return;
 	if (ASSERT_OK(RAND_bytes(m->dk[2], SEAL_KEY_LEN) == 1 ? 0 : -EIO, "new key") &&
@@ -803,8 +823,7 @@ TEST(tamper_edit_closed_record)
 
 	SETUP(f);
 	/* 1: re-encrypted with its segment key: its tag is right, its leaf is not */
-	dir = attack_copy(&f, "edit");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "edit", &dir);
 	if (!m)
 		return;
 	i = pick_victim(&f, m);
@@ -820,25 +839,21 @@ TEST(tamper_edit_closed_record)
 			store_close(&st);
 		}
 		buf_free(&raw);
-		run_verify(dir, NULL, NULL, &r);
-		if (REJECTED(&r, "hash chain broken", "edited record, tag fixed"))
-			AT(&r, m->e[i + 1].h.seq, seg_file(dir, m->e[i + 1].seg),
-			   model_off(m, i + 1));
+		REJECTED_AT(dir, "hash chain broken", "edited record, tag fixed", m->e[i + 1].h.seq,
+			    seg_file(dir, m->e[i + 1].seg), model_off(m, i + 1));
 	}
 	model_free(m);
 
 	/* 2: ... and the chain recomputed after it, seals and all */
-	dir = attack_copy(&f, "edit-rechained");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "edit-rechained", &dir);
 	if (!m)
 		return;
 	i = pick_victim(&f, m);
 	if (edit_record(m, i) && model_rechain(m, i + 1) && model_write(m, dir)) {
 		size_t s1 = model_find(m, f.seal_seq[1]);
 
-		run_verify(dir, NULL, NULL, &r);
-		if (REJECTED(&r, "signs a tree", "edited record, chain recomputed"))
-			AT(&r, f.seal_seq[1], seg_file(dir, m->e[s1].seg), model_off(m, s1));
+		REJECTED_AT(dir, "signs a tree", "edited record, chain recomputed", f.seal_seq[1],
+			    seg_file(dir, m->e[s1].seg), model_off(m, s1));
 		run_verify(dir, f.pinned, f.cp[1], &r);
 		REJECTED(&r, NULL, "edited record, chain recomputed, --against");
 	}
@@ -847,15 +862,13 @@ TEST(tamper_edit_closed_record)
 
 TEST(tamper_delete_middle_record)
 {
-	struct verify_result r;
 	struct model *m;
 	const char *dir;
 	size_t i;
 	uint64_t seq, off;
 
 	SETUP(f);
-	dir = attack_copy(&f, "delete");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "delete", &dir);
 	if (!m)
 		return;
 	i = pick_victim(&f, m);
@@ -863,40 +876,34 @@ TEST(tamper_delete_middle_record)
 	off = model_off(m, i);
 	model_delete(m, i);
 	if (model_write(m, dir)) {
-		run_verify(dir, NULL, NULL, &r);
-		if (REJECTED(&r, "sequence", "record deleted"))
-			AT(&r, seq + 1, seg_file(dir, m->e[i].seg), off);
+		REJECTED_AT(dir, "sequence", "record deleted", seq + 1, seg_file(dir, m->e[i].seg),
+			    off);
 	}
 	model_free(m);
 
 	/* renumbered and re-chained: only the seal of epoch 1 can tell */
-	dir = attack_copy(&f, "delete-rechained");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "delete-rechained", &dir);
 	if (!m)
 		return;
 	i = pick_victim(&f, m);
-	model_delete(m, i);
-	if (model_renumber(m) && model_rechain(m, i) && model_write(m, dir)) {
+	if (model_cut(m, i) && model_write(m, dir)) {
 		size_t s1 = model_find(m, f.seal_seq[1] - 1);
 
-		run_verify(dir, NULL, NULL, &r);
-		if (REJECTED(&r, "signs a tree", "record deleted, renumbered, chain recomputed"))
-			AT(&r, f.seal_seq[1] - 1, seg_file(dir, m->e[s1].seg), model_off(m, s1));
+		REJECTED_AT(dir, "signs a tree", "record deleted, renumbered, chain recomputed",
+			    f.seal_seq[1] - 1, seg_file(dir, m->e[s1].seg), model_off(m, s1));
 	}
 	model_free(m);
 }
 
 TEST(tamper_swap_records)
 {
-	struct verify_result r;
 	struct model *m;
 	struct menv tmp;
 	const char *dir;
 	size_t i;
 
 	SETUP(f);
-	dir = attack_copy(&f, "swap");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "swap", &dir);
 	if (!m)
 		return;
 	i = pick_victim(&f, m);
@@ -904,14 +911,12 @@ TEST(tamper_swap_records)
 	m->e[i] = m->e[i + 1];
 	m->e[i + 1] = tmp;
 	if (model_write(m, dir)) {
-		run_verify(dir, NULL, NULL, &r);
-		if (REJECTED(&r, "sequence", "two records swapped"))
-			AT(&r, m->e[i].h.seq, seg_file(dir, m->e[i].seg), model_off(m, i));
+		REJECTED_AT(dir, "sequence", "two records swapped", m->e[i].h.seq,
+			    seg_file(dir, m->e[i].seg), model_off(m, i));
 	}
 	model_free(m);
 
-	dir = attack_copy(&f, "swap-rechained");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "swap-rechained", &dir);
 	if (!m)
 		return;
 	/* the records change places, their times stay in order */
@@ -931,43 +936,37 @@ TEST(tamper_swap_records)
 	    rec_rewrite(&m->e[i + 1].rec, m->e[i + 1].h.seq, m->e[i + 1].h.wall_ns,
 			m->e[i + 1].h.mono_ns) &&
 	    model_renumber(m) && model_rechain(m, i) && model_write(m, dir)) {
-		run_verify(dir, NULL, NULL, &r);
-		if (REJECTED(&r, "signs a tree", "two records swapped, renumbered, re-chained"))
-			AT(&r, f.seal_seq[1], NULL, 0);
+		REJECTED_AT(dir, "signs a tree", "two records swapped, renumbered, re-chained",
+			    f.seal_seq[1], NULL, 0);
 	}
 	model_free(m);
 }
 
 TEST(tamper_duplicate_record)
 {
-	struct verify_result r;
 	struct model *m;
 	const char *dir;
 	size_t i;
 
 	SETUP(f);
-	dir = attack_copy(&f, "dup");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "dup", &dir);
 	if (!m)
 		return;
 	i = pick_victim(&f, m);
 	if (model_insert(m, i + 1, &m->e[i]) && model_write(m, dir)) {
-		run_verify(dir, NULL, NULL, &r);
-		if (REJECTED(&r, "sequence", "record duplicated"))
-			AT(&r, m->e[i].h.seq, seg_file(dir, m->e[i].seg), model_off(m, i + 1));
+		REJECTED_AT(dir, "sequence", "record duplicated", m->e[i].h.seq,
+			    seg_file(dir, m->e[i].seg), model_off(m, i + 1));
 	}
 	model_free(m);
 
-	dir = attack_copy(&f, "dup-rechained");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "dup-rechained", &dir);
 	if (!m)
 		return;
 	i = pick_victim(&f, m);
 	if (model_insert(m, i + 1, &m->e[i]) && model_renumber(m) && model_rechain(m, i + 1) &&
 	    model_write(m, dir)) {
-		run_verify(dir, NULL, NULL, &r);
-		if (REJECTED(&r, "signs a tree", "record duplicated, renumbered, re-chained"))
-			AT(&r, f.seal_seq[1] + 1, NULL, 0);
+		REJECTED_AT(dir, "signs a tree", "record duplicated, renumbered, re-chained",
+			    f.seal_seq[1] + 1, NULL, 0);
 	}
 	model_free(m);
 }
@@ -994,8 +993,7 @@ TEST(tamper_rollback_truncate_below_checkpoint)
 
 	SETUP(f);
 	/* cut right after the seal of epoch 0: a store consistent in itself */
-	dir = attack_copy(&f, "truncated");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "truncated", &dir);
 	if (!m)
 		return;
 	if (truncate_after(m, f.seal_seq[0]) && model_write(m, dir)) {
@@ -1011,8 +1009,7 @@ TEST(tamper_rollback_truncate_below_checkpoint)
 	model_free(m);
 
 	/* cut inside epoch 1, below what its checkpoint signs */
-	dir = attack_copy(&f, "truncated-mid");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "truncated-mid", &dir);
 	if (!m)
 		return;
 	if (truncate_after(m, f.seal_seq[1] - 3) && model_write(m, dir)) {
@@ -1023,8 +1020,7 @@ TEST(tamper_rollback_truncate_below_checkpoint)
 	model_free(m);
 
 	/* the tail cut in the middle of an envelope */
-	dir = attack_copy(&f, "torn");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "torn", &dir);
 	if (!m)
 		return;
 	if (truncate_after(m, f.seal_seq[1] + 3)) {
@@ -1080,8 +1076,7 @@ TEST(tamper_truncate_and_keep_writing)
 	 * attacker seals new records by hand until the store is longer than
 	 * the checkpoint again.
 	 */
-	dir = attack_copy(&f, "rewrite");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "rewrite", &dir);
 	if (!m)
 		return;
 	if (truncate_after(m, f.seal_seq[0] + 2) && model_write(m, dir)) {
@@ -1104,8 +1099,7 @@ TEST(tamper_truncate_and_keep_writing)
 	 * a new epoch-0 key, a new first.pub, the index removed, and the store
 	 * API writes and seals a new history with real epoch records.
 	 */
-	dir = attack_copy(&f, "rewrite-api");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "rewrite-api", &dir);
 	if (!m)
 		return;
 	seal0 = f.seal_seq[0];
@@ -1152,9 +1146,7 @@ TEST(tamper_truncate_and_keep_writing)
 		  "original first.pub back");
 
 	/* the forged history under the store's own first.pub: epoch 0 does not verify */
-	run_verify(dir, NULL, NULL, &r);
-	if (REJECTED(&r, "epoch 0 signature", "new history, old first.pub"))
-		AT(&r, seal0 + 30, NULL, 0);
+	REJECTED_AT(dir, "epoch 0 signature", "new history, old first.pub", seal0 + 30, NULL, 0);
 	/* ... so the attacker replaces first.pub too: only what the auditor kept tells */
 	hex_encode(pk, SEAL_PK_LEN, pkhex);
 	snprintf(text, sizeof(text), "store %s\nfirst-key %s\n", idhex, pkhex);
@@ -1176,85 +1168,69 @@ out:
 
 TEST(tamper_reseal_old_record_in_current_epoch)
 {
-	struct verify_result r;
 	struct model *m;
 	const char *dir;
 	size_t i;
 
 	SETUP(f);
-	dir = attack_copy(&f, "reseal");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "reseal", &dir);
 	if (!m)
 		return;
 	/* a record of closed epoch 1, edited and sealed as if written in epoch 4 */
 	i = pick_victim(&f, m);
 	m->e[i].h.epoch = NEPOCHS;
 	if (edit_record(m, i) && model_rechain(m, i) && model_write(m, dir)) {
-		run_verify(dir, NULL, NULL, &r);
-		if (REJECTED(&r, "sealed in epoch 4 while epoch 1 was open",
-			     "old record re-sealed in the current epoch"))
-			AT(&r, m->e[i].h.seq, seg_file(dir, m->e[i].seg), model_off(m, i));
+		REJECTED_AT(dir, "sealed in epoch 4 while epoch 1 was open",
+			    "old record re-sealed in the current epoch", m->e[i].h.seq,
+			    seg_file(dir, m->e[i].seg), model_off(m, i));
 	}
 	model_free(m);
 
 	/* every record of epoch 3 moved to epoch 4, so that the attacker may rewrite them */
-	dir = attack_copy(&f, "reseal-all");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "reseal-all", &dir);
 	if (!m)
 		return;
 	for (size_t j = 0; j < m->n; j++)
 		if (m->e[j].h.epoch == 3 && !(m->e[j].h.flags & SEAL_PLAIN))
 			m->e[j].h.epoch = NEPOCHS;
 	if (model_rechain(m, model_find(m, f.seal_seq[2] + 1)) && model_write(m, dir)) {
-		run_verify(dir, NULL, NULL, &r);
-		if (REJECTED(&r, "sealed in epoch 4 while epoch 3 was open",
-			     "epoch 3 re-sealed as epoch 4"))
-			AT(&r, f.seal_seq[2] + 1, NULL, 0);
+		REJECTED_AT(dir, "sealed in epoch 4 while epoch 3 was open",
+			    "epoch 3 re-sealed as epoch 4", f.seal_seq[2] + 1, NULL, 0);
 	}
 	model_free(m);
 }
 
 TEST(tamper_delete_epoch_record)
 {
-	struct verify_result r;
 	struct model *m;
 	const char *dir;
 	size_t i;
 
 	SETUP(f);
 	/* the seal of epoch 1, renumbered and re-chained */
-	dir = attack_copy(&f, "no-seal-1");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "no-seal-1", &dir);
 	if (!m)
 		return;
 	i = model_find(m, f.seal_seq[1]);
-	model_delete(m, i);
-	if (model_renumber(m) && model_rechain(m, i) && model_write(m, dir)) {
-		run_verify(dir, NULL, NULL, &r);
-		if (REJECTED(&r, "sealed in epoch 2 while epoch 1 was open",
-			     "seal of epoch 1 deleted"))
-			AT(&r, f.seal_seq[1], NULL, 0);
+	if (model_cut(m, i) && model_write(m, dir)) {
+		REJECTED_AT(dir, "sealed in epoch 2 while epoch 1 was open",
+			    "seal of epoch 1 deleted", f.seal_seq[1], NULL, 0);
 	}
 	model_free(m);
 
 	/* the seal of the empty epoch 2 */
-	dir = attack_copy(&f, "no-seal-2");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "no-seal-2", &dir);
 	if (!m)
 		return;
 	i = model_find(m, f.seal_seq[2]);
-	model_delete(m, i);
-	if (model_renumber(m) && model_rechain(m, i) && model_write(m, dir)) {
-		run_verify(dir, NULL, NULL, &r);
-		if (REJECTED(&r, "sealed in epoch 3 while epoch 2 was open",
-			     "seal of the empty epoch 2 deleted"))
-			AT(&r, f.seal_seq[2], NULL, 0);
+	if (model_cut(m, i) && model_write(m, dir)) {
+		REJECTED_AT(dir, "sealed in epoch 3 while epoch 2 was open",
+			    "seal of the empty epoch 2 deleted", f.seal_seq[2], NULL, 0);
 	}
 	model_free(m);
 
 	/* ... and every later envelope's epoch moved down to hide it */
-	dir = attack_copy(&f, "no-seal-2-shifted");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "no-seal-2-shifted", &dir);
 	if (!m)
 		return;
 	i = model_find(m, f.seal_seq[2]);
@@ -1262,10 +1238,8 @@ TEST(tamper_delete_epoch_record)
 	for (size_t j = i; j < m->n; j++)
 		m->e[j].h.epoch--;
 	if (model_renumber(m) && model_rechain(m, i) && model_write(m, dir)) {
-		run_verify(dir, NULL, NULL, &r);
-		if (REJECTED(&r, "epoch record says epoch 3, expected 2",
-			     "seal of epoch 2 deleted, epochs shifted"))
-			AT(&r, f.seal_seq[3] - 1, NULL, 0);
+		REJECTED_AT(dir, "epoch record says epoch 3, expected 2",
+			    "seal of epoch 2 deleted, epochs shifted", f.seal_seq[3] - 1, NULL, 0);
 	}
 	model_free(m);
 }
@@ -1277,8 +1251,7 @@ TEST(tamper_strip_all_seals)
 	const char *dir;
 
 	SETUP(f);
-	dir = attack_copy(&f, "stripped");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "stripped", &dir);
 	if (!m)
 		return;
 	for (size_t i = m->n; i-- > 0;)
@@ -1350,8 +1323,7 @@ TEST(tamper_splice_from_another_store)
 	seg2_seq = m->e[i].h.seq; /* the first seq of our segment 2 */
 	model_free(m);
 	o = model_load(other);
-	dir = attack_copy(&f, "spliced");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "spliced", &dir);
 	if (!m || !o)
 		goto out;
 	/* its envelope with the same seq, as it is, instead of ours */
@@ -1361,15 +1333,13 @@ TEST(tamper_splice_from_another_store)
 	m->e[i].bytes = o->e[j].bytes;
 	o->e[j].bytes = (struct buf){0};
 	if (model_write(m, dir)) {
-		run_verify(dir, NULL, NULL, &r);
-		if (REJECTED(&r, "another store", "envelope of another store"))
-			AT(&r, m->e[i].h.seq, seg_file(dir, m->e[i].seg), model_off(m, i));
+		REJECTED_AT(dir, "another store", "envelope of another store", m->e[i].h.seq,
+			    seg_file(dir, m->e[i].seg), model_off(m, i));
 	}
 	model_free(m);
 
 	/* its record, re-sealed as ours (header, key, chain) */
-	dir = attack_copy(&f, "spliced-resealed");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "spliced-resealed", &dir);
 	if (!m)
 		goto out;
 	i = pick_victim(&f, m);
@@ -1381,9 +1351,8 @@ TEST(tamper_splice_from_another_store)
 	ASSERT_OK(buf_add(&m->e[i].rec, o->e[j].rec.data, o->e[j].rec.len), "copy");
 	if (rec_rewrite(&m->e[i].rec, m->e[i].h.seq, m->e[i].h.wall_ns, m->e[i].h.mono_ns) &&
 	    model_rechain(m, i) && model_write(m, dir)) {
-		run_verify(dir, NULL, NULL, &r);
-		if (REJECTED(&r, "signs a tree", "record of another store, re-sealed"))
-			AT(&r, f.seal_seq[1], NULL, 0);
+		REJECTED_AT(dir, "signs a tree", "record of another store, re-sealed",
+			    f.seal_seq[1], NULL, 0);
 	}
 	model_free(m);
 
@@ -1479,8 +1448,7 @@ static void clock_backwards(const struct fixture *f, const char *name, uint64_t 
 	const char *dir;
 	size_t i;
 
-	dir = attack_copy(f, name);
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(f, name, &dir);
 	if (!m)
 		return;
 	i = model_find(m, seq);
@@ -1540,8 +1508,7 @@ TEST(tamper_clock_backwards_reports_the_amount)
 	size_t i;
 
 	SETUP(f);
-	dir = attack_copy(&f, "clock-amount");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "clock-amount", &dir);
 	if (!m)
 		return;
 	i = model_find(m, f.seal_seq[NEPOCHS - 1] + 2);
@@ -1712,8 +1679,7 @@ TEST(tamper_genuine_crash_during_recovery_verifies)
 	struct model *m;
 
 	SETUP(f);
-	dir = attack_copy(&f, "crashed-twice");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "crashed-twice", &dir);
 	if (!m)
 		return;
 	ASSERT_OK(truncate(seg_file(dir, f.segments),
@@ -1748,8 +1714,7 @@ TEST(tamper_torn_tail_followed_by_empty_segments)
 	uint64_t off, len;
 
 	SETUP(f);
-	dir = attack_copy(&f, "torn-then-empty");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "torn-then-empty", &dir);
 	if (!m)
 		return;
 	off = model_off(m, m->n - 1);
@@ -1910,8 +1875,7 @@ TEST(tamper_gcm_tag_and_aad)
 	uint32_t seg;
 
 	SETUP(f);
-	dir = attack_copy(&f, "gcm");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "gcm", &dir);
 	if (!m)
 		return;
 	i = pick_victim(&f, m);
@@ -1980,8 +1944,7 @@ TEST(tamper_reader_plain_downgrade)
 	size_t i;
 
 	SETUP(f);
-	dir = attack_copy(&f, "plain");
-	m = dir ? model_load(dir) : NULL;
+	m = attack_model(&f, "plain", &dir);
 	if (!m)
 		return;
 	i = pick_victim(&f, m);
