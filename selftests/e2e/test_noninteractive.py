@@ -1,6 +1,7 @@
 """Logins without a pty are sessions too: `ssh host cmd`, `ssh -T host bash`,
 sftp/scp, rsync, and port forwards, with UsePAM yes and no."""
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -22,20 +23,15 @@ def for_both_pam_modes(name):
     return register
 
 
-def setup(use_pam, user, daemon_args=(), sftp=None, extra_config=()):
+@contextlib.contextmanager
+def recording(use_pam, user, daemon_args=(), sftp=None, extra_config=()):
+    """A lab sshd with one user, and sealtraild recording it."""
     lab = SshLab(None, use_pam=use_pam, extra_config=extra_config,
                  **({"sftp": sftp} if sftp else {}))
-    d = Daemon(daemon_args)
-    lab.__enter__()
-    try:
-        d.start()
+    with lab, Daemon(daemon_args) as d:
         u = lab.add_user(user)
         d.wait_listener(lab.pid)
-    except BaseException:
-        d.close()
-        lab.__exit__(None, None, None)
-        raise
-    return lab, d, u
+        yield lab, d, u
 
 
 def ended_session_of(d, user, **match):
@@ -47,8 +43,7 @@ def ended_session_of(d, user, **match):
 
 @for_both_pam_modes("exec_command_output_and_exit_code")
 def exec_command(use_pam):
-    lab, d, u = setup(use_pam, "stexec")
-    try:
+    with recording(use_pam, "stexec") as (lab, d, u):
         cmd = "echo MARK; id; echo oops >&2; exit 3"
         p = subprocess.run(lab.ssh_argv(u, cmd, tty=False), capture_output=True, timeout=60)
         check_eq(p.returncode, 3, "ssh exit status", stderr=p.stderr)
@@ -71,15 +66,11 @@ def exec_command(use_pam):
             return [x for x in d.sessions("--kind", kind) if x["user"] == u.name]
         check_eq(len(mine("exec")), 1, "--kind exec")
         check_eq(len(mine("shell")), 0, "--kind shell")
-    finally:
-        d.close()
-        lab.__exit__(None, None, None)
 
 
 @for_both_pam_modes("big_output_capped_with_sha256")
 def big_output(use_pam):
-    lab, d, u = setup(use_pam, "stbig")
-    try:
+    with recording(use_pam, "stbig") as (lab, d, u):
         size = 50 << 20
         p = subprocess.run(lab.ssh_argv(u, f"head -c {size} /dev/urandom", tty=False),
                            capture_output=True, timeout=300)
@@ -100,15 +91,11 @@ def big_output(use_pam):
         stored = d.export(sess["id"], "--format", "raw", "--stream", "stdout")
         check_eq(len(stored), ends[0]["stored"], "stored stdout bytes")
         check(stored == p.stdout[:len(stored)], "the stored part is the stream's beginning")
-    finally:
-        d.close()
-        lab.__exit__(None, None, None)
 
 
 @for_both_pam_modes("bash_fed_on_stdin")
 def bash_stdin(use_pam):
-    lab, d, u = setup(use_pam, "ststdin")
-    try:
+    with recording(use_pam, "ststdin") as (lab, d, u):
         script = b"echo one\nenv ST_MARK=stdin true\nexit 0\n"
         p = subprocess.run(lab.ssh_argv(u, "bash", tty=False), input=script,
                            capture_output=True, timeout=60)
@@ -122,16 +109,12 @@ def bash_stdin(use_pam):
         execs = [e["argv"] for e in d.events(sess["id"]) if e["type"] == "exec"]
         check(["env", "ST_MARK=stdin", "true"] in execs, "commands from stdin as execs",
               execs=execs)
-    finally:
-        d.close()
-        lab.__exit__(None, None, None)
 
 
 @for_both_pam_modes("sftp_and_scp_are_subsystem_sessions")
 def sftp(use_pam):
-    lab, d, u = setup(use_pam, "stsftp")
-    work = scratch_dir("st-sftp-")
-    try:
+    with recording(use_pam, "stsftp") as (lab, d, u):
+        work = scratch_dir("st-sftp-")
         src = os.path.join(work, "up.bin")
         with open(src, "wb") as f:
             f.write(os.urandom(300000))
@@ -161,36 +144,31 @@ def sftp(use_pam):
         wait_for(lambda: len([s for s in d.sessions("--kind", "subsystem")
                               if s["user"] == u.name and s["end"]]) == 2, 60,
                  "scp (sftp protocol) recorded as a second subsystem session")
-    finally:
-        d.close()
-        lab.__exit__(None, None, None)
 
 
 @for_both_pam_modes("port_forward_channels")
 def forward(use_pam):
-    lab, d, u = setup(use_pam, "stfwd")
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(1)
-    target = srv.getsockname()[1]
-    got = []
+    with recording(use_pam, "stfwd") as (lab, d, u), socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        target = srv.getsockname()[1]
+        got = []
 
-    def serve():
-        c, _ = srv.accept()
-        data = b""
-        while len(data) < 5000:
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        got.append(data)
-        c.sendall(b"R" * 12345)
-        c.close()
+        def serve():
+            c, _ = srv.accept()
+            data = b""
+            while len(data) < 5000:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            got.append(data)
+            c.sendall(b"R" * 12345)
+            c.close()
 
-    srv.settimeout(60)
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
+        srv.settimeout(60)
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
         from sshlab import free_port
         local = free_port()
         ssh = subprocess.Popen(lab.ssh_argv(u, tty=False, extra=(
@@ -230,10 +208,6 @@ def forward(use_pam):
         check_eq(closes[0]["bytes_sent"], 5000, "bytes to the destination")
         check_eq(closes[0]["bytes_recv"], 12345, "bytes from the destination")
         check_eq(sess["kind"], "forward", "kind at the end", session=sess)
-    finally:
-        srv.close()
-        d.close()
-        lab.__exit__(None, None, None)
 
 
 def file_records(d, sid):
@@ -244,9 +218,8 @@ def file_records(d, sid):
 def transfers(use_pam):
     """scp (SFTP protocol and legacy -O), sftp and rsync: one record per
     file with direction, size and SHA-256, and no payload in the store."""
-    lab, d, u = setup(use_pam, "stxfer")
-    work = scratch_dir("st-xfer-", 0o755)
-    try:
+    with recording(use_pam, "stxfer") as (lab, d, u):
+        work = scratch_dir("st-xfer-", 0o755)
         data = os.urandom(2 << 20)
         digest = hashlib.sha256(data).hexdigest()
         src = os.path.join(work, "payload.bin")
@@ -325,9 +298,6 @@ def transfers(use_pam):
             rec = got.get(f"{u.home}/tree/{name}")
             check(rec is not None, f"rsync file record for {name}", files=sorted(got))
             check_eq((rec["bytes"], rec["sha256"]), (size, want), f"rsync summary of {name}")
-    finally:
-        d.close()
-        lab.__exit__(None, None, None)
 
 
 def sftp_round_trip(lab, d, u, use_pam, remote, bastion_path):
@@ -388,12 +358,8 @@ def internal_sftp(use_pam):
     """`Subsystem sftp internal-sftp`: sshd execs nothing, a forked sshd
     child serves SFTP in-process. The login is still a `subsystem` session of
     its person, with one record per file like an exec'd sftp-server's."""
-    lab, d, u = setup(use_pam, "stisftp", sftp="internal-sftp")
-    try:
+    with recording(use_pam, "stisftp", sftp="internal-sftp") as (lab, d, u):
         sftp_round_trip(lab, d, u, use_pam, "isftp-up.bin", f"{u.home}/isftp-up.bin")
-    finally:
-        d.close()
-        lab.__exit__(None, None, None)
 
 
 @for_both_pam_modes("internal_sftp_in_a_chroot_names_files_where_they_lie")
@@ -405,16 +371,12 @@ def internal_sftp_chroot(use_pam):
     # sshd wants every component of the chroot root-owned and not writable
     # by others: /run is, /tmp is not
     root = scratch_dir("st-chroot-", 0o755, parent="/run")
-    lab, d, u = setup(use_pam, "stchroot", sftp="internal-sftp",
-                      extra_config=(f"ChrootDirectory {root}", "ForceCommand internal-sftp"))
-    try:
+    with recording(use_pam, "stchroot", sftp="internal-sftp",
+                      extra_config=(f"ChrootDirectory {root}", "ForceCommand internal-sftp")) as (lab, d, u):
         drop = os.path.join(root, "drop")
         os.mkdir(drop)
         os.chown(drop, u.uid, u.gid)
         sftp_round_trip(lab, d, u, use_pam, "/drop/f.bin", f"{drop}/f.bin")
-    finally:
-        d.close()
-        lab.__exit__(None, None, None)
 
 
 @test("e2e/file_paths_resolved_in_the_kernel_when_the_collector_lags")
@@ -423,9 +385,8 @@ def paths_when_lagging():
     rsync and scp have long exited and their /proc entries are gone: the
     paths of their files and renames come from the kernel's walk of the
     dentries at the time of the call."""
-    lab, d, u = setup(True, "stlag", ("--consumer-delay-ms", "300"))
-    work = scratch_dir("st-lag-", 0o755)
-    try:
+    with recording(True, "stlag", ("--consumer-delay-ms", "300")) as (lab, d, u):
+        work = scratch_dir("st-lag-", 0o755)
         opts = ["-i", u.key_path, "-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
                 "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
                 "-o", "LogLevel=ERROR"]
@@ -456,18 +417,14 @@ def paths_when_lagging():
         got = paths()
         check(not [x for x in got if not x.startswith("/")], "every path is absolute",
               paths=sorted(got))
-    finally:
-        d.close()
-        lab.__exit__(None, None, None)
 
 
 @test("e2e/transfer_past_the_file_limit_leaves_a_gap")
 def many_files():
     """rsync of more files than the collector follows at once (4096): the
     ones past the limit are not summarised, and a gap record says how many."""
-    lab, d, u = setup(True, "stmany")
-    work = scratch_dir("st-many-", 0o755)
-    try:
+    with recording(True, "stmany") as (lab, d, u):
+        work = scratch_dir("st-many-", 0o755)
         tree = os.path.join(work, "tree")
         os.makedirs(tree)
         n = 4200
@@ -494,39 +451,34 @@ def many_files():
         check(len(files) <= 4096, "at most 4096 files followed", files=len(files))
         check(len(files) + dropped >= n, "every file is summarised or counted",
               files=len(files), dropped=dropped)
-    finally:
-        d.close()
-        lab.__exit__(None, None, None)
 
 
 @for_both_pam_modes("remote_forward_channels")
 def remote_forward(use_pam):
     """ssh -N -R: sshd listens on the bastion; connections to that port are
     channels too (who connected, to which port, bytes each way)."""
-    lab, d, u = setup(use_pam, "strfwd")
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(1)
-    srv.settimeout(60)
-    target = srv.getsockname()[1]
+    with recording(use_pam, "strfwd") as (lab, d, u), socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(60)
+        target = srv.getsockname()[1]
 
-    def serve():
-        try:
-            c, _ = srv.accept()
-        except OSError:
-            return
-        data = b""
-        while len(data) < 3000:
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        c.sendall(b"Q" * 7000)
-        c.close()
+        def serve():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            data = b""
+            while len(data) < 3000:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            c.sendall(b"Q" * 7000)
+            c.close()
 
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
         from sshlab import free_port
         rport = free_port()
         ssh = subprocess.Popen(lab.ssh_argv(u, tty=False, extra=(
@@ -564,10 +516,6 @@ def remote_forward(use_pam):
         check_eq(len(closes), 1, "channel closed")
         check_eq((closes[0]["bytes_recv"], closes[0]["bytes_sent"]), (3000, 7000),
                  "bytes each way (recv: from the connecting peer)")
-    finally:
-        srv.close()
-        d.close()
-        lab.__exit__(None, None, None)
 
 
 @test("e2e/capture_cap_is_configurable")
