@@ -12,7 +12,7 @@
 
 struct access_visit {
 	struct cli *c;
-	uint64_t since, until;
+	struct cli_window w;
 	struct buf line;
 	unsigned rows;
 };
@@ -32,7 +32,7 @@ static int access_record(void *arg, const struct record *rec, uint32_t seg_no, u
 	char when[40], user[64], role[16], decision[16], reason[512];
 	uint64_t uid = 0, gid = 0, pid = 0, requests;
 
-	if (rec->type != REC_ACCESS || rec->wall_ns < v->since || rec->wall_ns > v->until)
+	if (rec->type != REC_ACCESS || rec->wall_ns < v->w.since || rec->wall_ns > v->w.until)
 		return 0;
 	format_rfc3339(rec->wall_ns, when);
 	rec_u64(rec, TAG_UID, &uid);
@@ -100,18 +100,20 @@ int cmd_access_log(struct cli *c, int argc, char **argv)
 	    CLI_COMMON_OPTS,
 	    {0},
 	};
-	struct access_visit v = {.c = c, .until = UINT64_MAX};
+	struct access_visit v = {.c = c, .w = CLI_WINDOW_ALL};
 	struct store_visitor sv = {access_record, access_damage, &v, 0};
 	uint64_t now = clock_ns(CLOCK_REALTIME);
 	int opt, err;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (opt == 's' || opt == 'u') {
-			if (cli_time_opt(opt == 's' ? "since" : "until", optarg, now,
-					 opt == 's' ? &v.since : &v.until))
-				return 2;
-		} else if (cli_common_opt(c, opt)) {
+		int win = cli_window_opt(&v.w, opt, optarg, now);
+
+		if (win < 0)
+			return 2;
+		if (win)
+			continue;
+		if (cli_common_opt(c, opt)) {
 			return 2;
 		}
 	}
@@ -119,6 +121,8 @@ int cmd_access_log(struct cli *c, int argc, char **argv)
 		fprintf(stderr, "usage: sealtrail access-log [--since T] [--until T] [--json]\n");
 		return 2;
 	}
+	if (cli_window_check(&v.w))
+		return 2;
 	if (cli_open(c))
 		return 1;
 	err = store_scan(&c->store, &sv);

@@ -28,8 +28,18 @@ struct cli {
 int cli_common_opt(struct cli *c, int opt);
 /* A command without arguments of its own: the common options only; 0, or 2 (usage printed). */
 int cli_no_args(struct cli *c, int argc, char **argv, const char *name);
-/* --since/--until T (RFC 3339 or an age such as 2h, 7d) into *out; logs why not. */
-int cli_time_opt(const char *name, const char *arg, uint64_t now, uint64_t *out);
+/* --since T and --until T (RFC 3339 or an age such as 2h, 7d), as options 's' and 'u' */
+struct cli_window {
+	uint64_t since, until;
+};
+#define CLI_WINDOW_ALL                                                                             \
+	{                                                                                          \
+		0, INT64_MAX                                                                       \
+	}
+/* 1: opt was --since or --until, stored in w; 0: another option; -EINVAL: bad T (logged) */
+int cli_window_opt(struct cli_window *w, int opt, const char *arg, uint64_t now);
+/* After the options: 0, or -EINVAL (logged) when --since is after --until. */
+int cli_window_check(const struct cli_window *w);
 
 /*
  * Open the store read-only; prints an error naming the store on failure.

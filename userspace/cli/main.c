@@ -72,11 +72,28 @@ static void usage(FILE *out)
 	    "(2026-11-24T09:00:00Z) or an age: 90s, 15m, 2h, 7d, 1w.\n");
 }
 
-int cli_time_opt(const char *name, const char *arg, uint64_t now, uint64_t *out)
+int cli_window_opt(struct cli_window *w, int opt, const char *arg, uint64_t now)
 {
-	if (!parse_time(arg, now, out))
+	if (opt != 's' && opt != 'u')
 		return 0;
-	log_error("--%s %s: not RFC 3339 (2026-11-24T09:00:00Z) nor an age (2h, 7d)", name, arg);
+	if (!parse_time(arg, now, opt == 's' ? &w->since : &w->until))
+		return 1;
+	log_error("--%s %s: not RFC 3339 (2026-11-24T09:00:00Z) nor an age (2h, 7d)",
+		  opt == 's' ? "since" : "until", arg);
+	return -EINVAL;
+}
+
+int cli_window_check(const struct cli_window *w)
+{
+	char since[40], until[40];
+
+	if (w->since <= w->until)
+		return 0;
+	format_rfc3339(w->since, since);
+	format_rfc3339(w->until, until);
+	log_error("--since %s is after --until %s: nothing can be in that window (an age "
+		  "counts back from now: --since 2h --until 1h)",
+		  since, until);
 	return -EINVAL;
 }
 

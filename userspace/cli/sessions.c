@@ -43,7 +43,7 @@ static const char *col_text(sqlite3_stmt *st, int col)
 }
 
 /* Prepare a listing whose ?1 and ?2 are the --since/--until window. */
-static sqlite3_stmt *window_query(struct cli *c, const char *sql, uint64_t since, uint64_t until)
+static sqlite3_stmt *window_query(struct cli *c, const char *sql, const struct cli_window *w)
 {
 	sqlite3_stmt *st;
 
@@ -52,8 +52,8 @@ static sqlite3_stmt *window_query(struct cli *c, const char *sql, uint64_t since
 		store_close(&c->store);
 		return NULL;
 	}
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)since);
-	sqlite3_bind_int64(st, 2, until > INT64_MAX ? INT64_MAX : (sqlite3_int64)until);
+	sqlite3_bind_int64(st, 1, w->since > INT64_MAX ? INT64_MAX : (sqlite3_int64)w->since);
+	sqlite3_bind_int64(st, 2, w->until > INT64_MAX ? INT64_MAX : (sqlite3_int64)w->until);
 	return st;
 }
 
@@ -74,7 +74,8 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 	    " (SELECT count(*) FROM gaps WHERE gaps.session = sessions.id)"
 	    " FROM sessions WHERE (end_ns IS NULL OR end_ns >= ?1) AND start_ns <= ?2"
 	    " AND (?3 IS NULL OR user = ?3) AND (?4 IS NULL OR kind = ?4) ORDER BY start_ns, id";
-	uint64_t now = clock_ns(CLOCK_REALTIME), since = 0, until = INT64_MAX;
+	uint64_t now = clock_ns(CLOCK_REALTIME);
+	struct cli_window w = CLI_WINDOW_ALL;
 	const char *user = NULL, *kind = NULL;
 	struct buf line = {0};
 	sqlite3_stmt *st;
@@ -82,11 +83,13 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (opt == 's' || opt == 'u') {
-			if (cli_time_opt(opt == 's' ? "since" : "until", optarg, now,
-					 opt == 's' ? &since : &until))
-				return 2;
-		} else if (opt == 'U') {
+		int win = cli_window_opt(&w, opt, optarg, now);
+
+		if (win < 0)
+			return 2;
+		if (win)
+			continue;
+		if (opt == 'U') {
 			user = optarg;
 		} else if (opt == 'K') {
 			if (strcmp(optarg, "shell") && strcmp(optarg, "exec") &&
@@ -100,9 +103,16 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 			return 2;
 		}
 	}
+	if (optind != argc) {
+		fprintf(stderr, "usage: sealtrail sessions [--since T] [--until T] [--user U]"
+				" [--kind K]\n");
+		return 2;
+	}
+	if (cli_window_check(&w))
+		return 2;
 	if (cli_open(c))
 		return 1;
-	st = window_query(c, sql, since, until);
+	st = window_query(c, sql, &w);
 	if (!st)
 		return 1;
 	if (user)
@@ -183,7 +193,8 @@ int cmd_gaps(struct cli *c, int argc, char **argv)
 	const char *sql = "SELECT seq, session, wall_ns, lost_events, lost_bytes, reason, file,"
 			  " file_offset FROM gaps WHERE wall_ns >= ?1 AND wall_ns <= ?2"
 			  " ORDER BY seq";
-	uint64_t now = clock_ns(CLOCK_REALTIME), since = 0, until = INT64_MAX;
+	uint64_t now = clock_ns(CLOCK_REALTIME);
+	struct cli_window w = CLI_WINDOW_ALL;
 	char zero[ST_ID_HEX];
 	struct buf line = {0};
 	sqlite3_stmt *st;
@@ -191,11 +202,13 @@ int cmd_gaps(struct cli *c, int argc, char **argv)
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (opt == 's' || opt == 'u') {
-			if (cli_time_opt(opt == 's' ? "since" : "until", optarg, now,
-					 opt == 's' ? &since : &until))
-				return 2;
-		} else if (cli_common_opt(c, opt)) {
+		int win = cli_window_opt(&w, opt, optarg, now);
+
+		if (win < 0)
+			return 2;
+		if (win)
+			continue;
+		if (cli_common_opt(c, opt)) {
 			return 2;
 		}
 	}
@@ -203,9 +216,11 @@ int cmd_gaps(struct cli *c, int argc, char **argv)
 		fprintf(stderr, "usage: sealtrail gaps [--since T] [--until T]\n");
 		return 2;
 	}
+	if (cli_window_check(&w))
+		return 2;
 	if (cli_open(c))
 		return 1;
-	st = window_query(c, sql, since, until);
+	st = window_query(c, sql, &w);
 	if (!st)
 		return 1;
 	/* store-level records carry the zero session id */
@@ -284,6 +299,10 @@ static void print_event(struct cli *c, const struct record *rec, struct buf *lin
 			buf_addf(line, ",\"winsize\":\"%llux%llu\"",
 				 (unsigned long long)(v & 0xffff),
 				 (unsigned long long)(v >> 16 & 0xffff));
+		} else if ((f->tag == TAG_LOGINUID || f->tag == TAG_SESSIONID) &&
+			   rec_u64(rec, f->tag, &v) && v == UINT32_MAX) {
+			/* never set (no pam_loginuid): null, as `sessions` says it */
+			buf_addf(line, ",\"%s\":null", rec_tag_name(f->tag));
 		} else if (rec_tag_name(f->tag) && !rec_tag_is_text(f->tag) &&
 			   rec_u64(rec, f->tag, &v)) {
 			buf_addf(line, ",\"%s\":%llu", rec_tag_name(f->tag), (unsigned long long)v);
@@ -301,6 +320,7 @@ static void print_event(struct cli *c, const struct record *rec, struct buf *lin
 	switch (rec->type) {
 	case REC_EXEC: {
 		const struct rec_field *f = rec_field(rec, TAG_ARGV);
+		uint64_t pid = 0, truncated = 0;
 		struct buf args = {0};
 
 		/* recorded bytes never reach the investigator's terminal raw */
@@ -314,10 +334,10 @@ static void print_event(struct cli *c, const struct record *rec, struct buf *lin
 			else
 				buf_add(&args, &c, 1);
 		}
-		rec_u64(rec, TAG_PID, &v);
-		printf("%s  exec   pid %-7llu %s%s\n", t, (unsigned long long)v,
-		       args.data ? (char *)args.data : "",
-		       rec_u64(rec, TAG_ARGV_TRUNCATED, &v) && v ? " [argv truncated]" : "");
+		rec_u64(rec, TAG_PID, &pid);
+		rec_u64(rec, TAG_ARGV_TRUNCATED, &truncated);
+		printf("%s  exec   pid %-7llu %s%s\n", t, (unsigned long long)pid,
+		       args.data ? (char *)args.data : "", truncated ? " [argv truncated]" : "");
 		buf_free(&args);
 		break;
 	}

@@ -206,7 +206,10 @@ int parse_time(const char *s, uint64_t now_ns, uint64_t *wall_ns)
 		return -EINVAL;
 	if (!strchr(s, '-'))
 		return parse_relative(s, now_ns, wall_ns);
+	/* RFC 3339 5.6: T may be t, or (NOTE) a space */
 	p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!p)
+		p = strptime(s, "%Y-%m-%dt%H:%M:%S", &tm);
 	if (!p)
 		p = strptime(s, "%Y-%m-%d %H:%M:%S", &tm);
 	if (!p)
