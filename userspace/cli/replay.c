@@ -81,6 +81,7 @@ int cmd_replay(struct cli *c, int argc, char **argv)
 	};
 	struct replay r = {.fd = STDOUT_FILENO, .speed = 1.0};
 	char id[ST_ID_HEX], *end;
+	const char *at_arg = NULL;
 	double at = 0;
 	int opt, err;
 
@@ -93,6 +94,7 @@ int cmd_replay(struct cli *c, int argc, char **argv)
 				return 2;
 			}
 		} else if (opt == 'a') {
+			at_arg = optarg;
 			at = strtod(optarg, &end);
 			if (*end || at < 0) {
 				log_error("--at %s: need seconds from the session start", optarg);
@@ -115,6 +117,11 @@ int cmd_replay(struct cli *c, int argc, char **argv)
 		warn_if_smaller(c, id);
 	/* a terminal's output, or what a command wrote to stdout and stderr */
 	err = err ?: cli_each_chunk(c, id, STREAMS_OUTPUT | 1u << STREAM_STDERR, replay_chunk, &r);
+	if (!err && r.at_ns && r.prev_ns < r.start_ns + r.at_ns)
+		fprintf(stderr,
+			"sealtrail: --at %s: session %s has no output after %.3f s; all of it was"
+			" written at once\n",
+			at_arg, id, r.prev_ns > r.start_ns ? (r.prev_ns - r.start_ns) / 1e9 : 0.0);
 	store_close(&c->store);
 	return err ? 1 : 0;
 }
@@ -182,11 +189,15 @@ static int asciicast_chunk(void *arg, const struct chunk *ch)
 
 struct raw_out {
 	int fd;
+	uint64_t bytes;
 };
 
 static int raw_chunk(void *arg, const struct chunk *ch)
 {
-	return write_all(((struct raw_out *)arg)->fd, ch->data, ch->len);
+	struct raw_out *r = arg;
+
+	r->bytes += ch->len;
+	return write_all(r->fd, ch->data, ch->len);
 }
 
 int cmd_export(struct cli *c, int argc, char **argv)
@@ -229,7 +240,11 @@ int cmd_export(struct cli *c, int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc - 1 || (strcmp(format, "asciicast") && strcmp(format, "raw"))) {
+	if (strcmp(format, "asciicast") && strcmp(format, "raw")) {
+		log_error("--format %s: need asciicast or raw", format);
+		return 2;
+	}
+	if (optind != argc - 1) {
 		fprintf(stderr, "usage: sealtrail export SESSION [--format asciicast|raw]"
 				" [--stream out|in|stdout|stderr|stdin] [--output FILE]\n");
 		return 2;
@@ -251,6 +266,9 @@ int cmd_export(struct cli *c, int argc, char **argv)
 		struct raw_out r = {fd};
 
 		err = cli_each_chunk(c, id, streams, raw_chunk, &r);
+		if (!err && !r.bytes)
+			fprintf(stderr, "sealtrail: session %s recorded no bytes on that stream\n",
+				id);
 	} else {
 		struct asciicast a = {0};
 		char title[128];
