@@ -28,25 +28,6 @@ static bool daemon_running(const char *dir)
 	return held;
 }
 
-static char *read_file(const char *path)
-{
-	FILE *f = fopen(path, "re");
-	char *data = NULL;
-	size_t cap = 0;
-	ssize_t n;
-
-	if (!f)
-		return NULL;
-	n = getdelim(&data, &cap, 0, f);
-	fclose(f);
-	if (n <= 0) {
-		free(data);
-		return NULL;
-	}
-	data[strcspn(data, "\n")] = 0;
-	return data;
-}
-
 /* Value of "key" in our own flat status JSON, copied into out. */
 static const char *json_get(const char *json, const char *key, char *out, size_t size)
 {
@@ -71,11 +52,38 @@ static const char *json_get(const char *json, const char *key, char *out, size_t
 	return out;
 }
 
+/* A JSON array of names or numbers as "N: a, b, c" (no quotes). */
+static const char *json_list(const char *json, const char *key, char *out, size_t size)
+{
+	char raw[1024];
+	size_t n = 0, o;
+
+	json_get(json, key, raw, sizeof(raw));
+	if (raw[0] != '[') {
+		snprintf(out, size, "?");
+		return out;
+	}
+	for (const char *p = raw + 1; *p && *p != ']'; p++)
+		n += p == raw + 1 || *p == ',';
+	o = (size_t)snprintf(out, size, "%zu%s", n, n ? ":" : "");
+	for (const char *p = raw + 1; *p && *p != ']' && o + 3 < size; p++) {
+		if (*p == ',' || p == raw + 1)
+			out[o++] = *p == ',' ? ',' : ' ';
+		if (*p == ',')
+			out[o++] = ' ';
+		if (*p != '"' && *p != ',')
+			out[o++] = *p;
+	}
+	out[o] = 0;
+	return out;
+}
+
 int cmd_status(struct cli *c, int argc, char **argv)
 {
 	char path[4096], v[1024], v2[32], v3[32];
-	bool running;
-	char *json;
+	struct buf file = {0};
+	const char *json = NULL;
+	bool running, indexed = false;
 	long long live = 0;
 	sqlite3_stmt *st;
 
@@ -83,13 +91,18 @@ int cmd_status(struct cli *c, int argc, char **argv)
 		return 2;
 	running = daemon_running(c->store_dir);
 	snprintf(path, sizeof(path), "%s/status.json", c->store_dir);
-	json = read_file(path);
+	if (buf_read_file(&file, path, 1 << 20) == 0 && file.len && !buf_add(&file, "", 1)) {
+		file.data[strcspn((char *)file.data, "\n")] = 0;
+		json = (const char *)file.data;
+	}
 	if (cli_open(c) == 0) {
 		if (sqlite3_prepare_v2(c->store.index.db,
 				       "SELECT count(*) FROM sessions WHERE end_ns IS NULL", -1,
 				       &st, NULL) == SQLITE_OK) {
-			if (sqlite3_step(st) == SQLITE_ROW)
+			if (sqlite3_step(st) == SQLITE_ROW) {
 				live = sqlite3_column_int64(st, 0);
+				indexed = true;
+			}
 			sqlite3_finalize(st);
 		}
 		store_close(&c->store);
@@ -99,18 +112,32 @@ int cmd_status(struct cli *c, int argc, char **argv)
 		struct buf dir = {0};
 
 		json_add_string(&dir, (const uint8_t *)c->store_dir, strlen(c->store_dir));
-		printf("{\"running\":%s,\"store\":%s,\"open_sessions\":%lld,\"daemon\":%s}\n",
-		       running ? "true" : "false", dir.data, live, json ? json : "null");
+		char open[32] = "null";
+
+		if (indexed)
+			snprintf(open, sizeof(open), "%lld", live);
+		/* daemon_stale: "daemon" is what a daemon no longer running wrote last */
+		printf("{\"running\":%s,\"store\":%s,\"open_sessions\":%s,\"daemon_stale\":%s,"
+		       "\"daemon\":%s}\n",
+		       running ? "true" : "false", dir.data, open,
+		       json && !running ? "true" : "false", json ? json : "null");
 		buf_free(&dir);
 	} else {
 		printf("sealtraild:     %s\n", running ? "running" : "not running");
 		printf("store:          %s\n", c->store_dir);
+		if (json && !running)
+			printf("\nwhat sealtraild (pid %s) last wrote, at %s, before it stopped:\n",
+			       json_get(json, "pid", v, sizeof(v)),
+			       json_get(json, "updated", v2, sizeof(v2)));
 		if (json) {
-			printf("pid:            %s\n", json_get(json, "pid", v, sizeof(v)));
+			if (running)
+				printf("pid:            %s\n", json_get(json, "pid", v, sizeof(v)));
 			printf("started:        %s\n", json_get(json, "started", v, sizeof(v)));
-			printf("last update:    %s\n", json_get(json, "updated", v, sizeof(v)));
-			printf("programs:       %s\n", json_get(json, "programs", v, sizeof(v)));
-			printf("sshd listeners: %s\n", json_get(json, "listeners", v, sizeof(v)));
+			if (running)
+				printf("last update:    %s\n",
+				       json_get(json, "updated", v, sizeof(v)));
+			printf("programs:       %s\n", json_list(json, "programs", v, sizeof(v)));
+			printf("sshd listeners: %s\n", json_list(json, "listeners", v, sizeof(v)));
 			printf("live sessions:  %s\n",
 			       json_get(json, "live_sessions", v, sizeof(v)));
 			printf("events:         %s\n", json_get(json, "events", v, sizeof(v)));
@@ -125,9 +152,13 @@ int cmd_status(struct cli *c, int argc, char **argv)
 			    json_get(json, "longest_drain_ms", v3, sizeof(v3)));
 			printf("scheduling:     %s\n", json_get(json, "scheduling", v, sizeof(v)));
 		}
-		printf("open sessions:  %lld in the index\n", live);
+		if (json && !running)
+			printf("\n");
+		if (indexed)
+			printf("open sessions:  %lld in the index%s\n", live,
+			       running ? "" : " (closed when sealtraild starts again)");
 	}
-	free(json);
+	buf_free(&file);
 	return running ? 0 : 3;
 }
 
