@@ -689,6 +689,10 @@ TEST(store_open_missing_or_bad)
 	if (!ASSERT_OK(mkdir(store_dir(), 0700), "mkdir"))
 		return;
 	ASSERT_EQ(store_open(&st, store_dir(), 0), -ENOENT, "directory without store-id");
+	/* `sealtrail reindex` pointed at the wrong directory leaves nothing in it */
+	ASSERT_EQ(store_open(&st, store_dir(), STORE_WRITE | STORE_INDEX_ONLY), -ENOENT,
+		  "writer open of a directory without store-id");
+	ASSERT_NEQ(access(test_path("store/LOCK"), F_OK), 0, "no LOCK file left there");
 	/* a read-only open never creates, even when asked to */
 	ASSERT_NEQ(store_open(&st, store_dir(), STORE_CREATE), 0, "create without write");
 	fd = open(test_path("store/store-id"), O_WRONLY | O_CREAT, 0600);

@@ -699,6 +699,12 @@ int store_open_with(struct store *st, const char *dir, int flags, const struct s
 			goto fail;
 		}
 	}
+	/* not creating it: a directory that is not a store gets no LOCK file */
+	if (!(flags & STORE_CREATE)) {
+		err = read_store_id(st, false);
+		if (err)
+			goto fail;
+	}
 	if (flags & STORE_WRITE) {
 		path = path_join(dir, "LOCK");
 		st->lock_fd = path ? open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
@@ -713,9 +719,11 @@ int store_open_with(struct store *st, const char *dir, int flags, const struct s
 		free(path);
 		path = NULL;
 	}
-	err = read_store_id(st, (flags & STORE_CREATE) && (flags & STORE_WRITE));
-	if (err)
-		goto fail;
+	if (flags & STORE_CREATE) {
+		err = read_store_id(st, flags & STORE_WRITE);
+		if (err)
+			goto fail;
+	}
 	err = store_load_keys(st, (flags & STORE_CREATE) && (flags & STORE_WRITE));
 	if (err)
 		goto fail;
