@@ -12,8 +12,9 @@ packages=(
 	# tests: a real sshd and clients, users, sudo/su, namespaces, asciicast
 	openssh-server openssh-client sudo passwd login iproute2 procps python3 tmux
 	asciinema rsync
-	# benchmarks: peers to compare against
-	tlog
+	# benchmarks: peers to compare against, and the physical limits
+	# (openssl speed and dgst, zstd -b) that bench-seal measures beside them
+	tlog openssl zstd
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -7,8 +7,10 @@ import json
 import os
 import signal
 import threading
+import time
 
-from harness import BUILD, Daemon, check, check_eq, client_port, scratch_dir, test, wait_for
+from harness import (BUILD, Daemon, check, check_eq, client_port, parse_rfc3339, scratch_dir,
+                     test, wait_for)
 from sshlab import NetLab, PtySession, SshLab
 
 PROMPT = b"$ "
@@ -72,7 +74,7 @@ def byte_exact(use_pam):
             s.expect(b"rc=7")
             s.send(b"su - stbob\n")
             s.expect(PROMPT)
-            s.send(b"env ST_MARK=2 whoami; exit\n")
+            s.send(b"env ST_MARK=2 whoami; bash -c 'exit 5' st-su; exit 0\n")
             s.expect(ROOT_PROMPT)
             s.send(b"exit\n")
             s.expect(PROMPT)
@@ -111,6 +113,16 @@ def byte_exact(use_pam):
         whoami = [e for e in execs if e["argv"] == ["env", "ST_MARK=2", "whoami"]]
         check_eq(len(whoami), 1, "one exec of whoami after su - stbob")
         check_eq(whoami[0]["uid"], bob.uid, "whoami ran as stbob")
+        five = [e for e in execs if e["argv"] == ["bash", "-c", "exit 5", "st-su"]]
+        check_eq(len(five), 1, "one exec of bash -c 'exit 5' after su - stbob")
+        check_eq(exits.get(five[0]["pid"]), 5 << 8, "wait status after su -")
+        if not use_pam:
+            check_eq(ids[0]["loginuid"], None, "no loginuid without PAM: null")
+        # the human timeline names the right pid for each exec
+        human = d.cli("events", sess["id"])
+        line = f"exec   pid {ids[0]['pid']:<7} env ST_MARK=1 id -u"
+        check(line in human, "human events line of `id -u`", want=line,
+              got=[x for x in human.splitlines() if "ST_MARK=1" in x])
         check_eq(events[0]["type"], "session_start", "timeline starts with the session start")
         check(any(e["type"] == "session_end" for e in events), "timeline has the end")
 
@@ -242,7 +254,8 @@ def garbage():
     with recorded_user("stgarb", True) as (lab, d, u):
         with login(lab, u) as s:
             port = client_port(s.pid)
-            s.send(b"head -c 200000 /dev/urandom; echo; echo END$((2+2))\n")
+            # a 10 MB burst of binary garbage and escape sequences
+            s.send(b"head -c 10000000 /dev/urandom; echo; echo END$((2+2))\n")
             s.expect(b"END4", timeout=60)
             s.send(b"/bin/true $(head -c 100000 /dev/zero | tr '\\0' a); echo OK$((3+3))\n")
             s.expect(b"OK6")
@@ -254,7 +267,88 @@ def garbage():
         check_eq(len(big), 1, "exec of /bin/true with a 100 kB argument recorded")
         check_eq(big[0]["argv_truncated"], 1, "argv marked truncated", exec=big[0])
         check_eq(big[0]["argv_bytes"], len(b"/bin/true\0") + 100001, "full argv size kept")
+        check_eq(sess["lost_events"], 0, "10 MB burst: no losses", session=sess)
+        human = [x for x in d.cli("events", sess["id"]).splitlines() if "/bin/true aaa" in x]
+        check(len(human) == 1 and f"exec   pid {big[0]['pid']:<7}" in human[0] and
+              human[0].endswith("[argv truncated]"), "human events: pid and truncation",
+              lines=[x[:60] + "..." + x[-30:] for x in human])
         check(d.proc.poll() is None, "daemon survived", log=d.log())
+
+
+@test("e2e/readv_and_writev_on_a_pty_are_recorded")
+def vectored_io():
+    """A program of the session drives a pty of its own with writev and
+    readv: each piece of a writev to the master is input of that tty, and
+    what readv takes from the master is its output."""
+    script = (b"import os; m, s = os.openpty(); "
+              b"os.writev(m, [b'VEC-in-', b'one\\n']); "
+              b"os.writev(s, [b'VEC-out-', b'two\\n']); "
+              b"got = b''\n"
+              b"while len(got) < 25:\n"
+              b" a = bytearray(5); b = bytearray(100); n = os.readv(m, [a, b]); "
+              b"got += bytes(a + b)[:n]\n"
+              b"print('GOT', len(got))")
+    with recorded_user("stvec", True) as (lab, d, u):
+        with login(lab, u) as s:
+            port = client_port(s.pid)
+            s.send(b"python3 -c \"" + script + b"\"; echo VEC$((4+4))\n")
+            s.expect(b"GOT 25")
+            s.expect(b"VEC8")
+            logout(s)
+            received = s.received
+        sess = d.session_of_port(port)
+        check_eq(d.export(sess["id"], "--format", "raw"), received, "login tty byte-exact")
+        ttys = [e for e in d.events(sess["id"]) if e["type"] == "tty"]
+        other = [e for e in ttys if e["tty_index"] != ttys[0]["tty_index"]]
+        ins = [e for e in other if e["stream"] == 0]
+        outs = [e for e in other if e["stream"] == 1]
+        check_eq((sum(e["bytes"] for e in ins), sum(e.get("writes", 1) for e in ins)),
+                 (len(b"VEC-in-one\n"), 2), "writev of two pieces to the master", records=other)
+        # the slave's echo of that input, then what was written to the slave, after onlcr
+        check_eq(sum(e["bytes"] for e in outs), len(b"VEC-in-one\r\nVEC-out-two\r\n"),
+                 "readv of the master", records=other)
+
+
+@test("e2e/replay_keeps_the_timing_and_starts_at")
+def replay_timing():
+    """replay waits as the session did (scaled by --speed), and --at skips
+    to a point: what came before is written at once."""
+    with recorded_user("streplay", True) as (lab, d, u):
+        with login(lab, u) as s:
+            port = client_port(s.pid)
+            s.send(b"echo A$((1+1)); sleep 2; echo B$((2+2))\n")
+            s.expect(b"B4")
+            s.expect(PROMPT)
+            logout(s)
+            received = s.received
+        sess = d.session_of_port(port)
+        sid = sess["id"]
+        # the record holding B4 comes >= 2 s after the one holding A2
+        outs = [e for e in d.events(sid) if e["type"] == "tty" and e["stream"] == 1]
+        start_ns = parse_rfc3339(sess["start"])
+        times = [parse_rfc3339(e["time"]) for e in outs]
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        check(max(gaps) >= 1.9e9, "a 2 s pause between output records", gaps=gaps)
+        after = times[gaps.index(max(gaps)) + 1]  # B4's record
+
+        def timed(*args):
+            t0 = time.monotonic()
+            p = d.cli("replay", sid, *args, binary=True)
+            return time.monotonic() - t0, p
+
+        took, p = timed("--speed", "4")
+        check_eq(p.stdout, received, "replay --speed 4 prints the output")
+        check(took >= 2.0 / 4 * 0.95, "--speed 4 keeps a quarter of the pause", took=took)
+        # half a second before B4: its pause is cut to that half second
+        at = (after - start_ns) / 1e9 - 0.5
+        took, p = timed("--at", f"{at:.3f}")
+        check_eq(p.stdout, received, "replay --at prints all of the output")
+        check(took >= 0.45, "--at waits the rest of the pause", took=took, at=at)
+        check(took < 1.9, "--at skipped the pause before it", took=took, at=at)
+        took, p = timed("--at", "9999")
+        check_eq(p.stdout, received, "--at past the end prints everything at once")
+        check(b"has no output after" in p.stderr, "--at past the end says so",
+              stderr=p.stderr)
 
 
 @test("e2e/adopts_sessions_started_before_the_daemon")
@@ -287,7 +381,10 @@ def sigterm():
                      "output indexed")
             check_eq(d.stop(), 0, "exit status after SIGTERM", log=d.log())
             st = d.cli("status", check_rc=False)
-            check("not running" in st, "status says not running", status=st)
+            check("not running" in st and "before it stopped" in st,
+                  "status says not running, and that the rest is its last word", status=st)
+            st = json.loads(d.cli("--json", "status", check_rc=False))
+            check(not st["running"] and st["daemon_stale"], "status --json: stale", status=st)
             d.start()
             d.wait_listener(lab.pid)
             s.send(b"echo AFTER$((1+2))\n")

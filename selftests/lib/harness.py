@@ -8,6 +8,7 @@ client really sent and received.
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import shutil
@@ -49,6 +50,14 @@ def wait_for(cond, timeout, what, interval=0.05):
         if time.monotonic() > deadline:
             raise Failure(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def parse_rfc3339(t):
+    """Nanoseconds since the epoch of a time as sealtrail prints it
+    (2026-11-25T06:56:20.641393695Z)."""
+    base, _, frac = t.rstrip("Z").partition(".")
+    secs = calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S"))
+    return secs * 10**9 + int(frac.ljust(9, "0")[:9] or 0)
 
 
 def client_port(pid):
