@@ -17,7 +17,7 @@ Q := @
 msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
-WARN := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
+WARN := -Wall -Wextra -Werror
 CFLAGS ?= -O2 -g
 VERSION := 0.1.0
 ALL_CFLAGS := -DSEALTRAIL_VERSION=\"$(VERSION)\" -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -Iinclude -Iuserspace -I$(BUILD)

@@ -461,7 +461,11 @@ static uint64_t open_sessions(struct store *st)
 int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size)
 {
 	struct scan_state s = {.st = &reader}, after = {.st = &reader};
-	struct store_visitor v = {on_record, on_damage, &s, 0, on_envelope, 0, on_segment};
+	struct store_visitor v = {.record = on_record,
+				  .damage = on_damage,
+				  .arg = &s,
+				  .envelope = on_envelope,
+				  .segment = on_segment};
 	struct verify_opts vo = {0};
 	struct verify_result vr;
 	struct store w;

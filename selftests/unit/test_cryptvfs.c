@@ -158,7 +158,7 @@ static const sqlite3_io_methods spy_methods = {
     .xShmUnmap = spy_shm_unmap,
 };
 
-static int spy_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out)
+static int spy_open(sqlite3_vfs *vfs UNUSED, const char *name, sqlite3_file *f, int flags, int *out)
 {
 	int rc;
 

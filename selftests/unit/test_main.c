@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "test.h"
 
 #define MAX_TESTS 512
@@ -115,7 +116,8 @@ void test_fail_mem(const char *file, int line, const char *what, const void *got
 	fflush(stdout);
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+static int remove_entry(const char *path, const struct stat *sb UNUSED, int flag UNUSED,
+			struct FTW *ftw UNUSED)
 {
 	if (remove(path))
 		fprintf(stderr, "unit-tests: cannot remove %s: %s\n", path, strerror(errno));

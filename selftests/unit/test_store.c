@@ -329,7 +329,8 @@ static void seen_damage(void *arg, const char *file, uint64_t off, uint64_t byte
 
 static int scan(const struct store *st, struct seen *s, uint32_t from_seg)
 {
-	struct store_visitor v = {seen_record, seen_damage, s, from_seg};
+	struct store_visitor v = {
+	    .record = seen_record, .damage = seen_damage, .arg = s, .from_seg = from_seg};
 
 	return store_scan(st, &v);
 }
@@ -1765,7 +1766,8 @@ static bool has_marker_piece(const uint8_t *p, size_t len)
 	return false;
 }
 
-static int find_marker(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+static int find_marker(const char *path, const struct stat *sb UNUSED, int flag,
+		       struct FTW *ftw UNUSED)
 {
 	struct buf b = {0};
 
@@ -1854,19 +1856,22 @@ static int append_tty_now(struct store *st, const char *data)
 	return err;
 }
 
-static int count_record(void *arg, const struct record *rec, uint32_t seg_no, uint64_t off)
+static int count_record(void *arg, const struct record *rec UNUSED, uint32_t seg_no UNUSED,
+			uint64_t off UNUSED)
 {
 	((struct counts *)arg)->records++;
 	return 0;
 }
 
-static int count_envelope(void *arg, const struct seal_envelope *env, uint32_t seg_no, uint64_t off)
+static int count_envelope(void *arg, const struct seal_envelope *env UNUSED, uint32_t seg_no UNUSED,
+			  uint64_t off UNUSED)
 {
 	((struct counts *)arg)->envelopes++;
 	return 0;
 }
 
-static void count_damage(void *arg, const char *file, uint64_t off, uint64_t bytes, const char *why)
+static void count_damage(void *arg, const char *file UNUSED, uint64_t off UNUSED,
+			 uint64_t bytes UNUSED, const char *why UNUSED)
 {
 	((struct counts *)arg)->damage++;
 }
@@ -1916,7 +1921,8 @@ TEST(store_read_only_without_kek)
 	    ASSERT_OK(store_open(&st, store_dir(), 0), "read-only open") &&
 	    ASSERT_OK(rename(kek, away), "take keys/kek away again")) {
 		struct counts c = {0};
-		struct store_visitor ev = {NULL, count_damage, &c, 0, count_envelope};
+		struct store_visitor ev = {
+		    .damage = count_damage, .arg = &c, .envelope = count_envelope};
 
 		off = q_int(&st, "SELECT offset FROM chunks WHERE seq = 4");
 		ASSERT_GT(off, SEG_HEADER_LEN, "the index says where");

@@ -57,7 +57,7 @@ static int write_file(const char *path, const void *data, size_t len, mode_t mod
 
 static const char *cp_from, *cp_to;
 
-static int copy_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+static int copy_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw UNUSED)
 {
 	char dst[4096];
 	struct buf b = {0};
@@ -81,7 +81,8 @@ static int copy_tree(const char *from, const char *to)
 	return nftw(from, copy_entry, 16, FTW_PHYS) ? -EIO : 0;
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+static int remove_entry(const char *path, const struct stat *sb UNUSED, int flag UNUSED,
+			struct FTW *ftw UNUSED)
 {
 	return remove(path) ? -1 : 0;
 }
@@ -1796,7 +1797,8 @@ struct damage_seen {
 	bool bad_seen;
 };
 
-static int ds_record(void *arg, const struct record *rec, uint32_t seg_no, uint64_t off)
+static int ds_record(void *arg, const struct record *rec, uint32_t seg_no UNUSED,
+		     uint64_t off UNUSED)
 {
 	struct damage_seen *d = arg;
 
@@ -1805,7 +1807,8 @@ static int ds_record(void *arg, const struct record *rec, uint32_t seg_no, uint6
 	return 0;
 }
 
-static void ds_damage(void *arg, const char *file, uint64_t off, uint64_t bytes, const char *why)
+static void ds_damage(void *arg, const char *file, uint64_t off, uint64_t bytes UNUSED,
+		      const char *why)
 {
 	struct damage_seen *d = arg;
 
@@ -1821,7 +1824,7 @@ static void expect_unreadable(const char *dir, uint32_t seg, uint64_t off, uint6
 			      const char *what)
 {
 	struct damage_seen d = {.bad_seq = seq};
-	struct store_visitor v = {ds_record, ds_damage, &d, 0};
+	struct store_visitor v = {.record = ds_record, .damage = ds_damage, .arg = &d};
 	struct buf raw = {0};
 	struct record rec;
 	struct store st;
@@ -1965,7 +1968,8 @@ static int key_count;
 static char key_found[512];
 static int key_found_epoch;
 
-static int find_keys(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+static int find_keys(const char *path, const struct stat *sb UNUSED, int flag,
+		     struct FTW *ftw UNUSED)
 {
 	struct buf b = {0};
 

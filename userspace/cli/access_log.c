@@ -25,7 +25,8 @@ static void add_text(struct buf *b, const char *key, const struct record *rec, u
 	json_add_string(b, f ? f->data : (const uint8_t *)"", f ? f->len : 0);
 }
 
-static int access_record(void *arg, const struct record *rec, uint32_t seg_no, uint64_t off)
+static int access_record(void *arg, const struct record *rec, uint32_t seg_no UNUSED,
+			 uint64_t off UNUSED)
 {
 	struct access_visit *v = arg;
 	const struct rec_field *args = rec_field(rec, TAG_ARGV);
@@ -85,7 +86,7 @@ static int access_record(void *arg, const struct record *rec, uint32_t seg_no, u
 	return 0;
 }
 
-static void access_damage(void *arg, const char *file, uint64_t off, uint64_t bytes,
+static void access_damage(void *arg UNUSED, const char *file, uint64_t off, uint64_t bytes,
 			  const char *why)
 {
 	log_warn("%s: %s at byte offset %llu (%llu bytes after it not read)", file, why,
@@ -101,7 +102,7 @@ int cmd_access_log(struct cli *c, int argc, char **argv)
 	    {0},
 	};
 	struct access_visit v = {.c = c, .w = CLI_WINDOW_ALL};
-	struct store_visitor sv = {access_record, access_damage, &v, 0};
+	struct store_visitor sv = {.record = access_record, .damage = access_damage, .arg = &v};
 	uint64_t now = clock_ns(CLOCK_REALTIME);
 	int opt, err;
 

@@ -263,7 +263,7 @@ int cmd_export(struct cli *c, int argc, char **argv)
 		}
 	}
 	if (!strcmp(format, "raw")) {
-		struct raw_out r = {fd};
+		struct raw_out r = {.fd = fd};
 
 		err = cli_each_chunk(c, id, streams, raw_chunk, &r);
 		if (!err && !r.bytes)

@@ -368,7 +368,8 @@ struct events_visit {
 	struct buf line;
 };
 
-static int events_record(void *arg, const struct record *rec, uint32_t seg_no, uint64_t off)
+static int events_record(void *arg, const struct record *rec, uint32_t seg_no UNUSED,
+			 uint64_t off UNUSED)
 {
 	struct events_visit *v = arg;
 
@@ -377,7 +378,7 @@ static int events_record(void *arg, const struct record *rec, uint32_t seg_no, u
 	return 0;
 }
 
-static void events_damage(void *arg, const char *file, uint64_t off, uint64_t bytes,
+static void events_damage(void *arg UNUSED, const char *file, uint64_t off, uint64_t bytes,
 			  const char *why)
 {
 	log_warn("%s: %s at byte offset %llu (%llu bytes after it not read)", file, why,
@@ -388,7 +389,7 @@ int cmd_events(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {CLI_COMMON_OPTS, {0}};
 	struct events_visit v = {.c = c};
-	struct store_visitor sv = {events_record, events_damage, &v, 0};
+	struct store_visitor sv = {.record = events_record, .damage = events_damage, .arg = &v};
 	char id[ST_ID_HEX];
 	sqlite3_stmt *st;
 	int opt, err;

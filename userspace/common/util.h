@@ -6,6 +6,9 @@
 #include <stdint.h>
 #include <time.h>
 
+/* A callback's parameter its signature needs and its body does not use. */
+#define UNUSED __attribute__((unused))
+
 #define ST_ID_LEN 16
 #define ST_ID_HEX (2 * ST_ID_LEN + 1)
 

@@ -64,7 +64,7 @@ int pipe_stream_of(const struct session *s, uint64_t object)
 }
 
 /* Keep bytes on a pipe not yet tied to a command (bounded). */
-int pipe_hold(struct tracker *t, struct session *s, const struct st_ev_tty *ev)
+int pipe_hold(struct tracker *t UNUSED, struct session *s, const struct st_ev_tty *ev)
 {
 	struct held_chunk h = {ev->object, ev->hdr.ts_ns, ev->hdr.pid, ev->len};
 

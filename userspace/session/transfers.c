@@ -165,7 +165,7 @@ void transfer_hash_closed(struct tracker *t, struct session *s, uint32_t pid)
 	}
 }
 
-int transfer_file_event(struct tracker *t, struct session *s, const struct st_ev_file *ev)
+int transfer_file_event(struct tracker *t UNUSED, struct session *s, const struct st_ev_file *ev)
 {
 	char path[ST_PATH_MAX + 1], path2[ST_PATH_MAX + 1];
 	struct xfer_file *f;

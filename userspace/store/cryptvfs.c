@@ -639,7 +639,7 @@ static int mem_truncate(sqlite3_file *file, sqlite3_int64 size)
 	return SQLITE_OK;
 }
 
-static int mem_sync(sqlite3_file *file, int flags)
+static int mem_sync(sqlite3_file *file UNUSED, int flags UNUSED)
 {
 	return SQLITE_OK;
 }
@@ -650,28 +650,28 @@ static int mem_file_size(sqlite3_file *file, sqlite3_int64 *size)
 	return SQLITE_OK;
 }
 
-static int mem_lock(sqlite3_file *file, int lock)
+static int mem_lock(sqlite3_file *file UNUSED, int lock UNUSED)
 {
 	return SQLITE_OK;
 }
 
-static int mem_check_reserved_lock(sqlite3_file *file, int *out)
+static int mem_check_reserved_lock(sqlite3_file *file UNUSED, int *out)
 {
 	*out = 0;
 	return SQLITE_OK;
 }
 
-static int mem_file_control(sqlite3_file *file, int op, void *arg)
+static int mem_file_control(sqlite3_file *file UNUSED, int op UNUSED, void *arg UNUSED)
 {
 	return SQLITE_NOTFOUND;
 }
 
-static int mem_sector_size(sqlite3_file *file)
+static int mem_sector_size(sqlite3_file *file UNUSED)
 {
 	return 4096;
 }
 
-static int mem_device_characteristics(sqlite3_file *file)
+static int mem_device_characteristics(sqlite3_file *file UNUSED)
 {
 	return 0;
 }

@@ -317,8 +317,8 @@ struct recover_state {
 };
 
 /* Every envelope, in order: the chain, the tree, the epoch we are in. */
-static int recover_envelope(void *arg, const struct seal_envelope *env, uint32_t seg_no,
-			    uint64_t off)
+static int recover_envelope(void *arg, const struct seal_envelope *env, uint32_t seg_no UNUSED,
+			    uint64_t off UNUSED)
 {
 	struct recover_state *rs = arg;
 	struct store *st = rs->st;
@@ -472,8 +472,8 @@ static int reindex_record(void *arg, const struct record *rec, uint32_t seg_no, 
 	return index_apply(&rs->st->index, rec, seg_no, off);
 }
 
-static void rebuild_damage(void *arg, const char *file, uint64_t off, uint64_t bytes,
-			   const char *why)
+static void rebuild_damage(void *arg UNUSED, const char *file UNUSED, uint64_t off UNUSED,
+			   uint64_t bytes UNUSED, const char *why UNUSED)
 {
 	/* recovery has reported it already */
 }
@@ -488,7 +488,8 @@ static void rebuild_damage(void *arg, const char *file, uint64_t off, uint64_t b
 static int rebuild_index(struct store *st, uint64_t index_seq, uint64_t log_seq)
 {
 	struct reindex_state rs = {.st = st};
-	struct store_visitor v = {reindex_record, rebuild_damage, &rs, 1};
+	struct store_visitor v = {
+	    .record = reindex_record, .damage = rebuild_damage, .arg = &rs, .from_seg = 1};
 	int err;
 
 	log_warn("store %s: the index has seen records up to %llu but the log ends at %llu:"
@@ -540,8 +541,12 @@ static int gap_open_sessions(struct store *st, const struct recover_state *rs)
 static int open_writer(struct store *st, const struct store_options *o)
 {
 	struct recover_state rs = {.st = st};
-	struct store_visitor v = {recover_record, recover_damage, &rs, 1, recover_envelope, 0,
-				  recover_segment};
+	struct store_visitor v = {.record = recover_record,
+				  .damage = recover_damage,
+				  .arg = &rs,
+				  .from_seg = 1,
+				  .envelope = recover_envelope,
+				  .segment = recover_segment};
 	uint32_t last = store_last_segment(st->dir), index_seg;
 	int err;
 
@@ -607,7 +612,7 @@ static int fresh_record(void *arg, const struct record *rec, uint32_t seg_no, ui
 	return index_apply(&fs->st->index, rec, seg_no, off);
 }
 
-static int fresh_segment(void *arg, const uint8_t *header, uint32_t seg_no)
+static int fresh_segment(void *arg, const uint8_t *header UNUSED, uint32_t seg_no UNUSED)
 {
 	struct fresh_state *fs = arg;
 
@@ -635,7 +640,11 @@ static void fresh_damage(void *arg, const char *file, uint64_t off, uint64_t byt
 static int fresh_index(struct store *st)
 {
 	struct fresh_state fs = {.st = st};
-	struct store_visitor v = {fresh_record, fresh_damage, &fs, 1, NULL, 0, fresh_segment};
+	struct store_visitor v = {.record = fresh_record,
+				  .damage = fresh_damage,
+				  .arg = &fs,
+				  .from_seg = 1,
+				  .segment = fresh_segment};
 	uint32_t last = store_last_segment(st->dir);
 	int err;
 
@@ -1082,7 +1091,7 @@ int store_scan(const struct store *st, const struct store_visitor *v)
 	return err;
 }
 
-static void reindex_damage(void *arg, const char *file, uint64_t off, uint64_t bytes,
+static void reindex_damage(void *arg UNUSED, const char *file, uint64_t off, uint64_t bytes,
 			   const char *why)
 {
 	log_warn("reindex: %s: %s at byte offset %llu; %llu bytes after it are not indexed", file,
@@ -1092,7 +1101,8 @@ static void reindex_damage(void *arg, const char *file, uint64_t off, uint64_t b
 int store_reindex(struct store *st, uint64_t *records)
 {
 	struct reindex_state rs = {.st = st};
-	struct store_visitor v = {reindex_record, reindex_damage, &rs, 1};
+	struct store_visitor v = {
+	    .record = reindex_record, .damage = reindex_damage, .arg = &rs, .from_seg = 1};
 	char *path = path_join(st->dir, "index.sqlite");
 	int err;
 

@@ -392,7 +392,7 @@ struct cp_check {
 };
 
 /* Pass 1: the sizes this store's notes sign, so that the walk keeps those roots. */
-static int collect_size(void *arg, const char *text, uint64_t off)
+static int collect_size(void *arg, const char *text, uint64_t off UNUSED)
 {
 	struct cp_check *c = arg;
 	struct walk *w = c->w;
