@@ -351,6 +351,30 @@ def replay_timing():
               stderr=p.stderr)
 
 
+@test("e2e/mounts_tracefs_and_bpffs_when_missing")
+def mounts_missing_fs():
+    """Started where tracefs and bpffs are not mounted (here: a private
+    mount namespace without them), sealtraild mounts both and records."""
+    wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'umount /sys/kernel/tracing && umount /sys/fs/bpf && exec "$0" "$@"']
+    with SshLab(None, use_pam=True) as lab, Daemon(wrap=wrap) as d:
+        u = lab.add_user("stmount")
+        d.wait_listener(lab.pid)
+        log = d.log()
+        check("mounted tracefs on /sys/kernel/tracing" in log and
+              "mounted bpf on /sys/fs/bpf" in log, "both mounted by sealtraild", log=log)
+        with open("/proc/self/mounts") as f:
+            check("/sys/kernel/tracing" in f.read(), "the host's tracefs untouched")
+        with login(lab, u) as s:
+            port = client_port(s.pid)
+            s.send(b"echo MOUNTED$((1+1))\n")
+            s.expect(b"MOUNTED2")
+            logout(s)
+            received = s.received
+        sess = d.session_of_port(port)
+        check_eq(d.export(sess["id"], "--format", "raw"), received, "recorded byte-exact")
+
+
 @test("e2e/adopts_sessions_started_before_the_daemon")
 def adoption():
     with SshLab(None, use_pam=True) as lab:

@@ -84,7 +84,7 @@ def client_port(pid):
 class Daemon:
     """sealtraild on a temporary store, stopped with SIGTERM at the end."""
 
-    def __init__(self, extra=(), store=None, env=None):
+    def __init__(self, extra=(), store=None, env=None, wrap=()):
         self.workdir = tempfile.mkdtemp(prefix="st-daemon-")
         self.store = store or os.path.join(self.workdir, "store")
         self.log_path = os.path.join(self.workdir, "sealtraild.log")
@@ -93,6 +93,7 @@ class Daemon:
         if not any(a.startswith("--socket") or a == "--no-socket" for a in self.extra):
             self.extra.append("--no-socket")
         self.env = dict(os.environ, **env) if env else None
+        self.wrap = list(wrap)  # a command that ends by exec'ing the rest
         self.proc = None
 
     def __enter__(self):
@@ -106,7 +107,7 @@ class Daemon:
     def start(self):
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [os.path.join(BUILD, "sealtraild"), "--store", self.store] + self.extra,
+            self.wrap + [os.path.join(BUILD, "sealtraild"), "--store", self.store] + self.extra,
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env,
             # its own session, hence its own autogroup, as under systemd:
             # --nice sets the autogroup's nice, which must not reach ours
