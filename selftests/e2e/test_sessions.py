@@ -455,6 +455,13 @@ def cli():
         check_eq(count("--user", "nobody"), 0, "--user other")
         bad = d.cli("sessions", "--since", "yesterday", check_rc=False, binary=True)
         check(bad.returncode != 0 and b"--since" in bad.stderr, "bad time is an error")
+        for cmd in ("sessions", "gaps"):
+            bad = d.cli(cmd, "--since", "1h", "--until", "2h", check_rc=False, binary=True)
+            check(bad.returncode == 2 and b"is after --until" in bad.stderr,
+                  f"{cmd}: a window ending before it starts is an error", stderr=bad.stderr)
+        cut = d.cli("export", sid, "--format", "mp4", check_rc=False, binary=True)
+        check(cut.returncode == 2 and b"--format mp4" in cut.stderr, "bad --format named",
+              stderr=cut.stderr)
         replay = d.cli("replay", sid[:8], "--speed", "0", binary=True).stdout
         check_eq(replay, received, "replay --speed 0 prints the output")
         out_file = os.path.join(d.workdir, "cast.json")
