@@ -284,9 +284,10 @@ int cmd_export(struct cli *c, int argc, char **argv)
 		if (!a.winsize)
 			a.winsize = 24u << 16 | 80u;
 		snprintf(title, sizeof(title), "sealtrail session %s", id);
+		/* no "env": the session's TERM is not recorded, and a guess would mislead */
 		fprintf(a.out,
 			"{\"version\": 2, \"width\": %u, \"height\": %u, \"timestamp\": %llu,"
-			" \"title\": \"%s\", \"env\": {\"TERM\": \"xterm-256color\"}}\n",
+			" \"title\": \"%s\"}\n",
 			a.winsize & 0xffff, a.winsize >> 16,
 			(unsigned long long)(a.start_ns / 1000000000ull), title);
 		err = err ?: cli_each_chunk(c, id, streams, asciicast_chunk, &a);
