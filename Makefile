@@ -30,6 +30,8 @@ DAEMON_SRC := $(wildcard userspace/daemon/*.c) $(wildcard userspace/capture/*.c)
 	$(wildcard userspace/session/*.c)
 CLI_SRC := $(wildcard userspace/cli/*.c)
 UNIT_SRC := $(wildcard selftests/unit/*.c)
+# daemon parsers the unit tests and fuzzers exercise too
+PARSE_SRC := userspace/session/procfs.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -65,7 +67,7 @@ $(BUILD)/sealtrail: $(call obj,$(CLI_SRC) $(COMMON_SRC))
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LIBS)
 
-$(UNIT_BIN): $(call obj,$(UNIT_SRC) $(COMMON_SRC))
+$(UNIT_BIN): $(call obj,$(UNIT_SRC) $(COMMON_SRC) $(PARSE_SRC))
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LIBS)
 
@@ -82,10 +84,10 @@ FUZZ_BINS := $(patsubst selftests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Iinclude -Iuserspace \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 fuzz: $(FUZZ_BINS)
-$(BUILD)/fuzz/%: selftests/fuzz/%.c $(COMMON_SRC) $(wildcard userspace/*/*.h)
+$(BUILD)/fuzz/%: selftests/fuzz/%.c $(COMMON_SRC) $(PARSE_SRC) $(wildcard userspace/*/*.h)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(COMMON_SRC) -o $@ -lz -lzstd -lsqlite3 -lcrypto
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(COMMON_SRC) $(PARSE_SRC) -o $@ -lz -lzstd -lsqlite3 -lcrypto
 
 bench: all
 	$(Q)/usr/bin/python3 tools/bench/run.py --build $(BUILD)

@@ -20,12 +20,32 @@ static uint64_t ticks_to_ns(unsigned long long ticks)
 	return ticks * (1000000000ull / (hz > 0 ? hz : 100));
 }
 
+int procfs_parse_stat(const char *text, uint32_t *ppid, uint32_t *tty_nr, uint64_t *start_ticks)
+{
+	/* comm, the program's own name, may hold spaces, parentheses and digits */
+	const char *p = strrchr(text, ')');
+	unsigned long long start;
+	unsigned pp, tty;
+	int used = 0;
+
+	if (!p || p[1] != ' ' || !p[2] || p[3] != ' ')
+		return -EINVAL;
+	if (sscanf(p + 4,
+		   "%u %*d %*d %u %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu%n",
+		   &pp, &tty, &start, &used) != 3 ||
+	    !used || (p[4 + used] && p[4 + used] != ' ' && p[4 + used] != '\n'))
+		return -EINVAL;
+	*ppid = pp;
+	*tty_nr = tty;
+	*start_ticks = start;
+	return 0;
+}
+
 /* pid, ppid, tty, start time and exe: what a scan needs of every process. */
 static int read_brief(uint32_t pid, struct proc_info *out)
 {
-	char path[64], text[1024], *p;
-	unsigned long long start;
-	unsigned ppid, tty;
+	char path[64], text[1024];
+	uint64_t start;
 	ssize_t n;
 	int err;
 
@@ -35,14 +55,9 @@ static int read_brief(uint32_t pid, struct proc_info *out)
 	err = read_text_file(path, text, sizeof(text));
 	if (err)
 		return err;
-	p = strrchr(text, ')'); /* comm may hold spaces and parentheses */
-	if (!p || sscanf(p + 2,
-			 "%*c %u %*d %*d %u %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d"
-			 " %*d %*d %llu",
-			 &ppid, &tty, &start) != 3)
-		return -EINVAL;
-	out->ppid = ppid;
-	out->tty_nr = tty;
+	err = procfs_parse_stat(text, &out->ppid, &out->tty_nr, &start);
+	if (err)
+		return err;
 	out->start_boot_ns = ticks_to_ns(start);
 	out->loginuid = out->sessionid = NO_UID;
 	snprintf(path, sizeof(path), "/proc/%u/exe", pid);

@@ -24,6 +24,12 @@ struct proc_info {
 
 int procfs_read(uint32_t pid, struct proc_info *out);
 /*
+ * The fields of a /proc/PID/stat line a scan needs; start in clock ticks.
+ * The line is the kernel's, but its comm is whatever the program named
+ * itself: 0 or -EINVAL.
+ */
+int procfs_parse_stat(const char *text, uint32_t *ppid, uint32_t *tty_nr, uint64_t *start_ticks);
+/*
  * All processes; *out is malloc()ed. Not full: only pid, ppid, tty, start
  * and exe (uid 0, loginuid and sessionid NO_UID), 2 reads a process
  * instead of 5, for the scan every second.

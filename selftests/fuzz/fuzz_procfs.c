@@ -1,0 +1,67 @@
+/*
+ * libFuzzer target for the /proc/PID/stat parser (session/procfs.c): the
+ * kernel writes the line, but its comm is any name a program gives itself.
+ *
+ * The first input byte is a mode. 0: the rest is a whole line, parsed as
+ * it is (it must not crash, nor read past its end). 1: the next 16 bytes
+ * are ppid, tty and start, the rest a comm; the line is built as the
+ * kernel prints it, and the parser must return exactly those fields.
+ *
+ *   build/fuzz/fuzz_procfs selftests/fuzz/corpus/fuzz_procfs
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "session/procfs.h"
+
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "fuzz_procfs: %s:%d: %s\n", __FILE__, __LINE__, #cond);    \
+			abort();                                                                   \
+		}                                                                                  \
+	} while (0)
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	uint32_t ppid, tty;
+	uint64_t start;
+	char *text;
+
+	if (size < 1)
+		return 0;
+	if (data[0] == 1 && size >= 17) {
+		/* what the kernel prints for a task named data[17..] (NUL ends a comm) */
+		uint32_t want_ppid = get32(data + 1), want_tty = get32(data + 5);
+		uint64_t want_start = get32(data + 9) | (uint64_t)get32(data + 13) << 32;
+		size_t n = strnlen((const char *)data + 17, size - 17), len;
+
+		len = n + 256;
+		text = malloc(len);
+		if (!text)
+			return 0;
+		snprintf(text, len,
+			 "1 (%.*s) S %u 1 1 %u 1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 %llu 0 0\n",
+			 (int)n, (const char *)data + 17, want_ppid, want_tty,
+			 (unsigned long long)want_start);
+		CHECK(procfs_parse_stat(text, &ppid, &tty, &start) == 0);
+		CHECK(ppid == want_ppid && tty == want_tty && start == want_start);
+		free(text);
+		return 0;
+	}
+	/* exactly the input's bytes, NUL-terminated, so ASan sees any read past them */
+	text = malloc(size);
+	if (!text)
+		return 0;
+	memcpy(text, data + 1, size - 1);
+	text[size - 1] = 0;
+	procfs_parse_stat(text, &ppid, &tty, &start);
+	free(text);
+	return 0;
+}

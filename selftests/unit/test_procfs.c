@@ -1,0 +1,86 @@
+/*
+ * session/procfs.c: the /proc/PID/stat parser. The kernel writes the line,
+ * but its comm is whatever the program named itself (prctl PR_SET_NAME,
+ * or its file name): spaces, parentheses and digits included.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "session/procfs.h"
+#include "test.h"
+
+/* A stat line as the kernel prints it, with this comm and these fields. */
+static void stat_line(char *out, size_t size, const char *comm, unsigned ppid, unsigned tty,
+		      unsigned long long start)
+{
+	snprintf(out, size,
+		 "4242 (%s) S %u 4242 4242 %u 4242 4194560 100 0 0 0 1 2 0 0 20 0 1 0 %llu"
+		 " 9000000 300 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n",
+		 comm, ppid, tty, start);
+}
+
+static void expect_fields(const char *file, int line, const char *comm)
+{
+	char text[512];
+	uint32_t ppid = 0, tty = 0;
+	uint64_t start = 0;
+	int rc;
+
+	stat_line(text, sizeof(text), comm, 31337, 34817, 123456789012ull);
+	rc = procfs_parse_stat(text, &ppid, &tty, &start);
+	if (rc || ppid != 31337 || tty != 34817 || start != 123456789012ull)
+		test_fail(file, line,
+			  "comm \"%s\": rc %d, ppid %u, tty %u, start %llu (want 0, 31337, 34817,"
+			  " 123456789012)",
+			  comm, rc, ppid, tty, (unsigned long long)start);
+}
+
+TEST(procfs_stat_fields_whatever_the_comm)
+{
+	expect_fields(__FILE__, __LINE__, "sshd");
+	expect_fields(__FILE__, __LINE__, "a b c");
+	/* a program that names itself like the rest of the line */
+	expect_fields(__FILE__, __LINE__, "x) R 1 2 3");
+	expect_fields(__FILE__, __LINE__, ") S 7 7 7 7");
+	expect_fields(__FILE__, __LINE__, "((((");
+	expect_fields(__FILE__, __LINE__, "))))");
+	expect_fields(__FILE__, __LINE__, "");
+}
+
+TEST(procfs_stat_refuses_what_is_not_a_stat_line)
+{
+	static const char *const bad[] = {
+	    "",
+	    "4242",
+	    "4242 (cat",
+	    "4242 (cat)",
+	    "4242 (cat) ",
+	    "4242 (cat) S",
+	    "4242 (cat) S 1 2 3",
+	    "4242 (cat)S 1 1 1 0 1 0 0 0 0 0 0 0 0 0 0 0 0 0 5 ",
+	    "4242 (cat) S x 1 1 0 1 0 0 0 0 0 0 0 0 0 0 0 0 0 5 ",
+	    "4242 (cat) S 1 1 1 0 1 0 0 0 0 0 0 0 0 0 0 0 0 0 5x",
+	};
+	uint32_t ppid, tty;
+	uint64_t start;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (procfs_parse_stat(bad[i], &ppid, &tty, &start) != -EINVAL)
+			test_fail(__FILE__, __LINE__, "accepted \"%s\"", bad[i]);
+}
+
+TEST(procfs_stat_of_this_process)
+{
+	char text[1024];
+	uint32_t ppid = 0, tty;
+	uint64_t start = 0;
+
+	if (!ASSERT_OK(read_text_file("/proc/self/stat", text, sizeof(text)), "read"))
+		return;
+	ASSERT_OK(procfs_parse_stat(text, &ppid, &tty, &start), "parse");
+	ASSERT_EQ(ppid, (uint32_t)getppid(), "ppid");
+	ASSERT_NEQ(start, 0, "start time");
+}
