@@ -84,7 +84,8 @@ FUZZ_BINS := $(patsubst selftests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Iinclude -Iuserspace \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 fuzz: $(FUZZ_BINS)
-$(BUILD)/fuzz/%: selftests/fuzz/%.c $(COMMON_SRC) $(PARSE_SRC) $(wildcard userspace/*/*.h)
+$(BUILD)/fuzz/%: selftests/fuzz/%.c selftests/fuzz/fuzz.h $(COMMON_SRC) $(PARSE_SRC) \
+		$(wildcard userspace/*/*.h)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(COMMON_SRC) $(PARSE_SRC) -o $@ -lz -lzstd -lsqlite3 -lcrypto

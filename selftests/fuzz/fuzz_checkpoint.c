@@ -24,18 +24,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz.h"
 #include "common/log.h"
 #include "store/store.h"
 #include "store/verify.h"
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "fuzz_checkpoint: %s:%d: %s\n", __FILE__, __LINE__,        \
-				#cond);                                                            \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
 
 static char base[64], dir[128], against[128];
 static char origin[64]; /* sealtrail/<store id> */

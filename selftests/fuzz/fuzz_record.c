@@ -20,16 +20,9 @@
 
 #include <zlib.h>
 
+#include "fuzz.h"
 #include "common/crc32.h"
 #include "store/record.h"
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "fuzz_record: %s:%d: %s\n", __FILE__, __LINE__, #cond);    \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
 
 static void check_record(const uint8_t *p, size_t used, const struct record *rec)
 {
