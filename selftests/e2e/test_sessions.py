@@ -206,12 +206,12 @@ def end_on_network_drop(use_pam):
                   session=sess)
 
 
-@test("e2e/ringbuf_overflow_becomes_gaps")
-def overflow():
+@for_both_pam_modes("ringbuf_overflow_becomes_gaps")
+def overflow(use_pam):
     """A tiny ring buffer and a slow consumer force losses: they must show
     up as gap records and counters, and every stored byte must be right."""
     args = ["--ringbuf-size", "16384", "--consumer-delay-ms", "100"]
-    with recorded_user("stflood", True, args) as (lab, d, u):
+    with recorded_user("stflood", use_pam, args) as (lab, d, u):
         with login(lab, u) as s:
             port = client_port(s.pid)
             s.send(b"seq 1 400000; echo DONE$((1+1))\n")
@@ -249,9 +249,9 @@ def overflow():
         check(d.proc.poll() is None, "daemon survived", log=d.log())
 
 
-@test("e2e/garbage_and_huge_argv")
-def garbage():
-    with recorded_user("stgarb", True) as (lab, d, u):
+@for_both_pam_modes("garbage_and_huge_argv")
+def garbage(use_pam):
+    with recorded_user("stgarb", use_pam) as (lab, d, u):
         with login(lab, u) as s:
             port = client_port(s.pid)
             # a 10 MB burst of binary garbage and escape sequences
@@ -375,9 +375,9 @@ def mounts_missing_fs():
         check_eq(d.export(sess["id"], "--format", "raw"), received, "recorded byte-exact")
 
 
-@test("e2e/adopts_sessions_started_before_the_daemon")
-def adoption():
-    with SshLab(None, use_pam=True) as lab:
+@for_both_pam_modes("adopts_sessions_started_before_the_daemon")
+def adoption(use_pam):
+    with SshLab(None, use_pam=use_pam) as lab:
         u = lab.add_user("stadopt")
         with login(lab, u) as s:
             port = client_port(s.pid)
