@@ -32,10 +32,7 @@ int cli_no_args(struct cli *c, int argc, char **argv, const char *name);
 struct cli_window {
 	uint64_t since, until;
 };
-#define CLI_WINDOW_ALL                                                                             \
-	{                                                                                          \
-		0, INT64_MAX                                                                       \
-	}
+#define CLI_WINDOW_ALL ((struct cli_window){.since = 0, .until = UINT64_MAX})
 /* 1: opt was --since or --until, stored in w; 0: another option; -EINVAL: bad T (logged) */
 int cli_window_opt(struct cli_window *w, int opt, const char *arg, uint64_t now);
 /* After the options: 0, or -EINVAL (logged) when --since is after --until. */

@@ -89,17 +89,22 @@ int cmd_replay(struct cli *c, int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (opt == 's') {
 			r.speed = strtod(optarg, &end);
-			if (*end || r.speed < 0) {
-				log_error("--speed %s: need a number >= 0 (0 = no delays)", optarg);
+			if (*end || !*optarg || !isfinite(r.speed) || r.speed < 0 ||
+			    (r.speed > 0 && r.speed < 0.001)) {
+				log_error(
+				    "--speed %s: need 0 (no delays) or a number from 0.001 up",
+				    optarg);
 				return 2;
 			}
 		} else if (opt == 'a') {
 			at_arg = optarg;
 			at = strtod(optarg, &end);
-			if (*end || at < 0) {
+			if (*end || !*optarg || !isfinite(at) || at < 0) {
 				log_error("--at %s: need seconds from the session start", optarg);
 				return 2;
 			}
+			if (at > 1e9)
+				at = 1e9; /* 31 years: past any session's end */
 		} else if (cli_common_opt(c, opt)) {
 			return 2;
 		}
