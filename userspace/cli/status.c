@@ -112,14 +112,14 @@ int cmd_status(struct cli *c, int argc, char **argv)
 		struct buf dir = {0};
 
 		json_add_string(&dir, (const uint8_t *)c->store_dir, strlen(c->store_dir));
-		char open[32] = "null";
+		char open_sessions[32] = "null";
 
 		if (indexed)
-			snprintf(open, sizeof(open), "%lld", live);
+			snprintf(open_sessions, sizeof(open_sessions), "%lld", live);
 		/* daemon_stale: "daemon" is what a daemon no longer running wrote last */
 		printf("{\"running\":%s,\"store\":%s,\"open_sessions\":%s,\"daemon_stale\":%s,"
 		       "\"daemon\":%s}\n",
-		       running ? "true" : "false", dir.data, open,
+		       running ? "true" : "false", dir.data, open_sessions,
 		       json && !running ? "true" : "false", json ? json : "null");
 		buf_free(&dir);
 	} else {
