@@ -86,13 +86,6 @@ static int access_record(void *arg, const struct record *rec, uint32_t seg_no UN
 	return 0;
 }
 
-static void access_damage(void *arg UNUSED, const char *file, uint64_t off, uint64_t bytes,
-			  const char *why)
-{
-	log_warn("%s: %s at byte offset %llu (%llu bytes after it not read)", file, why,
-		 (unsigned long long)off, (unsigned long long)bytes);
-}
-
 int cmd_access_log(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -102,7 +95,7 @@ int cmd_access_log(struct cli *c, int argc, char **argv)
 	    {0},
 	};
 	struct access_visit v = {.c = c, .w = CLI_WINDOW_ALL};
-	struct store_visitor sv = {.record = access_record, .damage = access_damage, .arg = &v};
+	struct store_visitor sv = {.record = access_record, .damage = cli_scan_damage, .arg = &v};
 	uint64_t now = clock_ns(CLOCK_REALTIME);
 	int opt, err;
 

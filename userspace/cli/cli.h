@@ -44,6 +44,8 @@ int cli_window_check(const struct cli_window *w);
  * and indexed afresh (a copy's index may be absent or stale).
  */
 int cli_open(struct cli *c);
+/* A store_visitor's damage callback for the reading commands: a warning naming file and offset. */
+void cli_scan_damage(void *arg, const char *file, uint64_t off, uint64_t bytes, const char *why);
 /* Resolve a session id or unique prefix to the full id. */
 int cli_session_id(struct cli *c, const char *arg, char id[ST_ID_HEX]);
 

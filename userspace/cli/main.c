@@ -110,6 +110,13 @@ int cli_common_opt(struct cli *c, int opt)
 	return 0;
 }
 
+void cli_scan_damage(void *arg UNUSED, const char *file, uint64_t off, uint64_t bytes,
+		     const char *why)
+{
+	log_warn("%s: %s at byte offset %llu (%llu bytes after it not read)", file, why,
+		 (unsigned long long)off, (unsigned long long)bytes);
+}
+
 int cli_no_args(struct cli *c, int argc, char **argv, const char *name)
 {
 	static const struct option opts[] = {CLI_COMMON_OPTS, {0}};

@@ -378,18 +378,11 @@ static int events_record(void *arg, const struct record *rec, uint32_t seg_no UN
 	return 0;
 }
 
-static void events_damage(void *arg UNUSED, const char *file, uint64_t off, uint64_t bytes,
-			  const char *why)
-{
-	log_warn("%s: %s at byte offset %llu (%llu bytes after it not read)", file, why,
-		 (unsigned long long)off, (unsigned long long)bytes);
-}
-
 int cmd_events(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {CLI_COMMON_OPTS, {0}};
 	struct events_visit v = {.c = c};
-	struct store_visitor sv = {.record = events_record, .damage = events_damage, .arg = &v};
+	struct store_visitor sv = {.record = events_record, .damage = cli_scan_damage, .arg = &v};
 	char id[ST_ID_HEX];
 	sqlite3_stmt *st;
 	int opt, err;
