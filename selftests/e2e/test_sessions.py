@@ -443,6 +443,60 @@ def sigterm():
               first_difference=diff[:1])
 
 
+@test("e2e/events_reads_the_session_only_and_goes_on_past_damage")
+def events_by_location():
+    """`events` reads a session's records where the index places them: an
+    old session's timeline does not depend on (or scan) the log written
+    since, and a damaged record is named, skipped and makes the exit 1."""
+    with recorded_user("stevloc", True) as (lab, d, u):
+        with login(lab, u) as s:
+            first = client_port(s.pid)
+            s.send(b"sleep 0.2; /bin/true st-first; echo DONE$((0+1))\n")
+            s.expect(b"DONE1")
+            logout(s)
+        old = d.session_of_port(first)
+        d.stop()
+        d.start()  # a new segment for what follows
+        d.wait_listener(lab.pid)
+        with login(lab, u) as s:
+            second = client_port(s.pid)
+            # incompressible output: the middle of this segment is its chunks
+            s.send(b"head -c 3000000 /dev/urandom | base64 -w 0; echo; echo DONE$((1+1))\n")
+            s.expect(b"DONE2", timeout=120)
+            logout(s)
+        new = d.session_of_port(second)
+        d.stop()
+
+        before = d.cli("--json", "events", old["id"])
+        times = [parse_rfc3339(json.loads(x)["time"]) for x in before.splitlines()]
+        check_eq(times, sorted(times), "the timeline is in time order")
+        check(any('"st-first"' in x for x in before.splitlines()), "old session's exec",
+              events=before[-2000:])
+        segs = sorted(os.listdir(os.path.join(d.store, "segments")))
+        last = os.path.join(d.store, "segments", segs[-1])
+        size = os.path.getsize(last)
+        with open(last, "r+b") as f:
+            f.seek(size // 2)
+            b = f.read(1)
+            f.seek(size // 2)
+            f.write(bytes([b[0] ^ 0x40]))
+
+        p = d.cli("--json", "events", old["id"], binary=True)
+        check_eq(p.returncode, 0, "old session's events after damage elsewhere",
+                 stderr=p.stderr.decode(errors="replace"))
+        check_eq(p.stdout.decode(), before, "old session's timeline unchanged")
+        check_eq(p.stderr, b"", "nothing to say about another session's damage")
+
+        p = d.cli("--json", "events", new["id"], check_rc=False, binary=True)
+        err = p.stderr.decode(errors="replace")
+        check_eq(p.returncode, 1, "events of the damaged session", stderr=err)
+        check(segs[-1] in err and "byte offset" in err and "goes on without it" in err,
+              "the error names the segment and the byte offset", stderr=err)
+        types = [json.loads(x)["type"] for x in p.stdout.decode().splitlines()]
+        check("session_start" in types and "session_end" in types and "exec" in types,
+              "the rest of the timeline is still shown", types=sorted(set(types)))
+
+
 @test("e2e/cli_filters_replay_and_asciicast")
 def cli():
     with recorded_user("stcli", True) as (lab, d, u):

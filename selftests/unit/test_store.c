@@ -1388,6 +1388,61 @@ TEST(store_index_contents)
 	store_close(&st);
 }
 
+/*
+ * `sealtrail events` reads a session's records where the index places them:
+ * every record of a session but its terminal chunks has a row, and each
+ * row leads to that record, in any segment.
+ */
+TEST(store_index_locates_session_records)
+{
+	char s1[ST_ID_HEX];
+	struct buf raw = {0};
+	struct record rec;
+	sqlite3_stmt *q;
+	struct store st;
+	int rows = 0;
+
+	hex_encode(S1, ST_ID_LEN, s1);
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create"))
+		return;
+	st.seg_rotate_bytes = 600; /* records in several segments */
+	ASSERT_OK(append_script(&st, NULL), "append");
+	ASSERT_OK(store_sync(&st), "sync");
+	ASSERT_GT(st.seg_no, 2, "several segments");
+	/* S1: start, exec, exit, two gaps, end; its 3 chunks are in `chunks` */
+	ASSERT_EQ(q_int(&st, "SELECT count(*) FROM records WHERE session = %Q", s1), 6,
+		  "session 1's records other than chunks");
+	ASSERT_EQ(q_int(&st, "SELECT count(*) FROM records WHERE type = %d", REC_TTY), 0,
+		  "no chunk twice");
+	ASSERT_EQ(q_int(&st, "SELECT count(*) FROM records WHERE type = %d", REC_DAEMON), 0,
+		  "store-level records belong to no session");
+	if (!ASSERT_EQ(sqlite3_prepare_v2(st.index.db,
+					  "SELECT seq, session, type, wall_ns, segment, offset"
+					  " FROM records ORDER BY seq",
+					  -1, &q, NULL),
+		       SQLITE_OK, "query"))
+		goto out;
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		char sid[ST_ID_HEX];
+
+		rows++;
+		if (!ASSERT_OK(store_read_at(&st, sqlite3_column_int64(q, 4),
+					     sqlite3_column_int64(q, 5), &raw, &rec),
+			       "read where the index says"))
+			break;
+		hex_encode(rec.session, ST_ID_LEN, sid);
+		ASSERT_EQ(rec.seq, (uint64_t)sqlite3_column_int64(q, 0), "seq");
+		ASSERT_STREQ(sid, (const char *)sqlite3_column_text(q, 1), "session");
+		ASSERT_EQ(rec.type, sqlite3_column_int(q, 2), "type");
+		ASSERT_EQ(rec.wall_ns, (uint64_t)sqlite3_column_int64(q, 3), "wall_ns");
+	}
+	sqlite3_finalize(q);
+	ASSERT_GE(rows, 10, "rows of both sessions");
+out:
+	buf_free(&raw);
+	store_close(&st);
+}
+
 static void unlink_index(void)
 {
 	unlink(test_path("store/index.sqlite"));
@@ -1419,7 +1474,7 @@ TEST(store_reindex_gives_identical_tables)
 	/* 2: after every row is gone */
 	ASSERT_EQ(sqlite3_exec(st.index.db,
 			       "DELETE FROM sessions; DELETE FROM chunks; DELETE FROM execs;"
-			       " DELETE FROM gaps; DELETE FROM meta;",
+			       " DELETE FROM gaps; DELETE FROM meta; DELETE FROM records;",
 			       NULL, NULL, NULL),
 		  SQLITE_OK, "delete all rows");
 	ASSERT_OK(index_dump(&st, &after), "dump");

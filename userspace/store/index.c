@@ -45,7 +45,11 @@ static const char schema[] =
     " stored INTEGER, sha256 TEXT, capped INTEGER, PRIMARY KEY(session, stream));"
     "CREATE TABLE IF NOT EXISTS files(seq INTEGER PRIMARY KEY, session TEXT, wall_ns INTEGER,"
     " pid INTEGER, path TEXT, direction TEXT, bytes INTEGER, size INTEGER, sha256 TEXT);"
-    "CREATE INDEX IF NOT EXISTS files_session ON files(session);";
+    "CREATE INDEX IF NOT EXISTS files_session ON files(session);"
+    /* where each record of a session other than its terminal chunks lives */
+    "CREATE TABLE IF NOT EXISTS records(session TEXT, wall_ns INTEGER, seq INTEGER,"
+    " type INTEGER, segment INTEGER, offset INTEGER, PRIMARY KEY(session, wall_ns, seq))"
+    " WITHOUT ROWID;";
 
 enum stmt_id {
 	S_BEGIN,
@@ -68,6 +72,7 @@ enum stmt_id {
 	S_CHANNEL_CLOSE,
 	S_STREAM_END,
 	S_FILE,
+	S_RECORD,
 	S_COUNT,
 };
 
@@ -109,6 +114,8 @@ static const char *const stmt_sql[S_COUNT] = {
 	" VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [S_FILE] = "INSERT OR REPLACE INTO files(seq, session, wall_ns, pid, path, direction, bytes,"
 	       " size, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [S_RECORD] = "INSERT OR REPLACE INTO records(seq, session, type, wall_ns, segment, offset)"
+		 " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [S_LOST] = "UPDATE sessions SET lost_events = lost_events + ?2,"
 	       " lost_bytes = lost_bytes + ?3 WHERE id = ?1",
 };
@@ -117,7 +124,7 @@ static const char *const stmt_sql[S_COUNT] = {
  * The index is derived data: when its schema is from another version, drop
  * it; the writer then rebuilds it from the log (index_last() says 0).
  */
-#define INDEX_SCHEMA_VERSION 2
+#define INDEX_SCHEMA_VERSION 3
 
 static int rebuild_if_old(struct index *ix, const char *path)
 {
@@ -148,7 +155,8 @@ static int rebuild_if_old(struct index *ix, const char *path)
 			 "DROP TABLE IF EXISTS sessions; DROP TABLE IF EXISTS chunks;"
 			 " DROP TABLE IF EXISTS execs; DROP TABLE IF EXISTS gaps;"
 			 " DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS channels;"
-			 " DROP TABLE IF EXISTS streams; DROP TABLE IF EXISTS files;",
+			 " DROP TABLE IF EXISTS streams; DROP TABLE IF EXISTS files;"
+			 " DROP TABLE IF EXISTS records;",
 			 NULL, NULL, &msg) != SQLITE_OK ||
 	    sqlite3_exec(ix->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
 		log_error("index %s: cannot rebuild: %s", path, msg);
@@ -529,6 +537,15 @@ static int add_bytes(struct index *ix, const char *sid, uint64_t stream, uint64_
 	return 0;
 }
 
+/* Store-level records (daemon start and stop, epochs) have no session: all zero. */
+static bool has_session(const struct record *rec)
+{
+	for (unsigned i = 0; i < ST_ID_LEN; i++)
+		if (rec->session[i])
+			return true;
+	return false;
+}
+
 int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uint64_t off)
 {
 	char sid[ST_ID_HEX], s1[256], s2[256], s3[256], s4[256], s5[64], path[4096];
@@ -669,6 +686,10 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 	default:
 		break;
 	}
+	/* `sealtrail events` reads a session's records from here, not the whole log */
+	if (!err && rec->type != REC_TTY && has_session(rec))
+		err = run(ix, S_RECORD, "itiiii", rec->seq, sid, (uint64_t)rec->type, rec->wall_ns,
+			  (uint64_t)seg_no, off);
 	if (rec->seq > ix->last_seq) {
 		ix->last_seq = rec->seq;
 		ix->last_seg = seg_no;
