@@ -472,6 +472,14 @@ def events_by_location():
         check_eq(times, sorted(times), "the timeline is in time order")
         check(any('"st-first"' in x for x in before.splitlines()), "old session's exec",
               events=before[-2000:])
+        human = d.cli("events", old["id"]).splitlines()
+        start = [x for x in human if "  session_start " in x]
+        check(len(start) == 1 and f" user={u.name} " in start[0] and
+              f" source_port={first}" in start[0], "human session_start line", lines=start)
+        check(any("  session_end reason=logout " in x for x in human),
+              "human session_end line", lines=[x for x in human if "session_end" in x])
+        check(not any("{" in x for x in human if "  exec " not in x), "no JSON in the human form",
+              lines=[x for x in human if "{" in x][:5])
         segs = sorted(os.listdir(os.path.join(d.store, "segments")))
         last = os.path.join(d.store, "segments", segs[-1])
         size = os.path.getsize(last)

@@ -265,80 +265,104 @@ int cmd_gaps(struct cli *c, int argc, char **argv)
 	return 0;
 }
 
+/*
+ * Recorded bytes for a human: never raw to the investigator's terminal.
+ * nul: what a NUL becomes (argv: a space between arguments); quoted: the
+ * text goes between double quotes, so one in it is escaped too.
+ */
+static void human_text(struct buf *b, const uint8_t *p, uint32_t len, char nul, bool quoted)
+{
+	for (uint32_t i = 0; i < len; i++) {
+		uint8_t c = p[i];
+
+		if (!c && nul)
+			buf_add(b, &nul, 1);
+		else if (c < 0x20 || c == 0x7f || c == '\\' || (quoted && c == '"'))
+			buf_addf(b, "\\x%02x", c);
+		else
+			buf_add(b, &c, 1);
+	}
+}
+
+/*
+ * One field: `,"name":value` for --json, ` name=value` for a human (text
+ * with a space in double quotes). Terminal bytes are counted, not shown.
+ */
+static void add_field(struct buf *b, const struct record *rec, const struct rec_field *f, bool json)
+{
+	const char *name = rec_tag_name(f->tag);
+	uint64_t v;
+
+	if (f->tag == TAG_DATA)
+		name = "bytes", v = f->len;
+	else if (f->tag == TAG_TIMING)
+		name = "writes", v = f->len / TIMING_ENTRY_LEN;
+	else if (!name)
+		return; /* a tag of a newer sealtrail */
+	else if (rec_tag_is_text(f->tag) || f->tag == TAG_ARGV || !rec_u64(rec, f->tag, &v))
+		v = UINT64_MAX; /* not a number */
+	buf_addf(b, json ? ",\"%s\":" : " %s=", name);
+	if (f->tag == TAG_ARGV && json) {
+		buf_addf(b, "[");
+		for (uint32_t a = 0, start = 0; a <= f->len; a++) {
+			if (a < f->len && f->data[a])
+				continue;
+			if (a > start || a < f->len) {
+				buf_addf(b, "%s", start ? "," : "");
+				json_add_string(b, f->data + start, a - start);
+			}
+			start = a + 1;
+		}
+		buf_addf(b, "]");
+	} else if (f->tag == TAG_WINSIZE && v != UINT64_MAX) {
+		/* COLSxROWS, as stty and asciicast say it */
+		buf_addf(b, json ? "\"%llux%llu\"" : "%llux%llu", (unsigned long long)(v & 0xffff),
+			 (unsigned long long)(v >> 16 & 0xffff));
+	} else if ((f->tag == TAG_LOGINUID || f->tag == TAG_SESSIONID) && v == UINT32_MAX) {
+		/* never set (no pam_loginuid): null, as `sessions` says it */
+		buf_addf(b, json ? "null" : "unset");
+	} else if (v != UINT64_MAX || f->tag == TAG_DATA || f->tag == TAG_TIMING) {
+		buf_addf(b, "%llu", (unsigned long long)v);
+	} else if (json) {
+		json_add_string(b, f->data, f->len);
+	} else {
+		bool quote = memchr(f->data, ' ', f->len) ||
+			     (f->tag == TAG_ARGV && f->len && memchr(f->data, 0, f->len - 1));
+
+		buf_addf(b, "%s", quote ? "\"" : "");
+		human_text(b, f->data, f->len && f->tag == TAG_ARGV ? f->len - 1 : f->len, ' ',
+			   quote);
+		buf_addf(b, "%s", quote ? "\"" : "");
+	}
+}
+
 /* One line per record of the session: the investigator's timeline. */
 static void print_event(struct cli *c, const struct record *rec, struct buf *line)
 {
 	char t[40];
-	uint64_t v;
 
 	format_rfc3339(rec->wall_ns, t);
 	line->len = 0;
-	buf_addf(line, "{\"seq\":%llu,\"time\":\"%s\",\"type\":\"%s\"",
-		 (unsigned long long)rec->seq, t, rec_type_name(rec->type));
-	for (unsigned i = 0; i < rec->nfields; i++) {
-		const struct rec_field *f = &rec->fields[i];
-
-		if (f->tag == TAG_ARGV) {
-			buf_addf(line, ",\"argv\":[");
-			for (uint32_t a = 0, start = 0; a <= f->len; a++) {
-				if (a < f->len && f->data[a])
-					continue;
-				if (a > start || a < f->len)
-					buf_addf(line, "%s", start ? "," : "");
-				if (a > start || a < f->len)
-					json_add_string(line, f->data + start, a - start);
-				start = a + 1;
-			}
-			buf_addf(line, "]");
-		} else if (f->tag == TAG_DATA) {
-			buf_addf(line, ",\"bytes\":%u", f->len);
-		} else if (f->tag == TAG_TIMING) {
-			buf_addf(line, ",\"writes\":%u", f->len / TIMING_ENTRY_LEN);
-		} else if (f->tag == TAG_WINSIZE && rec_u64(rec, f->tag, &v)) {
-			/* COLSxROWS, as stty and asciicast say it */
-			buf_addf(line, ",\"winsize\":\"%llux%llu\"",
-				 (unsigned long long)(v & 0xffff),
-				 (unsigned long long)(v >> 16 & 0xffff));
-		} else if ((f->tag == TAG_LOGINUID || f->tag == TAG_SESSIONID) &&
-			   rec_u64(rec, f->tag, &v) && v == UINT32_MAX) {
-			/* never set (no pam_loginuid): null, as `sessions` says it */
-			buf_addf(line, ",\"%s\":null", rec_tag_name(f->tag));
-		} else if (rec_tag_name(f->tag) && !rec_tag_is_text(f->tag) &&
-			   rec_u64(rec, f->tag, &v)) {
-			buf_addf(line, ",\"%s\":%llu", rec_tag_name(f->tag), (unsigned long long)v);
-		} else if (rec_tag_name(f->tag)) {
-			buf_addf(line, ",\"%s\":", rec_tag_name(f->tag));
-			json_add_string(line, f->data, f->len);
-		}
-	}
-	buf_addf(line, "}");
 	if (c->json) {
-		printf("%s\n", line->data);
+		buf_addf(line, "{\"seq\":%llu,\"time\":\"%s\",\"type\":\"%s\"",
+			 (unsigned long long)rec->seq, t, rec_type_name(rec->type));
+		for (unsigned i = 0; i < rec->nfields; i++)
+			add_field(line, rec, &rec->fields[i], true);
+		printf("%s}\n", line->data);
 		return;
 	}
-	/* human form: time, type, and the few fields that matter for each */
+	/* human form: time, type, and the fields that matter for each */
 	switch (rec->type) {
 	case REC_EXEC: {
 		const struct rec_field *f = rec_field(rec, TAG_ARGV);
 		uint64_t pid = 0, truncated = 0;
-		struct buf args = {0};
 
-		/* recorded bytes never reach the investigator's terminal raw */
-		for (uint32_t a = 0; f && a < f->len; a++) {
-			uint8_t c = f->data[a];
-
-			if (!c)
-				buf_add(&args, " ", 1);
-			else if (c < 0x20 || c == 0x7f || c == '\\')
-				buf_addf(&args, "\\x%02x", c);
-			else
-				buf_add(&args, &c, 1);
-		}
+		if (f)
+			human_text(line, f->data, f->len, ' ', false);
 		rec_u64(rec, TAG_PID, &pid);
 		rec_u64(rec, TAG_ARGV_TRUNCATED, &truncated);
 		printf("%s  exec   pid %-7llu %s%s\n", t, (unsigned long long)pid,
-		       args.data ? (char *)args.data : "", truncated ? " [argv truncated]" : "");
-		buf_free(&args);
+		       line->data ? (char *)line->data : "", truncated ? " [argv truncated]" : "");
 		break;
 	}
 	case REC_EXIT: {
@@ -358,7 +382,10 @@ static void print_event(struct cli *c, const struct record *rec, struct buf *lin
 	case REC_FORK:
 		break; /* too many to be useful here; --json lists them */
 	default:
-		printf("%s  %-6s %s\n", t, rec_type_name(rec->type), line->data);
+		for (unsigned i = 0; i < rec->nfields; i++)
+			add_field(line, rec, &rec->fields[i], false);
+		printf("%s  %-6s%s\n", t, rec_type_name(rec->type),
+		       line->data ? (char *)line->data : "");
 	}
 }
 
