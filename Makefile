@@ -30,8 +30,8 @@ DAEMON_SRC := $(wildcard userspace/daemon/*.c) $(wildcard userspace/capture/*.c)
 	$(wildcard userspace/session/*.c)
 CLI_SRC := $(wildcard userspace/cli/*.c)
 UNIT_SRC := $(wildcard selftests/unit/*.c)
-# daemon parsers the unit tests and fuzzers exercise too
-PARSE_SRC := userspace/session/procfs.c
+# daemon and CLI code on untrusted bytes that the unit tests and fuzzers exercise too
+PARSE_SRC := userspace/session/procfs.c userspace/cli/timeline.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 

@@ -9,7 +9,8 @@
  * The first input byte is a mode: if its low bit is set, the CRC of every
  * record along the chain of length fields is made right before parsing, so
  * that mutations reach the field parser instead of stopping at the CRC.
- * Each input's CRC-32 from common/crc32.c is also checked against zlib's.
+ * Each input's CRC-32 from common/crc32.c is also checked against zlib's,
+ * and each record's timeline lines (cli/timeline.c) are checked too.
  *
  *   build/fuzz/fuzz_record selftests/fuzz/corpus/fuzz_record
  */
@@ -22,6 +23,7 @@
 
 #include "fuzz.h"
 #include "common/crc32.h"
+#include "cli/timeline.h"
 #include "store/record.h"
 
 static void check_record(const uint8_t *p, size_t used, const struct record *rec)
@@ -64,6 +66,24 @@ static void check_record(const uint8_t *p, size_t used, const struct record *rec
 
 		if (rec_timing_ok(t, d ? d->len : 0))
 			CHECK(t->len % TIMING_ENTRY_LEN == 0 && t->len > 0);
+	}
+
+	/*
+	 * `sealtrail events`: a JSON object, and a human line in which no
+	 * recorded byte reaches the terminal as a control character
+	 */
+	{
+		static struct buf line;
+
+		CHECK(timeline_line(&line, rec, true));
+		CHECK(line.len >= 2 && line.data[0] == '{' && line.data[line.len - 1] == '}');
+		for (size_t i = 0; i < line.len; i++)
+			CHECK(line.data[i] >= 0x20 && line.data[i] != 0x7f);
+		if (timeline_line(&line, rec, false))
+			for (size_t i = 0; i < line.len; i++)
+				CHECK(line.data[i] >= 0x20 && line.data[i] != 0x7f);
+		else
+			CHECK(rec->type == REC_TTY || rec->type == REC_FORK);
 	}
 
 	/* canonical: the same record built again is the same bytes */

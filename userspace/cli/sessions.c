@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/timeline.h"
 #include "common/log.h"
 
 static void json_text(struct buf *b, const char *key, const char *val, bool comma)
@@ -266,130 +267,6 @@ int cmd_gaps(struct cli *c, int argc, char **argv)
 }
 
 /*
- * Recorded bytes for a human: never raw to the investigator's terminal.
- * nul: what a NUL becomes (argv: a space between arguments); quoted: the
- * text goes between double quotes, so one in it is escaped too.
- */
-static void human_text(struct buf *b, const uint8_t *p, uint32_t len, char nul, bool quoted)
-{
-	for (uint32_t i = 0; i < len; i++) {
-		uint8_t c = p[i];
-
-		if (!c && nul)
-			buf_add(b, &nul, 1);
-		else if (c < 0x20 || c == 0x7f || c == '\\' || (quoted && c == '"'))
-			buf_addf(b, "\\x%02x", c);
-		else
-			buf_add(b, &c, 1);
-	}
-}
-
-/*
- * One field: `,"name":value` for --json, ` name=value` for a human (text
- * with a space in double quotes). Terminal bytes are counted, not shown.
- */
-static void add_field(struct buf *b, const struct record *rec, const struct rec_field *f, bool json)
-{
-	const char *name = rec_tag_name(f->tag);
-	uint64_t v;
-
-	if (f->tag == TAG_DATA)
-		name = "bytes", v = f->len;
-	else if (f->tag == TAG_TIMING)
-		name = "writes", v = f->len / TIMING_ENTRY_LEN;
-	else if (!name)
-		return; /* a tag of a newer sealtrail */
-	else if (rec_tag_is_text(f->tag) || f->tag == TAG_ARGV || !rec_u64(rec, f->tag, &v))
-		v = UINT64_MAX; /* not a number */
-	buf_addf(b, json ? ",\"%s\":" : " %s=", name);
-	if (f->tag == TAG_ARGV && json) {
-		buf_addf(b, "[");
-		for (uint32_t a = 0, start = 0; a <= f->len; a++) {
-			if (a < f->len && f->data[a])
-				continue;
-			if (a > start || a < f->len) {
-				buf_addf(b, "%s", start ? "," : "");
-				json_add_string(b, f->data + start, a - start);
-			}
-			start = a + 1;
-		}
-		buf_addf(b, "]");
-	} else if (f->tag == TAG_WINSIZE && v != UINT64_MAX) {
-		/* COLSxROWS, as stty and asciicast say it */
-		buf_addf(b, json ? "\"%llux%llu\"" : "%llux%llu", (unsigned long long)(v & 0xffff),
-			 (unsigned long long)(v >> 16 & 0xffff));
-	} else if ((f->tag == TAG_LOGINUID || f->tag == TAG_SESSIONID) && v == UINT32_MAX) {
-		/* never set (no pam_loginuid): null, as `sessions` says it */
-		buf_addf(b, json ? "null" : "unset");
-	} else if (v != UINT64_MAX || f->tag == TAG_DATA || f->tag == TAG_TIMING) {
-		buf_addf(b, "%llu", (unsigned long long)v);
-	} else if (json) {
-		json_add_string(b, f->data, f->len);
-	} else {
-		bool quote = memchr(f->data, ' ', f->len) ||
-			     (f->tag == TAG_ARGV && f->len && memchr(f->data, 0, f->len - 1));
-
-		buf_addf(b, "%s", quote ? "\"" : "");
-		human_text(b, f->data, f->len && f->tag == TAG_ARGV ? f->len - 1 : f->len, ' ',
-			   quote);
-		buf_addf(b, "%s", quote ? "\"" : "");
-	}
-}
-
-/* One line per record of the session: the investigator's timeline. */
-static void print_event(struct cli *c, const struct record *rec, struct buf *line)
-{
-	char t[40];
-
-	format_rfc3339(rec->wall_ns, t);
-	line->len = 0;
-	if (c->json) {
-		buf_addf(line, "{\"seq\":%llu,\"time\":\"%s\",\"type\":\"%s\"",
-			 (unsigned long long)rec->seq, t, rec_type_name(rec->type));
-		for (unsigned i = 0; i < rec->nfields; i++)
-			add_field(line, rec, &rec->fields[i], true);
-		printf("%s}\n", line->data);
-		return;
-	}
-	/* human form: time, type, and the fields that matter for each */
-	switch (rec->type) {
-	case REC_EXEC: {
-		const struct rec_field *f = rec_field(rec, TAG_ARGV);
-		uint64_t pid = 0, truncated = 0;
-
-		if (f)
-			human_text(line, f->data, f->len, ' ', false);
-		rec_u64(rec, TAG_PID, &pid);
-		rec_u64(rec, TAG_ARGV_TRUNCATED, &truncated);
-		printf("%s  exec   pid %-7llu %s%s\n", t, (unsigned long long)pid,
-		       line->data ? (char *)line->data : "", truncated ? " [argv truncated]" : "");
-		break;
-	}
-	case REC_EXIT: {
-		uint64_t pid = 0, status = 0;
-
-		rec_u64(rec, TAG_PID, &pid);
-		rec_u64(rec, TAG_STATUS, &status);
-		if (status & 0x7f)
-			printf("%s  exit   pid %-7llu killed by signal %llu\n", t,
-			       (unsigned long long)pid, (unsigned long long)(status & 0x7f));
-		else
-			printf("%s  exit   pid %-7llu status %llu\n", t, (unsigned long long)pid,
-			       (unsigned long long)((status >> 8) & 0xff));
-		break;
-	}
-	case REC_TTY:
-	case REC_FORK:
-		break; /* too many to be useful here; --json lists them */
-	default:
-		for (unsigned i = 0; i < rec->nfields; i++)
-			add_field(line, rec, &rec->fields[i], false);
-		printf("%s  %-6s%s\n", t, rec_type_name(rec->type),
-		       line->data ? (char *)line->data : "");
-	}
-}
-
-/*
  * The session's records in time order, each read where the index says it
  * lives: a session from last month costs what it holds, not a scan of the
  * log written since. Terminal chunks and forks only with --json.
@@ -411,9 +288,13 @@ static int print_events(struct cli *c, const char *id)
 
 	hex_decode(id, sid, ST_ID_LEN);
 	if (sqlite3_prepare_v2(c->store.index.db, events_sql, -1, &st, NULL) != SQLITE_OK) {
-		log_error("index of %s: %s; an index from an older sealtrail is rebuilt when "
-			  "sealtraild starts, or run `sealtrail reindex`",
-			  c->store.dir, sqlite3_errmsg(c->store.index.db));
+		const char *msg = sqlite3_errmsg(c->store.index.db);
+
+		log_error("index of %s: %s%s", c->store.dir, msg,
+			  strstr(msg, "no such table")
+			      ? ": it is from an older sealtrail; sealtraild rebuilds it when it "
+				"starts, or run `sealtrail reindex`"
+			      : "");
 		return 1;
 	}
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -427,7 +308,8 @@ static int print_events(struct cli *c, const char *id)
 		/* store_read_at() has said what is wrong with the bytes there */
 		if (store_read_at(&c->store, seg, off, &raw, &rec)) {
 			log_error("session %s: record %llu (segment %u, byte offset %llu) is "
-				  "unreadable; the timeline goes on without it",
+				  "unreadable; the timeline goes on without it (`sealtrail verify` "
+				  "lists all damage)",
 				  id, (unsigned long long)seq, seg, (unsigned long long)off);
 			bad++;
 			continue;
@@ -440,7 +322,8 @@ static int print_events(struct cli *c, const char *id)
 			bad++;
 			continue;
 		}
-		print_event(c, &rec, &line);
+		if (timeline_line(&line, &rec, c->json))
+			printf("%.*s\n", (int)line.len, line.data ? (char *)line.data : "");
 	}
 	if (rc != SQLITE_DONE) {
 		log_error("index of %s: %s", c->store.dir, sqlite3_errmsg(c->store.index.db));

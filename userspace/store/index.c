@@ -718,7 +718,7 @@ int index_clear(struct index *ix)
 	if (sqlite3_exec(ix->db,
 			 "DELETE FROM sessions; DELETE FROM chunks; DELETE FROM execs;"
 			 " DELETE FROM gaps; DELETE FROM meta; DELETE FROM channels;"
-			 " DELETE FROM streams; DELETE FROM files;",
+			 " DELETE FROM streams; DELETE FROM files; DELETE FROM records;",
 			 NULL, NULL, &msg) != SQLITE_OK) {
 		log_error("index: cannot clear: %s", msg);
 		sqlite3_free(msg);
