@@ -227,6 +227,9 @@ static __always_inline __u32 exec_classify(struct task_struct *task, __u32 tgid,
 	return flags;
 }
 
+static __noinline __u16 walk_path(struct vfsmount *vfsmnt, struct dentry *dentry, char *out,
+				  __u8 *flags);
+
 SEC("tp/sched/sched_process_exec")
 int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
@@ -257,8 +260,12 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 		ev->sessionid = BPF_CORE_READ(task, sessionid);
 	}
 	ev->pad = 0;
+	__builtin_memset(ev->pad2, 0, sizeof(ev->pad2));
 	bpf_probe_read_kernel_str(ev->filename, sizeof(ev->filename),
 				  (void *)ctx + (ctx->__data_loc_filename & 0xFFFF));
+	/* where the command runs: relative paths in its argv start there */
+	ev->cwd_len = walk_path(BPF_CORE_READ(task, fs, pwd.mnt),
+				BPF_CORE_READ(task, fs, pwd.dentry), ev->cwd, &ev->cwd_flags);
 
 	start = BPF_CORE_READ(task, mm, arg_start);
 	end = BPF_CORE_READ(task, mm, arg_end);

@@ -102,7 +102,11 @@ struct st_ev_exec {
 	__u32 flags; /* ST_EXEC_* */
 	__u32 pad;
 	__u64 stdio[3]; /* pipes on fds 0, 1, 2: their inode numbers, or 0 */
+	__u16 cwd_len; /* bytes of cwd[] */
+	__u8 cwd_flags; /* ST_DIR_*: 0 if the walk failed */
+	__u8 pad2[5];
 	char filename[ST_PATH_MAX];
+	char cwd[ST_DIR_BYTES]; /* the working directory, as walk_path() writes it */
 	char args[ST_ARGS_MAX]; /* NUL-separated, only args_len are sent */
 };
 #define ST_EXEC_ARGS_TRUNCATED 1u
@@ -258,7 +262,8 @@ enum st_dir_flags {
 _Static_assert(sizeof(struct st_event_hdr) == 32, "st_event_hdr layout");
 _Static_assert(sizeof(struct st_ev_session) == 56, "st_ev_session layout");
 _Static_assert(sizeof(struct st_ev_fork) == 40, "st_ev_fork layout");
-_Static_assert(sizeof(struct st_ev_exec) == 96 + ST_PATH_MAX + ST_ARGS_MAX, "st_ev_exec layout");
+_Static_assert(sizeof(struct st_ev_exec) == 104 + ST_PATH_MAX + ST_DIR_BYTES + ST_ARGS_MAX,
+	       "st_ev_exec layout");
 _Static_assert(sizeof(struct st_ev_exit) == 40, "st_ev_exit layout");
 _Static_assert(sizeof(struct st_ev_tty) == 64 + ST_TTY_CHUNK, "st_ev_tty layout");
 _Static_assert(sizeof(struct st_session) == 24, "st_session layout");

@@ -270,7 +270,8 @@ def garbage(use_pam):
         check_eq(sess["lost_events"], 0, "10 MB burst: no losses", session=sess)
         human = [x for x in d.cli("events", sess["id"]).splitlines() if "/bin/true aaa" in x]
         check(len(human) == 1 and f"exec   pid {big[0]['pid']:<7}" in human[0] and
-              human[0].endswith("[argv truncated]"), "human events: pid and truncation",
+              human[0].endswith(f" [argv truncated]  (in {big[0]['cwd']})"),
+              "human events: pid, truncation, directory",
               lines=[x[:60] + "..." + x[-30:] for x in human])
         check(d.proc.poll() is None, "daemon survived", log=d.log())
 
@@ -503,6 +504,35 @@ def events_by_location():
         types = [json.loads(x)["type"] for x in p.stdout.decode().splitlines()]
         check("session_start" in types and "session_end" in types and "exec" in types,
               "the rest of the timeline is still shown", types=sorted(set(types)))
+
+
+@test("e2e/exec_records_the_working_directory")
+def exec_cwd():
+    """Each exec says where the command ran (relative paths in its argv
+    start there), as the kernel walked it, spaces and all."""
+    base = scratch_dir("st-cwd-", mode=0o755)
+    deep = os.path.join(base, "with space", "deep")
+    os.makedirs(deep)
+    os.chmod(os.path.join(base, "with space"), 0o755)
+    with recorded_user("stcwd", True) as (lab, d, u):
+        with login(lab, u) as s:
+            port = client_port(s.pid)
+            s.send(f"cd '{deep}' && /bin/true st-cwd1; cd / && /bin/true st-cwd2;"
+                   " echo DONE$((1+2))\n".encode())
+            s.expect(b"DONE3")
+            logout(s)
+        sess = d.session_of_port(port)
+        execs = {tuple(e["argv"]): e for e in d.events(sess["id"]) if e["type"] == "exec"}
+        one, two = execs.get(("/bin/true", "st-cwd1")), execs.get(("/bin/true", "st-cwd2"))
+        check(one and two, "both execs recorded", execs=list(execs)[-10:])
+        check_eq(one.get("cwd"), deep, "cwd of the first")
+        check_eq(two.get("cwd"), "/", "cwd of the second")
+        shell = [e for e in execs.values() if e["pid"] == one["ppid"]]
+        check(shell and shell[0].get("cwd") == u.home, "the login shell starts at home",
+              shell=shell[:1], home=u.home)
+        human = [x for x in d.cli("events", sess["id"]).splitlines() if "st-cwd1" in x]
+        check(len(human) == 1 and human[0].endswith(f"/bin/true st-cwd1  (in {deep})"),
+              "human line ends with the directory", lines=human)
 
 
 @test("e2e/cli_filters_replay_and_asciicast")

@@ -223,6 +223,7 @@ static int append_script(struct store *st, struct kept *k)
 	rb_u64(&r, TAG_LOGINUID, 1000);
 	rb_u64(&r, TAG_SESSIONID, 7);
 	rb_str(&r, TAG_FILENAME, "/usr/bin/ls");
+	rb_str(&r, TAG_CWD, "/home/alice");
 	rb_bytes(&r, TAG_ARGV, SCRIPT_ARGV, sizeof(SCRIPT_ARGV) - 1);
 	rb_u64(&r, TAG_ARGV_TOTAL, 7);
 	rb_u64(&r, TAG_ARGV_TRUNCATED, 0);
@@ -1372,6 +1373,9 @@ TEST(store_index_contents)
 	    q_text(&st, "SELECT hex(argv) FROM execs WHERE session = %Q AND pid = 5000", s1),
 	    "6C73002D6C6100", "argv blob keeps its NULs");
 	ASSERT_EQ(q_int(&st, "SELECT ppid FROM execs WHERE pid = 5000"), 4242, "ppid");
+	ASSERT_STREQ(q_text(&st, "SELECT cwd FROM execs WHERE pid = 5000"), "/home/alice", "cwd");
+	ASSERT_STREQ(q_text(&st, "SELECT cwd FROM execs WHERE filename = '/bin/sh'"), "(null)",
+		     "no cwd recorded: NULL");
 	ASSERT_EQ(q_int(&st, "SELECT sessionid FROM execs WHERE pid = 5000"), 7, "sessionid");
 	ASSERT_EQ(q_int(&st, "SELECT argv_total FROM execs WHERE pid = 5000"), 7, "argv_total");
 	/* pid 6000 exec'ed twice: the exit belongs to the last image */

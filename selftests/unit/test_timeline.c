@@ -68,10 +68,11 @@ TEST(timeline_exec_and_exit_in_columns)
 	rec_add_u64(&built, TAG_PID, 4242);
 	rec_add_bytes(&built, TAG_ARGV, argv, sizeof(argv) - 1);
 	rec_add_u64(&built, TAG_ARGV_TRUNCATED, 1);
+	rec_add_str(&built, TAG_CWD, "/home/al\033ice");
 	ASSERT_STREQ(line_of(done(), false),
 		     "2026-11-25T09:46:40.123456789Z  exec   pid 4242    printf \\x1b[2J\\x5c "
-		     "[argv truncated]",
-		     "escape sequences and backslashes escaped");
+		     "[argv truncated]  (in /home/al\\x1bice)",
+		     "escape sequences and backslashes escaped, the working directory last");
 
 	begin(REC_EXIT);
 	rec_add_u64(&built, TAG_PID, 4242);

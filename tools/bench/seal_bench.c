@@ -426,6 +426,8 @@ static int exec_records(struct bench *b, const struct step *s)
 	err = err ?: rec_add_u64(&b->rec, TAG_LOGINUID, 1001);
 	err = err ?: rec_add_u64(&b->rec, TAG_SESSIONID, 100 + s->sid);
 	err = err ?: rec_add_str(&b->rec, TAG_FILENAME, s->path);
+	/* a typical working directory: a project under the user's home */
+	err = err ?: rec_add_str(&b->rec, TAG_CWD, "/home/operator/deploy/site-config");
 	err = err ?: rec_add_bytes(&b->rec, TAG_ARGV, s->argv, s->argv_len);
 	err = err ?: rec_add_u64(&b->rec, TAG_ARGV_TOTAL, s->argv_len);
 	err = err ?: rec_add_u64(&b->rec, TAG_ARGV_TRUNCATED, 0);

@@ -114,6 +114,12 @@ bool timeline_line(struct buf *out, const struct record *rec, bool json)
 			human_text(out, f->data, argv_len(f), ' ', false);
 		if (rec_u64(rec, TAG_ARGV_TRUNCATED, &v) && v)
 			buf_addf(out, " [argv truncated]");
+		f = rec_field(rec, TAG_CWD);
+		if (f) {
+			buf_addf(out, "  (in ");
+			human_text(out, f->data, f->len, 0, false);
+			buf_addf(out, ")");
+		}
 		return true;
 	}
 	case REC_EXIT:

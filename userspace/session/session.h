@@ -168,6 +168,13 @@ int pipes_tie(struct tracker *t, struct session *s, const __u64 stdio[3], bool c
 int pipes_end(struct tracker *t, struct session *s, uint64_t boot_ns);
 
 /* transfers.c: forwarded connections and transferred files */
+/*
+ * The path the kernel walked (events.h: components leaf first), with name
+ * appended if it is relative; "?/" stands for a part the walk did not
+ * reach. False if the kernel could not walk it.
+ */
+bool kernel_path(const char *dir, unsigned len, unsigned flags, const char *name, char *out,
+		 size_t size);
 int channel_open(struct tracker *t, struct session *s, const struct st_ev_connect *ev);
 int channel_close(struct tracker *t, struct session *s, uint64_t conn_id, uint64_t sent,
 		  uint64_t recv, uint64_t boot_ns, const char *reason);

@@ -444,11 +444,30 @@ static bool is_login_helper(const char *cmd)
 		       strstr(cmd, ".ssh/rc") || strstr(cmd, "/etc/ssh/sshrc"));
 }
 
+/*
+ * The directory the program started in, as the kernel walked it at the
+ * exec; else /proc's link now (the process may have moved on or gone).
+ */
+static bool exec_cwd(const struct st_ev_exec *ev, char *out, size_t size)
+{
+	char link[64];
+	ssize_t n;
+
+	if (kernel_path(ev->cwd, ev->cwd_len, ev->cwd_flags, NULL, out, size))
+		return true;
+	snprintf(link, sizeof(link), "/proc/%u/cwd", ev->hdr.pid);
+	n = readlink(link, out, size - 1);
+	if (n <= 0)
+		return false;
+	out[n] = 0;
+	return true;
+}
+
 static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec *ev, size_t size)
 {
 	size_t head = offsetof(struct st_ev_exec, args);
 	bool person, helper;
-	char path[ST_PATH_MAX + 1];
+	char path[ST_PATH_MAX + 1], cwd[ST_DIR_BYTES + 64];
 	const char *cmd;
 	int err;
 
@@ -495,6 +514,8 @@ static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec
 	err = err ?: rec_add_u64(&t->rec, TAG_LOGINUID, ev->loginuid);
 	err = err ?: rec_add_u64(&t->rec, TAG_SESSIONID, ev->sessionid);
 	err = err ?: rec_add_str(&t->rec, TAG_FILENAME, path);
+	if (exec_cwd(ev, cwd, sizeof(cwd)))
+		err = err ?: rec_add_str(&t->rec, TAG_CWD, cwd);
 	err = err ?: rec_add_bytes(&t->rec, TAG_ARGV, ev->args, ev->args_len);
 	err = err ?: rec_add_u64(&t->rec, TAG_ARGV_TOTAL, ev->args_total);
 	err = err

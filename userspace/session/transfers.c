@@ -93,13 +93,9 @@ static void absolute_path(uint32_t pid, int fd, int dirfd, const char *path, cha
 		log_debug("pid %u: path %s/%s truncated", pid, dir, path);
 }
 
-/*
- * The path the kernel walked (events.h: components leaf first), with name
- * appended if it is relative; "?/" stands for a part the walk did not
- * reach. False if the kernel could not walk it.
- */
-static bool kernel_path(const char *dir, unsigned len, unsigned flags, const char *name, char *out,
-			size_t size)
+/* session.h */
+bool kernel_path(const char *dir, unsigned len, unsigned flags, const char *name, char *out,
+		 size_t size)
 {
 	const char *comp[ST_DIR_DEPTH + 8];
 	unsigned n = 0, off = 0;

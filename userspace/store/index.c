@@ -32,7 +32,7 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS execs(seq INTEGER PRIMARY KEY, session TEXT, wall_ns INTEGER,"
     " pid INTEGER, ppid INTEGER, uid INTEGER, euid INTEGER, gid INTEGER, loginuid INTEGER,"
     " sessionid INTEGER, filename TEXT, argv BLOB, argv_total INTEGER, argv_truncated INTEGER,"
-    " exit_status INTEGER, exit_ns INTEGER);"
+    " exit_status INTEGER, exit_ns INTEGER, cwd TEXT);"
     "CREATE INDEX IF NOT EXISTS execs_session ON execs(session, pid);"
     "CREATE TABLE IF NOT EXISTS gaps(seq INTEGER PRIMARY KEY, session TEXT, wall_ns INTEGER,"
     " lost_events INTEGER, lost_bytes INTEGER, reason TEXT, file TEXT, file_offset INTEGER);"
@@ -97,8 +97,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_BYTES] = "UPDATE sessions SET bytes_in = bytes_in + ?2, bytes_out = bytes_out + ?3"
 		" WHERE id = ?1 AND (?5 >= 2 OR tty IS NULL OR tty = 'pts/' || ?4)",
     [S_EXEC] = "INSERT OR REPLACE INTO execs(seq, session, wall_ns, pid, ppid, uid, euid, gid,"
-	       " loginuid, sessionid, filename, argv, argv_total, argv_truncated)"
-	       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+	       " loginuid, sessionid, filename, argv, argv_total, argv_truncated, cwd)"
+	       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     [S_EXIT] = "UPDATE execs SET exit_status = ?3, exit_ns = ?4 WHERE seq ="
 	       " (SELECT max(seq) FROM execs WHERE session = ?1 AND pid = ?2)",
     [S_GAP] = "INSERT OR REPLACE INTO gaps(seq, session, wall_ns, lost_events, lost_bytes,"
@@ -124,7 +124,7 @@ static const char *const stmt_sql[S_COUNT] = {
  * The index is derived data: when its schema is from another version, drop
  * it; the writer then rebuilds it from the log (index_last() says 0).
  */
-#define INDEX_SCHEMA_VERSION 3
+#define INDEX_SCHEMA_VERSION 4
 
 static int rebuild_if_old(struct index *ix, const char *path)
 {
@@ -619,14 +619,14 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 	}
 	case REC_EXEC:
 		f = rec_field(rec, TAG_ARGV);
-		err =
-		    run(ix, S_EXEC, "itiiiiiiiitbii", rec->seq, sid, rec->wall_ns,
-			get_u64(rec, TAG_PID, 0), get_u64(rec, TAG_PPID, 0),
-			get_u64(rec, TAG_UID, 0), get_u64(rec, TAG_EUID, 0),
-			get_u64(rec, TAG_GID, 0), get_u64(rec, TAG_LOGINUID, 0),
-			get_u64(rec, TAG_SESSIONID, 0), rec_str(rec, TAG_FILENAME, s1, sizeof(s1)),
-			f ? f->data : (const uint8_t *)"", f ? (int)f->len : 0,
-			get_u64(rec, TAG_ARGV_TOTAL, 0), get_u64(rec, TAG_ARGV_TRUNCATED, 0));
+		err = run(
+		    ix, S_EXEC, "itiiiiiiiitbiit", rec->seq, sid, rec->wall_ns,
+		    get_u64(rec, TAG_PID, 0), get_u64(rec, TAG_PPID, 0), get_u64(rec, TAG_UID, 0),
+		    get_u64(rec, TAG_EUID, 0), get_u64(rec, TAG_GID, 0),
+		    get_u64(rec, TAG_LOGINUID, 0), get_u64(rec, TAG_SESSIONID, 0),
+		    rec_str(rec, TAG_FILENAME, s1, sizeof(s1)), f ? f->data : (const uint8_t *)"",
+		    f ? (int)f->len : 0, get_u64(rec, TAG_ARGV_TOTAL, 0),
+		    get_u64(rec, TAG_ARGV_TRUNCATED, 0), rec_str(rec, TAG_CWD, path, sizeof(path)));
 		break;
 	case REC_EXIT:
 		err = run(ix, S_EXIT, "tiii", sid, get_u64(rec, TAG_PID, 0),

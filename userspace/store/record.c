@@ -258,6 +258,7 @@ static const struct {
     [TAG_ROLE] = {"role", true},
     [TAG_REQUESTS] = {"requests", false},
     [TAG_WINSIZE] = {"winsize", false},
+    [TAG_CWD] = {"cwd", true},
 };
 
 const char *rec_tag_name(uint16_t tag)

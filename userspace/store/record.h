@@ -110,6 +110,7 @@ enum rec_tag {
 	TAG_ROLE, /* REC_ACCESS: the caller's role then: "auditor", "admin" or "none" */
 	TAG_REQUESTS, /* REC_ACCESS: refused requests this record stands for (absent: 1) */
 	TAG_WINSIZE, /* REC_TTY of pty output: rows << 16 | cols, when it differs from the last */
+	TAG_CWD, /* REC_EXEC: the working directory ("?/..." if only its end was reached) */
 	TAG_MAX,
 };
 
