@@ -556,7 +556,7 @@ def cli():
         check_eq(count("--user", "nobody"), 0, "--user other")
         bad = d.cli("sessions", "--since", "yesterday", check_rc=False, binary=True)
         check(bad.returncode != 0 and b"--since" in bad.stderr, "bad time is an error")
-        for cmd in ("sessions", "gaps"):
+        for cmd in ("sessions", "gaps", "access-log"):
             bad = d.cli(cmd, "--since", "1h", "--until", "2h", check_rc=False, binary=True)
             check(bad.returncode == 2 and b"is after --until" in bad.stderr,
                   f"{cmd}: a window ending before it starts is an error", stderr=bad.stderr)

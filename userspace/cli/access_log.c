@@ -88,34 +88,11 @@ static int access_record(void *arg, const struct record *rec, uint32_t seg_no UN
 
 int cmd_access_log(struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"since", required_argument, NULL, 's'},
-	    {"until", required_argument, NULL, 'u'},
-	    CLI_COMMON_OPTS,
-	    {0},
-	};
-	struct access_visit v = {.c = c, .w = CLI_WINDOW_ALL};
+	struct access_visit v = {.c = c};
 	struct store_visitor sv = {.record = access_record, .damage = cli_scan_damage, .arg = &v};
-	uint64_t now = clock_ns(CLOCK_REALTIME);
-	int opt, err;
+	int err;
 
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		int win = cli_window_opt(&v.w, opt, optarg, now);
-
-		if (win < 0)
-			return 2;
-		if (win)
-			continue;
-		if (cli_common_opt(c, opt)) {
-			return 2;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, "usage: sealtrail access-log [--since T] [--until T] [--json]\n");
-		return 2;
-	}
-	if (cli_window_check(&v.w))
+	if (cli_window_args(c, argc, argv, &v.w, "access-log"))
 		return 2;
 	if (cli_open(c))
 		return 1;

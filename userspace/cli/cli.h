@@ -37,6 +37,11 @@ struct cli_window {
 int cli_window_opt(struct cli_window *w, int opt, const char *arg, uint64_t now);
 /* After the options: 0, or -EINVAL (logged) when --since is after --until. */
 int cli_window_check(const struct cli_window *w);
+/*
+ * A command whose only options are the window and the common ones:
+ * parse them into *w; 0, or 2 (usage or the error printed).
+ */
+int cli_window_args(struct cli *c, int argc, char **argv, struct cli_window *w, const char *name);
 
 /*
  * Open the store read-only; prints an error naming the store on failure.

@@ -99,6 +99,32 @@ int cli_window_check(const struct cli_window *w)
 	return -EINVAL;
 }
 
+int cli_window_args(struct cli *c, int argc, char **argv, struct cli_window *w, const char *name)
+{
+	static const struct option opts[] = {
+	    {"since", required_argument, NULL, 's'},
+	    {"until", required_argument, NULL, 'u'},
+	    CLI_COMMON_OPTS,
+	    {0},
+	};
+	uint64_t now = clock_ns(CLOCK_REALTIME);
+	int opt;
+
+	*w = CLI_WINDOW_ALL;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		int win = cli_window_opt(w, opt, optarg, now);
+
+		if (win < 0 || (!win && cli_common_opt(c, opt)))
+			return 2;
+	}
+	if (optind != argc) {
+		fprintf(stderr, "usage: sealtrail %s [--since T] [--until T] [--json]\n", name);
+		return 2;
+	}
+	return cli_window_check(w) ? 2 : 0;
+}
+
 int cli_common_opt(struct cli *c, int opt)
 {
 	if (opt == OPT_STORE)

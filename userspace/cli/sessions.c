@@ -185,39 +185,16 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
  */
 int cmd_gaps(struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"since", required_argument, NULL, 's'},
-	    {"until", required_argument, NULL, 'u'},
-	    CLI_COMMON_OPTS,
-	    {0},
-	};
 	const char *sql = "SELECT seq, session, wall_ns, lost_events, lost_bytes, reason, file,"
 			  " file_offset FROM gaps WHERE wall_ns >= ?1 AND wall_ns <= ?2"
 			  " ORDER BY seq";
-	uint64_t now = clock_ns(CLOCK_REALTIME);
-	struct cli_window w = CLI_WINDOW_ALL;
+	struct cli_window w;
 	char zero[ST_ID_HEX];
 	struct buf line = {0};
 	sqlite3_stmt *st;
-	int opt, rows = 0;
+	int rows = 0;
 
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		int win = cli_window_opt(&w, opt, optarg, now);
-
-		if (win < 0)
-			return 2;
-		if (win)
-			continue;
-		if (cli_common_opt(c, opt)) {
-			return 2;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, "usage: sealtrail gaps [--since T] [--until T]\n");
-		return 2;
-	}
-	if (cli_window_check(&w))
+	if (cli_window_args(c, argc, argv, &w, "gaps"))
 		return 2;
 	if (cli_open(c))
 		return 1;
