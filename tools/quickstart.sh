@@ -20,8 +20,10 @@ else
 		echo "sealtraild is already running"
 	else
 		setsid /usr/local/sbin/sealtraild >>/var/log/sealtraild.log 2>&1 </dev/null &
-		for _ in $(seq 50); do
-			/usr/local/bin/sealtrail status >/dev/null 2>&1 && break
+		# recording, not just holding the store (which it reads back first)
+		for _ in $(seq 300); do
+			/usr/local/bin/sealtrail --json status 2>/dev/null |
+				grep -q '"state":"recording"' && break
 			sleep 0.2
 		done
 		echo "sealtraild started in the background (log: /var/log/sealtraild.log)"

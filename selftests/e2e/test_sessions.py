@@ -535,6 +535,43 @@ def exec_cwd():
               "human line ends with the directory", lines=human)
 
 
+@test("e2e/status_while_the_daemon_starts")
+def status_starting():
+    """Between taking the store's lock and recording (reading the log back,
+    rebuilding an index from another schema, loading the programs) the
+    daemon says it is starting, and status shows that, not the numbers
+    the previous run left in status.json."""
+    import fcntl
+    d = Daemon()
+    with d:
+        check_eq(d.status().get("state"), "recording", "a started daemon records")
+        d.stop()
+        stale = d.status()
+        check_eq(stale.get("state"), "stopped", "a stopped daemon says so")
+        # a daemon that holds the lock and wrote only its first status
+        lock = os.open(os.path.join(d.store, "LOCK"), os.O_RDWR)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            first = {"running": True, "state": "starting", "pid": 424242, "version": "x",
+                     "started": "2026-11-25T09:00:00.000000000Z",
+                     "updated": "2026-11-25T09:00:00.000000000Z"}
+            with open(os.path.join(d.store, "status.json"), "w") as f:
+                f.write(json.dumps(first, separators=(",", ":")) + "\n")
+            p = d.cli("status", binary=True)
+            out = p.stdout.decode()
+            check(out.startswith("sealtraild:     starting\n") and "424242" in out and
+                  "\nprograms:" not in out and "\nopen sessions:" not in out,
+                  "status: starting, nothing of the last run", out=out)
+            st = json.loads(d.cli("--json", "status"))
+            check(st["running"] and st["state"] == "starting" and not st["daemon_stale"],
+                  "status --json while starting", status=st)
+        finally:
+            os.close(lock)
+        st = json.loads(d.cli("--json", "status", check_rc=False))
+        check(not st["running"] and st["state"] == "stopped", "lock released: stopped",
+              status=st)
+
+
 @test("e2e/cli_filters_replay_and_asciicast")
 def cli():
     with recorded_user("stcli", True) as (lab, d, u):
@@ -669,7 +706,7 @@ def self_exclusion():
             binary = os.path.join(os.environ["SEALTRAIL_BUILD"], "sealtraild")
             s.send(f"sudo {binary} --store {store} &\n".encode())
             d = Daemon(store=store)
-            status = wait_for(lambda: d.status().get("running") and d.status(), 30,
+            status = wait_for(lambda: d.status().get("state") == "recording" and d.status(), 30,
                               "sealtraild started from the session")
             daemon_pid = status["pid"]
             wait_for(lambda: lab.pid in d.status().get("listeners", []), 15, "listener followed")

@@ -117,8 +117,9 @@ class Daemon:
             # --nice sets the autogroup's nice, which must not reach ours
             start_new_session=True)
         log.close()
-        wait_for(lambda: self.status().get("running") or self.proc.poll() is not None,
-                 30, "sealtraild to start")
+        # recording, not merely holding the store ("starting")
+        wait_for(lambda: self.status().get("state") == "recording" or
+                 self.proc.poll() is not None, 30, "sealtraild to start")
         check(self.proc.poll() is None, "sealtraild exited at start", log=self.log())
 
     def status(self):

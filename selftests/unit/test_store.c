@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1452,6 +1453,48 @@ TEST(store_index_locates_session_records)
 out:
 	buf_free(&raw);
 	store_close(&st);
+}
+
+struct locked_probe {
+	struct store *st;
+	int calls;
+	bool lock_held, index_open;
+};
+
+static void on_locked(void *arg)
+{
+	struct locked_probe *p = arg;
+	int fd = open(test_path("store/LOCK"), O_RDONLY | O_CLOEXEC);
+
+	p->calls++;
+	p->lock_held = fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) && errno == EWOULDBLOCK;
+	p->index_open = p->st->index.db != NULL;
+	if (fd >= 0)
+		close(fd);
+}
+
+/*
+ * sealtraild says "starting" from here (status.json): the LOCK is held, so
+ * no other writer runs, and nothing slow (reading the log back, rebuilding
+ * the index) has happened yet. Readers never call it.
+ */
+TEST(store_locked_callback_before_the_log_is_read)
+{
+	struct store st;
+	struct locked_probe p = {.st = &st};
+	struct store_options o = {.locked = on_locked, .locked_arg = &p};
+
+	if (!ASSERT_OK(store_open_with(&st, store_dir(), STORE_WRITE | STORE_CREATE, &o), "create"))
+		return;
+	ASSERT_EQ(p.calls, 1, "called once");
+	ASSERT_TRUE(p.lock_held, "with the LOCK held");
+	ASSERT_FALSE(p.index_open, "before the index is opened");
+	ASSERT_OK(append_script(&st, NULL), "append");
+	store_close(&st);
+	p = (struct locked_probe){.st = &st};
+	if (ASSERT_OK(store_open_with(&st, store_dir(), 0, &o), "open to read"))
+		store_close(&st);
+	ASSERT_EQ(p.calls, 0, "not for a reader");
 }
 
 static void unlink_index(void)

@@ -83,7 +83,7 @@ int cmd_status(struct cli *c, int argc, char **argv)
 	char path[4096], v[1024], v2[32], v3[32];
 	struct buf file = {0};
 	const char *json = NULL;
-	bool running, indexed = false;
+	bool running, starting, indexed = false;
 	long long live = 0;
 	sqlite3_stmt *st;
 
@@ -95,6 +95,8 @@ int cmd_status(struct cli *c, int argc, char **argv)
 		file.data[strcspn((char *)file.data, "\n")] = 0;
 		json = (const char *)file.data;
 	}
+	/* the daemon holds the store but is still reading it back, not recording yet */
+	starting = running && json && !strcmp(json_get(json, "state", v, sizeof(v)), "starting");
 	if (cli_open(c) == 0) {
 		if (sqlite3_prepare_v2(c->store.index.db,
 				       "SELECT count(*) FROM sessions WHERE end_ns IS NULL", -1,
@@ -117,14 +119,28 @@ int cmd_status(struct cli *c, int argc, char **argv)
 		if (indexed)
 			snprintf(open_sessions, sizeof(open_sessions), "%lld", live);
 		/* daemon_stale: "daemon" is what a daemon no longer running wrote last */
-		printf("{\"running\":%s,\"store\":%s,\"open_sessions\":%s,\"daemon_stale\":%s,"
-		       "\"daemon\":%s}\n",
-		       running ? "true" : "false", dir.data, open_sessions,
-		       json && !running ? "true" : "false", json ? json : "null");
+		printf("{\"running\":%s,\"state\":\"%s\",\"store\":%s,\"open_sessions\":%s,"
+		       "\"daemon_stale\":%s,\"daemon\":%s}\n",
+		       running ? "true" : "false",
+		       starting	 ? "starting"
+		       : running ? "recording"
+				 : "stopped",
+		       dir.data, open_sessions, json && !running ? "true" : "false",
+		       json ? json : "null");
 		buf_free(&dir);
 	} else {
-		printf("sealtraild:     %s\n", running ? "running" : "not running");
+		printf("sealtraild:     %s\n", starting	 ? "starting"
+					       : running ? "running"
+							 : "not running");
 		printf("store:          %s\n", c->store_dir);
+		if (starting) {
+			printf("pid:            %s\n", json_get(json, "pid", v, sizeof(v)));
+			printf("since:          %s\n", json_get(json, "started", v, sizeof(v)));
+			printf("\nIt holds the store and is reading it back (after an upgrade that "
+			       "changed\nthe index, rebuilding the index), then it attaches its "
+			       "programs:\nrecording begins after that. Its log says when.\n");
+			json = NULL; /* nothing below is this run's yet */
+		}
 		if (json && !running)
 			printf("\nwhat sealtraild (pid %s) last wrote, at %s, before it stopped:\n",
 			       json_get(json, "pid", v, sizeof(v)),
@@ -154,7 +170,7 @@ int cmd_status(struct cli *c, int argc, char **argv)
 		}
 		if (json && !running)
 			printf("\n");
-		if (indexed)
+		if (indexed && !starting)
 			printf("open sessions:  %lld in the index%s\n", live,
 			       running ? "" : " (closed when sealtraild starts again)");
 	}

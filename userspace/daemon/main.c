@@ -117,10 +117,11 @@ static int write_status(struct tracker *t, struct capture *cap, const char *sche
 	capture_counters(cap, cnt);
 	format_rfc3339(started_ns, started);
 	format_rfc3339(clock_ns(CLOCK_REALTIME), now);
-	buf_addf(
-	    &b,
-	    "{\"running\":%s,\"pid\":%d,\"version\":\"%s\",\"started\":\"%s\",\"updated\":\"%s\",",
-	    running ? "true" : "false", getpid(), SEALTRAIL_VERSION, started, now);
+	buf_addf(&b,
+		 "{\"running\":%s,\"state\":\"%s\",\"pid\":%d,\"version\":\"%s\",\"started\":"
+		 "\"%s\",\"updated\":\"%s\",",
+		 running ? "true" : "false", running ? "recording" : "stopped", getpid(),
+		 SEALTRAIL_VERSION, started, now);
 	buf_addf(&b, "\"programs\":[");
 	for (unsigned i = 0; i < cap->nprogs; i++)
 		buf_addf(&b, "%s\"%s\"", i ? "," : "", capture_prog_name(cap, i));
@@ -147,6 +148,30 @@ static int write_status(struct tracker *t, struct capture *cap, const char *sche
 		log_warn("cannot write %s/status.json: %s", store_dir, strerror(-err));
 	buf_free(&b);
 	return err;
+}
+
+/*
+ * The store is ours (its LOCK is held) but not open yet: say so in
+ * status.json at once, or `sealtrail status` would show the last run's
+ * numbers as this one's while the log is read back (and the index, after
+ * an upgrade, rebuilt) and the programs are loaded.
+ */
+static void status_starting(void *arg)
+{
+	const char *store_dir = arg;
+	char now[40];
+	struct buf b = {0};
+	int err;
+
+	format_rfc3339(clock_ns(CLOCK_REALTIME), now);
+	buf_addf(&b,
+		 "{\"running\":true,\"state\":\"starting\",\"pid\":%d,\"version\":\"%s\","
+		 "\"started\":\"%s\",\"updated\":\"%s\"}\n",
+		 getpid(), SEALTRAIL_VERSION, now, now);
+	err = b.data ? write_file_replace(store_dir, "status.json", b.data, b.len, 0644) : -ENOMEM;
+	if (err)
+		log_warn("cannot write %s/status.json: %s", store_dir, strerror(-err));
+	buf_free(&b);
 }
 
 /* The sealtrail binary that serves socket requests: installed or built alongside. */
@@ -394,6 +419,8 @@ int main(int argc, char **argv)
 		store_opts.auditor = STORE_AUDITOR_SET;
 		store_opts.auditor_pk = auditor_pk;
 	}
+	store_opts.locked = status_starting;
+	store_opts.locked_arg = (void *)store_dir;
 	err = store_open_with(&store, store_dir, STORE_WRITE | STORE_CREATE, &store_opts);
 	if (err == -EKEYREJECTED) {
 		/* a key the store refuses: starting again changes nothing */

@@ -727,6 +727,8 @@ int store_open_with(struct store *st, const char *dir, int flags, const struct s
 		}
 		free(path);
 		path = NULL;
+		if (o && o->locked)
+			o->locked(o->locked_arg);
 	}
 	if (flags & STORE_CREATE) {
 		err = read_store_id(st, flags & STORE_WRITE);

@@ -80,6 +80,13 @@ struct store_options {
 	bool auditor_change; /* SET or NONE may replace or drop the pinned key */
 	/* readers: open segments with the auditor's private key, not keys/kek */
 	const uint8_t *auditor_sk;
+	/*
+	 * Writers: called once the store's LOCK is held, before the log is
+	 * read back and the index caught up or rebuilt (minutes, for a big
+	 * store whose index is from another schema).
+	 */
+	void (*locked)(void *arg);
+	void *locked_arg;
 };
 
 struct store {
