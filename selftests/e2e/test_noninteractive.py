@@ -4,6 +4,7 @@ sftp/scp, rsync, and port forwards, with UsePAM yes and no."""
 import contextlib
 import hashlib
 import os
+import select
 import socket
 import subprocess
 import threading
@@ -532,3 +533,113 @@ def capture_cap_option():
         check_eq(sum(e["stored"] for e in ends), 1000, "--capture-cap-bytes 1000 honoured",
                  streams=ends)
         check_eq(sum(e["bytes"] for e in ends if e["stream"] == 3), 5000, "whole stream counted")
+
+
+def wait_output(p, want, what, timeout=30):
+    """Read p's stdout until want appears (never blocking past timeout)."""
+    seen = bytearray()
+
+    def more():
+        if select.select([p.stdout], [], [], 0.2)[0]:
+            seen.extend(p.stdout.read1(4096) or b"")
+        return want in seen or None
+    wait_for(more, timeout, what)
+
+
+def sftp_adopted(use_pam, server):
+    """sealtraild (re)starts while an sftp session is open, as a WinSCP or
+    FileZilla session often is all day: the session is adopted as a
+    transfer, and files moved after that get their records, with the
+    protocol counted, not stored."""
+    lab = SshLab(None, use_pam=use_pam, **({"sftp": server} if server else {}))
+    with lab:
+        u = lab.add_user("stsftpad")
+        work = scratch_dir("st-sftpad-", 0o755)
+        data = os.urandom((1 << 20) + 777)
+        digest = hashlib.sha256(data).hexdigest()
+        src = os.path.join(work, "up.bin")
+        with open(src, "wb") as f:
+            f.write(data)
+        opts = ["-P", str(lab.port), "-i", u.key_path, "-F", "/dev/null",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+        # commands come on stdin, one at a time: the session stays open between them
+        p = subprocess.Popen(["sftp", "-b", "-"] + opts + [f"{u.name}@{lab.host}"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        try:
+            p.stdin.write(b"pwd\n")
+            p.stdin.flush()
+            wait_output(p, b"Remote working directory", "sftp logged in")
+            with Daemon() as d:
+                d.wait_listener(lab.pid)
+                sess = d.wait_session("the open sftp session, adopted",
+                                      lambda s: s["user"] == u.name and s["end"] is None)
+                check_eq(sess["kind"], "subsystem", "adopted as a subsystem session",
+                         session=sess)
+                out, err = p.communicate(
+                    f"put {src} up.bin\nget up.bin {work}/down.bin\n".encode(), timeout=120)
+                check_eq(p.returncode, 0, "sftp batch", stderr=err)
+                sess = ended_session_of(d, u.name)
+                bastion = f"{u.home}/up.bin"
+
+                def both():
+                    fs = [f for f in file_records(d, sess["id"]) if f["path"] == bastion]
+                    return fs if {f["direction"] for f in fs} == {"upload", "download"} else None
+                files = wait_for(both, 60, f"upload and download records of {bastion}")
+                for f in files:
+                    check_eq((f["bytes"], f["sha256"]), (len(data), digest),
+                             f"{f['direction']} summary", file=f)
+                for stream in ("stdin", "stdout"):
+                    check_eq(len(d.export(sess["id"], "--format", "raw", "--stream", stream)),
+                             0, f"no {stream} payload stored for a transfer")
+                check(sess["bytes_in"] >= len(data) and sess["bytes_out"] >= len(data),
+                      "the protocol counted each way", session=sess)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+@for_both_pam_modes("open_internal_sftp_session_adopted_as_a_transfer")
+def internal_sftp_adopted(use_pam):
+    sftp_adopted(use_pam, "internal-sftp")
+
+
+@for_both_pam_modes("open_sftp_server_session_adopted_as_a_transfer")
+def sftp_server_adopted(use_pam):
+    sftp_adopted(use_pam, None)
+
+
+@for_both_pam_modes("running_command_adopted_with_its_pipes")
+def command_adopted(use_pam):
+    """`ssh host cmd` running when sealtraild starts: its pipes to sshd are
+    found in /proc, so what it reads and writes from then on is recorded."""
+    lab = SshLab(None, use_pam=use_pam)
+    with lab:
+        u = lab.add_user("stcmdad")
+        cmd = "read a; echo GOT$a; read b; echo GOT$b"
+        p = subprocess.Popen(lab.ssh_argv(u, cmd, tty=False), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            p.stdin.write(b"one\n")
+            p.stdin.flush()
+            wait_output(p, b"GOTone", "the command runs")
+            with Daemon() as d:
+                d.wait_listener(lab.pid)
+                sess = d.wait_session("the running command, adopted",
+                                      lambda s: s["user"] == u.name and s["end"] is None)
+                check_eq((sess["kind"], sess["command"]), ("exec", cmd), "kind and command",
+                         session=sess)
+                out, err = p.communicate(b"two\n", timeout=60)
+                check_eq(p.returncode, 0, "ssh exit status", stderr=err)
+                sess = ended_session_of(d, u.name)
+                stdout = d.export(sess["id"], "--format", "raw", "--stream", "stdout")
+                stdin = d.export(sess["id"], "--format", "raw", "--stream", "stdin")
+                check(stdout.endswith(b"GOTtwo\n") and b"GOTone" not in stdout,
+                      "stdout from the adoption on", stdout=stdout)
+                check_eq(stdin, b"two\n", "stdin from the adoption on")
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()

@@ -229,6 +229,15 @@ int capture_track(struct capture *c, uint32_t tgid, uint64_t key, uint32_t flags
 	return 0;
 }
 
+int capture_add_relay(struct capture *c, uint64_t ino, uint64_t key, uint32_t stream,
+		      uint32_t flags)
+{
+	struct st_relay r = {.sess_key = key, .stream = stream, .flags = flags};
+
+	return bpf_map__update_elem(c->skel->maps.relays, &ino, sizeof(ino), &r, sizeof(r),
+				    BPF_ANY);
+}
+
 int capture_add_exe(struct capture *c, const char *path, uint8_t kind)
 {
 	struct st_exe_id id = {0};

@@ -53,6 +53,12 @@ int capture_track(struct capture *c, uint32_t tgid, uint64_t key, uint32_t flags
  * sockets are relays) or ST_EXE_TRANSFER (its files are summarised).
  */
 int capture_add_exe(struct capture *c, const char *path, uint8_t kind);
+/*
+ * A pipe of a session's program that the kernel did not see being set up
+ * (the session was adopted): stream ST_PIPE_*, flags ST_RELAY_*.
+ */
+int capture_add_relay(struct capture *c, uint64_t ino, uint64_t key, uint32_t stream,
+		      uint32_t flags);
 /* Byte counters of a forwarded connection still open (conn_id from the kernel). */
 int capture_get_relay(struct capture *c, uint64_t conn_id, struct st_relay *out);
 bool capture_is_tracked(struct capture *c, uint32_t tgid);

@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,4 +247,43 @@ int procfs_pts_index(uint32_t tty_nr)
 	if (major < 136 || major > 143)
 		return -1;
 	return (major - 136) * 256 + minor;
+}
+
+void procfs_stdio_pipes(uint32_t pid, uint64_t out[3])
+{
+	for (int fd = 0; fd < 3; fd++) {
+		char path[64], link[64];
+		unsigned long long ino;
+		ssize_t n;
+
+		out[fd] = 0;
+		snprintf(path, sizeof(path), "/proc/%u/fd/%d", pid, fd);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = 0;
+		if (sscanf(link, "pipe:[%llu]", &ino) == 1)
+			out[fd] = ino;
+	}
+}
+
+int procfs_cmdline(uint32_t pid, char *out, size_t size)
+{
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	if (size < 2)
+		return -EINVAL;
+	snprintf(path, sizeof(path), "/proc/%u/cmdline", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, out, size - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	if (n == 0 || out[n - 1])
+		out[n++] = 0;
+	return (int)n;
 }

@@ -49,5 +49,12 @@ int procfs_tcp_conn(uint32_t pid, struct conn_addr *out);
 bool procfs_tcp_listening(uint32_t pid);
 /* If tty_nr is a pts, its index; else -1. */
 int procfs_pts_index(uint32_t tty_nr);
+/* The inode of the pipe on each of pid's fds 0, 1 and 2, or 0 (not a pipe, gone). */
+void procfs_stdio_pipes(uint32_t pid, uint64_t out[3]);
+/*
+ * pid's command line, its arguments NUL-separated as in /proc (a NUL after
+ * the last), cut at size - 1 bytes: its length, or -errno.
+ */
+int procfs_cmdline(uint32_t pid, char *out, size_t size);
 
 #endif

@@ -843,9 +843,117 @@ static bool is_descendant(const struct proc_info *procs, size_t n, uint32_t pid,
 	return false;
 }
 
+static bool is_transfer_exe(const struct tracker *t, const char *path)
+{
+	for (unsigned i = 0; i < t->ntransfers; i++)
+		if (!strcmp(path, t->transfers[i]))
+			return true;
+	return false;
+}
+
+/*
+ * What an adopted login runs, from /proc: the command as `ssh host cmd`
+ * gave it (SHELL -c cmd: cmd; else the arguments joined by spaces) into
+ * cmd, or "" if unreadable.
+ */
+static void adopted_command(uint32_t pid, char *cmd, size_t size)
+{
+	char argv[4096];
+	int n = procfs_cmdline(pid, argv, sizeof(argv));
+	const char *a1 = n > 0 ? memchr(argv, 0, n) : NULL;
+
+	cmd[0] = 0;
+	if (n <= 0)
+		return;
+	if (a1 && a1 + 1 < argv + n && !strcmp(a1 + 1, "-c") && a1 + 4 < argv + n) {
+		snprintf(cmd, size, "%s", a1 + 4);
+		return;
+	}
+	for (int i = 0; i < n - 1; i++)
+		if (!argv[i])
+			argv[i] = ' ';
+	snprintf(cmd, size, "%s", argv);
+}
+
+/*
+ * The program of a login adopted while it runs gets what its exec would
+ * have given it (on_exec, on_internal_sftp): its kind and command, and for
+ * a command without a terminal, its pipes to sshd as the session's
+ * streams (stdio). A transfer program (sftp-server, scp -t/-f, rsync
+ * --server, or internal-sftp in a forked sshd) has its pipes counted, not
+ * copied, and its files summarised from the next one it opens. Files it
+ * has open already, and bytes before now, are not known.
+ */
+static void adopt_program(struct tracker *t, struct session *s, const struct proc_info *procs,
+			  size_t n, uint32_t leader, __u64 stdio[3])
+{
+	const struct proc_info *prog = NULL;
+	uint64_t pipes[3];
+	bool internal = false;
+	char cmd[4096];
+
+	for (size_t i = 0; i < n && !prog; i++) {
+		const struct proc_info *p = &procs[i];
+
+		if (p->pid == leader || !is_descendant(procs, n, p->pid, leader))
+			continue;
+		if (s->shell_pid && p->pid == s->shell_pid) {
+			prog = p;
+		} else if (!s->shell_pid && is_sshd(t, p->exe) && p->uid &&
+			   procfs_cmdline(p->pid, cmd, sizeof(cmd)) > 0 &&
+			   strlen(cmd) > strlen("@" INTERNAL_SFTP) &&
+			   !strcmp(cmd + strlen(cmd) - strlen("@" INTERNAL_SFTP),
+				   "@" INTERNAL_SFTP)) {
+			/* sshd titles it "sshd: USER@internal-sftp" */
+			prog = p;
+			internal = true;
+		}
+	}
+	if (!prog || s->tty >= 0)
+		return;
+	if (internal) {
+		learn_person(t, s, INTERNAL_SFTP, prog->loginuid, prog->uid);
+		s->shell_pid = prog->pid;
+		sshd_remove(s, prog->pid);
+		snprintf(cmd, sizeof(cmd), "%s", INTERNAL_SFTP);
+		s->transfer = true;
+	} else {
+		adopted_command(prog->pid, cmd, sizeof(cmd));
+		s->transfer = is_subsystem(t, prog->exe, cmd) || !strncmp(cmd, "scp ", 4) ||
+			      !strncmp(cmd, "rsync --server", 14);
+		if (s->transfer && !is_subsystem(t, prog->exe, cmd) &&
+		    !is_transfer_exe(t, prog->exe))
+			s->transfer = false; /* not one of the programs we summarise */
+	}
+	s->kind =
+	    is_subsystem(t, internal ? INTERNAL_SFTP : prog->exe, cmd) ? KIND_SUBSYSTEM : KIND_EXEC;
+	if (cmd[0] && !s->command)
+		s->command = strdup(cmd);
+	procfs_stdio_pipes(prog->pid, pipes);
+	for (int fd = 0; fd < 3; fd++)
+		stdio[fd] = pipes[fd];
+	if (!s->transfer)
+		return;
+	/* the program and its own children (rsync's receiver) */
+	for (size_t i = 0; i < n; i++) {
+		const struct proc_info *p = &procs[i];
+
+		if (p->pid == prog->pid ||
+		    (is_descendant(procs, n, p->pid, prog->pid) && !strcmp(p->exe, prog->exe)))
+			capture_track(t->cap, p->pid, s->key,
+				      ST_PROC_TRANSFER | ST_PROC_XFER_ACTIVE);
+	}
+	for (int fd = 0; fd < 3; fd++)
+		if (stdio[fd])
+			capture_add_relay(t->cap, stdio[fd], s->key, ST_PIPE_STDIN + fd,
+					  ST_RELAY_COUNT);
+}
+
 static void adopt(struct tracker *t, const struct proc_info *procs, size_t n,
 		  const struct proc_info *leader, uint32_t listener)
 {
+	__u64 stdio[3] = {0};
+
 	uint64_t key = ADOPTED_KEY_BIT | t->next_adopt_key++;
 	struct session *s;
 
@@ -876,13 +984,13 @@ static void adopt(struct tracker *t, const struct proc_info *procs, size_t n,
 		if (s->tty < 0 && !is_sshd(t, p->exe))
 			s->tty = procfs_pts_index(p->tty_nr);
 	}
-	/*
-	 * A program runs as the user: the login is authenticated. Its pipes to
-	 * sshd are not followed (they were set up before we came); a terminal is.
-	 */
+	adopt_program(t, s, procs, n, leader->pid, stdio);
+	/* A program runs as the user: the login is authenticated. */
 	if (s->shell_pid) {
-		s->kind = s->tty >= 0 ? KIND_SHELL : KIND_EXEC;
-		session_materialize(t, s);
+		if (!s->kind)
+			s->kind = s->tty >= 0 ? KIND_SHELL : KIND_EXEC;
+		if (!session_materialize(t, s) && (stdio[0] || stdio[1] || stdio[2]))
+			pipes_tie(t, s, stdio, s->transfer, clock_ns(CLOCK_BOOTTIME));
 	}
 }
 
