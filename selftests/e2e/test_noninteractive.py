@@ -615,14 +615,25 @@ def sftp_server_adopted(use_pam):
 def command_adopted(use_pam):
     """`ssh host cmd` running when sealtraild starts: its pipes to sshd are
     found in /proc, so what it reads and writes from then on is recorded."""
+    adopted_command(use_pam, "read a; echo GOT$a; read b; echo GOT$b")
+
+
+@for_both_pam_modes("running_shell_without_a_pty_adopted")
+def shell_adopted(use_pam):
+    """`ssh -T host`, a login shell reading commands from a pipe: no command,
+    and its streams recorded from the adoption on."""
+    adopted_command(use_pam, None)
+
+
+def adopted_command(use_pam, cmd):
     lab = SshLab(None, use_pam=use_pam)
     with lab:
         u = lab.add_user("stcmdad")
-        cmd = "read a; echo GOT$a; read b; echo GOT$b"
-        p = subprocess.Popen(lab.ssh_argv(u, cmd, tty=False), stdin=subprocess.PIPE,
+        argv = lab.ssh_argv(u, cmd, tty=False) if cmd else lab.ssh_argv(u, tty=False)
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            p.stdin.write(b"one\n")
+            p.stdin.write(b"one\n" if cmd else b"a=one; echo GOT$a\n")
             p.stdin.flush()
             wait_output(p, b"GOTone", "the command runs")
             with Daemon() as d:
@@ -631,6 +642,15 @@ def command_adopted(use_pam):
                                       lambda s: s["user"] == u.name and s["end"] is None)
                 check_eq((sess["kind"], sess["command"]), ("exec", cmd), "kind and command",
                          session=sess)
+                if not cmd:
+                    p.stdin.write(b"b=two; echo GOT$b\n")
+                    p.stdin.flush()
+                    out, err = p.communicate(b"exit\n", timeout=60)
+                    check_eq(p.returncode, 0, "ssh exit status", stderr=err)
+                    sess = ended_session_of(d, u.name)
+                    stdout = d.export(sess["id"], "--format", "raw", "--stream", "stdout")
+                    check(stdout == b"GOTtwo\n", "stdout from the adoption on", stdout=stdout)
+                    return
                 out, err = p.communicate(b"two\n", timeout=60)
                 check_eq(p.returncode, 0, "ssh exit status", stderr=err)
                 sess = ended_session_of(d, u.name)

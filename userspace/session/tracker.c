@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -830,123 +831,165 @@ static unsigned track_tree(struct tracker *t, const struct proc_info *procs, siz
 static bool is_descendant(const struct proc_info *procs, size_t n, uint32_t pid, uint32_t root)
 {
 	for (int depth = 0; depth < 64 && pid > 1; depth++) {
+		const struct proc_info *p;
+
 		if (pid == root)
 			return true;
-		size_t i;
-
-		for (i = 0; i < n && procs[i].pid != pid; i++)
-			;
-		if (i == n)
+		p = find_proc(procs, n, pid);
+		if (!p)
 			return false;
-		pid = procs[i].ppid;
+		pid = p->ppid;
 	}
 	return false;
 }
 
-static bool is_transfer_exe(const struct tracker *t, const char *path)
+/* Is pid running the program at path (the same file, whatever its name)? */
+static bool runs_file(uint32_t pid, const char *path)
+{
+	struct stat a, b;
+	char exe[64];
+
+	snprintf(exe, sizeof(exe), "/proc/%u/exe", pid);
+	return !stat(path, &a) && !stat(exe, &b) && a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+}
+
+/* One of the programs the kernel summarises (--transfer), as exec_classify() decides. */
+static bool runs_transfer(const struct tracker *t, uint32_t pid)
 {
 	for (unsigned i = 0; i < t->ntransfers; i++)
-		if (!strcmp(path, t->transfers[i]))
+		if (runs_file(pid, t->transfers[i]))
 			return true;
 	return false;
 }
 
 /*
- * What an adopted login runs, from /proc: the command as `ssh host cmd`
- * gave it (SHELL -c cmd: cmd; else the arguments joined by spaces) into
- * cmd, or "" if unreadable.
+ * What an adopted login runs, from /proc/PID/cmdline, as on_exec() would
+ * have named it: the user's shell running `SHELL -c cmd` gives cmd; a
+ * login shell (argv[0] "-bash") none; another program its arguments
+ * joined by spaces (the shell exec'd it: the quoting is gone).
  */
-static void adopted_command(uint32_t pid, char *cmd, size_t size)
+static void adopted_command(const struct proc_info *p, char *cmd, size_t size)
 {
-	char argv[4096];
-	int n = procfs_cmdline(pid, argv, sizeof(argv));
+	char argv[ST_ARGS_MAX];
+	int n = procfs_cmdline(p->pid, argv, sizeof(argv));
 	const char *a1 = n > 0 ? memchr(argv, 0, n) : NULL;
+	const struct passwd *pw;
 
 	cmd[0] = 0;
-	if (n <= 0)
+	if (n <= 0 || argv[0] == '-')
 		return;
-	if (a1 && a1 + 1 < argv + n && !strcmp(a1 + 1, "-c") && a1 + 4 < argv + n) {
+	pw = getpwuid(p->uid);
+	if (pw && pw->pw_shell && runs_file(p->pid, pw->pw_shell) && a1 && a1 + 4 < argv + n &&
+	    !strcmp(a1 + 1, "-c")) {
 		snprintf(cmd, size, "%s", a1 + 4);
 		return;
 	}
 	for (int i = 0; i < n - 1; i++)
 		if (!argv[i])
 			argv[i] = ' ';
-	snprintf(cmd, size, "%s", argv);
+	snprintf(cmd, size, "%s%s", argv, n == (int)sizeof(argv) ? " [truncated]" : "");
+}
+
+/*
+ * The login's program among the processes of an adopted login without a
+ * terminal: what sshd started as the user (s_uid, if known; not xauth
+ * or ~/.ssh/rc), or
+ * the sshd child serving internal-sftp, which sshd titles "sshd:
+ * USER@internal-sftp" (*internal true).
+ */
+static const struct proc_info *login_program(const struct tracker *t, const struct proc_info *procs,
+					     size_t n, uint32_t leader, uint32_t s_uid,
+					     bool *internal)
+{
+	static const char title[] = "@" INTERNAL_SFTP;
+	const struct proc_info *prog = NULL;
+	char cmd[256];
+
+	*internal = false;
+	for (size_t i = 0; i < n; i++) {
+		const struct proc_info *p = &procs[i], *parent = find_proc(procs, n, p->ppid);
+		int len;
+
+		if (p->pid == leader || !parent || !is_sshd(t, parent->exe) ||
+		    !is_descendant(procs, n, p->pid, leader))
+			continue;
+		if (!is_sshd(t, p->exe)) {
+			adopted_command(p, cmd, sizeof(cmd));
+			if (!is_login_helper(cmd) && (s_uid == NO_UID || p->uid == s_uid) &&
+			    (!prog || p->pid < prog->pid))
+				prog = p;
+		} else if (!prog && (len = procfs_cmdline(p->pid, cmd, sizeof(cmd))) > 0 &&
+			   strlen(cmd) > sizeof(title) - 1 &&
+			   !strcmp(cmd + strlen(cmd) - (sizeof(title) - 1), title)) {
+			*internal = true;
+			return p;
+		}
+	}
+	return prog;
 }
 
 /*
  * The program of a login adopted while it runs gets what its exec would
- * have given it (on_exec, on_internal_sftp): its kind and command, and for
- * a command without a terminal, its pipes to sshd as the session's
- * streams (stdio). A transfer program (sftp-server, scp -t/-f, rsync
- * --server, or internal-sftp in a forked sshd) has its pipes counted, not
- * copied, and its files summarised from the next one it opens. Files it
- * has open already, and bytes before now, are not known.
+ * have given it (on_exec(), exec_classify(), sftp_probe()): the session's
+ * kind and command, and its pipes to sshd as the session's streams
+ * (stdio). A transfer program's pipes are counted, not copied, and it and
+ * every transfer program of the login summarise the files they open from
+ * now on. Files already open, and bytes before now, are not known.
  */
 static void adopt_program(struct tracker *t, struct session *s, const struct proc_info *procs,
 			  size_t n, uint32_t leader, __u64 stdio[3])
 {
-	const struct proc_info *prog = NULL;
+	const struct proc_info *prog;
+	bool internal, counted;
 	uint64_t pipes[3];
-	bool internal = false;
-	char cmd[4096];
+	char cmd[ST_ARGS_MAX + 16];
 
-	for (size_t i = 0; i < n && !prog; i++) {
-		const struct proc_info *p = &procs[i];
-
-		if (p->pid == leader || !is_descendant(procs, n, p->pid, leader))
-			continue;
-		if (s->shell_pid && p->pid == s->shell_pid) {
-			prog = p;
-		} else if (!s->shell_pid && is_sshd(t, p->exe) && p->uid &&
-			   procfs_cmdline(p->pid, cmd, sizeof(cmd)) > 0 &&
-			   strlen(cmd) > strlen("@" INTERNAL_SFTP) &&
-			   !strcmp(cmd + strlen(cmd) - strlen("@" INTERNAL_SFTP),
-				   "@" INTERNAL_SFTP)) {
-			/* sshd titles it "sshd: USER@internal-sftp" */
-			prog = p;
-			internal = true;
-		}
-	}
-	if (!prog || s->tty >= 0)
+	if (s->tty >= 0 || !(prog = login_program(t, procs, n, leader, s->uid, &internal)))
 		return;
+	learn_person(t, s, internal ? INTERNAL_SFTP : prog->exe, prog->loginuid, prog->uid);
+	s->shell_pid = prog->pid;
 	if (internal) {
-		learn_person(t, s, INTERNAL_SFTP, prog->loginuid, prog->uid);
-		s->shell_pid = prog->pid;
-		sshd_remove(s, prog->pid);
+		sshd_remove(s, prog->pid); /* it serves files now, not the connection */
 		snprintf(cmd, sizeof(cmd), "%s", INTERNAL_SFTP);
+	} else {
+		adopted_command(prog, cmd, sizeof(cmd));
+	}
+	if (is_subsystem(t, internal ? INTERNAL_SFTP : prog->exe, cmd)) {
+		s->kind = KIND_SUBSYSTEM;
 		s->transfer = true;
 	} else {
-		adopted_command(prog->pid, cmd, sizeof(cmd));
-		s->transfer = is_subsystem(t, prog->exe, cmd) || !strncmp(cmd, "scp ", 4) ||
-			      !strncmp(cmd, "rsync --server", 14);
-		if (s->transfer && !is_subsystem(t, prog->exe, cmd) &&
-		    !is_transfer_exe(t, prog->exe))
-			s->transfer = false; /* not one of the programs we summarise */
+		s->kind = KIND_EXEC;
+		s->transfer = !strncmp(cmd, "scp ", 4) || !strncmp(cmd, "rsync --server", 14);
 	}
-	s->kind =
-	    is_subsystem(t, internal ? INTERNAL_SFTP : prog->exe, cmd) ? KIND_SUBSYSTEM : KIND_EXEC;
 	if (cmd[0] && !s->command)
 		s->command = strdup(cmd);
+	/* the kernel's side, as exec_classify() decides it: by the program's file */
+	counted = internal || runs_transfer(t, prog->pid);
 	procfs_stdio_pipes(prog->pid, pipes);
-	for (int fd = 0; fd < 3; fd++)
-		stdio[fd] = pipes[fd];
-	if (!s->transfer)
-		return;
-	/* the program and its own children (rsync's receiver) */
+	for (int fd = 0; fd < 3; fd++) {
+		/* one pipe on two fds (2>&1) is the first one's stream, as relay_pipe() has it */
+		stdio[fd] = fd && pipes[fd] == pipes[fd - 1] ? 0 : pipes[fd];
+		if (counted && stdio[fd] &&
+		    capture_add_relay(t->cap, stdio[fd], s->key, ST_PIPE_STDIN + fd,
+				      ST_RELAY_COUNT))
+			log_warn(
+			    "session %s: pid %u: cannot count its fd %d in the kernel; its bytes"
+			    " are recorded instead",
+			    s->idhex, prog->pid, fd);
+	}
+	s->pipes_counted = counted;
 	for (size_t i = 0; i < n; i++) {
 		const struct proc_info *p = &procs[i];
 
-		if (p->pid == prog->pid ||
-		    (is_descendant(procs, n, p->pid, prog->pid) && !strcmp(p->exe, prog->exe)))
-			capture_track(t->cap, p->pid, s->key,
-				      ST_PROC_TRANSFER | ST_PROC_XFER_ACTIVE);
+		if ((p->pid == prog->pid && internal) ||
+		    (is_descendant(procs, n, p->pid, leader) && !is_sshd(t, p->exe) &&
+		     runs_transfer(t, p->pid))) {
+			if (capture_track(t->cap, p->pid, s->key,
+					  ST_PROC_TRANSFER | ST_PROC_XFER_ACTIVE))
+				log_warn("session %s: pid %u: cannot follow its files", s->idhex,
+					 p->pid);
+		}
 	}
-	for (int fd = 0; fd < 3; fd++)
-		if (stdio[fd])
-			capture_add_relay(t->cap, stdio[fd], s->key, ST_PIPE_STDIN + fd,
-					  ST_RELAY_COUNT);
 }
 
 static void adopt(struct tracker *t, const struct proc_info *procs, size_t n,
@@ -990,7 +1033,7 @@ static void adopt(struct tracker *t, const struct proc_info *procs, size_t n,
 		if (!s->kind)
 			s->kind = s->tty >= 0 ? KIND_SHELL : KIND_EXEC;
 		if (!session_materialize(t, s) && (stdio[0] || stdio[1] || stdio[2]))
-			pipes_tie(t, s, stdio, s->transfer, clock_ns(CLOCK_BOOTTIME));
+			pipes_tie(t, s, stdio, s->pipes_counted, clock_ns(CLOCK_BOOTTIME));
 	}
 }
 
@@ -1071,6 +1114,7 @@ int tracker_scan(struct tracker *t)
 		err = procfs_list(&procs, &n, true);
 		if (err)
 			return err;
+		qsort(procs, n, sizeof(*procs), cmp_pid); /* find_proc() */
 	}
 	free(procs);
 	return 0;
