@@ -6,6 +6,9 @@
  * it is (it must not crash, nor read past its end). 1: the next 16 bytes
  * are ppid, tty and start, the rest a comm; the line is built as the
  * kernel prints it, and the parser must return exactly those fields.
+ * 2: the rest is a command line (any bytes: a program sets its own), read
+ * by procfs_command() as adoption reads /proc/PID/cmdline; the next byte
+ * picks the options and the size of the output.
  *
  *   build/fuzz/fuzz_procfs selftests/fuzz/corpus/fuzz_procfs
  */
@@ -46,6 +49,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(procfs_parse_stat(text, &ppid, &tty, &start) == 0);
 		CHECK(ppid == want_ppid && tty == want_tty && start == want_start);
 		free(text);
+		return 0;
+	}
+	if (data[0] == 2 && size >= 2) {
+		/* as procfs_cmdline() leaves it: NUL-terminated, in a buffer just that long */
+		size_t n = size - 2, out_size = 1 + (data[1] >> 2) * 4;
+		char *argv = malloc(n + 1), *cmd = malloc(out_size);
+
+		if (!argv || !cmd) {
+			free(argv);
+			free(cmd);
+			return 0;
+		}
+		memcpy(argv, data + 2, n);
+		argv[n] = 0;
+		procfs_command(argv, (int)n + 1, data[1] & 1, data[1] & 2, cmd, out_size);
+		CHECK(strnlen(cmd, out_size) < out_size);
+		if (n && argv[0] == '-')
+			CHECK(cmd[0] == 0);
+		free(argv);
+		free(cmd);
 		return 0;
 	}
 	/* exactly the input's bytes, NUL-terminated, so ASan sees any read past them */

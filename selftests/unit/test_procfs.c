@@ -84,3 +84,35 @@ TEST(procfs_stat_of_this_process)
 	ASSERT_EQ(ppid, (uint32_t)getppid(), "ppid");
 	ASSERT_NEQ(start, 0, "start time");
 }
+
+/* procfs_command() on argv as /proc/PID/cmdline holds it (a NUL after each). */
+static const char *command_of(const char *argv, size_t n, bool shell, bool truncated)
+{
+	static char buf[256], cmd[64];
+
+	memcpy(buf, argv, n);
+	procfs_command(buf, (int)n, shell, truncated, cmd, sizeof(cmd));
+	return cmd;
+}
+#define COMMAND(lit, shell, truncated) command_of(lit, sizeof(lit), shell, truncated)
+
+TEST(procfs_command_as_ssh_gave_it)
+{
+	ASSERT_STREQ(COMMAND("bash\0-c\0cd /srv && ls -la", true, false), "cd /srv && ls -la",
+		     "the user's shell running SHELL -c cmd: cmd");
+	ASSERT_STREQ(COMMAND("python3\0-c\0print(1)", false, false), "python3 -c print(1)",
+		     "another program's -c is one of its arguments");
+	ASSERT_STREQ(COMMAND("-bash", true, false), "", "a login shell: no command");
+	ASSERT_STREQ(COMMAND("/usr/lib/openssh/sftp-server", false, false),
+		     "/usr/lib/openssh/sftp-server", "a program alone");
+	ASSERT_STREQ(COMMAND("rsync\0--server\0-vlogDtpre.iLsfxCIvu\0.\0/srv/in", false, true),
+		     "rsync --server -vlogDtpre.iLsfxCIvu . /srv/in [truncated]",
+		     "arguments joined, a cut marked");
+	ASSERT_STREQ(COMMAND("bash\0-c", true, false), "bash -c", "-c without its argument");
+	ASSERT_STREQ(
+	    COMMAND("0123456789012345678901234567890123456789012345678901234567890123456789", false,
+		    false),
+	    "012345678901234567890123456789012345678901234567890123456789012",
+	    "cut to the output's size");
+	ASSERT_STREQ(command_of("", 0, true, false), "", "nothing read");
+}

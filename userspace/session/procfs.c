@@ -287,3 +287,22 @@ int procfs_cmdline(uint32_t pid, char *out, size_t size)
 		out[n++] = 0;
 	return (int)n;
 }
+
+void procfs_command(char *argv, int n, bool shell, bool truncated, char *cmd, size_t size)
+{
+	const char *a1 = n > 0 ? memchr(argv, 0, n) : NULL;
+
+	if (!size)
+		return;
+	cmd[0] = 0;
+	if (n <= 0 || argv[0] == '-' || argv[n - 1])
+		return; /* none, a login shell, or not as procfs_cmdline() leaves it */
+	if (shell && a1 && a1 + 4 < argv + n && !strcmp(a1 + 1, "-c")) {
+		snprintf(cmd, size, "%s", a1 + 4);
+		return;
+	}
+	for (int i = 0; i < n - 1; i++)
+		if (!argv[i])
+			argv[i] = ' ';
+	snprintf(cmd, size, "%s%s", argv, truncated ? " [truncated]" : "");
+}

@@ -56,5 +56,14 @@ void procfs_stdio_pipes(uint32_t pid, uint64_t out[3]);
  * the last), cut at size - 1 bytes: its length, or -errno.
  */
 int procfs_cmdline(uint32_t pid, char *out, size_t size);
+/*
+ * The command of a command line (n bytes of argv, NUL-separated, as
+ * procfs_cmdline() read it; truncated: it was cut) into cmd, as `ssh host
+ * cmd` gave it: a shell's `SHELL -c cmd` (shell: it runs the user's
+ * shell) is cmd, a login shell ("-bash") none (""), anything else its
+ * arguments joined by spaces. The arguments are the program's own:
+ * any bytes.
+ */
+void procfs_command(char *argv, int n, bool shell, bool truncated, char *cmd, size_t size);
 
 #endif

@@ -872,22 +872,10 @@ static void adopted_command(const struct proc_info *p, char *cmd, size_t size)
 {
 	char argv[ST_ARGS_MAX];
 	int n = procfs_cmdline(p->pid, argv, sizeof(argv));
-	const char *a1 = n > 0 ? memchr(argv, 0, n) : NULL;
-	const struct passwd *pw;
+	const struct passwd *pw = n > 0 ? getpwuid(p->uid) : NULL;
 
-	cmd[0] = 0;
-	if (n <= 0 || argv[0] == '-')
-		return;
-	pw = getpwuid(p->uid);
-	if (pw && pw->pw_shell && runs_file(p->pid, pw->pw_shell) && a1 && a1 + 4 < argv + n &&
-	    !strcmp(a1 + 1, "-c")) {
-		snprintf(cmd, size, "%s", a1 + 4);
-		return;
-	}
-	for (int i = 0; i < n - 1; i++)
-		if (!argv[i])
-			argv[i] = ' ';
-	snprintf(cmd, size, "%s%s", argv, n == (int)sizeof(argv) ? " [truncated]" : "");
+	procfs_command(argv, n, pw && pw->pw_shell && runs_file(p->pid, pw->pw_shell),
+		       n == (int)sizeof(argv), cmd, size);
 }
 
 /*
