@@ -663,3 +663,44 @@ def adopted_command(use_pam, cmd):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def lookups_are_not_transfers(server):
+    """`ls -l` in sftp makes the server look up user and group names (and
+    the time zone): the C library reads /etc/passwd and /etc/group, which
+    must not read as downloads. A real download of /etc/passwd still does."""
+    with recording(True, "stlookup", sftp=server) as (lab, d, u):
+        work = scratch_dir("st-lookup-", 0o755)
+        batch = os.path.join(work, "batch")
+        with open(batch, "w") as f:
+            f.write(f"ls -l /etc\nls -l\nget /etc/passwd {work}/passwd\nls -l /etc\n")
+        opts = ["-P", str(lab.port), "-i", u.key_path, "-F", "/dev/null",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+        p = subprocess.run(["sftp", "-b", batch] + opts + [f"{u.name}@{lab.host}"],
+                           capture_output=True, timeout=120)
+        check_eq(p.returncode, 0, "sftp batch", stderr=p.stderr)
+        sess = ended_session_of(d, u.name)
+        size = os.path.getsize("/etc/passwd")
+
+        def downloaded():
+            fs = file_records(d, sess["id"])
+            return fs if any(f["path"] == "/etc/passwd" for f in fs) else None
+        files = wait_for(downloaded, 60, "the download of /etc/passwd")
+        passwd = [f for f in files if f["path"] == "/etc/passwd"]
+        check(len(passwd) == 1 and passwd[0]["direction"] == "download" and
+              passwd[0]["bytes"] == size, "one record: the real download", files=files)
+        lookups = [f["path"] for f in files
+                   if f["path"] in ("/etc/group", "/etc/nsswitch.conf", "/etc/localtime") or
+                   f["path"].startswith("/usr/share/zoneinfo/")]
+        check_eq(lookups, [], "no records for the library's lookups")
+
+
+@test("e2e/sftp_server_lookups_are_not_transfers")
+def lookups_sftp_server():
+    lookups_are_not_transfers(None)
+
+
+@test("e2e/internal_sftp_lookups_are_not_transfers")
+def lookups_internal_sftp():
+    lookups_are_not_transfers("internal-sftp")

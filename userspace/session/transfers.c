@@ -1,6 +1,7 @@
 /* Forwarded connections and files moved by scp, sftp, rsync (session.h). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +162,25 @@ void transfer_hash_closed(struct tracker *t, struct session *s, uint32_t pid)
 	}
 }
 
+/*
+ * A file the C library reads for the program's own lookups: user and group
+ * names (for `ls -l`), the time zone. glibc opens them read-only with
+ * O_CLOEXEC; sftp-server, scp and rsync open what the protocol names
+ * without it, so downloading /etc/passwd is still a transfer.
+ */
+static bool lookup_file(const struct st_ev_file *ev, const char *path)
+{
+	static const char *const files[] = {"/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
+					    "/etc/localtime"};
+
+	if (!(ev->flags & O_CLOEXEC) || (ev->flags & O_ACCMODE) != O_RDONLY)
+		return false;
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		if (!strcmp(path, files[i]))
+			return true;
+	return !strncmp(path, "/usr/share/zoneinfo/", 20);
+}
+
 int transfer_file_event(struct tracker *t UNUSED, struct session *s, const struct st_ev_file *ev)
 {
 	char path[ST_PATH_MAX + 1], path2[ST_PATH_MAX + 1];
@@ -172,6 +192,16 @@ int transfer_file_event(struct tracker *t UNUSED, struct session *s, const struc
 	path2[ST_PATH_MAX] = 0;
 	switch (ev->hdr.type) {
 	case ST_EV_FILE_OPEN:
+		if (ev->flags & O_CLOEXEC) {
+			char where[sizeof(f->path)];
+
+			if (!kernel_path(ev->dir, ev->dir_len, ev->dir_flags, NULL, where,
+					 sizeof(where)))
+				absolute_path(ev->hdr.pid, ev->fd, ev->dirfd, path, where,
+					      sizeof(where));
+			if (lookup_file(ev, where))
+				return 0;
+		}
 		if (s->nfiles >= MAX_XFER_FILES || !(f = calloc(1, sizeof(*f)))) {
 			/* not summarised: said in a gap record at the session's end */
 			if (!s->files_dropped++)
