@@ -52,6 +52,7 @@ def exec_command(use_pam):
         check_eq(sess["kind"], "exec", "kind", session=sess)
         check_eq(sess["command"], cmd, "command", session=sess)
         check_eq(sess["uid"], u.uid, "person", session=sess)
+        check_eq(sess["term"], None, "no terminal, no TERM", session=sess)
         check_eq(d.export(sess["id"], "--format", "raw", "--stream", "stdout"), p.stdout,
                  "stdout byte-exact")
         check_eq(d.export(sess["id"], "--format", "raw", "--stream", "stderr"), p.stderr,

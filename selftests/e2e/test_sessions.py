@@ -388,12 +388,14 @@ def mounts_missing_fs():
 def adoption(use_pam):
     with SshLab(None, use_pam=use_pam) as lab:
         u = lab.add_user("stadopt")
-        with login(lab, u) as s:
+        with PtySession(lab.ssh_argv(u), env=dict(os.environ, TERM="vt220")) as s:
+            s.expect(PROMPT)
             port = client_port(s.pid)
             with Daemon() as d:
                 d.wait_listener(lab.pid)
                 sess = d.session_of_port(port, ended=False)
                 check_eq(sess["user"], "stadopt", "adopted session attributed", session=sess)
+                check_eq(sess["term"], "vt220", "TERM of the adopted shell", session=sess)
                 s.send(b"echo AFTER$((40+2))\n")
                 s.expect(b"AFTER42")
                 logout(s)
@@ -764,17 +766,23 @@ def tmux_nested(use_pam):
 @test("e2e/window_size_and_resizes_in_asciicast")
 def window_size():
     """The pty's window size is recorded when it changes: the asciicast
-    export starts at the first size and has an "r" event for a resize."""
+    export starts at the first size and has an "r" event for a resize. The
+    terminal type the client sent is the session's `term` and the cast's
+    TERM."""
     with recorded_user("stwin", True) as (lab, d, u):
-        with login(lab, u) as s:
+        with PtySession(lab.ssh_argv(u), env=dict(os.environ, TERM="vt220")) as s:
+            s.expect(PROMPT)
             port = client_port(s.pid)
             s.send(b"stty rows 43 cols 132; echo SIZED$((1+1))\n")
             s.expect(b"SIZED2")
             s.expect(PROMPT)
             logout(s)
-        sid = d.session_of_port(port)["id"]
+        sess = d.session_of_port(port)
+        sid = sess["id"]
+        check_eq(sess["term"], "vt220", "the client's TERM", session=sess)
         lines = d.export(sid, "--format", "asciicast").decode().splitlines()
         header = json.loads(lines[0])
+        check_eq(header.get("env"), {"TERM": "vt220"}, "TERM in the cast's header")
         events = [json.loads(line) for line in lines[1:]]
         check(header["width"] > 0 and header["height"] > 0, "a size in the header",
               header=header)

@@ -8,7 +8,8 @@
  * kernel prints it, and the parser must return exactly those fields.
  * 2: the rest is a command line (any bytes: a program sets its own), read
  * by procfs_command() as adoption reads /proc/PID/cmdline; the next byte
- * picks the options and the size of the output.
+ * picks the options and the size of the output. 3: the rest is an
+ * environment (any bytes, as /proc/PID/environ), searched for TERM.
  *
  *   build/fuzz/fuzz_procfs selftests/fuzz/corpus/fuzz_procfs
  */
@@ -69,6 +70,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			CHECK(cmd[0] == 0);
 		free(argv);
 		free(cmd);
+		return 0;
+	}
+	if (data[0] == 3 && size >= 2) {
+		/* exactly the environment's bytes: no terminating NUL to lean on */
+		size_t n = size - 2, out_size = 1 + (data[1] & 63);
+		char *env = malloc(n ? n : 1), *term = malloc(out_size);
+
+		if (env && term) {
+			memcpy(env, data + 2, n);
+			if (procfs_env_find(env, n, "TERM", term, out_size))
+				CHECK(strnlen(term, out_size) < out_size);
+		}
+		free(env);
+		free(term);
 		return 0;
 	}
 	/* exactly the input's bytes, NUL-terminated, so ASan sees any read past them */

@@ -116,3 +116,21 @@ TEST(procfs_command_as_ssh_gave_it)
 	    "cut to the output's size");
 	ASSERT_STREQ(command_of("", 0, true, false), "", "nothing read");
 }
+
+TEST(procfs_env_finds_the_first_exact_name)
+{
+	static const char env[] =
+	    "TERMINAL=no\0XTERM=no\0TERM=xterm-256color\0TERM=second\0PATH=/bin";
+	static const char cut[] = "A=1\0TERM=vt2"; /* no NUL after the last */
+	char out[16];
+
+	ASSERT_TRUE(procfs_env_find(env, sizeof(env) - 1, "TERM", out, sizeof(out)), "found");
+	ASSERT_STREQ(out, "xterm-256color", "TERM, not TERMINAL nor XTERM");
+	ASSERT_TRUE(procfs_env_find(env, sizeof(env) - 1, "PATH", out, 4), "last entry");
+	ASSERT_STREQ(out, "/bi", "cut to the output");
+	ASSERT_TRUE(procfs_env_find(cut, sizeof(cut) - 1, "TERM", out, sizeof(out)),
+		    "unterminated");
+	ASSERT_STREQ(out, "vt2", "up to the end of what was read");
+	ASSERT_FALSE(procfs_env_find(env, sizeof(env) - 1, "HOME", out, sizeof(out)), "absent");
+	ASSERT_FALSE(procfs_env_find("TERM", 4, "TERM", out, sizeof(out)), "a name without =");
+}

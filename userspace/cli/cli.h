@@ -68,7 +68,8 @@ int cli_each_chunk(struct cli *c, const char *id, unsigned streams,
 		   int (*fn)(void *arg, const struct chunk *ch), void *arg);
 #define STREAMS_INPUT (1u << STREAM_IN | 1u << STREAM_STDIN)
 #define STREAMS_OUTPUT (1u << STREAM_OUT | 1u << STREAM_STDOUT)
-int cli_session_start(struct cli *c, const char *id, uint64_t *start_ns);
+int cli_session_start(struct cli *c, const char *id, uint64_t *start_ns, char *term,
+		      size_t term_size);
 
 int cmd_sessions(struct cli *c, int argc, char **argv);
 int cmd_events(struct cli *c, int argc, char **argv);

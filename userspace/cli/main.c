@@ -211,15 +211,24 @@ int cli_session_id(struct cli *c, const char *arg, char id[ST_ID_HEX])
 	return -ENOENT;
 }
 
-int cli_session_start(struct cli *c, const char *id, uint64_t *start_ns)
+int cli_session_start(struct cli *c, const char *id, uint64_t *start_ns, char *term,
+		      size_t term_size)
 {
 	sqlite3_stmt *st;
 
-	if (sqlite3_prepare_v2(c->store.index.db, "SELECT start_ns FROM sessions WHERE id = ?1", -1,
-			       &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(c->store.index.db,
+			       "SELECT start_ns, term FROM sessions WHERE id = ?1", -1, &st,
+			       NULL) != SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	*start_ns = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	*start_ns = 0;
+	if (term_size)
+		term[0] = 0;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*start_ns = sqlite3_column_int64(st, 0);
+		if (term_size && sqlite3_column_text(st, 1))
+			snprintf(term, term_size, "%s", (const char *)sqlite3_column_text(st, 1));
+	}
 	sqlite3_finalize(st);
 	return 0;
 }

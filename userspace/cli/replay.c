@@ -117,7 +117,7 @@ int cmd_replay(struct cli *c, int argc, char **argv)
 	if (cli_open(c))
 		return 1;
 	err = cli_session_id(c, argv[optind], id);
-	err = err ?: cli_session_start(c, id, &r.start_ns);
+	err = err ?: cli_session_start(c, id, &r.start_ns, NULL, 0);
 	if (!err)
 		warn_if_smaller(c, id);
 	/* a terminal's output, or what a command wrote to stdout and stderr */
@@ -276,25 +276,33 @@ int cmd_export(struct cli *c, int argc, char **argv)
 				id);
 	} else {
 		struct asciicast a = {0};
-		char title[128];
+		char title[128], term[64];
+		struct buf env = {0};
 
 		a.out = fdopen(dup(fd), "w");
 		if (!a.out) {
 			err = -errno;
 			goto out;
 		}
-		err = cli_session_start(c, id, &a.start_ns);
+		err = cli_session_start(c, id, &a.start_ns, term, sizeof(term));
 		/* the size the terminal had first (80x24 if none was recorded) */
 		err = err ?: cli_each_chunk(c, id, streams, first_winsize, &a.winsize);
 		if (!a.winsize)
 			a.winsize = 24u << 16 | 80u;
 		snprintf(title, sizeof(title), "sealtrail session %s", id);
-		/* no "env": the session's TERM is not recorded, and a guess would mislead */
+		/* "env" only with the TERM the client sent: a guess would mislead */
+		if (term[0]) {
+			buf_addf(&env, ", \"env\": {\"TERM\": ");
+			json_add_string(&env, (const uint8_t *)term, strlen(term));
+			buf_addf(&env, "}");
+		}
 		fprintf(a.out,
 			"{\"version\": 2, \"width\": %u, \"height\": %u, \"timestamp\": %llu,"
-			" \"title\": \"%s\"}\n",
+			" \"title\": \"%s\"%s}\n",
 			a.winsize & 0xffff, a.winsize >> 16,
-			(unsigned long long)(a.start_ns / 1000000000ull), title);
+			(unsigned long long)(a.start_ns / 1000000000ull), title,
+			env.data ? (char *)env.data : "");
+		buf_free(&env);
 		err = err ?: cli_each_chunk(c, id, streams, asciicast_chunk, &a);
 		if (!err && a.ncarry) {
 			/* a sequence cut short by the end of the stream: U+FFFD for it */

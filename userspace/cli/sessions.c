@@ -72,7 +72,7 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 	    "SELECT id, user, loginuid, uid, source_ip, source_port, local_port, tty, host,"
 	    " start_ns, end_ns, bytes_in, bytes_out, lost_events, lost_bytes, end_reason,"
 	    " leader_pid, kind, command,"
-	    " (SELECT count(*) FROM gaps WHERE gaps.session = sessions.id)"
+	    " (SELECT count(*) FROM gaps WHERE gaps.session = sessions.id), term"
 	    " FROM sessions WHERE (end_ns IS NULL OR end_ns >= ?1) AND start_ns <= ?2"
 	    " AND (?3 IS NULL OR user = ?3) AND (?4 IS NULL OR kind = ?4) ORDER BY start_ns, id";
 	uint64_t now = clock_ns(CLOCK_REALTIME);
@@ -150,6 +150,7 @@ int cmd_sessions(struct cli *c, int argc, char **argv)
 			json_text(&line, "kind", col_text(st, 17), true);
 			json_text(&line, "command", col_text(st, 18), true);
 			json_int(&line, "gaps", st, 19);
+			json_text(&line, "term", col_text(st, 20), true);
 			printf("{%s}\n", line.data);
 			continue;
 		}

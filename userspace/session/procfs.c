@@ -306,3 +306,42 @@ void procfs_command(char *argv, int n, bool shell, bool truncated, char *cmd, si
 			argv[i] = ' ';
 	snprintf(cmd, size, "%s%s", argv, truncated ? " [truncated]" : "");
 }
+
+bool procfs_env_find(const char *env, size_t n, const char *name, char *out, size_t size)
+{
+	size_t len = strlen(name);
+
+	for (size_t off = 0; off < n;) {
+		const char *e = env + off, *end = memchr(e, 0, n - off);
+		size_t elen = end ? (size_t)(end - e) : n - off;
+
+		if (elen > len && e[len] == '=' && !memcmp(e, name, len)) {
+			size_t vlen = elen - len - 1;
+
+			if (!size)
+				return false;
+			if (vlen >= size)
+				vlen = size - 1;
+			memcpy(out, e + len + 1, vlen);
+			out[vlen] = 0;
+			return true;
+		}
+		off += elen + 1;
+	}
+	return false;
+}
+
+bool procfs_env(uint32_t pid, const char *name, char *out, size_t size)
+{
+	char path[64], env[32768];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%u/environ", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, env, sizeof(env));
+	close(fd);
+	return n > 0 && procfs_env_find(env, n, name, out, size);
+}

@@ -65,5 +65,12 @@ int procfs_cmdline(uint32_t pid, char *out, size_t size);
  * any bytes.
  */
 void procfs_command(char *argv, int n, bool shell, bool truncated, char *cmd, size_t size);
+/*
+ * The value of NAME in env (n bytes of NAME=value entries, NUL-separated,
+ * as /proc/PID/environ holds them; any bytes) into out: true if found.
+ */
+bool procfs_env_find(const char *env, size_t n, const char *name, char *out, size_t size);
+/* The same, read from pid's initial environment (/proc/PID/environ). */
+bool procfs_env(uint32_t pid, const char *name, char *out, size_t size);
 
 #endif

@@ -105,6 +105,7 @@ struct session {
 	uint64_t lost_bytes_seen;
 	const char *kind; /* NULL until known, then KIND_* */
 	char *command; /* what `ssh host CMD` asked for, if anything */
+	char term[64]; /* TERM of a terminal login, from its shell's environment; "" if unknown */
 	/* a command's pipes (no pty): stored up to the cap, hashed whole */
 	struct pipe_stream {
 		uint64_t bytes;

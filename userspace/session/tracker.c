@@ -215,6 +215,8 @@ int session_materialize(struct tracker *t, struct session *s)
 		err = err ?: rec_add_str(&t->rec, TAG_KIND, s->kind);
 	if (s->command)
 		err = err ?: rec_add_str(&t->rec, TAG_COMMAND, s->command);
+	if (s->term[0])
+		err = err ?: rec_add_str(&t->rec, TAG_TERM, s->term);
 	err = err ?: session_emit(t, s);
 	for (unsigned i = 0; i < s->npending; i++) {
 		if (!err) {
@@ -268,6 +270,8 @@ int session_set_kind(struct tracker *t, struct session *s, const char *kind, con
 	err = err ?: rec_add_str(&t->rec, TAG_KIND, kind);
 	if (command)
 		err = err ?: rec_add_str(&t->rec, TAG_COMMAND, command);
+	if (s->term[0])
+		err = err ?: rec_add_str(&t->rec, TAG_TERM, s->term);
 	return err ?: session_emit(t, s);
 }
 
@@ -488,6 +492,8 @@ static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec
 	    !is_sshd(t, path) && (ev->flags & ST_EXEC_FROM_SSHD || s->adopted)) {
 		s->shell_pid = ev->hdr.pid;
 		if (ev->flags & ST_EXEC_STDIN_TTY) {
+			/* the terminal type the client asked for, as sshd set it */
+			procfs_env(ev->hdr.pid, "TERM", s->term, sizeof(s->term));
 			err = session_set_kind(t, s, KIND_SHELL, cmd, ev->hdr.ts_ns);
 		} else if (is_subsystem(t, path, cmd)) {
 			s->transfer = true;
@@ -1020,6 +1026,8 @@ static void adopt(struct tracker *t, const struct proc_info *procs, size_t n,
 	if (s->shell_pid) {
 		if (!s->kind)
 			s->kind = s->tty >= 0 ? KIND_SHELL : KIND_EXEC;
+		if (s->tty >= 0)
+			procfs_env(s->shell_pid, "TERM", s->term, sizeof(s->term));
 		if (!session_materialize(t, s) && (stdio[0] || stdio[1] || stdio[2]))
 			pipes_tie(t, s, stdio, s->pipes_counted, clock_ns(CLOCK_BOOTTIME));
 	}

@@ -24,7 +24,8 @@ static const char schema[] =
     " leader_pid INTEGER, listener_pid INTEGER, adopted INTEGER DEFAULT 0,"
     " start_ns INTEGER, end_ns INTEGER, end_reason TEXT,"
     " bytes_in INTEGER DEFAULT 0, bytes_out INTEGER DEFAULT 0,"
-    " lost_events INTEGER DEFAULT 0, lost_bytes INTEGER DEFAULT 0, kind TEXT, command TEXT);"
+    " lost_events INTEGER DEFAULT 0, lost_bytes INTEGER DEFAULT 0, kind TEXT, command TEXT,"
+    " term TEXT);"
     "CREATE INDEX IF NOT EXISTS sessions_start ON sessions(start_ns);"
     "CREATE TABLE IF NOT EXISTS chunks(seq INTEGER PRIMARY KEY, session TEXT, stream INTEGER,"
     " tty INTEGER, wall_ns INTEGER, mono_ns INTEGER, segment INTEGER, offset INTEGER, len INTEGER);"
@@ -73,6 +74,7 @@ enum stmt_id {
 	S_STREAM_END,
 	S_FILE,
 	S_RECORD,
+	S_ATTR_TERM,
 	S_COUNT,
 };
 
@@ -103,6 +105,7 @@ static const char *const stmt_sql[S_COUNT] = {
 	       " (SELECT max(seq) FROM execs WHERE session = ?1 AND pid = ?2)",
     [S_GAP] = "INSERT OR REPLACE INTO gaps(seq, session, wall_ns, lost_events, lost_bytes,"
 	      " reason, file, file_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [S_ATTR_TERM] = "UPDATE sessions SET term = ?2 WHERE id = ?1",
     [S_ATTR_KIND] = "UPDATE sessions SET kind = ?2, command = coalesce(?3, command) WHERE id = ?1",
     [S_CHANNEL_OPEN] = "INSERT OR REPLACE INTO channels(session, conn_id, dest_ip, dest_port, pid,"
 		       " open_ns, direction, source_ip, source_port, listen_port)"
@@ -124,7 +127,7 @@ static const char *const stmt_sql[S_COUNT] = {
  * The index is derived data: when its schema is from another version, drop
  * it; the writer then rebuilds it from the log (index_last() says 0).
  */
-#define INDEX_SCHEMA_VERSION 4
+#define INDEX_SCHEMA_VERSION 5
 
 static int rebuild_if_old(struct index *ix, const char *path)
 {
@@ -583,6 +586,9 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 			err =
 			    run(ix, S_ATTR_KIND, "ttt", sid, rec_str(rec, TAG_KIND, s1, sizeof(s1)),
 				rec_str(rec, TAG_COMMAND, s2, sizeof(s2)));
+		if (!err && rec_field(rec, TAG_TERM))
+			err =
+			    run(ix, S_ATTR_TERM, "tt", sid, rec_str(rec, TAG_TERM, s1, sizeof(s1)));
 		break;
 	}
 	case REC_SESSION_ATTR:
@@ -600,6 +606,9 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 		if (rec_field(rec, TAG_TTY))
 			err |=
 			    run(ix, S_ATTR_TTY, "tt", sid, rec_str(rec, TAG_TTY, s1, sizeof(s1)));
+		if (rec_field(rec, TAG_TERM))
+			err |=
+			    run(ix, S_ATTR_TERM, "tt", sid, rec_str(rec, TAG_TERM, s1, sizeof(s1)));
 		break;
 	case REC_SESSION_END:
 		err = run(ix, S_SESSION_END, "tit", sid, rec->wall_ns,

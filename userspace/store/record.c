@@ -259,6 +259,7 @@ static const struct {
     [TAG_REQUESTS] = {"requests", false},
     [TAG_WINSIZE] = {"winsize", false},
     [TAG_CWD] = {"cwd", true},
+    [TAG_TERM] = {"term", true},
 };
 
 const char *rec_tag_name(uint16_t tag)

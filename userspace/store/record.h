@@ -111,6 +111,7 @@ enum rec_tag {
 	TAG_REQUESTS, /* REC_ACCESS: refused requests this record stands for (absent: 1) */
 	TAG_WINSIZE, /* REC_TTY of pty output: rows << 16 | cols, when it differs from the last */
 	TAG_CWD, /* REC_EXEC: the working directory ("?/..." if only its end was reached) */
+	TAG_TERM, /* REC_SESSION_START/ATTR: TERM of a terminal login, as the client sent it */
 	TAG_MAX,
 };
 
