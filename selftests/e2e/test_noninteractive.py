@@ -24,6 +24,13 @@ def for_both_pam_modes(name):
     return register
 
 
+def client_opts(u):
+    """ssh, scp, sftp and rsync -e options: u's key, no config, no questions."""
+    return ["-i", u.key_path, "-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+            "-o", "LogLevel=ERROR"]
+
+
 @contextlib.contextmanager
 def recording(use_pam, user, daemon_args=(), sftp=None, extra_config=()):
     """A lab sshd with one user, and sealtraild recording it."""
@@ -228,9 +235,7 @@ def transfers(use_pam):
         with open(src, "wb") as f:
             f.write(data)
         ssh = lab.ssh_argv(u, tty=False)
-        opts = ["-P", str(lab.port), "-i", u.key_path, "-F", "/dev/null",
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+        opts = ["-P", str(lab.port)] + client_opts(u)
         del ssh
         target = f"{u.name}@{lab.host}"
 
@@ -316,9 +321,7 @@ def sftp_round_trip(lab, d, u, use_pam, remote, bastion_path):
     batch = os.path.join(work, "batch")
     with open(batch, "w") as f:
         f.write(f"put {src} {remote}\nget {remote} {work}/down.bin\n")
-    opts = ["-P", str(lab.port), "-i", u.key_path, "-F", "/dev/null",
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+    opts = ["-P", str(lab.port)] + client_opts(u)
     p = subprocess.run(["sftp", "-b", batch] + opts + [f"{u.name}@{lab.host}"],
                        capture_output=True, timeout=120)
     check_eq(p.returncode, 0, "sftp batch through internal-sftp", stderr=p.stderr)
@@ -389,9 +392,7 @@ def paths_when_lagging():
     dentries at the time of the call."""
     with recording(True, "stlag", ("--consumer-delay-ms", "300")) as (lab, d, u):
         work = scratch_dir("st-lag-", 0o755)
-        opts = ["-i", u.key_path, "-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-                "-o", "LogLevel=ERROR"]
+        opts = client_opts(u)
         target = f"{u.name}@{lab.host}"
         tree = os.path.join(work, "tree")
         os.makedirs(os.path.join(tree, "deep", "er"))
@@ -433,9 +434,7 @@ def many_files():
         for i in range(n):
             with open(os.path.join(tree, f"f{i:05d}"), "wb") as f:
                 f.write(b"x%d\n" % i)
-        opts = ["-i", u.key_path, "-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-                "-o", "LogLevel=ERROR"]
+        opts = client_opts(u)
         rsh = "ssh -p %d %s" % (lab.port, " ".join(opts))
         p = subprocess.run(["rsync", "-a", "-e", rsh, tree + "/", f"{u.name}@{lab.host}:many/"],
                            capture_output=True, timeout=300)
@@ -561,9 +560,7 @@ def sftp_adopted(use_pam, server):
         src = os.path.join(work, "up.bin")
         with open(src, "wb") as f:
             f.write(data)
-        opts = ["-P", str(lab.port), "-i", u.key_path, "-F", "/dev/null",
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+        opts = ["-P", str(lab.port)] + client_opts(u)
         # commands come on stdin, one at a time: the session stays open between them
         p = subprocess.Popen(["sftp", "-b", "-"] + opts + [f"{u.name}@{lab.host}"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -675,9 +672,7 @@ def lookups_are_not_transfers(server):
         batch = os.path.join(work, "batch")
         with open(batch, "w") as f:
             f.write(f"ls -l /etc\nls -l\nget /etc/passwd {work}/passwd\nls -l /etc\n")
-        opts = ["-P", str(lab.port), "-i", u.key_path, "-F", "/dev/null",
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+        opts = ["-P", str(lab.port)] + client_opts(u)
         p = subprocess.run(["sftp", "-b", batch] + opts + [f"{u.name}@{lab.host}"],
                            capture_output=True, timeout=120)
         check_eq(p.returncode, 0, "sftp batch", stderr=p.stderr)

@@ -337,17 +337,26 @@ int write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
-int read_text_file(const char *path, char *out, size_t size)
+ssize_t read_file_once(const char *path, void *out, size_t size)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t n;
 
 	if (fd < 0)
 		return -errno;
-	n = read(fd, out, size - 1);
-	close(fd);
+	n = read(fd, out, size);
 	if (n < 0)
-		return -errno;
+		n = -errno;
+	close(fd);
+	return n;
+}
+
+int read_text_file(const char *path, char *out, size_t size)
+{
+	ssize_t n = read_file_once(path, out, size - 1);
+
+	if (n < 0)
+		return (int)n;
 	out[n] = 0;
 	return 0;
 }

@@ -2,7 +2,6 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -271,18 +270,13 @@ int procfs_cmdline(uint32_t pid, char *out, size_t size)
 {
 	char path[64];
 	ssize_t n;
-	int fd;
 
 	if (size < 2)
 		return -EINVAL;
 	snprintf(path, sizeof(path), "/proc/%u/cmdline", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, out, size - 1);
-	close(fd);
+	n = read_file_once(path, out, size - 1);
 	if (n < 0)
-		return -errno;
+		return (int)n;
 	if (n == 0 || out[n - 1])
 		out[n++] = 0;
 	return (int)n;
@@ -335,13 +329,8 @@ bool procfs_env(uint32_t pid, const char *name, char *out, size_t size)
 {
 	char path[64], env[32768];
 	ssize_t n;
-	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%u/environ", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, env, sizeof(env));
-	close(fd);
+	n = read_file_once(path, env, sizeof(env));
 	return n > 0 && procfs_env_find(env, n, name, out, size);
 }
