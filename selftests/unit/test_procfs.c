@@ -133,4 +133,8 @@ TEST(procfs_env_finds_the_first_exact_name)
 	ASSERT_STREQ(out, "vt2", "up to the end of what was read");
 	ASSERT_FALSE(procfs_env_find(env, sizeof(env) - 1, "HOME", out, sizeof(out)), "absent");
 	ASSERT_FALSE(procfs_env_find("TERM", 4, "TERM", out, sizeof(out)), "a name without =");
+	ASSERT_TRUE(procfs_env_find("TERM=", 5, "TERM", out, sizeof(out)), "an empty value");
+	ASSERT_STREQ(out, "", "is empty");
+	ASSERT_FALSE(procfs_env_find("TERM=x", 6, "TERM", out, 0), "no room at all");
+	ASSERT_FALSE(procfs_env_find("", 0, "TERM", out, sizeof(out)), "nothing read");
 }

@@ -204,6 +204,7 @@ static int append_script(struct store *st, struct kept *k)
 	rb_str(&r, TAG_LOCAL_IP, "192.0.2.1");
 	rb_u64(&r, TAG_LOCAL_PORT, 22);
 	rb_str(&r, TAG_TTY, "pts/3");
+	rb_str(&r, TAG_TERM, "xterm-256color");
 	rb_u64(&r, TAG_LEADER_PID, 4242);
 	rb_u64(&r, TAG_LISTENER_PID, 800);
 	rb_u64(&r, TAG_ADOPTED, 0);
@@ -261,6 +262,7 @@ static int append_script(struct store *st, struct kept *k)
 	rb_u64(&r, TAG_STATUS, 9); /* killed by SIGKILL */
 	NEXT(REC_SESSION_ATTR, S2);
 	rb_u64(&r, TAG_UID, 0);
+	rb_str(&r, TAG_TERM, "vt220");
 	NEXT(REC_SESSION_END, S1);
 	rb_str(&r, TAG_REASON, "logout");
 	err = err ?: rb_append(st, &r, k);
@@ -1330,6 +1332,10 @@ TEST(store_index_contents)
 	ASSERT_EQ(q_int(&st, "SELECT local_port FROM sessions WHERE id = %Q", s1), 22,
 		  "local_port");
 	ASSERT_STREQ(q_text(&st, "SELECT tty FROM sessions WHERE id = %Q", s1), "pts/3", "tty");
+	ASSERT_STREQ(q_text(&st, "SELECT term FROM sessions WHERE id = %Q", s1), "xterm-256color",
+		     "term from the start record");
+	ASSERT_STREQ(q_text(&st, "SELECT term FROM sessions WHERE id = %Q", s2), "vt220",
+		     "term from an attribute record");
 	ASSERT_EQ(q_int(&st, "SELECT leader_pid FROM sessions WHERE id = %Q", s1), 4242, "leader");
 	ASSERT_EQ(q_int(&st, "SELECT listener_pid FROM sessions WHERE id = %Q", s1), 800,
 		  "listener");

@@ -48,9 +48,9 @@ int parse_time(const char *s, uint64_t now_ns, uint64_t *wall_ns);
 int json_add_string(struct buf *b, const uint8_t *s, size_t len);
 
 int write_all(int fd, const void *data, size_t len);
-/* Read a small text file into out (NUL-terminated, cut at size - 1). */
 /* One read(2) of up to size bytes of path (a /proc file): the bytes read, or -errno. */
 ssize_t read_file_once(const char *path, void *out, size_t size);
+/* Read a small text file into out (NUL-terminated, cut at size - 1). */
 int read_text_file(const char *path, char *out, size_t size);
 /*
  * Replace dir/name with data through dir/.name.tmp and rename(), so that

@@ -332,5 +332,10 @@ bool procfs_env(uint32_t pid, const char *name, char *out, size_t size)
 
 	snprintf(path, sizeof(path), "/proc/%u/environ", pid);
 	n = read_file_once(path, env, sizeof(env));
+	if (n == (ssize_t)sizeof(env)) {
+		/* a full buffer may have cut its last entry: leave that one out */
+		while (n > 0 && env[n - 1])
+			n--;
+	}
 	return n > 0 && procfs_env_find(env, n, name, out, size);
 }

@@ -468,6 +468,32 @@ static bool exec_cwd(const struct st_ev_exec *ev, char *out, size_t size)
 	return true;
 }
 
+/* Is pid running the program at path (the same file, whatever its name)? */
+static bool runs_file(uint32_t pid, const char *path)
+{
+	struct stat a, b;
+	char exe[64];
+
+	snprintf(exe, sizeof(exe), "/proc/%u/exe", pid);
+	return !stat(path, &a) && !stat(exe, &b) && a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+}
+
+/*
+ * The terminal type the login shell started with (sshd sets TERM from the
+ * client's request), read from /proc while the event is handled: only if
+ * pid is still that process (started before the exec, running the program
+ * it exec'd), not a reused pid or a later program.
+ */
+static void exec_term(struct session *s, const struct st_ev_exec *ev, const char *path)
+{
+	struct proc_info p;
+
+	if (procfs_read(ev->hdr.pid, &p) || p.start_boot_ns > ev->hdr.ts_ns ||
+	    !runs_file(ev->hdr.pid, path) ||
+	    !procfs_env(ev->hdr.pid, "TERM", s->term, sizeof(s->term)))
+		s->term[0] = 0;
+}
+
 static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec *ev, size_t size)
 {
 	size_t head = offsetof(struct st_ev_exec, args);
@@ -492,8 +518,7 @@ static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec
 	    !is_sshd(t, path) && (ev->flags & ST_EXEC_FROM_SSHD || s->adopted)) {
 		s->shell_pid = ev->hdr.pid;
 		if (ev->flags & ST_EXEC_STDIN_TTY) {
-			/* the terminal type the client asked for, as sshd set it */
-			procfs_env(ev->hdr.pid, "TERM", s->term, sizeof(s->term));
+			exec_term(s, ev, path);
 			err = session_set_kind(t, s, KIND_SHELL, cmd, ev->hdr.ts_ns);
 		} else if (is_subsystem(t, path, cmd)) {
 			s->transfer = true;
@@ -847,16 +872,6 @@ static bool is_descendant(const struct proc_info *procs, size_t n, uint32_t pid,
 		pid = p->ppid;
 	}
 	return false;
-}
-
-/* Is pid running the program at path (the same file, whatever its name)? */
-static bool runs_file(uint32_t pid, const char *path)
-{
-	struct stat a, b;
-	char exe[64];
-
-	snprintf(exe, sizeof(exe), "/proc/%u/exe", pid);
-	return !stat(path, &a) && !stat(exe, &b) && a.st_ino == b.st_ino && a.st_dev == b.st_dev;
 }
 
 /* One of the programs the kernel summarises (--transfer), as exec_classify() decides. */

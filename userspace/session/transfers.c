@@ -162,23 +162,48 @@ void transfer_hash_closed(struct tracker *t, struct session *s, uint32_t pid)
 	}
 }
 
-/*
- * A file the C library reads for the program's own lookups: user and group
- * names (for `ls -l`), the time zone. glibc opens them read-only with
- * O_CLOEXEC; sftp-server, scp and rsync open what the protocol names
- * without it, so downloading /etc/passwd is still a transfer.
- */
-static bool lookup_file(const struct st_ev_file *ev, const char *path)
+/* A file of the C library's lookups, named from the root the library sees. */
+static bool lookup_name(const char *path)
 {
 	static const char *const files[] = {"/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
-					    "/etc/localtime"};
+					    "/etc/localtime", "/etc/ld.so.cache"};
+	static const char *const dirs[] = {"/usr/share/zoneinfo/", "/var/lib/sss/mc/"};
+	static const char *const libdirs[] = {"/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/"};
+	const char *base = strrchr(path, '/');
 
-	if (!(ev->flags & O_CLOEXEC) || (ev->flags & O_ACCMODE) != O_RDONLY)
-		return false;
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
 		if (!strcmp(path, files[i]))
 			return true;
-	return !strncmp(path, "/usr/share/zoneinfo/", 20);
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		if (!strncmp(path, dirs[i], strlen(dirs[i])))
+			return true;
+	/* an NSS module the library loads for a lookup: libnss_*.so* */
+	if (!base || strncmp(base + 1, "libnss_", 7))
+		return false;
+	for (size_t i = 0; i < sizeof(libdirs) / sizeof(libdirs[0]); i++)
+		if (!strncmp(path, libdirs[i], strlen(libdirs[i])))
+			return true;
+	return false;
+}
+
+/*
+ * A file the C library reads for the program's own lookups: user and group
+ * names (for `ls -l`: NSS, its modules, sssd's cache), the time zone.
+ * glibc opens them read-only with O_CLOEXEC; sftp-server, scp and rsync
+ * open what the protocol names without it, so downloading /etc/passwd is
+ * still a transfer. where is the file as the kernel walked it (links
+ * followed, up to the global root); name is what the program opened: in
+ * a chroot, where is the chroot's directory followed by name.
+ */
+static bool lookup_file(const struct st_ev_file *ev, const char *where, const char *name)
+{
+	size_t lw = strlen(where), ln = strlen(name);
+
+	if (!(ev->flags & O_CLOEXEC) || (ev->flags & O_ACCMODE) != O_RDONLY)
+		return false;
+	if (lookup_name(where))
+		return true;
+	return name[0] == '/' && lookup_name(name) && lw > ln && !strcmp(where + lw - ln, name);
 }
 
 int transfer_file_event(struct tracker *t UNUSED, struct session *s, const struct st_ev_file *ev)
@@ -199,7 +224,7 @@ int transfer_file_event(struct tracker *t UNUSED, struct session *s, const struc
 					 sizeof(where)))
 				absolute_path(ev->hdr.pid, ev->fd, ev->dirfd, path, where,
 					      sizeof(where));
-			if (lookup_file(ev, where))
+			if (lookup_file(ev, where, path))
 				return 0;
 		}
 		if (s->nfiles >= MAX_XFER_FILES || !(f = calloc(1, sizeof(*f)))) {
