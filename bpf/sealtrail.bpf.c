@@ -230,6 +230,27 @@ static __always_inline __u32 exec_classify(struct task_struct *task, __u32 tgid,
 static __noinline __u16 walk_path(struct vfsmount *vfsmnt, struct dentry *dentry, char *out,
 				  __u8 *flags);
 
+/*
+ * A login shell's environment as it starts (the exec event is sent: its
+ * scratch is free again). The collector takes TERM from it.
+ */
+static __always_inline void send_env(struct task_struct *task, __u64 key, struct st_ev_env *ev)
+{
+	__u64 start = BPF_CORE_READ(task, mm, env_start), end = BPF_CORE_READ(task, mm, env_end);
+	__u64 n = end > start ? end - start : 0;
+
+	if (n > ST_ENV_MAX)
+		n = ST_ENV_MAX;
+	if (!n || bpf_probe_read_user(ev->env, n & (2 * ST_ENV_MAX - 1), (void *)start)) {
+		count(ST_CNT_READ_FAILED, 1);
+		return;
+	}
+	ev->env_len = n;
+	ev->pad = 0;
+	fill_hdr(&ev->hdr, ST_EV_ENV, offsetof(struct st_ev_env, env) + n, key);
+	submit(ev, offsetof(struct st_ev_env, env) + n, key, 0);
+}
+
 SEC("tp/sched/sched_process_exec")
 int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
@@ -288,6 +309,9 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 		size = sizeof(*ev);
 	fill_hdr(&ev->hdr, ST_EV_EXEC, size, key);
 	submit(ev, size, key, 0);
+	if ((ev->flags & (ST_EXEC_FROM_SSHD | ST_EXEC_STDIN_TTY)) ==
+	    (ST_EXEC_FROM_SSHD | ST_EXEC_STDIN_TTY))
+		send_env(task, key, (struct st_ev_env *)ev);
 	return 0;
 }
 

@@ -20,6 +20,7 @@
 #define ST_PATH_MAX 256
 #define ST_DIR_BYTES 512 /* a path walked in the kernel, components leaf first */
 #define ST_DIR_DEPTH 32 /* at most this many components */
+#define ST_ENV_MAX 4096 /* bytes of a login shell's environment sent (st_ev_env) */
 /* iovecs followed per readv/writev call; the rest is counted as lost. */
 #define ST_IOV_MAX 16
 /* Highest pid the kernel can hand out (PID_MAX_LIMIT on 64-bit). */
@@ -40,6 +41,7 @@ enum st_event_type {
 	ST_EV_FILE_CLOSE = 10, /* ... and closed it: bytes read and written */
 	ST_EV_FILE_RENAME = 11,
 	ST_EV_INTERNAL_SFTP = 12, /* a forked sshd began serving SFTP (struct st_ev_sftp) */
+	ST_EV_ENV = 13, /* the environment a terminal login's shell started with */
 };
 
 /* Which stream a chunk of bytes belongs to (st_ev_tty.dir). */
@@ -224,6 +226,18 @@ struct st_ev_sftp {
 	__u32 pad;
 	__u64 stdio[3]; /* pipes on fds 0, 1, 2: their inode numbers, or 0 */
 };
+/*
+ * Right after the exec of a program sshd starts on a pty (the login shell):
+ * the start of its environment, copied at the exec so that TERM is known
+ * however late the collector reads the event. Only env_len bytes are sent.
+ */
+struct st_ev_env {
+	struct st_event_hdr hdr;
+	__u32 env_len;
+	__u32 pad;
+	char env[ST_ENV_MAX]; /* NAME=value entries, NUL-separated, maybe cut */
+};
+
 #define ST_SFTP_FXP_INIT 1
 #define ST_SFTP_INIT_LEN 9 /* length, type, version */
 #define ST_SFTP_MAX_MSG (256 * 1024) /* OpenSSH's SFTP_MAX_MSG_LENGTH */
@@ -271,6 +285,7 @@ _Static_assert(sizeof(struct st_ev_connect) == 72, "st_ev_connect layout");
 _Static_assert(sizeof(struct st_ev_close) == 56, "st_ev_close layout");
 _Static_assert(sizeof(struct st_relay) == 32, "st_relay layout");
 _Static_assert(sizeof(struct st_ev_sftp) == 80, "st_ev_sftp layout");
+_Static_assert(sizeof(struct st_ev_env) == 40 + ST_ENV_MAX, "st_ev_env layout");
 _Static_assert(sizeof(struct st_ev_file) == 80 + 2 * ST_PATH_MAX + 2 * ST_DIR_BYTES,
 	       "st_ev_file layout");
 

@@ -763,6 +763,19 @@ def tmux_nested(use_pam):
                 check_eq(found[0]["loginuid"], u.uid, f"{mark} exec carries the loginuid")
 
 
+@test("e2e/term_known_when_the_collector_lags")
+def term_when_lagging():
+    """TERM is copied in the kernel at the shell's exec: a collector that
+    reads the event after the shell is gone still knows it."""
+    with recorded_user("stterm2", True, ("--consumer-delay-ms", "300")) as (lab, d, u):
+        with PtySession(lab.ssh_argv(u), env=dict(os.environ, TERM="vt220")) as s:
+            s.expect(PROMPT)
+            port = client_port(s.pid)
+            logout(s)
+        sess = d.session_of_port(port)
+        check_eq(sess["term"], "vt220", "the client's TERM", session=sess)
+
+
 @test("e2e/window_size_and_resizes_in_asciicast")
 def window_size():
     """The pty's window size is recorded when it changes: the asciicast

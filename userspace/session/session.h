@@ -150,6 +150,8 @@ int session_write_attrs(struct tracker *t, struct session *s, uint64_t boot_ns, 
 			bool tty);
 int session_set_kind(struct tracker *t, struct session *s, const char *kind, const char *command,
 		     uint64_t boot_ns);
+/* The session's TERM (s->term) on an attribute record, if the start record is written already. */
+int session_set_term(struct tracker *t, struct session *s, uint64_t boot_ns);
 struct session *session_find(struct tracker *t, uint64_t key);
 void session_learn_person_from_proc(struct tracker *t, struct session *s, uint32_t pid);
 

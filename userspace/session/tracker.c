@@ -270,8 +270,17 @@ int session_set_kind(struct tracker *t, struct session *s, const char *kind, con
 	err = err ?: rec_add_str(&t->rec, TAG_KIND, kind);
 	if (command)
 		err = err ?: rec_add_str(&t->rec, TAG_COMMAND, command);
-	if (s->term[0])
-		err = err ?: rec_add_str(&t->rec, TAG_TERM, s->term);
+	return err ?: session_emit(t, s);
+}
+
+int session_set_term(struct tracker *t, struct session *s, uint64_t boot_ns)
+{
+	int err;
+
+	if (!s->materialized || !s->term[0])
+		return 0; /* the start record will carry it */
+	err = session_begin(t, s, REC_SESSION_ATTR, boot_ns);
+	err = err ?: rec_add_str(&t->rec, TAG_TERM, s->term);
 	return err ?: session_emit(t, s);
 }
 
@@ -479,19 +488,20 @@ static bool runs_file(uint32_t pid, const char *path)
 }
 
 /*
- * The terminal type the login shell started with (sshd sets TERM from the
- * client's request), read from /proc while the event is handled: only if
- * pid is still that process (started before the exec, running the program
- * it exec'd), not a reused pid or a later program.
+ * The environment the login shell started with, copied by the kernel at its
+ * exec (struct st_ev_env): TERM, as sshd set it from the client's request.
+ * Its bytes may have made the session a stored one already: then an
+ * attribute record carries it.
  */
-static void exec_term(struct session *s, const struct st_ev_exec *ev, const char *path)
+static int on_env(struct tracker *t, struct session *s, const struct st_ev_env *ev, size_t size)
 {
-	struct proc_info p;
+	size_t head = offsetof(struct st_ev_env, env);
 
-	if (procfs_read(ev->hdr.pid, &p) || p.start_boot_ns > ev->hdr.ts_ns ||
-	    !runs_file(ev->hdr.pid, path) ||
-	    !procfs_env(ev->hdr.pid, "TERM", s->term, sizeof(s->term)))
-		s->term[0] = 0;
+	if (size < head || ev->env_len != size - head || ev->hdr.pid != s->shell_pid || s->term[0])
+		return 0;
+	if (!procfs_env_find(ev->env, ev->env_len, "TERM", s->term, sizeof(s->term)))
+		return 0;
+	return session_set_term(t, s, ev->hdr.ts_ns);
 }
 
 static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec *ev, size_t size)
@@ -518,7 +528,7 @@ static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec
 	    !is_sshd(t, path) && (ev->flags & ST_EXEC_FROM_SSHD || s->adopted)) {
 		s->shell_pid = ev->hdr.pid;
 		if (ev->flags & ST_EXEC_STDIN_TTY) {
-			exec_term(s, ev, path);
+			/* its TERM comes next, in an ST_EV_ENV (on_env()) */
 			err = session_set_kind(t, s, KIND_SHELL, cmd, ev->hdr.ts_ns);
 		} else if (is_subsystem(t, path, cmd)) {
 			s->transfer = true;
@@ -682,6 +692,9 @@ static int handle_event(void *arg, void *data, size_t size)
 		break;
 	case ST_EV_TTY:
 		err = on_tty(t, s, data, size);
+		break;
+	case ST_EV_ENV:
+		err = on_env(t, s, data, size);
 		break;
 	case ST_EV_INTERNAL_SFTP:
 		if (size != sizeof(struct st_ev_sftp))
