@@ -914,10 +914,9 @@ static void adopted_command(const struct proc_info *p, char *cmd, size_t size)
 
 /*
  * The login's program among the processes of an adopted login without a
- * terminal: what sshd started as the user (s_uid, if known; not xauth
- * or ~/.ssh/rc), or
- * the sshd child serving internal-sftp, which sshd titles "sshd:
- * USER@internal-sftp" (*internal true).
+ * terminal: what sshd started as the user (s_uid, if known; not xauth or
+ * ~/.ssh/rc), or the sshd child serving internal-sftp, which sshd titles
+ * "sshd: USER@internal-sftp" (*internal true).
  */
 static const struct proc_info *login_program(const struct tracker *t, const struct proc_info *procs,
 					     size_t n, uint32_t leader, uint32_t s_uid,
@@ -930,7 +929,6 @@ static const struct proc_info *login_program(const struct tracker *t, const stru
 	*internal = false;
 	for (size_t i = 0; i < n; i++) {
 		const struct proc_info *p = &procs[i], *parent = find_proc(procs, n, p->ppid);
-		int len;
 
 		if (p->pid == leader || !parent || !is_sshd(t, parent->exe) ||
 		    !is_descendant(procs, n, p->pid, leader))
@@ -940,7 +938,7 @@ static const struct proc_info *login_program(const struct tracker *t, const stru
 			if (!is_login_helper(cmd) && (s_uid == NO_UID || p->uid == s_uid) &&
 			    (!prog || p->pid < prog->pid))
 				prog = p;
-		} else if (!prog && (len = procfs_cmdline(p->pid, cmd, sizeof(cmd))) > 0 &&
+		} else if (!prog && procfs_cmdline(p->pid, cmd, sizeof(cmd)) > 0 &&
 			   strlen(cmd) > sizeof(title) - 1 &&
 			   !strcmp(cmd + strlen(cmd) - (sizeof(title) - 1), title)) {
 			*internal = true;
@@ -1017,9 +1015,8 @@ static void adopt_program(struct tracker *t, struct session *s, const struct pro
 static void adopt(struct tracker *t, const struct proc_info *procs, size_t n,
 		  const struct proc_info *leader, uint32_t listener)
 {
-	__u64 stdio[3] = {0};
-
 	uint64_t key = ADOPTED_KEY_BIT | t->next_adopt_key++;
+	__u64 stdio[3] = {0};
 	struct session *s;
 
 	if (capture_add_session(t->cap, key, leader->pid))

@@ -208,7 +208,8 @@ static bool lookup_file(const struct st_ev_file *ev, const char *where, const ch
 
 int transfer_file_event(struct tracker *t UNUSED, struct session *s, const struct st_ev_file *ev)
 {
-	char path[ST_PATH_MAX + 1], path2[ST_PATH_MAX + 1];
+	char path[ST_PATH_MAX + 1], path2[ST_PATH_MAX + 1],
+	    where[sizeof(((struct xfer_file *)0)->path)];
 	struct xfer_file *f;
 
 	memcpy(path, ev->path, ST_PATH_MAX);
@@ -217,16 +218,10 @@ int transfer_file_event(struct tracker *t UNUSED, struct session *s, const struc
 	path2[ST_PATH_MAX] = 0;
 	switch (ev->hdr.type) {
 	case ST_EV_FILE_OPEN:
-		if (ev->flags & O_CLOEXEC) {
-			char where[sizeof(f->path)];
-
-			if (!kernel_path(ev->dir, ev->dir_len, ev->dir_flags, NULL, where,
-					 sizeof(where)))
-				absolute_path(ev->hdr.pid, ev->fd, ev->dirfd, path, where,
-					      sizeof(where));
-			if (lookup_file(ev, where, path))
-				return 0;
-		}
+		if (!kernel_path(ev->dir, ev->dir_len, ev->dir_flags, NULL, where, sizeof(where)))
+			absolute_path(ev->hdr.pid, ev->fd, ev->dirfd, path, where, sizeof(where));
+		if (lookup_file(ev, where, path))
+			return 0;
 		if (s->nfiles >= MAX_XFER_FILES || !(f = calloc(1, sizeof(*f)))) {
 			/* not summarised: said in a gap record at the session's end */
 			if (!s->files_dropped++)
@@ -238,10 +233,7 @@ int transfer_file_event(struct tracker *t UNUSED, struct session *s, const struc
 		}
 		f->file_id = ev->file_id;
 		f->pid = ev->hdr.pid;
-		if (!kernel_path(ev->dir, ev->dir_len, ev->dir_flags, NULL, f->path,
-				 sizeof(f->path)))
-			absolute_path(ev->hdr.pid, ev->fd, ev->dirfd, path, f->path,
-				      sizeof(f->path));
+		snprintf(f->path, sizeof(f->path), "%s", where);
 		{
 			struct xfer_file **tail = &s->files; /* keep them in open order */
 
