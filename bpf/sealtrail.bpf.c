@@ -241,7 +241,9 @@ static __always_inline void send_env(struct task_struct *task, __u64 key, struct
 
 	if (n > ST_ENV_MAX)
 		n = ST_ENV_MAX;
-	if (!n || bpf_probe_read_user(ev->env, n & (2 * ST_ENV_MAX - 1), (void *)start)) {
+	if (!n)
+		return; /* an empty environment: no TERM */
+	if (bpf_probe_read_user(ev->env, n & (2 * ST_ENV_MAX - 1), (void *)start)) {
 		count(ST_CNT_READ_FAILED, 1);
 		return;
 	}
