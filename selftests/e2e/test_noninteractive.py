@@ -25,6 +25,15 @@ def for_both_pam_modes(name):
     return register
 
 
+def random_file(work, name, size):
+    """A file of size random bytes in work: (path, bytes, SHA-256 hex)."""
+    data = os.urandom(size)
+    path = os.path.join(work, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path, data, hashlib.sha256(data).hexdigest()
+
+
 def client_opts(u):
     """ssh, scp, sftp and rsync -e options: u's key, no config, no questions."""
     return ["-i", u.key_path, "-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
@@ -230,11 +239,7 @@ def transfers(use_pam):
     file with direction, size and SHA-256, and no payload in the store."""
     with recording(use_pam, "stxfer") as (lab, d, u):
         work = scratch_dir("st-xfer-", 0o755)
-        data = os.urandom(2 << 20)
-        digest = hashlib.sha256(data).hexdigest()
-        src = os.path.join(work, "payload.bin")
-        with open(src, "wb") as f:
-            f.write(data)
+        src, data, digest = random_file(work, "payload.bin", 2 << 20)
         ssh = lab.ssh_argv(u, tty=False)
         opts = ["-P", str(lab.port)] + client_opts(u)
         del ssh
@@ -314,11 +319,7 @@ def sftp_round_trip(lab, d, u, use_pam, remote, bastion_path, listing=None):
     an internal-sftp subsystem session of u, with an upload and a download
     record of bastion_path (where the file lies on the bastion)."""
     work = scratch_dir("st-isftp-", 0o755)
-    data = os.urandom((1 << 20) + 4321)
-    digest = hashlib.sha256(data).hexdigest()
-    src = os.path.join(work, "up.bin")
-    with open(src, "wb") as f:
-        f.write(data)
+    src, data, digest = random_file(work, "up.bin", (1 << 20) + 4321)
     batch = os.path.join(work, "batch")
     with open(batch, "w") as f:
         f.write(f"put {src} {remote}\nget {remote} {work}/down.bin\n")
@@ -557,6 +558,21 @@ def wait_output(p, want, what, timeout=30):
     wait_for(more, timeout, what)
 
 
+def say(p, line, want, what):
+    """Send line to p's stdin and wait for want on its stdout."""
+    p.stdin.write(line)
+    p.stdin.flush()
+    wait_output(p, want, what)
+
+
+@contextlib.contextmanager
+def adopting(lab, u, what):
+    """Start sealtraild now, with a login of u open: (d, its adopted session)."""
+    with Daemon() as d:
+        d.wait_listener(lab.pid)
+        yield d, d.wait_session(what, lambda s: s["user"] == u.name and s["end"] is None)
+
+
 def sftp_adopted(use_pam, server):
     """sealtraild (re)starts while an sftp session is open, as a WinSCP or
     FileZilla session often is all day: the session is adopted as a
@@ -566,24 +582,15 @@ def sftp_adopted(use_pam, server):
     with lab:
         u = lab.add_user("stsftpad")
         work = scratch_dir("st-sftpad-", 0o755)
-        data = os.urandom((1 << 20) + 777)
-        digest = hashlib.sha256(data).hexdigest()
-        src = os.path.join(work, "up.bin")
-        with open(src, "wb") as f:
-            f.write(data)
+        src, data, digest = random_file(work, "up.bin", (1 << 20) + 777)
         opts = ["-P", str(lab.port)] + client_opts(u)
         # commands come on stdin, one at a time: the session stays open between them
         p = subprocess.Popen(["sftp", "-b", "-"] + opts + [f"{u.name}@{lab.host}"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
         try:
-            p.stdin.write(b"pwd\n")
-            p.stdin.flush()
-            wait_output(p, b"Remote working directory", "sftp logged in")
-            with Daemon() as d:
-                d.wait_listener(lab.pid)
-                sess = d.wait_session("the open sftp session, adopted",
-                                      lambda s: s["user"] == u.name and s["end"] is None)
+            say(p, b"pwd\n", b"Remote working directory", "sftp logged in")
+            with adopting(lab, u, "the open sftp session, adopted") as (d, sess):
                 check_eq(sess["kind"], "subsystem", "adopted as a subsystem session",
                          session=sess)
                 out, err = p.communicate(
@@ -642,13 +649,8 @@ def adopted_command(use_pam, cmd):
         p = subprocess.Popen(argv, stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            p.stdin.write(b"one\n" if cmd else b"a=one; echo GOT$a\n")
-            p.stdin.flush()
-            wait_output(p, b"GOTone", "the command runs")
-            with Daemon() as d:
-                d.wait_listener(lab.pid)
-                sess = d.wait_session("the running command, adopted",
-                                      lambda s: s["user"] == u.name and s["end"] is None)
+            say(p, b"one\n" if cmd else b"a=one; echo GOT$a\n", b"GOTone", "the command runs")
+            with adopting(lab, u, "the running command, adopted") as (d, sess):
                 check_eq((sess["kind"], sess["command"]), ("exec", cmd), "kind and command",
                          session=sess)
                 if not cmd:
