@@ -106,23 +106,41 @@ static void usage(FILE *out)
 	    "which flushes and syncs the store. `sealtrail status` shows its state.\n");
 }
 
+/* What status.json says first, whatever the state: "{...," with no closing brace. */
+static void status_head(struct buf *b, const char *state, uint64_t started_ns)
+{
+	char started[40], now[40];
+
+	format_rfc3339(started_ns, started);
+	format_rfc3339(clock_ns(CLOCK_REALTIME), now);
+	buf_addf(b,
+		 "{\"running\":%s,\"state\":\"%s\",\"pid\":%d,\"version\":\"%s\",\"started\":"
+		 "\"%s\",\"updated\":\"%s\"",
+		 strcmp(state, "stopped") ? "true" : "false", state, getpid(), SEALTRAIL_VERSION,
+		 started, now);
+}
+
+/* Replace store_dir/status.json with b (freed). */
+static int status_save(const char *store_dir, struct buf *b)
+{
+	int err =
+	    b->data ? write_file_replace(store_dir, "status.json", b->data, b->len, 0644) : -ENOMEM;
+
+	if (err)
+		log_warn("cannot write %s/status.json: %s", store_dir, strerror(-err));
+	buf_free(b);
+	return err;
+}
+
 static int write_status(struct tracker *t, struct capture *cap, const char *sched,
 			const char *store_dir, uint64_t started_ns, uint32_t ringbuf, bool running)
 {
 	uint64_t cnt[ST_CNT_MAX];
-	char started[40], now[40];
 	struct buf b = {0};
-	int err;
 
 	capture_counters(cap, cnt);
-	format_rfc3339(started_ns, started);
-	format_rfc3339(clock_ns(CLOCK_REALTIME), now);
-	buf_addf(&b,
-		 "{\"running\":%s,\"state\":\"%s\",\"pid\":%d,\"version\":\"%s\",\"started\":"
-		 "\"%s\",\"updated\":\"%s\",",
-		 running ? "true" : "false", running ? "recording" : "stopped", getpid(),
-		 SEALTRAIL_VERSION, started, now);
-	buf_addf(&b, "\"programs\":[");
+	status_head(&b, running ? "recording" : "stopped", started_ns);
+	buf_addf(&b, ",\"programs\":[");
 	for (unsigned i = 0; i < cap->nprogs; i++)
 		buf_addf(&b, "%s\"%s\"", i ? "," : "", capture_prog_name(cap, i));
 	buf_addf(&b, "],\"listeners\":[");
@@ -143,11 +161,7 @@ static int write_status(struct tracker *t, struct capture *cap, const char *sche
 	    (unsigned long long)t->bad_events, (unsigned long long)t->preauth_dropped, ringbuf,
 	    (unsigned long long)cap->peak_used,
 	    (unsigned long long)(cap->longest_drain_ns / 1000000), sched);
-	err = write_file_replace(store_dir, "status.json", b.data, b.len, 0644);
-	if (err)
-		log_warn("cannot write %s/status.json: %s", store_dir, strerror(-err));
-	buf_free(&b);
-	return err;
+	return status_save(store_dir, &b);
 }
 
 /*
@@ -158,20 +172,11 @@ static int write_status(struct tracker *t, struct capture *cap, const char *sche
  */
 static void status_starting(void *arg)
 {
-	const char *store_dir = arg;
-	char now[40];
 	struct buf b = {0};
-	int err;
 
-	format_rfc3339(clock_ns(CLOCK_REALTIME), now);
-	buf_addf(&b,
-		 "{\"running\":true,\"state\":\"starting\",\"pid\":%d,\"version\":\"%s\","
-		 "\"started\":\"%s\",\"updated\":\"%s\"}\n",
-		 getpid(), SEALTRAIL_VERSION, now, now);
-	err = b.data ? write_file_replace(store_dir, "status.json", b.data, b.len, 0644) : -ENOMEM;
-	if (err)
-		log_warn("cannot write %s/status.json: %s", store_dir, strerror(-err));
-	buf_free(&b);
+	status_head(&b, "starting", clock_ns(CLOCK_REALTIME));
+	buf_addf(&b, "}\n");
+	status_save(arg, &b);
 }
 
 /* The sealtrail binary that serves socket requests: installed or built alongside. */
