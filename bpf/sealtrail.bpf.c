@@ -51,6 +51,8 @@ struct {
  * or by sshd on a relay (a command's pipe, a forwarded connection).
  */
 struct pty_io {
+	__u32 active; /* between sys_enter and sys_exit of a call we record */
+	__u32 pad;
 	__u64 buf; /* user buffer, or the iovec array for readv/writev */
 	__u32 nvec; /* 0 for read/write */
 	__u32 dir; /* enum st_tty_dir */
@@ -85,21 +87,33 @@ struct {
 	__type(value, struct connect_args);
 } connects SEC(".maps");
 
+/*
+ * Per thread, in the task itself: found from the task pointer without a
+ * hash, a lock or a tid key that a reused tid could collide with.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32); /* tid */
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct pty_io);
 } inflight SEC(".maps");
 
+/*
+ * A kernel pointer the verifier lets us dereference directly (loads that
+ * cannot fault the kernel): one instruction a field instead of a helper
+ * call per BPF_CORE_READ step. The call itself is rewritten to a move.
+ */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+#define kptr(ptr, type) ((type *)bpf_rdonly_cast((ptr), bpf_core_type_id_kernel(type)))
+
 static __always_inline struct file *fd_file(struct task_struct *task, __u64 fd)
 {
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct fdtable *fdt = kptr(task, struct task_struct)->files->fdt;
 	struct file **fds, *file = NULL;
 
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+	if (!fdt || fd >= fdt->max_fds)
 		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
+	fds = fdt->fd;
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
 		return NULL;
 	return file;
@@ -381,6 +395,19 @@ static __always_inline enum stdin_probe stdin_probe_of(struct file *file, struct
 	return BPF_CORE_READ(sock, sk, __sk_common.skc_family) == AF_UNIX ? PROBE_ONLY : PROBE_NONE;
 }
 
+/* Remember a call we record until its sys_exit. */
+static __always_inline int begin_io(struct task_struct *task, const struct pty_io *io)
+{
+	struct pty_io *slot =
+	    bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (slot)
+		*slot = *io;
+	else /* no memory for it: what the call moves is lost, and said so */
+		count_lost(session_of(bpf_get_current_pid_tgid() >> 32), 0);
+	return 0;
+}
+
 /*
  * Is this read/write one we record? Bytes on a pty master, and bytes sshd
  * moves through a relay (a command's pipe, a forwarded connection).
@@ -388,30 +415,30 @@ static __always_inline enum stdin_probe stdin_probe_of(struct file *file, struct
 static __always_inline int pty_enter(__u64 fd, __u64 buf, __u64 nvec, __u32 is_write)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct pty_io io = {.buf = buf, .nvec = nvec, .is_write = is_write};
+	struct pty_io io = {.active = 1, .buf = buf, .nvec = nvec, .is_write = is_write};
 	struct task_struct *task;
 	struct file *file;
 	struct inode *inode;
-	__u32 tid = (__u32)id;
 
 	if (!is_tracked(id >> 32))
 		return 0;
-	task = (struct task_struct *)bpf_get_current_task();
-	file = fd_file(task, fd);
+	task = bpf_get_current_task_btf();
+	file = kptr(fd_file(task, fd), struct file);
 	if (!file)
 		return 0;
-	inode = BPF_CORE_READ(file, f_inode);
-	if (BPF_CORE_READ(inode, i_rdev) == ST_PTMX_RDEV) {
-		struct tty_file_private *priv = BPF_CORE_READ(file, private_data);
+	inode = file->f_inode;
+	if (inode->i_rdev == ST_PTMX_RDEV) {
+		struct tty_struct *slave =
+		    kptr(file->private_data, struct tty_file_private)->tty->link;
 
 		io.dir = is_write ? ST_TTY_IN : ST_TTY_OUT;
-		io.tty_index = BPF_CORE_READ(priv, tty, link, index);
+		io.tty_index = slave->index;
 		/*
 		 * the slave's size, what programs see: sshd's TIOCSWINSZ on the
 		 * master sets both ends, `stty` in the session only the slave
 		 */
-		io.rows = BPF_CORE_READ(priv, tty, link, winsize.ws_row);
-		io.cols = BPF_CORE_READ(priv, tty, link, winsize.ws_col);
+		io.rows = slave->winsize.ws_row;
+		io.cols = slave->winsize.ws_col;
 	} else {
 		struct st_proc *p = proc_of(id >> 32);
 		__u64 key = BPF_CORE_READ(inode, i_ino);
@@ -431,8 +458,7 @@ static __always_inline int pty_enter(__u64 fd, __u64 buf, __u64 nvec, __u32 is_w
 				return 0;
 			io.dir = ST_FILE;
 			io.relay = key;
-			bpf_map_update_elem(&inflight, &tid, &io, BPF_ANY);
-			return 0;
+			return begin_io(task, &io);
 		}
 		if (!p || !(p->flags & ST_PROC_SSHD))
 			return 0;
@@ -461,8 +487,7 @@ static __always_inline int pty_enter(__u64 fd, __u64 buf, __u64 nvec, __u32 is_w
 		io.nvec = ST_IOV_MAX;
 		count(ST_CNT_IOV_TRUNCATED, 1);
 	}
-	bpf_map_update_elem(&inflight, &tid, &io, BPF_ANY);
-	return 0;
+	return begin_io(task, &io);
 }
 
 /* Walk over the bytes a syscall moved, one ring-buffer event per chunk. */
@@ -593,17 +618,16 @@ static __always_inline bool sftp_probe(const struct pty_io *io, long ret)
 static __always_inline int pty_exit(long ret, bool can_probe)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
 	struct pty_io *io;
 	struct pty_walk w = {};
 
 	if (!is_tracked(id >> 32))
 		return 0;
-	io = bpf_map_lookup_elem(&inflight, &tid);
-	if (!io)
+	io = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+	if (!io || !io->active)
 		return 0;
 	w.io = *io;
-	bpf_map_delete_elem(&inflight, &tid);
+	io->active = 0;
 	if (ret <= 0)
 		return 0;
 	/* its protocol is counted from now on, as for an exec'd sftp-server */
