@@ -458,25 +458,6 @@ static bool is_login_helper(const char *cmd)
 		       strstr(cmd, ".ssh/rc") || strstr(cmd, "/etc/ssh/sshrc"));
 }
 
-/*
- * The directory the program started in, as the kernel walked it at the
- * exec; else /proc's link now (the process may have moved on or gone).
- */
-static bool exec_cwd(const struct st_ev_exec *ev, char *out, size_t size)
-{
-	char link[64];
-	ssize_t n;
-
-	if (kernel_path(ev->cwd, ev->cwd_len, ev->cwd_flags, NULL, out, size))
-		return true;
-	snprintf(link, sizeof(link), "/proc/%u/cwd", ev->hdr.pid);
-	n = readlink(link, out, size - 1);
-	if (n <= 0)
-		return false;
-	out[n] = 0;
-	return true;
-}
-
 /* Is pid running the program at path (the same file, whatever its name)? */
 static bool runs_file(uint32_t pid, const char *path)
 {
@@ -556,7 +537,12 @@ static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec
 	err = err ?: rec_add_u64(&t->rec, TAG_LOGINUID, ev->loginuid);
 	err = err ?: rec_add_u64(&t->rec, TAG_SESSIONID, ev->sessionid);
 	err = err ?: rec_add_str(&t->rec, TAG_FILENAME, path);
-	if (exec_cwd(ev, cwd, sizeof(cwd)))
+	/*
+	 * Where the program started, as the kernel walked it at the exec, or
+	 * nothing: /proc's link, read now, could name where the process has
+	 * moved since, or another process with its pid.
+	 */
+	if (kernel_path(ev->cwd, ev->cwd_len, ev->cwd_flags, NULL, cwd, sizeof(cwd)))
 		err = err ?: rec_add_str(&t->rec, TAG_CWD, cwd);
 	err = err ?: rec_add_bytes(&t->rec, TAG_ARGV, ev->args, ev->args_len);
 	err = err ?: rec_add_u64(&t->rec, TAG_ARGV_TOTAL, ev->args_total);
