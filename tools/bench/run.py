@@ -715,6 +715,51 @@ def clear_dir(path):
                 os.unlink(p)
 
 
+def bpf_prog_stats(pid):
+    """Run count and run time of each BPF program pid holds (kernel.bpf_stats_enabled=1)."""
+    ids = set()
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/fdinfo/{fd}") as f:
+            for line in f:
+                if line.startswith("prog_id:"):
+                    ids.add(int(line.split()[1]))
+    out = run(["bpftool", "-j", "prog", "show"]).stdout
+    stats = {}
+    for p in json.loads(out or "[]"):
+        if p["id"] in ids:
+            stats[p.get("name", str(p["id"]))] = (p.get("run_cnt", 0), p.get("run_time_ns", 0))
+    return stats
+
+
+def bpf_stats_delta(before, after):
+    """{program: {runs, ns_per_run, cpu_s}} between two bpf_prog_stats() snapshots."""
+    d = {}
+    for name, (cnt, ns) in after.items():
+        c0, n0 = before.get(name, (0, 0))
+        if cnt > c0:
+            d[name] = {"runs": cnt - c0, "ns_per_run": round((ns - n0) / (cnt - c0)),
+                       "cpu_s": round((ns - n0) / 1e9, 4)}
+    return d
+
+
+@contextlib.contextmanager
+def bpf_stats_enabled(on):
+    """kernel.bpf_stats_enabled for the duration (the stats cost ~20 ns per run)."""
+    path = "/proc/sys/kernel/bpf_stats_enabled"
+    if not on:
+        yield
+        return
+    with open(path) as f:
+        old = f.read().strip()
+    with open(path, "w") as f:
+        f.write("1")
+    try:
+        yield
+    finally:
+        with open(path, "w") as f:
+            f.write(old)
+
+
 def stream_session(bench, lab, user, path, size, sudo=False, daemon_pid=None, verify=False):
     """One login, `cat path`, logout. Returns a dict of timings."""
     errp = os.path.join(bench.tmp, "ssh-stderr.txt")
@@ -725,6 +770,8 @@ def stream_session(bench, lab, user, path, size, sudo=False, daemon_pid=None, ve
         if sudo:
             s.send(b"sudo -i\n")
             expect_all([s], ROOT_PROMPT, 60, "root prompt after sudo -i")
+        stats = daemon_pid and bench.args.bpf_stats
+        bpf0 = bpf_prog_stats(daemon_pid) if stats else None
         cpu0 = cpu_seconds(daemon_pid) if daemon_pid else None
         csw0 = proc_status_kb(daemon_pid, "voluntary_ctxt_switches") if daemon_pid else None
         total0 = s.total
@@ -738,6 +785,7 @@ def stream_session(bench, lab, user, path, size, sudo=False, daemon_pid=None, ve
         procs1 = cpu_by_comm()
         cpu1 = cpu_seconds(daemon_pid) if daemon_pid else None
         csw1 = proc_status_kb(daemon_pid, "voluntary_ctxt_switches") if daemon_pid else None
+        bpf = bpf_stats_delta(bpf0, bpf_prog_stats(daemon_pid)) if stats else None
         got = s.total - total0
         if got < size:
             raise RuntimeError(f"client received {got} bytes < {size} during cat")
@@ -754,6 +802,7 @@ def stream_session(bench, lab, user, path, size, sudo=False, daemon_pid=None, ve
                 "cpu_by_comm": cpu_delta_by_comm(procs0, procs1, CLK_TCK),
                 "cpu": (cpu1 - cpu0) if daemon_pid else None,
                 "daemon_wakeups": (csw1 - csw0) if daemon_pid else None,
+                "bpf": bpf,
                 "sha256": s.hasher.hexdigest() if verify else None}
     finally:
         s.close()
@@ -820,7 +869,7 @@ def _part_throughput(bench, stack):
             clean = bench.gate(f"throughput/{c}")
             info = {"clean": clean}
             if c == "sealtraild":
-                with bench.daemon() as d:
+                with bpf_stats_enabled(a.bpf_stats), bench.daemon() as d:
                     d.wait_listener(lab.pid)
                     m = stream_session(bench, lab, plain, path, size,
                                        daemon_pid=d.proc.pid, verify=a.verify)
@@ -831,6 +880,8 @@ def _part_throughput(bench, stack):
                     info["daemon_cpu_s"] = cpu_seconds(d.proc.pid)
                     info["daemon_cpu_stream_s"] = cpu_stream
                     info["daemon_wakeups"] = m["daemon_wakeups"]
+                    if m["bpf"] is not None:
+                        info["bpf"] = m["bpf"]
                     info["hwm_kib"] = proc_status_kb(d.proc.pid, "VmHWM")
                     st = d.status()
                     info.update(bytes_out=sess["bytes_out"], bytes_in=sess["bytes_in"],
@@ -894,6 +945,15 @@ def _part_throughput(bench, stack):
                       f"recorded+ended {[fmt(e['drain_s'], 1) for e in ex]} s after the mark")
             if a.verify:
                 detail += f"; export == client bytes {[e.get('export_matches') for e in ex]}"
+            if a.bpf_stats:
+                progs = sorted({p for e in ex for p in e.get("bpf", {})})
+                per = {p: (median([e["bpf"][p]["ns_per_run"] for e in ex if p in e.get("bpf", {})]),
+                           median([e["bpf"][p]["cpu_s"] for e in ex if p in e.get("bpf", {})]))
+                       for p in progs}
+                top = sorted(per.items(), key=lambda kv: -kv[1][1])[:6]
+                detail += ("; BPF during cat (median ns/run, CPU-s): "
+                           + ", ".join(f"{p} {ns} ns {cpu:.3f} s" for p, (ns, cpu) in top)
+                           + f"; all programs {median([sum(v['cpu_s'] for v in e.get('bpf', {}).values()) for e in ex]):.3f} CPU-s")
         elif c in ("tlog", "sudo"):
             detail = f"log size {[round(e['log_bytes'] / MiB, 1) for e in ex]} MiB"
         else:
@@ -1200,6 +1260,10 @@ def main():
                    help="hash the client's output (in every configuration, to keep them "
                         "comparable) and compare it with `sealtrail export`")
     g.add_argument("--stream-timeout", type=float, default=600)
+    g.add_argument("--bpf-stats", action="store_true",
+                   help="in sealtraild rounds, record each program's runs and ns per run "
+                        "during the cat (kernel.bpf_stats_enabled=1, which slows them a "
+                        "little: compare ns per run, not throughput)")
     g = ap.add_argument_group("collector")
     g.add_argument("--sessions", type=int, default=100)
     g.add_argument("--users", type=int, default=4)
