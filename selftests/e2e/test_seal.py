@@ -107,6 +107,11 @@ def seal_story():
         d.start()
         d.wait_listener(lab.pid)
         check_eq(d.stop(), 0, "clean stop again")
+        # each start after a clean stop went on from DIR/resume, without
+        # reading the log before it
+        resumed = [ln for ln in d.log().splitlines() if "went on from" in ln]
+        check_eq(len(resumed), 1, "the restart resumed from the shutdown's epoch close",
+                 log=d.log()[-3000:])
         rc, out, err = verify(d, "--pubkey", pinned, "--against", first_note)
         check_eq(rc, 0, "verify after restarts", out=out, stderr=err)
         check_eq(out["records"], out["covered"] + out["uncovered"], "counts add up", out=out)

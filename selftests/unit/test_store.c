@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -2132,4 +2133,252 @@ TEST(store_recovery_seq_overflow)
 out:
 	if (s)
 		seen_free(s);
+}
+
+/* ---- DIR/resume: a writer goes on from the last epoch close ---- */
+
+static const char *resume_path(void)
+{
+	static char path[512];
+
+	snprintf(path, sizeof(path), "%s/resume", store_dir());
+	return path;
+}
+
+/*
+ * The whole store verifies, and the latest checkpoint signs the tree of the
+ * first signed_size records (all before the last epoch record).
+ */
+static void check_verifies(const char *what, uint64_t records, uint32_t epochs,
+			   uint64_t signed_size)
+{
+	char latest[600];
+	struct verify_opts o = {.against_file = latest};
+	struct verify_result r;
+
+	snprintf(latest, sizeof(latest), "%s/checkpoints/latest", store_dir());
+	if (!ASSERT_OK(store_verify(store_dir(), &o, &r), "store_verify runs"))
+		return;
+	if (!ASSERT_TRUE(r.ok, r.reason))
+		fprintf(stderr, "  %s: %s at %s byte %llu, seq %llu\n", what, r.reason, r.file,
+			(unsigned long long)r.offset, (unsigned long long)r.seq);
+	ASSERT_EQ(r.records, records, "records verified");
+	ASSERT_EQ(r.epochs, epochs, "closed epochs");
+	ASSERT_TRUE(r.checkpoint_ok, "checkpoints/latest agrees with the log");
+	ASSERT_EQ(r.checkpoint_size, signed_size, "tree size the latest checkpoint signs");
+}
+
+/*
+ * One writer session: open, n records, an epoch closed, m more records
+ * (after the resume point, so a restart must read them), close. Returns
+ * what st.resumed_seq was at the open.
+ */
+static uint64_t writer_run(struct kept *k, int n, int m, uint64_t *w)
+{
+	struct store st;
+	uint64_t resumed;
+
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "open writer"))
+		return UINT64_MAX;
+	resumed = st.resumed_seq;
+	for (int i = 0; i < n + m; i++) {
+		ASSERT_OK(append_tty(&st, k, S1, STREAM_OUT, 0, "resume me", 9, *w += NS),
+			  "append");
+		if (i == n - 1)
+			ASSERT_OK(store_seal_epoch(&st, "test"), "close an epoch");
+	}
+	store_close(&st);
+	return resumed;
+}
+
+TEST(store_resume_goes_on_from_the_last_close)
+{
+	struct kept k = {0};
+	struct seen *s = NULL;
+	uint64_t w = T0, resumed;
+	struct stat sb;
+
+	ASSERT_EQ(writer_run(&k, 4, 2, &w), 0, "a new store has nothing to resume from");
+	if (!ASSERT_OK(stat(resume_path(), &sb), "the epoch close wrote DIR/resume"))
+		goto out;
+	ASSERT_EQ(sb.st_mode & 0777, 0600, "DIR/resume is root's only");
+	/* records 1-4, the epoch record 5, then 6 and 7 after it */
+	resumed = writer_run(&k, 3, 1, &w);
+	ASSERT_EQ(resumed, 5, "the second writer went on after the epoch record");
+	/* 8-10, epoch record 11, 12; then 13, 14, epoch record 15 */
+	resumed = writer_run(&k, 2, 0, &w);
+	ASSERT_EQ(resumed, 11, "the third from the second's close");
+	/*
+	 * The chain and the tree it went on with are the log's: verify says so,
+	 * and the checkpoint signed last covers the log it recomputes.
+	 */
+	check_verifies("after two resumed writers", 15, 3, 14);
+	s = scan_all();
+	if (s) {
+		ASSERT_EQ(s->ndamage, 0, "damage reports");
+		check_seq_from(s, 1, "seq across resumed writers");
+		ASSERT_EQ(s->n, 15, "records");
+	}
+out:
+	if (s)
+		seen_free(s);
+	kept_free(&k);
+}
+
+static int rewrite_resume_with(const struct buf *b);
+
+static int rewrite_resume(void (*change)(struct buf *b))
+{
+	struct buf b = {0};
+	int err = buf_read_file(&b, resume_path(), 0);
+
+	if (!err) {
+		change(&b);
+		err = rewrite_resume_with(&b);
+	}
+	buf_free(&b);
+	return err;
+}
+
+static void flip_a_byte(struct buf *b)
+{
+	b->data[100] ^= 1;
+}
+
+static void cut_short(struct buf *b)
+{
+	b->len -= 7;
+}
+
+/* Another position with a right checksum: as if the file had been forged. */
+static void point_elsewhere(struct buf *b)
+{
+	unsigned mdlen;
+	uint8_t *pos = b->data + 24 + ST_ID_LEN + 4; /* last_off */
+
+	put_be64(pos, get_be64(pos) - 1);
+	EVP_Digest(b->data, b->len - SEAL_HASH_LEN, b->data + b->len - SEAL_HASH_LEN, &mdlen,
+		   EVP_sha256(), NULL);
+}
+
+TEST(store_resume_ignored_unless_it_matches_the_log)
+{
+	static void (*const changes[])(struct buf *) = {flip_a_byte, cut_short, point_elsewhere};
+	struct kept k = {0};
+	uint64_t w = T0, records = 0;
+	uint32_t epochs = 0;
+
+	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+		writer_run(&k, 2, 1, &w);
+		records += 4;
+		epochs++;
+		if (!ASSERT_OK(rewrite_resume(changes[i]), "change DIR/resume"))
+			break;
+		/* read the whole log instead, as without the file: the same result */
+		ASSERT_EQ(writer_run(&k, 1, 1, &w), 0, "a wrong DIR/resume is not used");
+		records += 3;
+		epochs++;
+		check_verifies("after a wrong DIR/resume", records, epochs, records - 2);
+	}
+	/* one from another store, and none at all */
+	writer_run(&k, 1, 0, &w);
+	if (ASSERT_OK(rewrite_resume(flip_a_byte), "damage it")) {
+		struct store_resume r;
+		struct buf b = {0};
+		uint8_t other[ST_ID_LEN] = {1};
+		char why[128];
+
+		ASSERT_OK(buf_read_file(&b, resume_path(), 0), "read DIR/resume");
+		ASSERT_EQ(store_resume_parse(b.data, b.len, other, &r, why), -EBADMSG,
+			  "checksum checked first");
+		buf_free(&b);
+	}
+	ASSERT_OK(unlink(resume_path()), "remove DIR/resume");
+	ASSERT_EQ(writer_run(&k, 1, 0, &w), 0, "no DIR/resume: the whole log is read");
+	check_verifies("without DIR/resume", records + 4, epochs + 2, records + 3);
+	kept_free(&k);
+}
+
+static int rewrite_resume_with(const struct buf *b)
+{
+	int fd = open(resume_path(), O_WRONLY | O_TRUNC | O_CLOEXEC), err;
+
+	err = fd < 0 ? -errno : write_all(fd, b->data, b->len);
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+/* An old DIR/resume (a crash before the next one was written) is still a good start. */
+TEST(store_resume_from_an_older_close)
+{
+	struct kept k = {0};
+	struct buf old = {0};
+	uint64_t w = T0;
+
+	writer_run(&k, 2, 0, &w); /* 1, 2, epoch 3 */
+	if (!ASSERT_OK(buf_read_file(&old, resume_path(), 0), "keep this DIR/resume"))
+		goto out;
+	writer_run(&k, 2, 2, &w); /* 4, 5, epoch 6, 7, 8 */
+	if (!ASSERT_OK(rewrite_resume_with(&old), "put the older one back"))
+		goto out;
+	ASSERT_EQ(writer_run(&k, 1, 0, &w), 3, "went on from the older close"); /* 9, epoch 10 */
+	check_verifies("from an older DIR/resume", 10, 3, 9);
+out:
+	buf_free(&old);
+	kept_free(&k);
+}
+
+/* The tail after the resume point is read as before: a torn record there is a gap. */
+TEST(store_resume_then_torn_tail)
+{
+	struct kept k = {0};
+	struct seen *s = NULL;
+	struct store st;
+	uint64_t w = T0, off, len;
+
+	writer_run(&k, 2, 3, &w); /* 1, 2, epoch 3, 4, 5, 6 */
+	s = scan_all();
+	if (!s || !ASSERT_EQ(s->n, 6, "records"))
+		goto out;
+	off = s->r[5].off;
+	len = env_len_at(1, off);
+	if (!ASSERT_OK(truncate(seg_path(1), off + len / 2), "tear record 6"))
+		goto out;
+	seen_free(s);
+	s = NULL;
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE), "reopen after the tear"))
+		goto out;
+	ASSERT_EQ(st.resumed_seq, 3, "went on from the epoch record");
+	ASSERT_EQ(st.next_seq, 8, "the gap took seq 7, after the torn 6 the index had seen");
+	store_close(&st);
+	s = scan_all();
+	if (s) {
+		ASSERT_EQ(s->ndamage, 1, "the torn record is damage");
+		ASSERT_EQ(s->n, 6, "records 1-5 and the gap");
+		if (s->n == 6)
+			ASSERT_EQ(s->r[5].type, REC_GAP, "the last record is the gap");
+	}
+out:
+	if (s)
+		seen_free(s);
+	kept_free(&k);
+}
+
+/* An index behind DIR/resume (deleted, or from another schema) needs the whole log. */
+TEST(store_resume_not_used_when_the_index_lags)
+{
+	struct kept k = {0};
+	uint64_t w = T0;
+	struct store st;
+
+	writer_run(&k, 3, 1, &w); /* 1-3, epoch 4, 5 */
+	unlink_index();
+	if (ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE), "reopen without an index")) {
+		ASSERT_EQ(st.resumed_seq, 0, "whole log read");
+		ASSERT_EQ(q_int(&st, "SELECT count(*) FROM chunks"), 4,
+			  "every chunk indexed again");
+		store_close(&st);
+	}
+	kept_free(&k);
 }

@@ -7,6 +7,7 @@
  *                       signs the current epoch, replaced at each close
  *   DIR/keys/first.pub  store id and the first public key: pin it
  *   DIR/checkpoints/latest  the last signed checkpoint (C2SP signed note)
+ *   DIR/resume          where the chain and tree stood at the last close
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,8 +46,11 @@ static int read_exact(const char *path, uint8_t *buf, size_t len)
 	return err;
 }
 
-/* Write a root-only file so that it is either old or new after a crash. */
-static int write_atomic(const char *path, const void *data, size_t len)
+/*
+ * Write a root-only file so that it is either old or new after a crash;
+ * durable: on the disk when this returns, not only in the page cache.
+ */
+static int write_replace(const char *path, const void *data, size_t len, bool durable)
 {
 	char tmp[4200], dir[4200], *slash;
 	int fd, err = 0;
@@ -55,14 +59,14 @@ static int write_atomic(const char *path, const void *data, size_t len)
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	if (write_all(fd, data, len) || fsync(fd))
+	if (write_all(fd, data, len) || (durable && fsync(fd)))
 		err = -errno;
 	close(fd);
 	if (!err && rename(tmp, path))
 		err = -errno;
 	snprintf(dir, sizeof(dir), "%s", path);
 	slash = strrchr(dir, '/');
-	if (!err && slash) {
+	if (!err && durable && slash) {
 		*slash = 0;
 		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd >= 0) {
@@ -71,6 +75,11 @@ static int write_atomic(const char *path, const void *data, size_t len)
 		}
 	}
 	return err;
+}
+
+static int write_atomic(const char *path, const void *data, size_t len)
+{
+	return write_replace(path, data, len, true);
 }
 
 static void read_boot_id(uint8_t out[16])
@@ -379,6 +388,7 @@ int store_seal_epoch(struct store *st, const char *reason)
 		goto out;
 	}
 	write_checkpoint(st, size, &note);
+	store_save_resume(st, st->epoch + 1, next + 4 + SEAL_KEY_LEN);
 	/* erase this epoch's key: from now on nobody can sign for it */
 	if (rename(next_path, path))
 		log_error("store %s: cannot replace %s: %s", st->dir, path, strerror(errno));
@@ -395,5 +405,122 @@ out:
 	buf_free(&note);
 	free(path);
 	free(next_path);
+	return err;
+}
+
+/* ---- DIR/resume ------------------------------------------------------ */
+
+static const char resume_magic[24] = "sealtrail-resume v1";
+
+/*
+ * Layout (big-endian): magic[24], store id, seg_no u32, last_off u64,
+ * seg_end u64, last_seq u64, prev_hash, next_epoch u32, next_pk, tree size
+ * u64, the 64 frontier hashes, then SHA-256 of all that.
+ */
+int store_resume_parse(const uint8_t *p, size_t len, const uint8_t id[ST_ID_LEN],
+		       struct store_resume *r, char why[128])
+{
+	uint8_t md[SEAL_HASH_LEN];
+	unsigned mdlen = 0;
+
+	if (len != STORE_RESUME_LEN) {
+		snprintf(why, 128, "%zu bytes, not %d", len, STORE_RESUME_LEN);
+		return -EINVAL;
+	}
+	if (memcmp(p, resume_magic, sizeof(resume_magic))) {
+		snprintf(why, 128, "not a resume file (magic)");
+		return -EINVAL;
+	}
+	if (!EVP_Digest(p, len - SEAL_HASH_LEN, md, &mdlen, EVP_sha256(), NULL) ||
+	    memcmp(md, p + len - SEAL_HASH_LEN, SEAL_HASH_LEN)) {
+		snprintf(why, 128, "checksum does not match (damaged or cut)");
+		return -EBADMSG;
+	}
+	p += sizeof(resume_magic);
+	if (memcmp(p, id, ST_ID_LEN)) {
+		snprintf(why, 128, "from another store");
+		return -EINVAL;
+	}
+	p += ST_ID_LEN;
+	memset(r, 0, sizeof(*r));
+	r->seg_no = get_be32(p);
+	r->last_off = get_be64(p + 4);
+	r->seg_end = get_be64(p + 12);
+	r->last_seq = get_be64(p + 20);
+	p += 28;
+	memcpy(r->prev_hash, p, SEAL_HASH_LEN);
+	p += SEAL_HASH_LEN;
+	r->next_epoch = get_be32(p);
+	memcpy(r->next_pk, p + 4, SEAL_PK_LEN);
+	p += 4 + SEAL_PK_LEN;
+	r->tree.size = get_be64(p);
+	memcpy(r->tree.frontier, p + 8, sizeof(r->tree.frontier));
+	if (!r->seg_no || r->last_off >= r->seg_end || r->seg_end - r->last_off > SEAL_MAX_LEN ||
+	    !r->last_seq || r->tree.size < 1) {
+		snprintf(why, 128, "impossible position (segment %u, bytes %llu-%llu, seq %llu)",
+			 r->seg_no, (unsigned long long)r->last_off, (unsigned long long)r->seg_end,
+			 (unsigned long long)r->last_seq);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int store_save_resume(const struct store *st, uint32_t next_epoch,
+		      const uint8_t next_pk[SEAL_PK_LEN])
+{
+	uint8_t out[STORE_RESUME_LEN], *p = out;
+	char *path = store_path(st, "resume");
+	unsigned mdlen = 0;
+	int err;
+
+	if (!path)
+		return -ENOMEM;
+	memcpy(p, resume_magic, sizeof(resume_magic));
+	p += sizeof(resume_magic);
+	memcpy(p, st->id, ST_ID_LEN);
+	p += ST_ID_LEN;
+	put_be32(p, st->seg_no);
+	put_be64(p + 4, st->last_off);
+	put_be64(p + 12, st->seg_size);
+	put_be64(p + 20, st->next_seq - 1);
+	p += 28;
+	memcpy(p, st->prev_hash, SEAL_HASH_LEN);
+	p += SEAL_HASH_LEN;
+	put_be32(p, next_epoch);
+	memcpy(p + 4, next_pk, SEAL_PK_LEN);
+	p += 4 + SEAL_PK_LEN;
+	put_be64(p, st->tree.size);
+	memcpy(p + 8, st->tree.frontier, sizeof(st->tree.frontier));
+	p += 8 + sizeof(st->tree.frontier);
+	EVP_Digest(out, p - out, p, &mdlen, EVP_sha256(), NULL);
+	/*
+	 * Not synced: the log it points into is (store_sync ran before), and
+	 * a resume file lost in a crash only costs the next start a full read.
+	 */
+	err = write_replace(path, out, sizeof(out), false);
+	if (err)
+		log_warn("store %s: cannot write %s: %s; the next start reads the whole log",
+			 st->dir, path, strerror(-err));
+	free(path);
+	return err;
+}
+
+int store_load_resume(const struct store *st, struct store_resume *r)
+{
+	char *path = store_path(st, "resume"), why[128];
+	struct buf b = {0};
+	int err;
+
+	if (!path)
+		return -ENOMEM;
+	err = buf_read_file(&b, path, STORE_RESUME_LEN + 1);
+	if (err && err != -ENOENT)
+		snprintf(why, sizeof(why), "%s", err == -EFBIG ? "too long" : strerror(-err));
+	else if (!err)
+		err = store_resume_parse(b.data, b.len, st->id, r, why);
+	if (err && err != -ENOENT)
+		log_warn("store %s: %s: %s; reading the whole log instead", st->dir, path, why);
+	buf_free(&b);
+	free(path);
 	return err;
 }

@@ -306,6 +306,7 @@ struct recover_state {
 	uint32_t next_epoch; /* the epoch after the last epoch record */
 	uint8_t next_pk[SEAL_PK_LEN];
 	uint32_t newest_seg; /* the newest segment with a good header */
+	uint32_t resume_seg; /* its header is in the chain already (DIR/resume) */
 	bool pinned; /* its key is wrapped to pin, an auditor's */
 	uint8_t pin[AUDITOR_KEY_LEN];
 	bool tail_damaged; /* damage that no envelope of the chain follows */
@@ -363,7 +364,8 @@ static int recover_segment(void *arg, const uint8_t *header, uint32_t seg_no)
 	struct recover_state *rs = arg;
 	uint32_t hlen = get_be32(header + 12);
 
-	seal_chain_header(rs->st->prev_hash, header, hlen);
+	if (seg_no != rs->resume_seg)
+		seal_chain_header(rs->st->prev_hash, header, hlen);
 	rs->newest_seg = seg_no;
 	rs->pinned = hlen == SEG_HEADER_V3_LEN;
 	if (rs->pinned)
@@ -538,8 +540,61 @@ static int gap_open_sessions(struct store *st, const struct recover_state *rs)
  * index up to the log (it may lag by up to a second after a crash), find
  * the next sequence number and the signing epoch, and start a new segment.
  */
+/*
+ * Does DIR/resume still describe the log: is the envelope it ends with
+ * there, with its seq and its leaf hash? Then the chain and the tree
+ * continue from it, and only what follows it is read.
+ */
+static bool resume_from(struct store *st, const struct store_resume *r, struct recover_state *rs,
+			struct store_visitor *v)
+{
+	char *path = store_segment_path(st, r->seg_no), why[128] = "";
+	size_t len = r->seg_end - r->last_off, used;
+	struct seal_envelope env;
+	uint8_t leaf[SEAL_HASH_LEN], *bytes = malloc(len);
+	int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	bool ok = false;
+
+	if (fd < 0 || !bytes)
+		snprintf(why, sizeof(why), "segment %u: %s", r->seg_no,
+			 fd < 0 ? strerror(errno) : "out of memory");
+	else if (pread(fd, bytes, len, r->last_off) != (ssize_t)len)
+		snprintf(why, sizeof(why), "%s ends before byte %llu", path,
+			 (unsigned long long)r->seg_end);
+	else if (seal_parse(bytes, len, &env, &used, why) || used != len)
+		snprintf(why + strlen(why), sizeof(why) - strlen(why),
+			 "%s%s: no envelope at byte %llu", why[0] ? ": " : "", path,
+			 (unsigned long long)r->last_off);
+	else if (seal_leaf_hash(bytes, len, leaf), memcmp(leaf, r->prev_hash, SEAL_HASH_LEN) ||
+						       env.h.seq != r->last_seq ||
+						       env.h.segment != r->seg_no)
+		snprintf(why, sizeof(why), "%s: the envelope at byte %llu is not the one it names",
+			 path, (unsigned long long)r->last_off);
+	else
+		ok = true;
+	if (ok) {
+		memcpy(st->prev_hash, r->prev_hash, SEAL_HASH_LEN);
+		st->tree = r->tree;
+		st->resumed_seq = r->last_seq;
+		rs->max_seq = r->last_seq;
+		rs->next_epoch = r->next_epoch;
+		memcpy(rs->next_pk, r->next_pk, SEAL_PK_LEN);
+		rs->resume_seg = r->seg_no;
+		v->from_seg = r->seg_no;
+		v->from_off = r->seg_end;
+	} else {
+		log_warn("store %s: resume: %s; reading the whole log instead", st->dir, why);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(bytes);
+	free(path);
+	return ok;
+}
+
 static int open_writer(struct store *st, const struct store_options *o)
 {
+	struct store_resume resume;
 	struct recover_state rs = {.st = st};
 	struct store_visitor v = {.record = recover_record,
 				  .damage = recover_damage,
@@ -554,11 +609,24 @@ static int open_writer(struct store *st, const struct store_options *o)
 	if (err)
 		return err;
 	v.min_seq = rs.index_seq + 1;
+	/*
+	 * Go on from DIR/resume unless the index lags behind it (its records
+	 * are before that point: read them all, as without one).
+	 */
+	if (last && !store_load_resume(st, &resume) && resume.last_seq <= rs.index_seq &&
+	    resume.seg_no <= last)
+		resume_from(st, &resume, &rs, &v);
 	if (last) {
 		err = store_scan(st, &v);
 		if (err)
 			return err;
 	}
+	if (st->resumed_seq)
+		log_info(
+		    "store %s: went on from %s/resume (segment %u, seq %llu), read the log after"
+		    " it: up to seq %llu",
+		    st->dir, st->dir, v.from_seg, (unsigned long long)st->resumed_seq,
+		    (unsigned long long)rs.max_seq);
 	/* a seq the index has seen is never handed out again, even if the log lost it */
 	st->next_seq = (rs.max_seq > rs.index_seq ? rs.max_seq : rs.index_seq) + 1;
 	if (rs.applied)
@@ -865,7 +933,7 @@ static int append_sealed(struct store *st, struct buf *rec, bool plain)
 		if (err)
 			return err;
 	}
-	off = st->seg_size;
+	off = st->last_off = st->seg_size;
 	err = buf_add(&st->wbuf, st->sbuf.data, st->sbuf.len);
 	if (err)
 		return err;
@@ -1036,7 +1104,8 @@ static int scan_segment(const struct store *st, uint32_t seg_no, const struct st
 		if (err)
 			goto out;
 	}
-	for (off = hlen; off < (uint64_t)sb.st_size;) {
+	off = seg_no == v->from_seg && v->from_off > hlen ? v->from_off : hlen;
+	while (off < (uint64_t)sb.st_size) {
 		struct seal_envelope env;
 		size_t used;
 		int rc = seal_parse(map + off, sb.st_size - off, &env, &used, why);

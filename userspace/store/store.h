@@ -100,6 +100,8 @@ struct store {
 	uint32_t seg_no;
 	int seg_fd;
 	uint64_t seg_size; /* bytes in the segment, buffered ones included */
+	uint64_t last_off; /* where the last envelope starts in it */
+	uint64_t resumed_seq; /* open: the last seq of DIR/resume it went on from, 0 if none */
 	struct buf wbuf; /* records not yet written to seg_fd */
 	bool unsynced; /* seg_fd has bytes written since its last fdatasync */
 	uint64_t seg_rotate_bytes;
@@ -156,6 +158,7 @@ struct store_visitor {
 	void (*damage)(void *arg, const char *file, uint64_t off, uint64_t bytes, const char *why);
 	void *arg;
 	uint32_t from_seg; /* first segment to visit (0 = all) */
+	uint64_t from_off; /* in from_seg, the first envelope's offset (0 = after the header) */
 	/* optional: every envelope as stored, before it is opened */
 	int (*envelope)(void *arg, const struct seal_envelope *env, uint32_t seg_no, uint64_t off);
 	uint64_t min_seq; /* records below this are not opened (0 = all) */
@@ -176,6 +179,33 @@ int store_append_plain(struct store *st, struct buf *rec);
 int store_load_keys(struct store *st, bool create);
 /* The writer's epoch key; next_epoch/next_pk: what the log's last seal says. */
 int store_load_epoch(struct store *st, uint32_t next_epoch, const uint8_t next_pk[SEAL_PK_LEN]);
+/*
+ * DIR/resume: where the writer's chain and tree stood after the last
+ * epoch it closed (sealing.c), so that the next writer continues from
+ * there instead of reading and hashing the whole log. Advisory: open
+ * checks it against the log's envelope at that point and ignores it
+ * otherwise. store_resume_parse() checks a file's bytes (store id, layout,
+ * checksum); 0 or a reason in why.
+ */
+struct store_resume {
+	uint32_t seg_no; /* segment of the last envelope */
+	uint64_t last_off, seg_end; /* its first byte and the byte after it */
+	uint64_t last_seq;
+	uint8_t prev_hash[SEAL_HASH_LEN]; /* its leaf hash: the chain so far */
+	struct merkle tree; /* over every envelope up to it */
+	uint32_t next_epoch; /* the epoch after the last epoch record ... */
+	uint8_t next_pk[SEAL_PK_LEN]; /* ... and its public key */
+};
+#define STORE_RESUME_LEN                                                                           \
+	(24 + ST_ID_LEN + 4 + 8 * 3 + SEAL_HASH_LEN + 4 + SEAL_PK_LEN + 8 + 64 * SEAL_HASH_LEN +   \
+	 SEAL_HASH_LEN)
+int store_resume_parse(const uint8_t *p, size_t len, const uint8_t id[ST_ID_LEN],
+		       struct store_resume *r, char why[128]);
+int store_save_resume(const struct store *st, uint32_t next_epoch,
+		      const uint8_t next_pk[SEAL_PK_LEN]);
+/* 0 and r filled, or -ENOENT (none), or another error logged (ignored by the caller) */
+int store_load_resume(const struct store *st, struct store_resume *r);
+
 /* Path of the checkpoint file sealtraild keeps (caller frees). */
 char *store_checkpoint_path(const struct store *st);
 
