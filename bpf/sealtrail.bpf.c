@@ -403,7 +403,7 @@ static __always_inline int begin_io(struct task_struct *task, const struct pty_i
 
 	if (slot)
 		*slot = *io;
-	else /* no memory for it: what the call moves is lost, and said so */
+	else if (io->probe != PROBE_ONLY) /* what the call moves is lost, and said so */
 		count_lost(session_of(bpf_get_current_pid_tgid() >> 32), 0);
 	return 0;
 }

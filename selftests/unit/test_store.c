@@ -2250,20 +2250,43 @@ static void cut_short(struct buf *b)
 	b->len -= 7;
 }
 
+static void fix_checksum(struct buf *b);
+
 /* Another position with a right checksum: as if the file had been forged. */
 static void point_elsewhere(struct buf *b)
 {
-	unsigned mdlen;
 	uint8_t *pos = b->data + 24 + ST_ID_LEN + 4; /* last_off */
 
 	put_be64(pos, get_be64(pos) - 1);
+	fix_checksum(b);
+}
+
+static void fix_checksum(struct buf *b)
+{
+	unsigned mdlen;
+
 	EVP_Digest(b->data, b->len - SEAL_HASH_LEN, b->data + b->len - SEAL_HASH_LEN, &mdlen,
 		   EVP_sha256(), NULL);
 }
 
+/* A tree the epoch record does not sign, with a right checksum. */
+static void forge_tree(struct buf *b)
+{
+	b->data[STORE_RESUME_LEN - SEAL_HASH_LEN - 64 * SEAL_HASH_LEN] ^= 0x80;
+	fix_checksum(b);
+}
+
+/* Another next key than the epoch record certifies, with a right checksum. */
+static void forge_next_key(struct buf *b)
+{
+	b->data[24 + ST_ID_LEN + 28 + SEAL_HASH_LEN + 4] ^= 1;
+	fix_checksum(b);
+}
+
 TEST(store_resume_ignored_unless_it_matches_the_log)
 {
-	static void (*const changes[])(struct buf *) = {flip_a_byte, cut_short, point_elsewhere};
+	static void (*const changes[])(struct buf *) = {flip_a_byte, cut_short, point_elsewhere,
+							forge_tree, forge_next_key};
 	struct kept k = {0};
 	uint64_t w = T0, records = 0;
 	uint32_t epochs = 0;
@@ -2274,6 +2297,17 @@ TEST(store_resume_ignored_unless_it_matches_the_log)
 		epochs++;
 		if (!ASSERT_OK(rewrite_resume(changes[i]), "change DIR/resume"))
 			break;
+		if (i == 0) {
+			struct store st;
+
+			/* the full read may fork the chain: a later start must not go back */
+			if (ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE), "open")) {
+				ASSERT_EQ(st.resumed_seq, 0, "not used");
+				ASSERT_NEQ(access(resume_path(), F_OK), 0,
+					   "an unused DIR/resume is removed at once");
+				store_close(&st);
+			}
+		}
 		/* read the whole log instead, as without the file: the same result */
 		ASSERT_EQ(writer_run(&k, 1, 1, &w), 0, "a wrong DIR/resume is not used");
 		records += 3;
@@ -2282,15 +2316,24 @@ TEST(store_resume_ignored_unless_it_matches_the_log)
 	}
 	/* one from another store, and none at all */
 	writer_run(&k, 1, 0, &w);
-	if (ASSERT_OK(rewrite_resume(flip_a_byte), "damage it")) {
+	{
 		struct store_resume r;
 		struct buf b = {0};
 		uint8_t other[ST_ID_LEN] = {1};
 		char why[128];
 
-		ASSERT_OK(buf_read_file(&b, resume_path(), 0), "read DIR/resume");
-		ASSERT_EQ(store_resume_parse(b.data, b.len, other, &r, why), -EBADMSG,
-			  "checksum checked first");
+		if (ASSERT_OK(buf_read_file(&b, resume_path(), 0), "read DIR/resume")) {
+			ASSERT_EQ(store_resume_parse(b.data, b.len, other, &r, why), -EINVAL,
+				  "another store's id");
+			ASSERT_STREQ(why, "from another store", "why");
+			b.data[3] ^= 1;
+			ASSERT_EQ(store_resume_parse(b.data, b.len, other, &r, why), -EINVAL,
+				  "magic checked first");
+			b.data[3] ^= 1;
+			b.data[50] ^= 1;
+			ASSERT_EQ(store_resume_parse(b.data, b.len, other, &r, why), -EBADMSG,
+				  "then the checksum");
+		}
 		buf_free(&b);
 	}
 	ASSERT_OK(unlink(resume_path()), "remove DIR/resume");
@@ -2380,5 +2423,65 @@ TEST(store_resume_not_used_when_the_index_lags)
 			  "every chunk indexed again");
 		store_close(&st);
 	}
+	kept_free(&k);
+}
+
+/* The epoch record is the first envelope of a new segment (rotation). */
+TEST(store_resume_after_a_rotation)
+{
+	struct kept k = {0};
+	struct store st;
+	uint64_t w = T0;
+
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create"))
+		goto out;
+	st.seg_rotate_bytes = SEG_HEADER_LEN + 1; /* every envelope in a segment of its own */
+	for (int i = 0; i < 3; i++)
+		ASSERT_OK(append_tty(&st, &k, S1, STREAM_OUT, 0, "rotate", 6, w += NS), "append");
+	ASSERT_OK(store_seal_epoch(&st, "test"), "close an epoch");
+	ASSERT_EQ(st.seg_no, 4, "the epoch record rotated into segment 4");
+	store_close(&st);
+	ASSERT_EQ(writer_run(&k, 1, 0, &w), 4, "resumed from it");
+	check_verifies("after a rotated epoch record", 6, 2, 5);
+out:
+	kept_free(&k);
+}
+
+/*
+ * A crash after the resume point: records the index never committed are
+ * read back from the log after it, and indexed.
+ */
+TEST(store_resume_catches_the_index_up_after_it)
+{
+	struct kept k = {0};
+	struct store st;
+	uint64_t w = T0;
+	int status;
+	pid_t pid;
+
+	writer_run(&k, 2, 0, &w); /* 1, 2, epoch 3 */
+	pid = fork();
+	if (pid == 0) {
+		static uint8_t chunk[300000];
+		int err = store_open(&st, store_dir(), STORE_WRITE);
+
+		fill_random(chunk, sizeof(chunk), 3);
+		/* 4 x 300 kB: written past the 1 MiB buffer, never synced nor indexed */
+		for (int i = 0; i < 4 && !err; i++)
+			err = append_tty(&st, NULL, S1, STREAM_OUT, 0, chunk, sizeof(chunk),
+					 T0 + 100 + i);
+		_exit(err ? 1 : 0);
+	}
+	if (!ASSERT_GT(pid, 0, "fork") || !ASSERT_EQ(waitpid(pid, &status, 0), pid, "waitpid") ||
+	    !ASSERT_EQ(status, 0, "writer exit status"))
+		goto out;
+	if (ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE), "reopen after the crash")) {
+		ASSERT_EQ(st.resumed_seq, 3, "went on from the epoch record");
+		ASSERT_EQ(q_int(&st, "SELECT count(*) FROM chunks"), 2 + 4,
+			  "the 4 chunks on disk after it indexed");
+		ASSERT_EQ(st.next_seq, 8, "seq goes on after them");
+		store_close(&st);
+	}
+out:
 	kept_free(&k);
 }

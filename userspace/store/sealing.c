@@ -355,6 +355,7 @@ int store_seal_epoch(struct store *st, const char *reason)
 	char *path = store_path(st, "keys/epoch"), *next_path = store_path(st, "keys/epoch.next");
 	struct buf msg = {0}, rec = {0}, note = {0};
 	uint64_t size = st->tree.size;
+	struct merkle signed_tree = st->tree;
 	int err;
 
 	if (st->seg_fd < 0 || !path || !next_path) {
@@ -388,7 +389,7 @@ int store_seal_epoch(struct store *st, const char *reason)
 		goto out;
 	}
 	write_checkpoint(st, size, &note);
-	store_save_resume(st, st->epoch + 1, next + 4 + SEAL_KEY_LEN);
+	store_save_resume(st, &signed_tree, st->epoch + 1, next + 4 + SEAL_KEY_LEN);
 	/* erase this epoch's key: from now on nobody can sign for it */
 	if (rename(next_path, path))
 		log_error("store %s: cannot replace %s: %s", st->dir, path, strerror(errno));
@@ -455,8 +456,9 @@ int store_resume_parse(const uint8_t *p, size_t len, const uint8_t id[ST_ID_LEN]
 	p += 4 + SEAL_PK_LEN;
 	r->tree.size = get_be64(p);
 	memcpy(r->tree.frontier, p + 8, sizeof(r->tree.frontier));
+	/* the tree an epoch record signs holds the envelopes before it: fewer than its seq */
 	if (!r->seg_no || r->last_off >= r->seg_end || r->seg_end - r->last_off > SEAL_MAX_LEN ||
-	    !r->last_seq || r->tree.size < 1) {
+	    !r->last_seq || r->tree.size >= r->last_seq || r->tree.size >= 1ull << 62) {
 		snprintf(why, 128, "impossible position (segment %u, bytes %llu-%llu, seq %llu)",
 			 r->seg_no, (unsigned long long)r->last_off, (unsigned long long)r->seg_end,
 			 (unsigned long long)r->last_seq);
@@ -465,7 +467,7 @@ int store_resume_parse(const uint8_t *p, size_t len, const uint8_t id[ST_ID_LEN]
 	return 0;
 }
 
-int store_save_resume(const struct store *st, uint32_t next_epoch,
+int store_save_resume(const struct store *st, const struct merkle *signed_tree, uint32_t next_epoch,
 		      const uint8_t next_pk[SEAL_PK_LEN])
 {
 	uint8_t out[STORE_RESUME_LEN], *p = out;
@@ -489,9 +491,9 @@ int store_save_resume(const struct store *st, uint32_t next_epoch,
 	put_be32(p, next_epoch);
 	memcpy(p + 4, next_pk, SEAL_PK_LEN);
 	p += 4 + SEAL_PK_LEN;
-	put_be64(p, st->tree.size);
-	memcpy(p + 8, st->tree.frontier, sizeof(st->tree.frontier));
-	p += 8 + sizeof(st->tree.frontier);
+	put_be64(p, signed_tree->size);
+	memcpy(p + 8, signed_tree->frontier, sizeof(signed_tree->frontier));
+	p += 8 + sizeof(signed_tree->frontier);
 	EVP_Digest(out, p - out, p, &mdlen, EVP_sha256(), NULL);
 	/*
 	 * Not synced: the log it points into is (store_sync ran before), and
@@ -523,4 +525,26 @@ int store_load_resume(const struct store *st, struct store_resume *r)
 	buf_free(&b);
 	free(path);
 	return err;
+}
+
+void store_drop_resume(const struct store *st)
+{
+	char *path = store_path(st, "resume"), *dir = store_path(st, ".");
+	int fd;
+
+	if (!path || !dir)
+		goto out;
+	if (unlink(path)) {
+		if (errno != ENOENT)
+			log_warn("store %s: cannot remove %s: %s", st->dir, path, strerror(errno));
+		goto out;
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+out:
+	free(path);
+	free(dir);
 }

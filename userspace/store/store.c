@@ -317,6 +317,37 @@ struct recover_state {
 	char damage_why[128];
 };
 
+/*
+ * If env is an epoch record: the epoch after it and that epoch's key, and
+ * (if asked) the size and root of the tree it signs. False otherwise.
+ */
+static bool epoch_seal_of(const struct seal_envelope *env, uint32_t *next_epoch,
+			  uint8_t next_pk[SEAL_PK_LEN], uint64_t *tree_size,
+			  uint8_t root[SEAL_HASH_LEN])
+{
+	const struct rec_field *pk, *r;
+	struct record rec;
+	char why[128];
+	size_t used;
+	uint64_t size;
+
+	if (env->h.type != REC_EPOCH || !(env->h.flags & SEAL_PLAIN) ||
+	    env->h.epoch == UINT32_MAX ||
+	    rec_parse(env->payload, env->payload_len, &rec, &used, why) ||
+	    !(pk = rec_field(&rec, TAG_NEXT_PK)) || pk->len != SEAL_PK_LEN)
+		return false;
+	if (tree_size && (!rec_u64(&rec, TAG_TREE_SIZE, &size) ||
+			  !(r = rec_field(&rec, TAG_ROOT)) || r->len != SEAL_HASH_LEN))
+		return false;
+	*next_epoch = env->h.epoch + 1;
+	memcpy(next_pk, pk->data, SEAL_PK_LEN);
+	if (tree_size) {
+		*tree_size = size;
+		memcpy(root, r->data, SEAL_HASH_LEN);
+	}
+	return true;
+}
+
 /* Every envelope, in order: the chain, the tree, the epoch we are in. */
 static int recover_envelope(void *arg, const struct seal_envelope *env, uint32_t seg_no UNUSED,
 			    uint64_t off UNUSED)
@@ -343,19 +374,7 @@ static int recover_envelope(void *arg, const struct seal_envelope *env, uint32_t
 	rs->max_seq = env->h.seq;
 	seal_leaf_hash(env->bytes, env->len, st->prev_hash);
 	merkle_append(&st->tree, st->prev_hash);
-	if (env->h.type == REC_EPOCH && (env->h.flags & SEAL_PLAIN)) {
-		struct record rec;
-		const struct rec_field *pk;
-		char why[128];
-		size_t used;
-
-		if (rec_parse(env->payload, env->payload_len, &rec, &used, why) == 0 &&
-		    (pk = rec_field(&rec, TAG_NEXT_PK)) && pk->len == SEAL_PK_LEN &&
-		    env->h.epoch != UINT32_MAX) {
-			rs->next_epoch = env->h.epoch + 1;
-			memcpy(rs->next_pk, pk->data, SEAL_PK_LEN);
-		}
-	}
+	epoch_seal_of(env, &rs->next_epoch, rs->next_pk, NULL, NULL);
 	return 0;
 }
 
@@ -542,8 +561,9 @@ static int gap_open_sessions(struct store *st, const struct recover_state *rs)
  */
 /*
  * Does DIR/resume still describe the log: is the envelope it ends with
- * there, with its seq and its leaf hash? Then the chain and the tree
- * continue from it, and only what follows it is read.
+ * there, with its seq and its leaf hash, and is it the epoch record that
+ * signs the tree and names the next key the file holds? Then the chain and
+ * the tree continue from it, and only what follows it is read.
  */
 static bool resume_from(struct store *st, const struct store_resume *r, struct recover_state *rs,
 			struct store_visitor *v)
@@ -551,7 +571,10 @@ static bool resume_from(struct store *st, const struct store_resume *r, struct r
 	char *path = store_segment_path(st, r->seg_no), why[128] = "";
 	size_t len = r->seg_end - r->last_off, used;
 	struct seal_envelope env;
-	uint8_t leaf[SEAL_HASH_LEN], *bytes = malloc(len);
+	uint8_t leaf[SEAL_HASH_LEN], root[SEAL_HASH_LEN], signed_root[SEAL_HASH_LEN];
+	uint8_t next_pk[SEAL_PK_LEN], *bytes = malloc(len);
+	uint64_t signed_size;
+	uint32_t next_epoch;
 	int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
 	bool ok = false;
 
@@ -570,11 +593,19 @@ static bool resume_from(struct store *st, const struct store_resume *r, struct r
 						       env.h.segment != r->seg_no)
 		snprintf(why, sizeof(why), "%s: the envelope at byte %llu is not the one it names",
 			 path, (unsigned long long)r->last_off);
+	else if (!epoch_seal_of(&env, &next_epoch, next_pk, &signed_size, signed_root) ||
+		 next_epoch != r->next_epoch || memcmp(next_pk, r->next_pk, SEAL_PK_LEN) ||
+		 signed_size != r->tree.size ||
+		 (merkle_root(&r->tree, root), memcmp(root, signed_root, SEAL_HASH_LEN)))
+		snprintf(why, sizeof(why),
+			 "%s: the epoch record at byte %llu signs another tree or key", path,
+			 (unsigned long long)r->last_off);
 	else
 		ok = true;
 	if (ok) {
 		memcpy(st->prev_hash, r->prev_hash, SEAL_HASH_LEN);
 		st->tree = r->tree;
+		merkle_append(&st->tree, r->prev_hash); /* the epoch record itself */
 		st->resumed_seq = r->last_seq;
 		rs->max_seq = r->last_seq;
 		rs->next_epoch = r->next_epoch;
@@ -616,6 +647,13 @@ static int open_writer(struct store *st, const struct store_options *o)
 	if (last && !store_load_resume(st, &resume) && resume.last_seq <= rs.index_seq &&
 	    resume.seg_no <= last)
 		resume_from(st, &resume, &rs, &v);
+	/*
+	 * One not used must go before anything is appended: the full read may
+	 * find damage before its point, and the chain then forks there. A later
+	 * start must not go back to the abandoned branch.
+	 */
+	if (!st->resumed_seq)
+		store_drop_resume(st);
 	if (last) {
 		err = store_scan(st, &v);
 		if (err)

@@ -192,7 +192,7 @@ struct store_resume {
 	uint64_t last_off, seg_end; /* its first byte and the byte after it */
 	uint64_t last_seq;
 	uint8_t prev_hash[SEAL_HASH_LEN]; /* its leaf hash: the chain so far */
-	struct merkle tree; /* over every envelope up to it */
+	struct merkle tree; /* over every envelope before it: the tree it signs */
 	uint32_t next_epoch; /* the epoch after the last epoch record ... */
 	uint8_t next_pk[SEAL_PK_LEN]; /* ... and its public key */
 };
@@ -201,10 +201,13 @@ struct store_resume {
 	 SEAL_HASH_LEN)
 int store_resume_parse(const uint8_t *p, size_t len, const uint8_t id[ST_ID_LEN],
 		       struct store_resume *r, char why[128]);
-int store_save_resume(const struct store *st, uint32_t next_epoch,
+/* After the epoch record that signed signed_tree went to disk. */
+int store_save_resume(const struct store *st, const struct merkle *signed_tree, uint32_t next_epoch,
 		      const uint8_t next_pk[SEAL_PK_LEN]);
 /* 0 and r filled, or -ENOENT (none), or another error logged (ignored by the caller) */
 int store_load_resume(const struct store *st, struct store_resume *r);
+/* Remove DIR/resume (durably): the writer goes on another way. */
+void store_drop_resume(const struct store *st);
 
 /* Path of the checkpoint file sealtraild keeps (caller frees). */
 char *store_checkpoint_path(const struct store *st);
