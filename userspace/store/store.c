@@ -325,11 +325,11 @@ static bool epoch_seal_of(const struct seal_envelope *env, uint32_t *next_epoch,
 			  uint8_t next_pk[SEAL_PK_LEN], uint64_t *tree_size,
 			  uint8_t root[SEAL_HASH_LEN])
 {
-	const struct rec_field *pk, *r;
+	const struct rec_field *pk, *r = NULL;
 	struct record rec;
 	char why[128];
 	size_t used;
-	uint64_t size;
+	uint64_t size = 0;
 
 	if (env->h.type != REC_EPOCH || !(env->h.flags & SEAL_PLAIN) ||
 	    env->h.epoch == UINT32_MAX ||
