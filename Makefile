@@ -1,5 +1,5 @@
 # sealtrail build. Outputs go under $(BUILD) (default build/); `make V=1`
-# shows full commands. Targets: all, test, fuzz, bench, bench-seal, install, clean,
+# shows full commands. Targets: all, test, fuzz, asan, bench, bench-seal, install, clean,
 # vmlinux.
 
 BUILD ?= build
@@ -39,7 +39,7 @@ BINS := $(BUILD)/sealtraild $(BUILD)/sealtrail
 UNIT_BIN := $(BUILD)/unit-tests
 SKEL := $(BUILD)/sealtrail.skel.h
 
-.PHONY: all test unit fuzz bench bench-seal install clean vmlinux
+.PHONY: all test unit fuzz asan bench bench-seal install clean vmlinux
 all: $(BINS)
 
 $(BUILD)/sealtrail.bpf.o: bpf/sealtrail.bpf.c $(wildcard bpf/lib/*.h) include/sealtrail/events.h vmlinux/vmlinux.h
@@ -73,8 +73,18 @@ $(UNIT_BIN): $(call obj,$(UNIT_SRC) $(COMMON_SRC) $(PARSE_SRC))
 
 # The whole suite: unit tests, end-to-end tests against a real sshd, and a
 # bounded fuzz run. Needs root (BPF, users, sshd). Ends with "N passed, N failed".
-test: all $(UNIT_BIN) fuzz
-	$(Q)/usr/bin/python3 selftests/run.py --build $(BUILD)
+test: all $(UNIT_BIN) fuzz asan
+	$(Q)/usr/bin/python3 selftests/run.py --build $(BUILD) --asan-build $(ASAN_BUILD)
+
+# The same daemon, CLI and unit tests built with ASan, UBSan and LeakSanitizer
+# in $(BUILD)-asan: `make test` runs the unit and end-to-end tests again
+# against them, so a memory error or leak on any path a test drives fails it.
+ASAN_BUILD := $(BUILD)-asan
+ASAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
+asan:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) CFLAGS="$(ASAN_CFLAGS)" \
+		all $(ASAN_BUILD)/unit-tests
 
 unit: $(UNIT_BIN)
 	$(Q)$(UNIT_BIN)
@@ -111,4 +121,4 @@ vmlinux:
 	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > vmlinux/vmlinux.h
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Run the whole sealtrail test suite: C unit tests, end-to-end tests against
-a real sshd with sealtraild recording, and bounded fuzz runs under ASan/UBSan.
-Needs root. The last line is "N passed, N failed"."""
+a real sshd with sealtraild recording, the same again against a build with
+ASan/UBSan/LeakSanitizer (--asan-build), and bounded fuzz runs under
+ASan/UBSan. Needs root. The last line is "N passed, N failed"."""
 
 import argparse
 import glob
@@ -15,9 +16,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "lib"))
 
 
-def run_unit(build):
+SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed\s*$")
+
+
+def prefixed(text, prefix):
+    """PASS/FAIL lines with the test names under prefix."""
+    return re.sub(r"^(PASS|FAIL) ", lambda m: f"{m.group(1)} {prefix}", text, flags=re.M)
+
+
+def run_unit(build, prefix=""):
     p = subprocess.run([os.path.join(build, "unit-tests")], capture_output=True, text=True)
-    sys.stdout.write(p.stdout)
+    sys.stdout.write(prefixed(p.stdout, prefix))
     sys.stdout.write(p.stderr)
     m = re.search(r"(\d+) passed, (\d+) failed\s*$", p.stdout)
     if not m:
@@ -48,12 +57,42 @@ def run_fuzz(build, seconds):
     return passed, failed
 
 
+def run_sanitized(build, only=None):
+    """The unit and end-to-end tests again, against the sanitizer build, in a
+    child run: any ASan, UBSan or LeakSanitizer report fails the test that
+    caused it (harness.Daemon reads the daemon's log for them)."""
+    env = dict(os.environ,
+               ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0",
+               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+    p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--build", build,
+                          "--skip-fuzz", "--prefix", "asan/"] + (["--only", only] if only else []),
+                         stdout=subprocess.PIPE,
+                         text=True, env=env)
+    counts = None
+    for line in p.stdout:
+        m = SUMMARY.match(line)
+        if m:
+            counts = int(m.group(1)), int(m.group(2))
+        else:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    p.wait()
+    if not counts:
+        print(f"FAIL asan/suite: no summary line (exit status {p.returncode})")
+        return 0, 1
+    return counts
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(os.path.dirname(HERE), "build"))
     ap.add_argument("--only", help="run only tests whose name contains this")
     ap.add_argument("--fuzz-seconds", type=int, default=int(os.environ.get("FUZZ_SECONDS", "60")))
     ap.add_argument("--skip-fuzz", action="store_true")
+    ap.add_argument("--asan-build",
+                    help="also run the unit and end-to-end tests against the sanitizer build "
+                         "in this directory (make asan)")
+    ap.add_argument("--prefix", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("the suite needs root (BPF, test users, sshd)")
@@ -66,15 +105,19 @@ def main():
 
     passed = failed = 0
     if not args.only:
-        p, f = run_unit(build)
+        p, f = run_unit(build, args.prefix)
         passed += p
         failed += f
     for path in sorted(glob.glob(os.path.join(HERE, "e2e", "test_*.py"))):
         spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
-    p, f = harness.run_tests(harness.TESTS, args.only)
+    p, f = harness.run_tests(harness.TESTS, args.only, args.prefix)
     passed += p
     failed += f
+    if args.asan_build:
+        p, f = run_sanitized(os.path.abspath(args.asan_build), args.only)
+        passed += p
+        failed += f
     if not args.only and not args.skip_fuzz:
         p, f = run_fuzz(build, args.fuzz_seconds)
         passed += p

@@ -11,6 +11,7 @@ from __future__ import annotations
 import calendar
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -81,6 +82,9 @@ def client_port(pid):
     return None
 
 
+SANITIZER = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)[^\n]*|[^\n]*runtime error:[^\n]*")
+
+
 class Daemon:
     """sealtraild on a temporary store, stopped with SIGTERM at the end."""
 
@@ -104,8 +108,19 @@ class Daemon:
             raise
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        log = ""
+        try:
+            self.stop()
+            with open(self.log_path, "rb") as f:
+                log = f.read().decode(errors="replace")
+        finally:
+            self.close()
+        # a sanitizer build (make asan) reports memory errors and leaks in its log
+        report = SANITIZER.search(log)
+        if report and exc_type is None:
+            raise Failure("sealtraild: " + report.group(0).strip() + "\n" +
+                          log[report.start():report.start() + 3000])
         return False
 
     def start(self):
@@ -218,11 +233,12 @@ def test(name):
     return register
 
 
-def run_tests(tests, only=None):
+def run_tests(tests, only=None, prefix=""):
     passed = failed = 0
     for name, fn in tests:
         if only and only not in name:
             continue
+        name = prefix + name
         start = time.monotonic()
         try:
             fn()

@@ -254,7 +254,7 @@ int main(int argc, char **argv)
 	char *cli_path = NULL;
 	struct access_server server = {.listen_fd = -1};
 	uint64_t started, last_tick, last_scan;
-	int opt, err;
+	int opt, err, ret;
 
 	log_set_prefix("sealtraild");
 	memset(&t, 0, sizeof(t));
@@ -416,11 +416,15 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	err = capture_mount_fs();
-	if (err)
-		return 1;
+	if (err) {
+		ret = 1;
+		goto out_early;
+	}
 	if (auditor_file) {
-		if (auditor_read_public(auditor_file, auditor_pk))
-			return EXIT_CONFIG;
+		if (auditor_read_public(auditor_file, auditor_pk)) {
+			ret = EXIT_CONFIG;
+			goto out_early;
+		}
 		store_opts.auditor = STORE_AUDITOR_SET;
 		store_opts.auditor_pk = auditor_pk;
 	}
@@ -432,10 +436,13 @@ int main(int argc, char **argv)
 		log_error("store %s refused the keys it was given (above); not recording. Exit"
 			  " status %d: the unit file does not restart on it",
 			  store_dir, EXIT_CONFIG);
-		return EXIT_CONFIG;
+		ret = EXIT_CONFIG;
+		goto out_early;
 	}
-	if (err)
-		return 1;
+	if (err) {
+		ret = 1;
+		goto out_early;
+	}
 	store.sinks = &sinks;
 	{
 		struct tracker init;
@@ -578,4 +585,8 @@ out_store:
 	sinks_free(&sinks);
 	free(cli_path);
 	return err ? 1 : 0;
+out_early: /* nothing opened yet */
+	sinks_free(&sinks);
+	free(cli_path);
+	return ret;
 }
