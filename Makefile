@@ -112,6 +112,11 @@ $(SEAL_BENCH): $(call obj,tools/bench/seal_bench.c $(COMMON_SRC))
 bench-seal: $(BUILD)/sealtrail $(SEAL_BENCH)
 	$(Q)/usr/bin/python3 tools/bench/seal.py --build $(BUILD)
 
+# The collector's /proc scan, as before and as now (ratio in one run).
+$(BUILD)/scan-bench: $(call obj,tools/bench/scan_bench.c userspace/session/procfs.c $(COMMON_SRC))
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LIBS)
+
 install: $(BINS)
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BUILD)/sealtraild $(DESTDIR)$(PREFIX)/sbin/sealtraild

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -83,6 +84,64 @@ TEST(procfs_stat_of_this_process)
 	ASSERT_OK(procfs_parse_stat(text, &ppid, &tty, &start), "parse");
 	ASSERT_EQ(ppid, (uint32_t)getppid(), "ppid");
 	ASSERT_NEQ(start, 0, "start time");
+}
+
+static bool is_this_exe(const char *exe, void *arg)
+{
+	return !strcmp(exe, arg);
+}
+
+static const struct proc_info *listed(const struct proc_info *p, size_t n, uint32_t pid)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i].pid == pid)
+			return &p[i];
+	return NULL;
+}
+
+/*
+ * The scan every second: exe of all, parent and start only where want()
+ * says so; without want() (or full) every process, kernel threads too.
+ */
+TEST(procfs_list_reads_stat_only_where_wanted)
+{
+	char self[256];
+	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	struct proc_info *p = NULL;
+	const struct proc_info *me, *other;
+	size_t n = 0;
+
+	if (!ASSERT_GT(len, 0, "readlink /proc/self/exe"))
+		return;
+	self[len] = 0;
+	if (!ASSERT_OK(procfs_list(&p, &n, false, is_this_exe, self), "brief list, wanted"))
+		return;
+	me = listed(p, n, getpid());
+	/* any process running another program (the shell that started us) */
+	for (other = p; other < p + n && !strcmp(other->exe, self); other++)
+		;
+	if (other == p + n)
+		other = NULL;
+	if (ASSERT_TRUE(me != NULL, "this process listed")) {
+		ASSERT_STREQ(me->exe, self, "its exe");
+		ASSERT_EQ(me->ppid, (uint32_t)getppid(), "its parent, read: it was wanted");
+		ASSERT_NEQ(me->start_boot_ns, 0, "its start");
+	}
+	if (ASSERT_TRUE(other != NULL, "a process of another exe listed")) {
+		ASSERT_TRUE(other->exe[0] != 0, "with its exe");
+		ASSERT_EQ(other->ppid, 0, "but no stat read: not wanted");
+		ASSERT_EQ(other->start_boot_ns, 0, "no start either");
+	}
+	ASSERT_TRUE(listed(p, n, 2) == NULL, "kthreadd (no exe) left out");
+	free(p);
+	p = NULL;
+	if (!ASSERT_OK(procfs_list(&p, &n, false, NULL, NULL), "brief list of all"))
+		return;
+	ASSERT_TRUE(listed(p, n, 2) != NULL, "kthreadd listed without want()");
+	me = listed(p, n, getpid());
+	if (ASSERT_TRUE(me != NULL, "this process listed"))
+		ASSERT_EQ(me->ppid, (uint32_t)getppid(), "its parent");
+	free(p);
 }
 
 /* procfs_command() on argv as /proc/PID/cmdline holds it (a NUL after each). */

@@ -50,7 +50,9 @@ static void usage(FILE *out)
 	    "Record every ssh login on this host from the kernel into a store.\n\n"
 	    "  --store DIR           store directory (default " STORE_DEFAULT_DIR ")\n"
 	    "  --sshd PATH           sshd binary whose listeners are followed; repeatable\n"
-	    "                        (default /usr/sbin/sshd and /usr/sbin/sshd-session)\n"
+	    "                        (default /usr/sbin/sshd, /usr/sbin/sshd-session, and\n"
+	    "                        sshd-session and sshd-auth in /usr/lib/openssh and\n"
+	    "                        /usr/libexec/openssh)\n"
 	    "  --ringbuf-size BYTES  kernel ring buffer, a power of two (default 16 MiB)\n"
 	    "  --capture-cap-bytes N bytes of a non-interactive login's stdin/stdout/stderr\n"
 	    "                        stored per session (default 8 MiB, 0 = all); past it\n"
@@ -458,6 +460,14 @@ int main(int argc, char **argv)
 		} else {
 			t.sshd_paths[t.nsshd++] = "/usr/sbin/sshd";
 			t.sshd_paths[t.nsshd++] = "/usr/sbin/sshd-session";
+			/*
+			 * OpenSSH 10 splits a connection in sshd-session and the
+			 * pre-auth sshd-auth, where distributions put them
+			 */
+			t.sshd_paths[t.nsshd++] = "/usr/lib/openssh/sshd-session";
+			t.sshd_paths[t.nsshd++] = "/usr/lib/openssh/sshd-auth";
+			t.sshd_paths[t.nsshd++] = "/usr/libexec/openssh/sshd-session";
+			t.sshd_paths[t.nsshd++] = "/usr/libexec/openssh/sshd-auth";
 		}
 		if (nsub) {
 			memcpy(t.subsystems, subsystems, sizeof(subsystems));

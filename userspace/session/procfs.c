@@ -41,8 +41,14 @@ int procfs_parse_stat(const char *text, uint32_t *ppid, uint32_t *tty_nr, uint64
 	return 0;
 }
 
-/* pid, ppid, tty, start time and exe: what a scan needs of every process. */
-static int read_brief(uint32_t pid, struct proc_info *out)
+/*
+ * exe, and pid, ppid, tty and start time unless want() says no: what a
+ * scan needs of every process. /proc/PID/stat is the costly read (the
+ * kernel builds all 52 fields), the exe link the cheap one. With want(), a
+ * process without an exe (a kernel thread, a zombie) is left out: -ENOENT.
+ */
+static int read_brief(uint32_t pid, struct proc_info *out, bool (*want)(const char *exe, void *arg),
+		      void *arg)
 {
 	char path[64], text[1024];
 	uint64_t start;
@@ -51,6 +57,17 @@ static int read_brief(uint32_t pid, struct proc_info *out)
 
 	memset(out, 0, sizeof(*out));
 	out->pid = pid;
+	out->loginuid = out->sessionid = NO_UID;
+	snprintf(path, sizeof(path), "/proc/%u/exe", pid);
+	n = readlink(path, out->exe, sizeof(out->exe) - 1);
+	if (n <= 0 && want)
+		return -ENOENT;
+	out->exe[n > 0 ? n : 0] = 0;
+	/* an exe replaced on disk reads as "PATH (deleted)" */
+	if (n > 10 && !strcmp(out->exe + n - 10, " (deleted)"))
+		out->exe[n - 10] = 0;
+	if (want && !want(out->exe, arg))
+		return 0;
 	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
 	err = read_text_file(path, text, sizeof(text));
 	if (err)
@@ -59,20 +76,13 @@ static int read_brief(uint32_t pid, struct proc_info *out)
 	if (err)
 		return err;
 	out->start_boot_ns = ticks_to_ns(start);
-	out->loginuid = out->sessionid = NO_UID;
-	snprintf(path, sizeof(path), "/proc/%u/exe", pid);
-	n = readlink(path, out->exe, sizeof(out->exe) - 1);
-	out->exe[n > 0 ? n : 0] = 0;
-	/* an exe replaced on disk reads as "PATH (deleted)" */
-	if (n > 10 && !strcmp(out->exe + n - 10, " (deleted)"))
-		out->exe[n - 10] = 0;
 	return 0;
 }
 
 int procfs_read(uint32_t pid, struct proc_info *out)
 {
 	char path[64], text[1024], *p;
-	int err = read_brief(pid, out);
+	int err = read_brief(pid, out, NULL, NULL);
 
 	if (err)
 		return err;
@@ -88,7 +98,8 @@ int procfs_read(uint32_t pid, struct proc_info *out)
 	return 0;
 }
 
-int procfs_list(struct proc_info **out, size_t *n, bool full)
+int procfs_list(struct proc_info **out, size_t *n, bool full,
+		bool (*want)(const char *exe, void *arg), void *arg)
 {
 	DIR *d = opendir("/proc");
 	struct dirent *e;
@@ -114,7 +125,8 @@ int procfs_list(struct proc_info **out, size_t *n, bool full)
 			}
 			*out = p;
 		}
-		if ((full ? procfs_read(pid, &(*out)[*n]) : read_brief(pid, &(*out)[*n])) == 0)
+		if ((full ? procfs_read(pid, &(*out)[*n])
+			  : read_brief(pid, &(*out)[*n], want, arg)) == 0)
 			(*n)++;
 	}
 	closedir(d);

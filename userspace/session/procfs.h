@@ -30,11 +30,14 @@ int procfs_read(uint32_t pid, struct proc_info *out);
  */
 int procfs_parse_stat(const char *text, uint32_t *ppid, uint32_t *tty_nr, uint64_t *start_ticks);
 /*
- * All processes; *out is malloc()ed. Not full: only pid, ppid, tty, start
- * and exe (uid 0, loginuid and sessionid NO_UID), 2 reads a process
- * instead of 5, for the scan every second.
+ * All processes; *out is malloc()ed. Not full: only exe, and pid, ppid,
+ * tty and start of those whose exe want() accepts (or of all, want NULL),
+ * for the scan every second: one readlink a process, and /proc/PID/stat,
+ * the costly read, only where it matters. uid is 0, loginuid and
+ * sessionid NO_UID. With want(), processes without an exe are left out.
  */
-int procfs_list(struct proc_info **out, size_t *n, bool full);
+int procfs_list(struct proc_info **out, size_t *n, bool full,
+		bool (*want)(const char *exe, void *arg), void *arg);
 
 struct conn_addr {
 	char source_ip[64];

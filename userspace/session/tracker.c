@@ -47,6 +47,11 @@ static bool is_sshd(const struct tracker *t, const char *path)
 	return false;
 }
 
+static bool is_sshd_exe(const char *path, void *t)
+{
+	return is_sshd(t, path);
+}
+
 struct session *session_find(struct tracker *t, uint64_t key)
 {
 	for (struct session *s = t->sessions; s; s = s->next)
@@ -1063,11 +1068,12 @@ int tracker_scan(struct tracker *t)
 	int err;
 
 	/*
-	 * Every second: pid, parent and exe of every process only (2 reads
-	 * each), and the full picture again only when there is something to
-	 * adopt.
+	 * Every second: the exe of every process, and parent and start only of
+	 * sshd's (listeners and connection handlers are sshd processes, and
+	 * only their parents matter); the full picture again only when there
+	 * is something to adopt.
 	 */
-	err = procfs_list(&procs, &n, false);
+	err = procfs_list(&procs, &n, false, is_sshd_exe, t);
 	if (err)
 		return err;
 	qsort(procs, n, sizeof(*procs), cmp_pid);
@@ -1118,7 +1124,7 @@ int tracker_scan(struct tracker *t)
 			break;
 		/* adoption needs each process's uid, loginuid and tty */
 		free(procs);
-		err = procfs_list(&procs, &n, true);
+		err = procfs_list(&procs, &n, true, NULL, NULL);
 		if (err)
 			return err;
 		qsort(procs, n, sizeof(*procs), cmp_pid); /* find_proc() */
