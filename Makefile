@@ -30,6 +30,8 @@ DAEMON_SRC := $(wildcard userspace/daemon/*.c) $(wildcard userspace/capture/*.c)
 	$(wildcard userspace/session/*.c)
 CLI_SRC := $(wildcard userspace/cli/*.c)
 UNIT_SRC := $(wildcard selftests/unit/*.c)
+# sanitizer defaults, linked in the `make asan` build only
+SAN_SRC ?=
 # daemon and CLI code on untrusted bytes that the unit tests and fuzzers exercise too
 PARSE_SRC := userspace/session/procfs.c userspace/cli/timeline.c
 
@@ -59,15 +61,15 @@ $(BUILD)/obj/%.o: %.c $(wildcard include/sealtrail/*.h) $(wildcard userspace/*/*
 # the skeleton embeds the BPF object: whatever includes it must be rebuilt
 $(call obj,$(wildcard userspace/capture/*.c)): $(SKEL)
 
-$(BUILD)/sealtraild: $(call obj,$(DAEMON_SRC) $(COMMON_SRC))
+$(BUILD)/sealtraild: $(call obj,$(DAEMON_SRC) $(COMMON_SRC) $(SAN_SRC))
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LIBS)
 
-$(BUILD)/sealtrail: $(call obj,$(CLI_SRC) $(COMMON_SRC))
+$(BUILD)/sealtrail: $(call obj,$(CLI_SRC) $(COMMON_SRC) $(SAN_SRC))
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LIBS)
 
-$(UNIT_BIN): $(call obj,$(UNIT_SRC) $(COMMON_SRC) $(PARSE_SRC))
+$(UNIT_BIN): $(call obj,$(UNIT_SRC) $(COMMON_SRC) $(PARSE_SRC) $(SAN_SRC))
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LIBS)
 
@@ -79,12 +81,12 @@ test: all $(UNIT_BIN) fuzz asan
 # The same daemon, CLI and unit tests built with ASan, UBSan and LeakSanitizer
 # in $(BUILD)-asan: `make test` runs the unit and end-to-end tests again
 # against them, so a memory error or leak on any path a test drives fails it.
-ASAN_BUILD := $(BUILD)-asan
+ASAN_BUILD := $(patsubst %/,%,$(BUILD))-asan
 ASAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
 asan:
 	$(Q)$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) CFLAGS="$(ASAN_CFLAGS)" \
-		all $(ASAN_BUILD)/unit-tests
+		SAN_SRC=selftests/lib/sanitizer_options.c all $(ASAN_BUILD)/unit-tests
 
 unit: $(UNIT_BIN)
 	$(Q)$(UNIT_BIN)
@@ -100,7 +102,7 @@ $(BUILD)/fuzz/%: selftests/fuzz/%.c selftests/fuzz/fuzz.h $(COMMON_SRC) $(PARSE_
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(COMMON_SRC) $(PARSE_SRC) -o $@ -lz -lzstd -lsqlite3 -lcrypto
 
-bench: all
+bench: all $(BUILD)/scan-bench
 	$(Q)/usr/bin/python3 tools/bench/run.py --build $(BUILD)
 
 # Sealing and verify throughput and the storage ratio (issue #3); no root needed.

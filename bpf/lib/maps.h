@@ -55,7 +55,8 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16);
+	/* sshd, sshd-session, sshd-auth and transfer programs, old inodes after upgrades too */
+	__uint(max_entries, 64);
 	__type(key, struct st_exe_id);
 	__type(value, __u8);
 } sshd_exes SEC(".maps");

@@ -9,6 +9,7 @@ client really sent and received.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import json
 import os
 import re
@@ -83,6 +84,16 @@ def client_port(pid):
 
 
 SANITIZER = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)[^\n]*|[^\n]*runtime error:[^\n]*")
+# reports a sanitizer build (make asan) left in this test's logs and stderr
+_SANITIZER_REPORTS = []
+
+
+def sanitizer_check(what, text):
+    """Remember a sanitizer report in text: run_tests fails the test with it."""
+    m = SANITIZER.search(text or "")
+    if m:
+        _SANITIZER_REPORTS.append(f"{what}: {m.group(0).strip()}\n"
+                                  + text[m.start():m.start() + 3000])
 
 
 class Daemon:
@@ -108,19 +119,8 @@ class Daemon:
             raise
         return self
 
-    def __exit__(self, exc_type, *exc):
-        log = ""
-        try:
-            self.stop()
-            with open(self.log_path, "rb") as f:
-                log = f.read().decode(errors="replace")
-        finally:
-            self.close()
-        # a sanitizer build (make asan) reports memory errors and leaks in its log
-        report = SANITIZER.search(log)
-        if report and exc_type is None:
-            raise Failure("sealtraild: " + report.group(0).strip() + "\n" +
-                          log[report.start():report.start() + 3000])
+    def __exit__(self, *exc):
+        self.close()
         return False
 
     def start(self):
@@ -171,11 +171,14 @@ class Daemon:
         try:
             self.stop()
         finally:
+            with contextlib.suppress(OSError), open(self.log_path, "rb") as f:
+                sanitizer_check("sealtraild", f.read().decode(errors="replace"))
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def cli(self, *args, check_rc=True, binary=False):
         p = subprocess.run([os.path.join(BUILD, "sealtrail"), "--store", self.store] + list(args),
                            capture_output=True, timeout=120)
+        sanitizer_check("sealtrail " + " ".join(args), p.stderr.decode(errors="replace"))
         if check_rc:
             check(p.returncode == 0, f"sealtrail {' '.join(args)} failed ({p.returncode})",
                   stderr=p.stderr.decode(errors="replace"))
@@ -240,8 +243,11 @@ def run_tests(tests, only=None, prefix=""):
             continue
         name = prefix + name
         start = time.monotonic()
+        _SANITIZER_REPORTS.clear()
         try:
             fn()
+            if _SANITIZER_REPORTS:
+                raise Failure("\n".join(_SANITIZER_REPORTS))
         except Exception as e:  # a failing test must not stop the suite
             failed += 1
             detail = str(e) if isinstance(e, Failure) else traceback.format_exc()

@@ -276,7 +276,8 @@ int main(int argc, char **argv)
 					"sealtraild: --ringbuf-size %s: need a power of two"
 					" between 4096 and 1 GiB\n",
 					optarg);
-				return 2;
+				ret = 2;
+				goto out_early;
 			}
 			break;
 		case 'l':
@@ -290,7 +291,8 @@ int main(int argc, char **argv)
 				log_set_level(LOG_DEBUG);
 			else {
 				fprintf(stderr, "sealtraild: unknown log level %s\n", optarg);
-				return 2;
+				ret = 2;
+				goto out_early;
 			}
 			break;
 		case 'c':
@@ -304,7 +306,8 @@ int main(int argc, char **argv)
 				fprintf(stderr,
 					"sealtraild: --capture-cap-bytes %s: not a number\n",
 					optarg);
-				return 2;
+				ret = 2;
+				goto out_early;
 			}
 			cap_set = true;
 			break;
@@ -320,7 +323,8 @@ int main(int argc, char **argv)
 				fprintf(stderr, "sealtraild: --%s: at most %d\n",
 					opt == 'K' ? "checkpoint-file" : "checkpoint-command",
 					SINKS_MAX);
-				return 2;
+				ret = 2;
+				goto out_early;
 			}
 			break;
 		case 'Y':
@@ -345,7 +349,8 @@ int main(int argc, char **argv)
 			nice_level = strtol(optarg, &end, 10);
 			if (*end || !*optarg || nice_level < -20 || nice_level > 19) {
 				fprintf(stderr, "sealtraild: --nice %s: need -20 to 19\n", optarg);
-				return 2;
+				ret = 2;
+				goto out_early;
 			}
 			break;
 		}
@@ -356,7 +361,8 @@ int main(int argc, char **argv)
 			if (*end || !*optarg || rt_priority < 0 || rt_priority > 99) {
 				fprintf(stderr, "sealtraild: --rt-priority %s: need 0 to 99\n",
 					optarg);
-				return 2;
+				ret = 2;
+				goto out_early;
 			}
 			break;
 		}
@@ -372,22 +378,27 @@ int main(int argc, char **argv)
 			break;
 		case 'V':
 			printf("sealtraild %s\n", SEALTRAIL_VERSION);
-			return 0;
+			ret = 0;
+			goto out_early;
 		case 'h':
 			usage(stdout);
-			return 0;
+			ret = 0;
+			goto out_early;
 		default:
 			usage(stderr);
-			return 2;
+			ret = 2;
+			goto out_early;
 		}
 	}
 	if (optind < argc) {
 		usage(stderr);
-		return 2;
+		ret = 2;
+		goto out_early;
 	}
 	if (geteuid() != 0) {
 		log_error("must run as root (loads BPF programs, reads every process in /proc)");
-		return 1;
+		ret = 1;
+		goto out_early;
 	}
 
 	/*

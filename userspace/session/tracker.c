@@ -1108,7 +1108,12 @@ int tracker_scan(struct tracker *t)
 			for (size_t i = 0; i < n; i++) {
 				bool known = false;
 
-				if (procs[i].ppid != t->listeners[l] ||
+				/*
+				 * handlers are sshd (only theirs have a parent read,
+				 * and a handler whose sshd-session is not a configured
+				 * --sshd would be misread anyway)
+				 */
+				if (procs[i].ppid != t->listeners[l] || !is_sshd(t, procs[i].exe) ||
 				    capture_is_tracked(t->cap, procs[i].pid))
 					continue;
 				for (struct session *s = t->sessions; s; s = s->next)
