@@ -555,11 +555,6 @@ static int gap_open_sessions(struct store *st, const struct recover_state *rs)
 }
 
 /*
- * Walk every envelope to rebuild the hash chain and the tree, bring the
- * index up to the log (it may lag by up to a second after a crash), find
- * the next sequence number and the signing epoch, and start a new segment.
- */
-/*
  * Does DIR/resume still describe the log: is the envelope it ends with
  * there, with its seq and its leaf hash, and is it the epoch record that
  * signs the tree and names the next key the file holds? Then the chain and
@@ -568,61 +563,71 @@ static int gap_open_sessions(struct store *st, const struct recover_state *rs)
 static bool resume_from(struct store *st, const struct store_resume *r, struct recover_state *rs,
 			struct store_visitor *v)
 {
-	char *path = store_segment_path(st, r->seg_no), why[128] = "";
+	char *path = store_segment_path(st, r->seg_no), why[128] = "", what[700] = "";
 	size_t len = r->seg_end - r->last_off, used;
 	struct seal_envelope env;
 	uint8_t leaf[SEAL_HASH_LEN], root[SEAL_HASH_LEN], signed_root[SEAL_HASH_LEN];
 	uint8_t next_pk[SEAL_PK_LEN], *bytes = malloc(len);
-	uint64_t signed_size;
+	uint64_t signed_size, at = r->last_off;
 	uint32_t next_epoch;
 	int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
-	bool ok = false;
 
-	if (fd < 0 || !bytes)
-		snprintf(why, sizeof(why), "segment %u: %s", r->seg_no,
+	if (fd < 0 || !bytes) {
+		snprintf(what, sizeof(what), "segment %u: %s", r->seg_no,
 			 fd < 0 ? strerror(errno) : "out of memory");
-	else if (pread(fd, bytes, len, r->last_off) != (ssize_t)len)
-		snprintf(why, sizeof(why), "%s ends before byte %llu", path,
-			 (unsigned long long)r->seg_end);
-	else if (seal_parse(bytes, len, &env, &used, why) || used != len)
-		snprintf(why + strlen(why), sizeof(why) - strlen(why),
-			 "%s%s: no envelope at byte %llu", why[0] ? ": " : "", path,
-			 (unsigned long long)r->last_off);
-	else if (seal_leaf_hash(bytes, len, leaf), memcmp(leaf, r->prev_hash, SEAL_HASH_LEN) ||
-						       env.h.seq != r->last_seq ||
-						       env.h.segment != r->seg_no)
-		snprintf(why, sizeof(why), "%s: the envelope at byte %llu is not the one it names",
-			 path, (unsigned long long)r->last_off);
-	else if (!epoch_seal_of(&env, &next_epoch, next_pk, &signed_size, signed_root) ||
-		 next_epoch != r->next_epoch || memcmp(next_pk, r->next_pk, SEAL_PK_LEN) ||
-		 signed_size != r->tree.size ||
-		 (merkle_root(&r->tree, root), memcmp(root, signed_root, SEAL_HASH_LEN)))
-		snprintf(why, sizeof(why),
-			 "%s: the epoch record at byte %llu signs another tree or key", path,
-			 (unsigned long long)r->last_off);
-	else
-		ok = true;
-	if (ok) {
-		memcpy(st->prev_hash, r->prev_hash, SEAL_HASH_LEN);
-		st->tree = r->tree;
-		merkle_append(&st->tree, r->prev_hash); /* the epoch record itself */
-		st->resumed_seq = r->last_seq;
-		rs->max_seq = r->last_seq;
-		rs->next_epoch = r->next_epoch;
-		memcpy(rs->next_pk, r->next_pk, SEAL_PK_LEN);
-		rs->resume_seg = r->seg_no;
-		v->from_seg = r->seg_no;
-		v->from_off = r->seg_end;
-	} else {
-		log_warn("store %s: resume: %s; reading the whole log instead", st->dir, why);
+		goto out;
 	}
+	if (pread(fd, bytes, len, at) != (ssize_t)len) {
+		snprintf(what, sizeof(what), "%s ends before byte %llu", path,
+			 (unsigned long long)r->seg_end);
+		goto out;
+	}
+	if (seal_parse(bytes, len, &env, &used, why) || used != len) {
+		snprintf(what, sizeof(what), "%s, byte %llu: not the envelope it names (%s)", path,
+			 (unsigned long long)at, why[0] ? why : "another length");
+		goto out;
+	}
+	seal_leaf_hash(bytes, len, leaf);
+	if (memcmp(leaf, r->prev_hash, SEAL_HASH_LEN) || env.h.seq != r->last_seq ||
+	    env.h.segment != r->seg_no) {
+		snprintf(what, sizeof(what), "%s, byte %llu: another envelope than it names", path,
+			 (unsigned long long)at);
+		goto out;
+	}
+	merkle_root(&r->tree, root);
+	if (!epoch_seal_of(&env, &next_epoch, next_pk, &signed_size, signed_root) ||
+	    next_epoch != r->next_epoch || memcmp(next_pk, r->next_pk, SEAL_PK_LEN) ||
+	    signed_size != r->tree.size || memcmp(root, signed_root, SEAL_HASH_LEN)) {
+		snprintf(what, sizeof(what),
+			 "%s, byte %llu: the epoch record signs another tree or key", path,
+			 (unsigned long long)at);
+		goto out;
+	}
+	memcpy(st->prev_hash, r->prev_hash, SEAL_HASH_LEN);
+	st->tree = r->tree;
+	merkle_append(&st->tree, r->prev_hash); /* the epoch record itself */
+	st->resumed_seq = r->last_seq;
+	rs->max_seq = r->last_seq;
+	rs->next_epoch = r->next_epoch;
+	memcpy(rs->next_pk, r->next_pk, SEAL_PK_LEN);
+	rs->resume_seg = r->seg_no;
+	v->from_seg = r->seg_no;
+	v->from_off = r->seg_end;
+out:
+	if (what[0])
+		log_warn("store %s: resume: %s; reading the whole log instead", st->dir, what);
 	if (fd >= 0)
 		close(fd);
 	free(bytes);
 	free(path);
-	return ok;
+	return !what[0];
 }
 
+/*
+ * Walk every envelope to rebuild the hash chain and the tree, bring the
+ * index up to the log (it may lag by up to a second after a crash), find
+ * the next sequence number and the signing epoch, and start a new segment.
+ */
 static int open_writer(struct store *st, const struct store_options *o)
 {
 	struct store_resume resume;
