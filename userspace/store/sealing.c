@@ -50,9 +50,27 @@ static int read_exact(const char *path, uint8_t *buf, size_t len)
  * Write a root-only file so that it is either old or new after a crash;
  * durable: on the disk when this returns, not only in the page cache.
  */
+/* Make a rename or unlink of path durable: fsync the directory it is in. */
+static void sync_parent(const char *path)
+{
+	char dir[4200], *slash;
+	int fd;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		return;
+	*slash = 0;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
+
 static int write_replace(const char *path, const void *data, size_t len, bool durable)
 {
-	char tmp[4200], dir[4200], *slash;
+	char tmp[4200];
 	int fd, err = 0;
 
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -64,16 +82,8 @@ static int write_replace(const char *path, const void *data, size_t len, bool du
 	close(fd);
 	if (!err && rename(tmp, path))
 		err = -errno;
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (!err && durable && slash) {
-		*slash = 0;
-		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd >= 0) {
-			fsync(fd);
-			close(fd);
-		}
-	}
+	if (!err && durable)
+		sync_parent(path);
 	return err;
 }
 
@@ -529,22 +539,13 @@ int store_load_resume(const struct store *st, struct store_resume *r)
 
 void store_drop_resume(const struct store *st)
 {
-	char *path = store_path(st, "resume"), *dir = store_path(st, ".");
-	int fd;
+	char *path = store_path(st, "resume");
 
-	if (!path || !dir)
-		goto out;
-	if (unlink(path)) {
-		if (errno != ENOENT)
-			log_warn("store %s: cannot remove %s: %s", st->dir, path, strerror(errno));
-		goto out;
-	}
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-out:
+	if (!path)
+		return;
+	if (!unlink(path))
+		sync_parent(path);
+	else if (errno != ENOENT)
+		log_warn("store %s: cannot remove %s: %s", st->dir, path, strerror(errno));
 	free(path);
-	free(dir);
 }
