@@ -2485,3 +2485,219 @@ TEST(store_resume_catches_the_index_up_after_it)
 out:
 	kept_free(&k);
 }
+
+/* ---- the backlog (store/backlog.h) ---- */
+
+/*
+ * Queue a tty record of len bytes through store_append(); keep it as it
+ * will be once sealed as the seq-th record (queued ones are finished only
+ * when they come out).
+ */
+static int append_expect(struct store *st, struct kept *k, size_t len, uint64_t seq)
+{
+	static uint8_t data[200000];
+	struct rb r = {0};
+	int err;
+
+	fill_random(data, len, seq);
+	rb_begin(&r, REC_TTY, S1, T0 + seq * NS);
+	rb_u64(&r, TAG_STREAM, STREAM_OUT);
+	rb_bytes(&r, TAG_DATA, data, len);
+	if (k && k->n < sizeof(k->recs) / sizeof(k->recs[0])) {
+		k->recs[k->n] = (struct buf){0};
+		r.err = r.err ?: buf_add(&k->recs[k->n], r.b.data, r.b.len);
+		r.err = r.err ?: rec_finish(&k->recs[k->n], seq);
+		k->n++;
+	}
+	err = r.err ?: store_append(st, &r.b);
+	buf_free(&r.b);
+	return err;
+}
+
+static long long memfd_blocks(int fd)
+{
+	struct stat sb;
+
+	return fstat(fd, &sb) ? -1 : (long long)sb.st_blocks;
+}
+
+/* First in, first out, byte for byte, and the memory goes back as it goes. */
+TEST(backlog_fifo_gives_memory_back)
+{
+	static uint8_t rec[1 << 20];
+	struct buf out = {0};
+	struct backlog b;
+
+	if (!ASSERT_OK(backlog_open(&b, 64ull << 20), "backlog_open"))
+		return;
+	for (int i = 0; i < 24; i++) {
+		memset(rec, 'a' + i, sizeof(rec));
+		if (!ASSERT_OK(backlog_put(&b, rec, sizeof(rec) - i), "put"))
+			goto out;
+	}
+	ASSERT_EQ(b.records, 24, "records queued");
+	ASSERT_EQ(backlog_bytes(&b), 24 * (12 + sizeof(rec)) - (23 * 24 / 2), "bytes queued");
+	ASSERT_GE(memfd_blocks(b.fd) * 512, 24ll << 20, "memory held");
+	for (int i = 0; i < 20; i++) {
+		if (!ASSERT_EQ(backlog_take(&b, &out), 1, "take") ||
+		    !ASSERT_EQ(out.len, sizeof(rec) - i, "length"))
+			goto out;
+		memset(rec, 'a' + i, sizeof(rec));
+		if (!ASSERT_MEMEQ(out.data, rec, out.len, "bytes"))
+			goto out;
+	}
+	/* 20 MiB taken out: all but the last 8 MiB step of it given back */
+	ASSERT_LT(memfd_blocks(b.fd) * 512, 13ll << 20, "taken-out memory given back");
+	while (backlog_take(&b, &out) == 1)
+		;
+	ASSERT_EQ(b.records, 0, "empty");
+	ASSERT_EQ(memfd_blocks(b.fd), 0, "an empty backlog holds no memory");
+	ASSERT_EQ(b.head, 0, "starts afresh");
+	ASSERT_EQ(backlog_take(&b, &out), 0, "nothing more");
+	ASSERT_EQ(b.peak_bytes, 24 * (12 + sizeof(rec)) - (23 * 24 / 2), "peak");
+	ASSERT_EQ(b.queued_records, 24, "queued in total");
+	/* the limit holds, framing included */
+	ASSERT_EQ(backlog_put(&b, rec, 1 << 20), 0, "fits");
+	ASSERT_FALSE(backlog_fits(&b, 63ull << 20), "63 MiB more does not");
+out:
+	buf_free(&out);
+	backlog_close(&b);
+}
+
+/*
+ * Deferred records are sealed later, in the order they came, with the
+ * seq of that order; once one waits, the next waits too, deferring or
+ * not; a drain seals at least one record and at most its budget's worth.
+ */
+TEST(store_backlog_keeps_order)
+{
+	struct kept k = {0};
+	struct seen *s = NULL;
+	struct store st;
+	uint64_t seq = 1;
+
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create") ||
+	    !ASSERT_OK(store_backlog_open(&st, 16ull << 20), "backlog"))
+		goto out;
+	st.defer = true;
+	for (int i = 0; i < 10; i++)
+		ASSERT_OK(append_expect(&st, &k, 1000 * (i + 1), seq++), "append deferred");
+	ASSERT_EQ(st.next_seq, 1, "nothing sealed yet");
+	ASSERT_EQ(st.backlog.records, 10, "queued");
+	st.defer = false;
+	ASSERT_OK(append_expect(&st, &k, 5, seq++), "append behind the queue");
+	ASSERT_EQ(st.backlog.records, 11, "queued behind the others");
+	ASSERT_OK(store_drain(&st, 1), "drain one");
+	ASSERT_EQ(st.next_seq, 2, "at least one record sealed");
+	ASSERT_OK(store_drain(&st, 2500), "drain 2500 bytes");
+	ASSERT_EQ(st.next_seq, 4, "records of 2000 and 3000 bytes: the second one ends it");
+	ASSERT_OK(store_drain(&st, UINT64_MAX), "drain all");
+	ASSERT_EQ(st.backlog.records, 0, "empty");
+	ASSERT_OK(append_expect(&st, &k, 7, seq++), "append");
+	ASSERT_EQ(st.next_seq, seq, "no backlog, not deferring: sealed at once");
+	ASSERT_EQ(st.backlog.queued_records, 11, "queued in total");
+	ASSERT_OK(store_sync(&st), "sync");
+	store_close(&st);
+	s = scan_all();
+	if (s) {
+		ASSERT_EQ(s->n, k.n, "records in the log");
+		check_seq_from(s, 1, "seq");
+		check_same(s, 0, &k, "in order, byte for byte");
+	}
+out:
+	if (s)
+		seen_free(s);
+	kept_free(&k);
+}
+
+/* A full backlog seals its oldest to make room; a record over the limit goes after it. */
+TEST(store_backlog_full_seals_the_oldest)
+{
+	struct kept k = {0};
+	struct seen *s = NULL;
+	struct store st;
+	uint64_t seq = 1;
+
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create") ||
+	    !ASSERT_OK(store_backlog_open(&st, 100000), "backlog"))
+		goto out;
+	st.defer = true;
+	for (int i = 0; i < 30; i++) {
+		ASSERT_OK(append_expect(&st, &k, 20000, seq++), "append");
+		ASSERT_LE(backlog_bytes(&st.backlog), 100000, "within the limit");
+	}
+	ASSERT_EQ(st.backlog.records, 4, "as many as fit");
+	ASSERT_EQ(st.next_seq, 27, "the others sealed, oldest first");
+	ASSERT_OK(append_expect(&st, &k, 150000, seq++), "a record larger than the limit");
+	ASSERT_EQ(st.backlog.records, 0, "sealed after all that waited");
+	ASSERT_OK(append_expect(&st, &k, 10, seq++), "append");
+	ASSERT_EQ(st.backlog.records, 1, "deferring again");
+	/* closing seals what waits */
+	store_close(&st);
+	s = scan_all();
+	if (s) {
+		ASSERT_EQ(s->n, k.n, "records in the log");
+		check_seq_from(s, 1, "seq");
+		check_same(s, 0, &k, "in order, byte for byte");
+	}
+out:
+	if (s)
+		seen_free(s);
+	kept_free(&k);
+}
+
+/*
+ * store_pace: a tick with STORE_BURST_BYTES appended turns deferring on,
+ * a quiet one off, and a backlog older than BACKLOG_MAX_AGE_NS is sealed
+ * however busy the ticks; store_append notices a burst before the tick.
+ * Access records go ahead of the queue.
+ */
+TEST(store_backlog_pace)
+{
+	struct kept k = {0};
+	struct store st;
+	uint64_t seq = 1, now;
+	struct buf acc = {0};
+
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create") ||
+	    !ASSERT_OK(store_backlog_open(&st, 64ull << 20), "backlog"))
+		goto out;
+	for (uint64_t n = 0; n < STORE_BURST_BYTES; n += 190000)
+		ASSERT_OK(append_expect(&st, &k, 190000, seq++), "append");
+	ASSERT_TRUE(st.defer, "a burst within the tick: deferring");
+	ASSERT_EQ(st.backlog.records, 1, "and queueing from there on");
+	now = st.backlog.oldest_ns + 1;
+	store_pace(&st, now);
+	ASSERT_TRUE(st.defer, "the tick was busy: deferring");
+	store_pace(&st, now + 1);
+	ASSERT_FALSE(st.defer, "a quiet tick: sealing");
+	for (uint64_t n = 0; n < STORE_BURST_BYTES; n += 190000)
+		ASSERT_OK(append_expect(&st, &k, 190000, seq++), "append");
+	ASSERT_FALSE(st.defer, "not before the tick while the backlog drains");
+	store_pace(&st, now + 2);
+	ASSERT_TRUE(st.defer, "a busy tick: deferring");
+	if (ASSERT_OK(rec_begin(&acc, REC_ACCESS, NULL, T0, 1), "access record")) {
+		uint64_t sealed = st.next_seq;
+
+		rec_add_str(&acc, TAG_COMMAND, "sessions");
+		ASSERT_OK(store_append_now(&st, &acc), "store_append_now");
+		ASSERT_EQ(st.next_seq, sealed + 1, "access record sealed ahead of the backlog");
+	}
+	for (uint64_t n = 0; n < STORE_BURST_BYTES; n += 190000)
+		ASSERT_OK(append_expect(&st, NULL, 190000, seq++), "append");
+	store_pace(&st, now + BACKLOG_MAX_AGE_NS);
+	ASSERT_FALSE(st.defer, "busy, but the oldest record waited 10 s: sealing");
+	ASSERT_OK(store_drain(&st, UINT64_MAX), "drain");
+	store_close(&st);
+	/* without a backlog nothing is ever deferred */
+	if (ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE), "reopen")) {
+		for (uint64_t n = 0; n < 2 * STORE_BURST_BYTES; n += 190000)
+			ASSERT_OK(append_expect(&st, NULL, 190000, 1), "append");
+		store_pace(&st, now);
+		ASSERT_FALSE(st.defer, "no backlog: never deferring");
+		store_close(&st);
+	}
+out:
+	buf_free(&acc);
+	kept_free(&k);
+}

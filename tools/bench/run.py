@@ -847,7 +847,8 @@ def _part_throughput(bench, stack):
     log(f"throughput: writing {a.size_mib} MiB of text to {path}")
     text_file(path, size)
     stack.callback(os.unlink, path)
-    configs = [c for c in ("unrecorded", "sealtraild", "tlog", "sudo") if c in a.configs]
+    configs = [c for c in ("unrecorded", "sealtraild", "sealtraild-sync", "tlog", "sudo")
+               if c in a.configs]
     if "unrecorded" not in configs:
         raise RuntimeError("throughput needs the unrecorded baseline")
     lab, (plain, tlogu) = bench.lab(stack, "lab-throughput", ["stbenchu", "stbencht"])
@@ -868,8 +869,10 @@ def _part_throughput(bench, stack):
         for c in rotate(configs, r):
             clean = bench.gate(f"throughput/{c}")
             info = {"clean": clean}
-            if c == "sealtraild":
-                with bpf_stats_enabled(a.bpf_stats), bench.daemon() as d:
+            if c.startswith("sealtraild"):
+                # -sync: the same binary sealing every record at once (no backlog)
+                sync = ["--backlog", "0"] if c == "sealtraild-sync" else []
+                with bpf_stats_enabled(a.bpf_stats), bench.daemon(sync) as d:
                     d.wait_listener(lab.pid)
                     m = stream_session(bench, lab, plain, path, size,
                                        daemon_pid=d.proc.pid, verify=a.verify)
@@ -887,6 +890,7 @@ def _part_throughput(bench, stack):
                     info.update(bytes_out=sess["bytes_out"], bytes_in=sess["bytes_in"],
                                 lost_bytes=sess["lost_bytes"], lost_events=sess["lost_events"],
                                 status_lost_bytes=st.get("lost_bytes"),
+                                backlog_peak=st.get("backlog_peak", 0),
                                 client_total=m["total"], store_bytes=du(d.store))
                     if sess["lost_bytes"] or sess["lost_events"]:
                         bench.note(f"throughput round {r + 1}: sealtraild lost "
@@ -934,7 +938,7 @@ def _part_throughput(bench, stack):
     for c in configs:
         med = median(res[c])
         ex = extra[c]
-        if c == "sealtraild":
+        if c.startswith("sealtraild"):
             lost = sum(e["lost_bytes"] for e in ex)
             detail = (f"lost bytes {lost} (per round {[e['lost_bytes'] for e in ex]}); "
                       f"bytes_out {[e['bytes_out'] for e in ex]}; "
@@ -942,6 +946,7 @@ def _part_throughput(bench, stack):
                       f"daemon wakeups (voluntary context switches) during cat "
                       f"{[e['daemon_wakeups'] for e in ex]}; "
                       f"store {[round(e['store_bytes'] / MiB) for e in ex]} MiB; "
+                      f"backlog peak {[round(e['backlog_peak'] / MiB) for e in ex]} MiB; "
                       f"recorded+ended {[fmt(e['drain_s'], 1) for e in ex]} s after the mark")
             if a.verify:
                 detail += f"; export == client bytes {[e.get('export_matches') for e in ex]}"
@@ -1193,6 +1198,9 @@ def _part_collector(bench, stack):
          " ".join(fmt((o["peak_rss_sampled_kib"] - o["ringbuf_kib"]) / 1024) for o in rec)],
         ["peak RssAnon MiB (sampled every 50 ms)", fmt(max(o["peak_anon_kib"] for o in rec) / 1024),
          " ".join(fmt(o["peak_anon_kib"] / 1024) for o in rec)],
+        ["backlog peak MiB (records waiting to be sealed: a memfd, not in RSS)",
+         fmt(max(o["status"].get("backlog_peak", 0) for o in rec) / MiB),
+         " ".join(fmt(o["status"].get("backlog_peak", 0) / MiB) for o in rec)],
         ["store size MiB", fmt(median([o["store_bytes"] / MiB for o in rec])),
          " ".join(fmt(o["store_bytes"] / MiB) for o in rec)],
         ["last session recorded+ended, s after logouts", fmt(med("sealtraild", "drain_s")),
@@ -1200,7 +1208,9 @@ def _part_collector(bench, stack):
     ]
     text += "\n\n" + table(["sealtraild", "median / max", "per round"], rows2)
     ok_rss = hwm <= 64 * 1024
-    text += (f"\n\npeak RSS {fmt(hwm / 1024)} MiB (target <= 64 MiB: {verdict(ok_rss)}); "
+    bl = max(o["status"].get("backlog_peak", 0) for o in rec) / MiB
+    text += (f"\n\npeak RSS {fmt(hwm / 1024)} MiB (target <= 64 MiB: {verdict(ok_rss)}), "
+             f"plus up to {fmt(bl)} MiB of records waiting in the backlog; "
              f"lost bytes {lost} ({verdict(lost == 0)})"
              f"\n{a.sessions} concurrent `ssh -tt` logins ({a.users} users), each "
              f"`cat` of {a.session_bytes} B of text lines; {a.collector_rounds} rounds "
@@ -1255,7 +1265,9 @@ def main():
     g = ap.add_argument_group("throughput")
     g.add_argument("--size-mib", type=int, default=256)
     g.add_argument("--rounds", type=int, default=3)
-    g.add_argument("--configs", default="unrecorded,sealtraild,tlog,sudo")
+    g.add_argument("--configs", default="unrecorded,sealtraild,tlog,sudo",
+                   help="of unrecorded, sealtraild, sealtraild-sync (--backlog 0: "
+                        "every record sealed at once), tlog, sudo")
     g.add_argument("--verify", action="store_true",
                    help="hash the client's output (in every configuration, to keep them "
                         "comparable) and compare it with `sealtrail export`")

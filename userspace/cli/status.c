@@ -78,6 +78,26 @@ static const char *json_list(const char *json, const char *key, char *out, size_
 	return out;
 }
 
+/* The records a burst left to seal (store/backlog.h), in MiB. */
+static void print_backlog(const char *json)
+{
+	char v[32];
+	double mib = 1 << 20, limit, now, peak;
+
+	limit = strtod(json_get(json, "backlog_limit", v, sizeof(v)), NULL) / mib;
+	now = strtod(json_get(json, "backlog_bytes", v, sizeof(v)), NULL) / mib;
+	peak = strtod(json_get(json, "backlog_peak", v, sizeof(v)), NULL) / mib;
+	if (!strcmp(v, "?")) /* a daemon from before the backlog */
+		return;
+	if (!limit) {
+		printf("backlog:        none (--backlog 0: every record sealed at once)\n");
+		return;
+	}
+	printf("backlog:        %.1f MiB in %s records waiting to be sealed, at most %.1f of"
+	       " %.0f MiB\n",
+	       now, json_get(json, "backlog_records", v, sizeof(v)), peak, limit);
+}
+
 int cmd_status(struct cli *c, int argc, char **argv)
 {
 	char path[4096], v[1024], v2[32], v3[32];
@@ -167,6 +187,7 @@ int cmd_status(struct cli *c, int argc, char **argv)
 			    json_get(json, "ringbuf_peak_used", v2, sizeof(v2)),
 			    json_get(json, "longest_drain_ms", v3, sizeof(v3)));
 			printf("scheduling:     %s\n", json_get(json, "scheduling", v, sizeof(v)));
+			print_backlog(json);
 		}
 		if (json && !running)
 			printf("\n");

@@ -125,7 +125,10 @@ static void reply(struct access_conn *c, uint32_t status)
 	conn_close(c);
 }
 
-/* The sealed access record, synced before anything is served. */
+/*
+ * The sealed access record, synced before anything is served (ahead of
+ * any backlog: it belongs to no session).
+ */
 static int record_access(struct access_server *s, struct access_conn *c, const char *user,
 			 enum access_role role, const char *cmd, bool allowed, const char *why)
 {
@@ -145,7 +148,7 @@ static int record_access(struct access_server *s, struct access_conn *c, const c
 	err = err ?: rec_add_str(&rec, TAG_DECISION, allowed ? "allowed" : "denied");
 	if (!allowed)
 		err = err ?: rec_add_str(&rec, TAG_REASON, why);
-	err = err ?: store_append(s->store, &rec);
+	err = err ?: store_append_now(s->store, &rec);
 	err = err ?: store_sync(s->store);
 	buf_free(&rec);
 	buf_free(&args);
@@ -180,7 +183,7 @@ static void record_suppressed(struct access_server *s, struct access_limit *l, u
 	err = err ?: rec_add_str(&rec, TAG_DECISION, "denied");
 	err = err ?: rec_add_str(&rec, TAG_REASON, why);
 	err = err ?: rec_add_u64(&rec, TAG_REQUESTS, l->suppressed);
-	err = err ?: store_append(s->store, &rec);
+	err = err ?: store_append_now(s->store, &rec);
 	err = err ?: store_sync(s->store);
 	buf_free(&rec);
 	if (err) {

@@ -33,6 +33,8 @@
 #define EXIT_CONFIG 78
 #define TICK_NS (200ull * 1000000ull)
 #define SCAN_NS (1000ull * 1000000ull)
+/* the backlog is sealed this much per loop, between looks at the ring (~4 ms) */
+#define DRAIN_SLICE_BYTES (1u << 20)
 #define EPOCH_NS (10ull * 1000000000ull)
 
 static volatile sig_atomic_t stop_requested;
@@ -74,6 +76,11 @@ static void usage(FILE *out)
 	    "                        one, starting without it or with another is refused\n"
 	    "  --auditor-key-change  allow --auditor-pubkey to replace the store's auditor\n"
 	    "                        key, or its absence to stop wrapping to it\n"
+	    "  --backlog MIB         during a burst of output (4 MiB or more in 200 ms), queue\n"
+	    "                        records in memory, up to MIB MiB and 10 s, and seal them\n"
+	    "                        once it is over: sealing then takes no CPU from the\n"
+	    "                        session. Default: 1/16 of RAM, at most 512; 0: seal\n"
+	    "                        every record at once. A crash loses what waits there\n"
 	    "  --log-level LEVEL     error, warning, info (default) or debug\n"
 	    "  --socket PATH         serve `sealtrail` commands of non-root users on this\n"
 	    "                        Unix socket (default " ACCESS_DEFAULT_SOCKET ", mode 0666:\n"
@@ -137,6 +144,7 @@ static int status_save(const char *store_dir, struct buf *b)
 static int write_status(struct tracker *t, struct capture *cap, const char *sched,
 			const char *store_dir, uint64_t started_ns, uint32_t ringbuf, bool running)
 {
+	const struct backlog *bl = &t->store->backlog;
 	uint64_t cnt[ST_CNT_MAX];
 	struct buf b = {0};
 
@@ -154,7 +162,9 @@ static int write_status(struct tracker *t, struct capture *cap, const char *sche
 	    "\"lost_events\":%llu,\"lost_bytes\":%llu,\"args_truncated\":%llu,"
 	    "\"read_failed\":%llu,\"untracked_children\":%llu,\"bad_events\":%llu,"
 	    "\"preauth_dropped\":%llu,\"ringbuf_bytes\":%u,\"ringbuf_peak_used\":%llu,"
-	    "\"longest_drain_ms\":%llu,\"scheduling\":\"%s\"}\n",
+	    "\"longest_drain_ms\":%llu,\"scheduling\":\"%s\",\"backlog_limit\":%llu,"
+	    "\"backlog_bytes\":%llu,\"backlog_records\":%llu,\"backlog_peak\":%llu,"
+	    "\"backlog_queued_records\":%llu}\n",
 	    t->live, (unsigned long long)t->sessions_total, (unsigned long long)t->records,
 	    (unsigned long long)cnt[ST_CNT_EVENTS], (unsigned long long)cnt[ST_CNT_LOST_EVENTS],
 	    (unsigned long long)cnt[ST_CNT_LOST_BYTES],
@@ -162,7 +172,10 @@ static int write_status(struct tracker *t, struct capture *cap, const char *sche
 	    (unsigned long long)cnt[ST_CNT_READ_FAILED], (unsigned long long)cnt[ST_CNT_PROC_FULL],
 	    (unsigned long long)t->bad_events, (unsigned long long)t->preauth_dropped, ringbuf,
 	    (unsigned long long)cap->peak_used,
-	    (unsigned long long)(cap->longest_drain_ns / 1000000), sched);
+	    (unsigned long long)(cap->longest_drain_ns / 1000000), sched,
+	    (unsigned long long)bl->max, (unsigned long long)backlog_bytes(bl),
+	    (unsigned long long)bl->records, (unsigned long long)bl->peak_bytes,
+	    (unsigned long long)bl->queued_records);
 	return status_save(store_dir, &b);
 }
 
@@ -227,6 +240,7 @@ int main(int argc, char **argv)
 	    {"no-socket", no_argument, NULL, 'N'},
 	    {"roles", required_argument, NULL, 'R'},
 	    {"cli", required_argument, NULL, 'L'},
+	    {"backlog", required_argument, NULL, 'B'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
@@ -237,6 +251,7 @@ int main(int argc, char **argv)
 	long rt_priority = 1;
 	bool unclean;
 	unsigned long long cap = 0;
+	uint64_t backlog_max = backlog_default_max();
 	const char *auditor_file = NULL;
 	uint8_t auditor_pk[AUDITOR_KEY_LEN];
 	struct store_options store_opts = {.auditor = STORE_AUDITOR_NONE};
@@ -366,6 +381,20 @@ int main(int argc, char **argv)
 			}
 			break;
 		}
+		case 'B': {
+			char *end;
+			unsigned long long mib = strtoull(optarg, &end, 10);
+
+			if (*end || !*optarg || *optarg == '-' || mib > (1ull << 20)) {
+				fprintf(stderr,
+					"sealtraild: --backlog %s: need MiB, 0 to 1048576\n",
+					optarg);
+				ret = 2;
+				goto out_early;
+			}
+			backlog_max = mib << 20;
+			break;
+		}
 		case 'A':
 			auditor_file = optarg;
 			break;
@@ -457,6 +486,7 @@ int main(int argc, char **argv)
 		goto out_early;
 	}
 	store.sinks = &sinks;
+	store_backlog_open(&store, backlog_max);
 	{
 		struct tracker init;
 		const char *paths[TRACKER_MAX_SSHD];
@@ -550,12 +580,17 @@ int main(int argc, char **argv)
 	while (!stop_requested) {
 		uint64_t now;
 
-		err = capture_poll(&capture, 100);
+		/* a backlog to seal: look at the ring, then seal a slice of it */
+		bool draining = store.backlog.records && !store.defer;
+
+		err = capture_poll(&capture, draining ? 0 : 100);
 		if (err < 0) {
 			log_error("ring buffer poll: %s", strerror(-err));
 			break;
 		}
 		tracker_flush_chunks(&t, false);
+		if (draining)
+			store_drain(&store, DRAIN_SLICE_BYTES);
 		if (delay_ms)
 			usleep(delay_ms * 1000);
 		now = clock_ns(CLOCK_MONOTONIC);
@@ -563,12 +598,17 @@ int main(int argc, char **argv)
 			tracker_files_done(&t, false);
 			tracker_tick(&t);
 			sinks_poll(&sinks);
+			store_pace(&store, now);
 			/*
 			 * Epochs: at most 10 s or 100k records, empty ones
 			 * included, and closed at the first tick after a session
 			 * ended, so that logouts within one tick share a sync.
+			 * A session's end is sealed before its epoch closes: the
+			 * backlog goes first (deferring stops until it is empty).
 			 */
-			if (t.ends_pending)
+			if (t.ends_pending && store.backlog.records)
+				store.defer = false;
+			else if (t.ends_pending)
 				tracker_settle(&t);
 			else if (now - store.epoch_start_ns >= EPOCH_NS ||
 				 store.epoch_records >= 100000)
@@ -587,10 +627,12 @@ int main(int argc, char **argv)
 	err = 0;
 	access_server_close(&server);
 	log_info("signal %d: flushing and closing the store", (int)stop_requested);
+	store.defer = false;
 	ring_buffer__consume(capture.rb);
 	tracker_flush_chunks(&t, true);
 	tracker_files_done(&t, true);
 	tracker_tick(&t);
+	store_drain(&store, UINT64_MAX);
 	tracker_settle(&t);
 	tracker_daemon_record(&t, "stop");
 	store_seal_epoch(&store, "shutdown");

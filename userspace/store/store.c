@@ -789,6 +789,7 @@ int store_open_with(struct store *st, const char *dir, int flags, const struct s
 	memset(st, 0, sizeof(*st));
 	st->lock_fd = -1;
 	st->seg_fd = -1;
+	st->backlog.fd = -1;
 	st->flags = flags;
 	st->seg_rotate_bytes = SEG_ROTATE_BYTES;
 	/* the auditor's private key reads; it never writes, nor does a fresh index */
@@ -902,6 +903,10 @@ fail:
 
 void store_close(struct store *st)
 {
+	if (st->backlog.records)
+		store_drain(st, UINT64_MAX);
+	backlog_close(&st->backlog);
+	buf_free(&st->dbuf);
 	if (st->seg_fd >= 0) {
 		store_sync(st);
 		close(st->seg_fd);
@@ -921,7 +926,7 @@ void store_close(struct store *st)
 	}
 	free(st->dir);
 	memset(st, 0, sizeof(*st));
-	st->lock_fd = st->seg_fd = -1;
+	st->lock_fd = st->seg_fd = st->backlog.fd = -1;
 }
 
 /* Seal rec (a finished record) and queue it; plain for seal records. */
@@ -991,8 +996,71 @@ static int append_sealed(struct store *st, struct buf *rec, bool plain)
 	return err;
 }
 
+int store_backlog_open(struct store *st, uint64_t max)
+{
+	int err = backlog_open(&st->backlog, max);
+
+	if (err)
+		log_error("store %s: no backlog (%s): every record is sealed at once", st->dir,
+			  strerror(-err));
+	return err;
+}
+
+void store_pace(struct store *st, uint64_t now_ns)
+{
+	const struct backlog *b = &st->backlog;
+	bool burst = st->appended_bytes - st->paced_bytes >= STORE_BURST_BYTES;
+
+	st->paced_bytes = st->appended_bytes;
+	st->defer = b->max && burst && (!b->records || now_ns - b->oldest_ns < BACKLOG_MAX_AGE_NS);
+}
+
+int store_drain(struct store *st, uint64_t budget)
+{
+	uint64_t done = 0;
+	int n, err = 0;
+
+	while (!err && (n = backlog_take(&st->backlog, &st->dbuf)) > 0) {
+		done += st->dbuf.len;
+		err = append_sealed(st, &st->dbuf, false);
+		if (err)
+			log_error("store %s: cannot seal a record from the backlog: %s", st->dir,
+				  strerror(-err));
+		if (done >= budget)
+			break;
+	}
+	return err ?: n < 0 ? n : 0;
+}
+
 int store_append(struct store *st, struct buf *rec)
 {
+	struct backlog *b = &st->backlog;
+	int err;
+
+	st->appended_bytes += rec->len;
+	/* a burst shows before the tick ends: defer from here on (store_pace) */
+	if (!st->defer && b->max && !b->records &&
+	    st->appended_bytes - st->paced_bytes >= STORE_BURST_BYTES)
+		st->defer = true;
+	if (!b->max || !(st->defer || b->records))
+		return append_sealed(st, rec, false);
+	/* a full backlog: seal its oldest records until this one fits */
+	while (b->records && !backlog_fits(b, rec->len)) {
+		err = store_drain(st, 1);
+		if (err)
+			return err;
+	}
+	err = backlog_put(b, rec->data, rec->len);
+	if (!err)
+		return 0;
+	/* cannot queue it (no memory, or larger than the limit): keep the order */
+	err = store_drain(st, UINT64_MAX);
+	return err ?: append_sealed(st, rec, false);
+}
+
+int store_append_now(struct store *st, struct buf *rec)
+{
+	st->appended_bytes += rec->len;
 	return append_sealed(st, rec, false);
 }
 

@@ -13,7 +13,9 @@
  * by store_sync(), which the daemon calls every 200 ms, at every session
  * end and at shutdown (stream bytes wait up to 1 s before that, to be
  * coalesced into records); the index commits in the same call (WAL,
- * synchronous=NORMAL). A crash loses at most the last ~1.5 s; a torn record
+ * synchronous=NORMAL). During a burst records wait in the backlog
+ * (backlog.h), up to 10 s, before they are sealed. A crash loses at most
+ * the last ~1.5 s, and during a burst what waits there; a torn record
  * at the tail is kept on disk untouched, reported as a gap, and appending
  * continues in a new segment.
  */
@@ -25,6 +27,7 @@
 
 #include "common/util.h"
 #include "store/auditor.h"
+#include "store/backlog.h"
 #include "store/index.h"
 #include "store/record.h"
 #include "store/seal.h"
@@ -125,6 +128,12 @@ struct store {
 	bool have_auditor_sk; /* reader: segments open with the auditor's key only */
 	uint8_t auditor_sk[AUDITOR_KEY_LEN];
 	struct store_key_cache *key_cache; /* reader: the last unwrapped auditor wrap */
+	/* writer: records waiting to be sealed during a burst (backlog.h) */
+	struct backlog backlog;
+	bool defer; /* queue what store_append() gets, do not seal it yet */
+	uint64_t appended_bytes; /* record bytes store_append() got, in total */
+	uint64_t paced_bytes; /* appended_bytes at the last store_pace() */
+	struct buf dbuf; /* a record taken out of the backlog */
 };
 
 int store_open(struct store *st, const char *dir, int flags);
@@ -137,8 +146,31 @@ int store_open_with(struct store *st, const char *dir, int flags, const struct s
 int seg_header_check(const uint8_t *h, size_t avail, const uint8_t id[ST_ID_LEN], uint32_t seg_no,
 		     uint32_t *len);
 void store_close(struct store *st);
-/* Finish rec (sequence number, CRC), queue it and index it. */
+/*
+ * Finish rec (sequence number, CRC), seal it, queue it for writing and
+ * index it; or, during a burst, put it in the backlog to do that later.
+ */
 int store_append(struct store *st, struct buf *rec);
+/*
+ * The backlog (backlog.h): max bytes at most, 0 for none. Writers only;
+ * without it every record is sealed in store_append().
+ */
+int store_backlog_open(struct store *st, uint64_t max);
+/* Minimum bytes a tick's appends make a burst that the backlog takes. */
+#define STORE_BURST_BYTES (4u << 20)
+/*
+ * Called once a tick (the daemon's 200 ms): a tick that brought
+ * STORE_BURST_BYTES or more turns deferring on, a quieter one off, and so
+ * does a backlog older than BACKLOG_MAX_AGE_NS.
+ */
+void store_pace(struct store *st, uint64_t now_ns);
+/*
+ * Seal rec at once, ahead of the backlog: for records in no session
+ * (access records), whose order among the others does not matter.
+ */
+int store_append_now(struct store *st, struct buf *rec);
+/* Seal up to budget bytes of the backlog's oldest records (at least one). */
+int store_drain(struct store *st, uint64_t budget);
 /* Write queued records, fdatasync them, commit the index. */
 int store_sync(struct store *st);
 

@@ -1,0 +1,148 @@
+"""The backlog: during a burst of output sealtraild queues records in
+memory and seals them after it (store/backlog.h). What ends up in the
+store is the same, byte for byte; a clean stop seals what waits; a crash
+loses it, and the restart marks the loss as a gap of the session."""
+
+import os
+import signal
+import subprocess
+
+from harness import (BUILD, Daemon, check, check_eq, client_port, scratch_dir, test,
+                     wait_for)
+from sshlab import SshLab
+
+# ~59 MB of numbered lines: at the speed a pty carries them, far more than
+# the 4 MiB in 200 ms that make a burst
+LINES = 8_000_000
+
+
+class Burst:
+    """ssh -tt running `seq N` in a pty, its output into a file at full
+    speed; then the login waits for go() before it ends."""
+
+    def __init__(self, lab, u, lines):
+        work = scratch_dir("st-burst-", 0o777)
+        self.out_path = os.path.join(work, "received")
+        self.go_path = os.path.join(work, "go")
+        cmd = (f"seq {lines}; echo BURST$((2+3)); "
+               f"while [ ! -e {self.go_path} ]; do sleep 0.05; done")
+        self.out = open(self.out_path, "wb")
+        self.proc = subprocess.Popen(lab.ssh_argv(u, cmd), stdin=subprocess.DEVNULL,
+                                     stdout=self.out, stderr=subprocess.PIPE)
+        self.port = wait_for(lambda: client_port(self.proc.pid), 30, "the ssh connection")
+
+    def wait_output(self, timeout=300):
+        def done():
+            with open(self.out_path, "rb") as f:
+                f.seek(max(0, os.path.getsize(self.out_path) - 16))
+                return b"BURST5" in f.read()
+        wait_for(done, timeout, "the whole burst at the client")
+
+    def go(self):
+        open(self.go_path, "w").close()
+        rc = self.proc.wait(60)
+        self.out.close()
+        check_eq(rc, 0, "ssh exit status", stderr=self.proc.stderr.read())
+        with open(self.out_path, "rb") as f:
+            return f.read()
+
+
+def verify(d):
+    p = subprocess.run([os.path.join(BUILD, "sealtrail"), "--store", d.store, "verify"],
+                       capture_output=True, text=True, timeout=300)
+    return p.returncode, p.stdout + p.stderr
+
+
+def status_line(d, key):
+    out = d.cli("status", check_rc=False)
+    return next((x for x in out.splitlines() if x.startswith(key + ":")), "")
+
+
+@test("e2e/burst_sealed_after_it_byte_exact")
+def burst_after():
+    with SshLab(None, use_pam=True) as lab, Daemon() as d:
+        u = lab.add_user("stburst")
+        d.wait_listener(lab.pid)
+        check(status_line(d, "backlog").startswith("backlog:        0.0 MiB in 0 records"),
+              "status shows an empty backlog", line=status_line(d, "backlog"))
+        b = Burst(lab, u, LINES)
+        b.wait_output()
+        # the burst went through the backlog, which empties after it while
+        # the session goes on
+        wait_for(lambda: d.status().get("backlog_queued_records", 0) > 0, 10,
+                 "status to count records queued in the backlog")
+        wait_for(lambda: d.status().get("backlog_bytes") == 0, 30,
+                 "the backlog to be sealed after the burst")
+        st = d.status()
+        check(st["backlog_peak"] > 4 << 20, "megabytes waited in it", status=st)
+        live = d.session_of_port(b.port, ended=False)
+        check(live["bytes_out"] > 50_000_000, "sealed and indexed before the logout",
+              session=live)
+        received = b.go()
+        sess = d.session_of_port(b.port)
+        check_eq(sess["lost_events"], 0, "no losses", session=sess)
+        check_eq(sess["bytes_out"], len(received), "bytes_out is what the client received")
+        check(d.export(sess["id"], "--format", "raw") == received,
+              "the output, byte for byte", received=len(received))
+        rc, out = verify(d)
+        check_eq(rc, 0, "verify passes", out=out[-2000:])
+        line = status_line(d, "backlog")
+        check("0 records waiting to be sealed" in line and " MiB" in line,
+              "status shows the backlog", line=line)
+
+
+@test("e2e/burst_with_backlog_0_seals_at_once")
+def burst_sync():
+    with SshLab(None, use_pam=True) as lab, Daemon(["--backlog", "0"]) as d:
+        u = lab.add_user("stburst0")
+        d.wait_listener(lab.pid)
+        b = Burst(lab, u, LINES)
+        b.wait_output()
+        received = b.go()
+        sess = d.session_of_port(b.port)
+        check(d.export(sess["id"], "--format", "raw") == received,
+              "the output, byte for byte", received=len(received))
+        st = d.status()
+        check(st["backlog_limit"] == 0 and st["backlog_peak"] == 0 and
+              st["backlog_queued_records"] == 0, "nothing ever queued", status=st)
+        check("none (--backlog 0" in status_line(d, "backlog"), "status says so",
+              line=status_line(d, "backlog"))
+    for bad in ("-1", "x", ""):
+        p = subprocess.run([os.path.join(BUILD, "sealtraild"), "--backlog", bad],
+                           capture_output=True, text=True, timeout=30)
+        check(p.returncode == 2 and "--backlog" in p.stderr, "a bad --backlog is refused",
+              arg=bad, rc=p.returncode, stderr=p.stderr)
+
+
+@test("e2e/kill9_with_a_backlog_marks_the_gap")
+def kill9_backlog():
+    """What waits in the backlog is in memory only: kill -9 loses it, and
+    the next start says so with a gap in the session, as for any crash."""
+    with SshLab(None, use_pam=True) as lab, Daemon() as d:
+        u = lab.add_user("stburstk")
+        d.wait_listener(lab.pid)
+        # long enough for status.json (written every second) to show it
+        b = Burst(lab, u, 5 * LINES)
+        sess = d.session_of_port(b.port, ended=False)
+        wait_for(lambda: d.status().get("backlog_bytes", 0) > 0, 60,
+                 "status to show records waiting in the backlog")
+        os.kill(d.proc.pid, signal.SIGKILL)
+        d.proc.wait(10)
+        d.start()
+        d.wait_listener(lab.pid)
+        b.wait_output()
+        received = b.go()
+        # the restart closed the session and adopted the login as a new one
+        adopted = d.wait_session("the adopted session to end",
+                                 lambda x: x["source_port"] == b.port and x["id"] != sess["id"]
+                                 and x["end"] is not None)
+        gaps = [g for g in d.cli_json("gaps") if g["session"] == sess["id"]]
+        check_eq(len(gaps), 1, "one gap for the session open at the kill", gaps=gaps)
+        check("did not stop cleanly" in gaps[0]["reason"], "the gap says why", gap=gaps[0])
+        old = [x for x in d.sessions() if x["id"] == sess["id"]]
+        check(old and old[0]["gaps"] == 1 and
+              old[0]["bytes_out"] + adopted["bytes_out"] < len(received),
+              "what waited is missing, and the session counts the gap",
+              session=old, adopted=adopted, received=len(received))
+        rc, out = verify(d)
+        check_eq(rc, 0, "verify passes", out=out[-2000:])
