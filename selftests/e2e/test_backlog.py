@@ -7,10 +7,14 @@ import os
 import signal
 import subprocess
 
-from harness import (BUILD, Daemon, check, check_eq, client_port, scratch_dir, test,
-                     wait_for)
-from sshlab import SshLab
+from harness import (BUILD, Daemon, check, check_eq, client_port, sanitizer_check,
+                     scratch_dir, test, wait_for)
+import storefmt
+from sshlab import PtySession, SshLab
 
+PROMPT = b"$ "
+
+REC_DAEMON = 1
 # ~59 MB of numbered lines: at the speed a pty carries them, far more than
 # the 4 MiB in 200 ms that make a burst
 LINES = 8_000_000
@@ -20,11 +24,12 @@ class Burst:
     """ssh -tt running `seq N` in a pty, its output into a file at full
     speed; then the login waits for go() before it ends."""
 
-    def __init__(self, lab, u, lines):
+    def __init__(self, lab, u, lines, keep=True):
         work = scratch_dir("st-burst-", 0o777)
-        self.out_path = os.path.join(work, "received")
+        self.out_path = os.path.join(work, "received") if keep else os.devnull
         self.go_path = os.path.join(work, "go")
-        cmd = (f"seq {lines}; echo BURST$((2+3)); "
+        self.done_path = os.path.join(work, "done")  # the remote side is through
+        cmd = (f"seq {lines}; touch {self.done_path}; echo BURST$((2+3)); "
                f"while [ ! -e {self.go_path} ]; do sleep 0.05; done")
         self.out = open(self.out_path, "wb")
         self.proc = subprocess.Popen(lab.ssh_argv(u, cmd), stdin=subprocess.DEVNULL,
@@ -33,6 +38,8 @@ class Burst:
 
     def wait_output(self, timeout=300):
         def done():
+            if self.out_path == os.devnull:
+                return os.path.exists(self.done_path)
             with open(self.out_path, "rb") as f:
                 f.seek(max(0, os.path.getsize(self.out_path) - 16))
                 return b"BURST5" in f.read()
@@ -48,9 +55,8 @@ class Burst:
 
 
 def verify(d):
-    p = subprocess.run([os.path.join(BUILD, "sealtrail"), "--store", d.store, "verify"],
-                       capture_output=True, text=True, timeout=300)
-    return p.returncode, p.stdout + p.stderr
+    p = d.cli("verify", check_rc=False, binary=True)
+    return p.returncode, (p.stdout + p.stderr).decode(errors="replace")
 
 
 def status_line(d, key):
@@ -110,6 +116,7 @@ def burst_sync():
     for bad in ("-1", "x", ""):
         p = subprocess.run([os.path.join(BUILD, "sealtraild"), "--backlog", bad],
                            capture_output=True, text=True, timeout=30)
+        sanitizer_check("sealtraild --backlog " + bad, p.stderr)
         check(p.returncode == 2 and "--backlog" in p.stderr, "a bad --backlog is refused",
               arg=bad, rc=p.returncode, stderr=p.stderr)
 
@@ -144,5 +151,59 @@ def kill9_backlog():
               old[0]["bytes_out"] + adopted["bytes_out"] < len(received),
               "what waited is missing, and the session counts the gap",
               session=old, adopted=adopted, received=len(received))
+        rc, out = verify(d)
+        check_eq(rc, 0, "verify passes", out=out[-2000:])
+
+
+@test("e2e/logout_during_a_burst_is_sealed_soon")
+def logout_during_burst():
+    """A session that ends while another one's burst fills the backlog:
+    its end does not wait for the burst to be over."""
+    with SshLab(None, use_pam=True) as lab, Daemon() as d:
+        ua, ub = lab.add_user("stbursta"), lab.add_user("stburstb")
+        d.wait_listener(lab.pid)
+        with PtySession(lab.ssh_argv(ub)) as s:
+            s.expect(PROMPT)
+            port = client_port(s.pid)
+            a = Burst(lab, ua, 5 * LINES, keep=False)
+            wait_for(lambda: d.status().get("backlog_bytes", 0) > 0, 60,
+                     "status to show records waiting in the backlog")
+            check(not os.path.exists(a.done_path), "the burst goes on")
+            s.send(b"exit\n")
+            check_eq(s.wait_exit(), 0, "ssh exit status")
+        ended = d.session_of_port(port, timeout=30)
+        check(not os.path.exists(a.done_path),
+              "the logout was sealed and indexed while the burst went on", session=ended)
+        a.wait_output()
+        a.go()
+        d.session_of_port(a.port)
+        rc, out = verify(d)
+        check_eq(rc, 0, "verify passes", out=out[-2000:])
+
+
+@test("e2e/stop_during_a_burst_seals_it_before_the_last_epoch")
+def stop_during_burst():
+    """SIGTERM while records wait: they, and the daemon's "stop", are sealed
+    before the shutdown epoch, which is the last envelope of the log."""
+    with SshLab(None, use_pam=True) as lab, Daemon() as d:
+        u = lab.add_user("stburstt")
+        d.wait_listener(lab.pid)
+        b = Burst(lab, u, 5 * LINES, keep=False)
+        wait_for(lambda: d.status().get("backlog_bytes", 0) > 0, 60,
+                 "status to show records waiting in the backlog")
+        queued = d.status()["backlog_bytes"]
+        check_eq(d.stop(), 0, "clean stop", log=d.log())
+        envs = storefmt.read_store(d.store)[-1].envelopes
+        check(len(envs) >= 2 and envs[-1].type == storefmt.REC_EPOCH and
+              envs[-2].type == REC_DAEMON, "the shutdown epoch comes last, the stop before it",
+              last=envs[-3:])
+        st = d.status()
+        check_eq(st.get("backlog_bytes"), 0, "nothing left waiting", status=st, queued=queued)
+        d.start()
+        d.wait_listener(lab.pid)
+        b.wait_output()
+        b.go()
+        gaps = [g for g in d.cli_json("gaps") if "did not stop cleanly" in g["reason"]]
+        check_eq(gaps, [], "a clean stop leaves no gap")
         rc, out = verify(d)
         check_eq(rc, 0, "verify passes", out=out[-2000:])

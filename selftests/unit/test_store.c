@@ -2701,3 +2701,76 @@ out:
 	buf_free(&acc);
 	kept_free(&k);
 }
+
+/*
+ * Closing the backlog (sealtraild's shutdown) seals what waits, and
+ * everything after is sealed at once however large; the access record
+ * sealed ahead of the queue is in the log before what waited.
+ */
+TEST(store_backlog_close_seals_and_stops_deferring)
+{
+	struct kept k = {0};
+	struct seen *s = NULL;
+	struct buf acc = {0};
+	struct store st;
+	uint64_t seq = 1;
+
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create") ||
+	    !ASSERT_OK(store_backlog_open(&st, 16ull << 20), "backlog"))
+		goto out;
+	st.defer = true;
+	for (int i = 0; i < 3; i++)
+		ASSERT_OK(append_expect(&st, &k, 1000, seq + 1 + i), "append deferred");
+	if (ASSERT_OK(rec_begin(&acc, REC_ACCESS, NULL, T0, 1), "access record")) {
+		rec_add_str(&acc, TAG_COMMAND, "status");
+		ASSERT_OK(store_append_now(&st, &acc), "store_append_now");
+		ASSERT_EQ(st.next_seq, 2, "sealed ahead: seq 1");
+	}
+	store_backlog_close(&st);
+	ASSERT_EQ(st.next_seq, 5, "what waited is sealed");
+	ASSERT_FALSE(st.defer, "not deferring");
+	seq = 5;
+	for (uint64_t n = 0; n < 2 * STORE_BURST_BYTES; n += 190000)
+		ASSERT_OK(append_expect(&st, NULL, 190000, seq++), "append");
+	ASSERT_EQ(st.next_seq, seq, "a burst after the close is sealed at once");
+	store_close(&st);
+	s = scan_all();
+	if (s && ASSERT_EQ(s->n, seq - 1, "records in the log")) {
+		ASSERT_EQ(s->r[0].type, REC_ACCESS, "the access record first");
+		check_seq_from(s, 1, "seq");
+		/* k holds the 3 deferred records, as sealed with seq 2, 3, 4 */
+		check_same(s, 1, &k, "then what waited, byte for byte");
+	}
+out:
+	if (s)
+		seen_free(s);
+	buf_free(&acc);
+	kept_free(&k);
+}
+
+/*
+ * The mark sealtraild takes when a session ends: reached once what was
+ * queued before it is sealed, although more was queued after it.
+ */
+TEST(store_backlog_mark_ignores_what_came_after)
+{
+	struct store st;
+	uint64_t mark, seq = 1;
+
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create") ||
+	    !ASSERT_OK(store_backlog_open(&st, 16ull << 20), "backlog"))
+		return;
+	ASSERT_TRUE(store_backlog_sealed(&st, store_backlog_mark(&st)), "nothing queued");
+	st.defer = true;
+	for (int i = 0; i < 5; i++)
+		ASSERT_OK(append_expect(&st, NULL, 1000, seq++), "append");
+	mark = store_backlog_mark(&st);
+	for (int i = 0; i < 50; i++)
+		ASSERT_OK(append_expect(&st, NULL, 1000, seq++), "append after the mark");
+	ASSERT_OK(store_drain(&st, 4000), "drain 4 records");
+	ASSERT_FALSE(store_backlog_sealed(&st, mark), "one of the 5 still waits");
+	ASSERT_OK(store_drain(&st, 1), "drain 1 record");
+	ASSERT_TRUE(store_backlog_sealed(&st, mark), "the 5 are sealed");
+	ASSERT_EQ(st.backlog.records, 50, "what came after still waits");
+	store_close(&st);
+}

@@ -90,7 +90,8 @@ static void print_backlog(const char *json)
 	if (!strcmp(v, "?")) /* a daemon from before the backlog */
 		return;
 	if (!limit) {
-		printf("backlog:        none (--backlog 0: every record sealed at once)\n");
+		printf("backlog:        none (--backlog 0, or it could not be made: see the log);"
+		       " every record sealed at once\n");
 		return;
 	}
 	printf("backlog:        %.1f MiB in %s records waiting to be sealed, at most %.1f of"

@@ -271,6 +271,9 @@ int main(int argc, char **argv)
 	char *cli_path = NULL;
 	struct access_server server = {.listen_fd = -1};
 	uint64_t started, last_tick, last_scan;
+	/* sessions ended: tracker_settle() once the backlog has sealed settle_mark */
+	bool settle_wait = false;
+	uint64_t settle_mark = 0;
 	int opt, err, ret;
 
 	log_set_prefix("sealtraild");
@@ -603,18 +606,27 @@ int main(int argc, char **argv)
 			 * Epochs: at most 10 s or 100k records, empty ones
 			 * included, and closed at the first tick after a session
 			 * ended, so that logouts within one tick share a sync.
-			 * A session's end is sealed before its epoch closes: the
-			 * backlog goes first (deferring stops until it is empty).
+			 * A session's end must be sealed before its epoch closes:
+			 * what the backlog held when the end was seen goes first
+			 * (deferring stops until then; later records may wait).
 			 */
-			if (t.ends_pending && store.backlog.records)
-				store.defer = false;
-			else if (t.ends_pending)
+			if (t.ends_pending && !settle_wait) {
+				settle_wait = true;
+				settle_mark = store_backlog_mark(&store);
+			}
+			if (settle_wait && store_backlog_sealed(&store, settle_mark)) {
 				tracker_settle(&t);
-			else if (now - store.epoch_start_ns >= EPOCH_NS ||
-				 store.epoch_records >= 100000)
-				store_seal_epoch(&store, now - store.epoch_start_ns >= EPOCH_NS
+				settle_wait = false;
+			} else {
+				if (settle_wait)
+					store.defer = false;
+				if (now - store.epoch_start_ns >= EPOCH_NS ||
+				    store.epoch_records >= 100000)
+					store_seal_epoch(&store,
+							 now - store.epoch_start_ns >= EPOCH_NS
 							     ? "time"
 							     : "count");
+			}
 			last_tick = now;
 		}
 		if (now - last_scan >= SCAN_NS) {
@@ -627,12 +639,12 @@ int main(int argc, char **argv)
 	err = 0;
 	access_server_close(&server);
 	log_info("signal %d: flushing and closing the store", (int)stop_requested);
-	store.defer = false;
+	/* what waits first; from here on every record is sealed at once */
+	store_backlog_close(&store);
 	ring_buffer__consume(capture.rb);
 	tracker_flush_chunks(&t, true);
 	tracker_files_done(&t, true);
 	tracker_tick(&t);
-	store_drain(&store, UINT64_MAX);
 	tracker_settle(&t);
 	tracker_daemon_record(&t, "stop");
 	store_seal_epoch(&store, "shutdown");

@@ -113,8 +113,7 @@ int session_begin(struct tracker *t, struct session *s, uint16_t type, uint64_t 
 	return rec_begin(&t->rec, type, s ? s->id : NULL, wall_of(t, boot_ns), boot_ns);
 }
 
-/* Append the record in t->rec, or hold it until the login is authenticated. */
-int session_emit(struct tracker *t, struct session *s)
+static int emit(struct tracker *t, struct session *s, bool now)
 {
 	int err;
 
@@ -125,13 +124,19 @@ int session_emit(struct tracker *t, struct session *s)
 		}
 		return buf_add(&s->pending[s->npending++], t->rec.data, t->rec.len);
 	}
-	err = store_append(t->store, &t->rec);
+	err = now ? store_append_now(t->store, &t->rec) : store_append(t->store, &t->rec);
 	if (err)
 		log_error("session %s: cannot store a record: %s", s ? s->idhex : "-",
 			  strerror(-err));
 	else
 		t->records++;
 	return err;
+}
+
+/* Append the record in t->rec, or hold it until the login is authenticated. */
+int session_emit(struct tracker *t, struct session *s)
+{
+	return emit(t, s, false);
 }
 
 static void person_name(uint32_t uid, char *out, size_t size)
@@ -222,7 +227,12 @@ int session_materialize(struct tracker *t, struct session *s)
 		err = err ?: rec_add_str(&t->rec, TAG_COMMAND, s->command);
 	if (s->term[0])
 		err = err ?: rec_add_str(&t->rec, TAG_TERM, s->term);
-	err = err ?: session_emit(t, s);
+	/*
+	 * Sealed at once, ahead of any backlog (nothing of the session can
+	 * be there before its start): a crash must not lose the login itself,
+	 * or the next start could not mark what it lost.
+	 */
+	err = err ?: emit(t, s, true);
 	for (unsigned i = 0; i < s->npending; i++) {
 		if (!err) {
 			buf_free(&t->rec);
@@ -1179,8 +1189,9 @@ int tracker_close_stale(struct tracker *t, bool unclean)
 			continue;
 		/*
 		 * Killed, not stopped: what it had gathered but not written
-		 * (up to ~1 s of this login's bytes, and whatever waited in the
-		 * kernel's ring buffer) is gone. Say so; how much is unknown.
+		 * (up to ~1 s of this login's bytes, during a burst up to 10 s
+		 * more in the backlog, and whatever waited in the kernel's ring
+		 * buffer) is gone. Say so; how much is unknown.
 		 */
 		if (unclean) {
 			err = rec_begin(&t->rec, REC_GAP, s.id, clock_ns(CLOCK_REALTIME),
@@ -1190,7 +1201,8 @@ int tracker_close_stale(struct tracker *t, bool unclean)
 				?: rec_add_str(&t->rec, TAG_REASON,
 					       "sealtraild did not stop cleanly (killed, crashed or"
 					       " power cut): this session's bytes it had not yet"
-					       " written, up to its last ~1.5 s, are missing");
+					       " written, up to its last ~1.5 s (~10 s during a"
+					       " burst of output), are missing");
 			err = err ?: rec_add_u64(&t->rec, TAG_LOST_EVENTS, 1);
 			err = err ?: store_append(t->store, &t->rec);
 			if (err)

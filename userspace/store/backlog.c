@@ -120,7 +120,7 @@ int backlog_take(struct backlog *b, struct buf *out)
 	if (!b->records)
 		return 0;
 	err = read_at(b->fd, hdr, sizeof(hdr), b->head);
-	len = get_be32(hdr);
+	len = err ? 0 : get_be32(hdr);
 	if (!err && (len > REC_MAX_LEN || b->head + sizeof(hdr) + len > b->tail))
 		err = -EIO;
 	out->len = 0;

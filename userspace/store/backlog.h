@@ -12,8 +12,9 @@
  * here, every later record queues behind it.
  *
  * A clean stop seals the backlog first; a crash loses it (the next start
- * writes the usual "did not stop cleanly" gap for every open session).
- * docs/STORE.md says what that costs.
+ * writes the usual "did not stop cleanly" gap for every open session;
+ * session starts are never queued, so that every session is known).
+ * README.md, "Durability", says what that costs.
  */
 #ifndef SEALTRAIL_BACKLOG_H
 #define SEALTRAIL_BACKLOG_H

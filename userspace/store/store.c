@@ -903,9 +903,7 @@ fail:
 
 void store_close(struct store *st)
 {
-	if (st->backlog.records)
-		store_drain(st, UINT64_MAX);
-	backlog_close(&st->backlog);
+	store_backlog_close(st);
 	buf_free(&st->dbuf);
 	if (st->seg_fd >= 0) {
 		store_sync(st);
@@ -1035,7 +1033,6 @@ int store_drain(struct store *st, uint64_t budget)
 int store_append(struct store *st, struct buf *rec)
 {
 	struct backlog *b = &st->backlog;
-	int err;
 
 	st->appended_bytes += rec->len;
 	/* a burst shows before the tick ends: defer from here on (store_pace) */
@@ -1044,18 +1041,26 @@ int store_append(struct store *st, struct buf *rec)
 		st->defer = true;
 	if (!b->max || !(st->defer || b->records))
 		return append_sealed(st, rec, false);
-	/* a full backlog: seal its oldest records until this one fits */
-	while (b->records && !backlog_fits(b, rec->len)) {
-		err = store_drain(st, 1);
-		if (err)
-			return err;
-	}
-	err = backlog_put(b, rec->data, rec->len);
-	if (!err)
+	/* a full backlog: seal its oldest records until this one fits (failures are logged) */
+	while (b->records && !backlog_fits(b, rec->len))
+		store_drain(st, 1);
+	if (backlog_put(b, rec->data, rec->len) == 0)
 		return 0;
-	/* cannot queue it (no memory, or larger than the limit): keep the order */
-	err = store_drain(st, UINT64_MAX);
-	return err ?: append_sealed(st, rec, false);
+	/*
+	 * Cannot queue it (no memory, or larger than the limit): seal what
+	 * waits, then it, to keep the order. Rare, and it may take a while:
+	 * the ring buffer can overflow meanwhile, which is counted as a gap.
+	 */
+	store_drain(st, UINT64_MAX);
+	return append_sealed(st, rec, false);
+}
+
+void store_backlog_close(struct store *st)
+{
+	if (st->backlog.records)
+		store_drain(st, UINT64_MAX);
+	backlog_close(&st->backlog);
+	st->defer = false;
 }
 
 int store_append_now(struct store *st, struct buf *rec)

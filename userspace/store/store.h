@@ -156,6 +156,8 @@ int store_append(struct store *st, struct buf *rec);
  * without it every record is sealed in store_append().
  */
 int store_backlog_open(struct store *st, uint64_t max);
+/* Seal what waits in it and close it: from here on every record is sealed at once. */
+void store_backlog_close(struct store *st);
 /* Minimum bytes a tick's appends make a burst that the backlog takes. */
 #define STORE_BURST_BYTES (4u << 20)
 /*
@@ -169,6 +171,18 @@ void store_pace(struct store *st, uint64_t now_ns);
  * (access records), whose order among the others does not matter.
  */
 int store_append_now(struct store *st, struct buf *rec);
+/*
+ * A mark of what the backlog has queued so far; store_backlog_sealed()
+ * tells when all of that is sealed, whatever was queued after it.
+ */
+static inline uint64_t store_backlog_mark(const struct store *st)
+{
+	return st->backlog.queued_records;
+}
+static inline bool store_backlog_sealed(const struct store *st, uint64_t mark)
+{
+	return st->backlog.queued_records - st->backlog.records >= mark;
+}
 /* Seal up to budget bytes of the backlog's oldest records (at least one). */
 int store_drain(struct store *st, uint64_t budget);
 /* Write queued records, fdatasync them, commit the index. */
