@@ -281,11 +281,8 @@ def access_story():
               table=table)
 
         # the access records are sealed: verify covers them all
-        p = subprocess.run([os.path.join(BUILD, "sealtrail"), "--store", d.store, "--json",
-                            "verify"], capture_output=True, text=True, timeout=120)
-        out = json.loads(p.stdout)
-        check_eq(p.returncode, 0, "verify passes over the access records", out=out,
-                 stderr=p.stderr)
+        rc, out, err = d.verify()
+        check_eq(rc, 0, "verify passes over the access records", out=out, stderr=err)
         # (the shutdown's own epoch record is the one not under a tree head)
         check(max(e["seq"] for e in log) <= out["covered"],
               "every access record under a signed tree head", out=out)
@@ -324,9 +321,8 @@ def access_flood():
               "the rest is summed up in denied records that say so", summed=summed)
         check_eq(len(single) + sum(e["requests"] for e in summed), n,
                  "every refused request is accounted for")
-        p = subprocess.run([os.path.join(BUILD, "sealtrail"), "--store", d.store, "--json",
-                            "verify"], capture_output=True, text=True, timeout=120)
-        check_eq(p.returncode, 0, "verify passes", stdout=p.stdout, stderr=p.stderr)
+        rc, out, err = d.verify()
+        check_eq(rc, 0, "verify passes", out=out, stderr=err)
     finally:
         d.close()
         acc.close()

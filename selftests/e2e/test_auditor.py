@@ -13,7 +13,7 @@ import stat
 import subprocess
 import tempfile
 
-from harness import BUILD, Daemon, check, check_eq, client_port, test
+from harness import BUILD, Daemon, check, check_eq, client_port, sanitizer_check, test
 from sshlab import PtySession, SshLab
 
 SEALTRAIL = os.path.join(BUILD, "sealtrail")
@@ -21,7 +21,9 @@ SEALTRAILD = os.path.join(BUILD, "sealtraild")
 
 
 def sealtrail(*args):
-    return subprocess.run([SEALTRAIL, *args], capture_output=True, timeout=120)
+    p = subprocess.run([SEALTRAIL, *args], capture_output=True, timeout=120)
+    sanitizer_check("sealtrail " + " ".join(args), p.stderr.decode(errors="replace"))
+    return p
 
 
 def keygen(out):

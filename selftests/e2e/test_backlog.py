@@ -54,11 +54,6 @@ class Burst:
             return f.read()
 
 
-def verify(d):
-    p = d.cli("verify", check_rc=False, binary=True)
-    return p.returncode, (p.stdout + p.stderr).decode(errors="replace")
-
-
 def status_line(d, key):
     out = d.cli("status", check_rc=False)
     return next((x for x in out.splitlines() if x.startswith(key + ":")), "")
@@ -90,8 +85,8 @@ def burst_after():
         check_eq(sess["bytes_out"], len(received), "bytes_out is what the client received")
         check(d.export(sess["id"], "--format", "raw") == received,
               "the output, byte for byte", received=len(received))
-        rc, out = verify(d)
-        check_eq(rc, 0, "verify passes", out=out[-2000:])
+        rc, out, err = d.verify()
+        check_eq(rc, 0, "verify passes", out=out, stderr=err[-2000:])
         line = status_line(d, "backlog")
         check("0 records waiting to be sealed" in line and " MiB" in line,
               "status shows the backlog", line=line)
@@ -151,8 +146,8 @@ def kill9_backlog():
               old[0]["bytes_out"] + adopted["bytes_out"] < len(received),
               "what waited is missing, and the session counts the gap",
               session=old, adopted=adopted, received=len(received))
-        rc, out = verify(d)
-        check_eq(rc, 0, "verify passes", out=out[-2000:])
+        rc, out, err = d.verify()
+        check_eq(rc, 0, "verify passes", out=out, stderr=err[-2000:])
 
 
 @test("e2e/logout_during_a_burst_is_sealed_soon")
@@ -177,8 +172,8 @@ def logout_during_burst():
         a.wait_output()
         a.go()
         d.session_of_port(a.port)
-        rc, out = verify(d)
-        check_eq(rc, 0, "verify passes", out=out[-2000:])
+        rc, out, err = d.verify()
+        check_eq(rc, 0, "verify passes", out=out, stderr=err[-2000:])
 
 
 @test("e2e/stop_during_a_burst_seals_it_before_the_last_epoch")
@@ -205,5 +200,5 @@ def stop_during_burst():
         b.go()
         gaps = [g for g in d.cli_json("gaps") if "did not stop cleanly" in g["reason"]]
         check_eq(gaps, [], "a clean stop leaves no gap")
-        rc, out = verify(d)
-        check_eq(rc, 0, "verify passes", out=out[-2000:])
+        rc, out, err = d.verify()
+        check_eq(rc, 0, "verify passes", out=out, stderr=err[-2000:])

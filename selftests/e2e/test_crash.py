@@ -3,15 +3,13 @@ then a power cut's torn write at the tail of the log. The store must open,
 report the torn tail as a gap, keep appending, verify, and never use an
 AES-GCM nonce twice under one key."""
 
-import json
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 
 import storefmt
-from harness import BUILD, Daemon, check, check_eq, client_port, test, wait_for
+from harness import Daemon, check, check_eq, client_port, test, wait_for
 from sshlab import PtySession, SshLab
 
 PROMPT = b"$ "
@@ -20,12 +18,6 @@ PROMPT = b"$ "
 def store_bytes(store):
     d = os.path.join(store, "segments")
     return sum(os.path.getsize(os.path.join(d, n)) for n in os.listdir(d))
-
-
-def verify(d, *args):
-    p = subprocess.run([os.path.join(BUILD, "sealtrail"), "--store", d.store, "--json",
-                        "verify", *args], capture_output=True, text=True, timeout=300)
-    return p.returncode, (json.loads(p.stdout) if p.stdout.strip() else {}), p.stderr
 
 
 def tear_tail(store):
@@ -94,7 +86,7 @@ def crash_story(work):
 
             # 3. and a power cut's torn write on top
             torn_file, torn_off, torn_bytes = tear_tail(d.store)
-            rc, out, err = verify(d, "--pubkey", pinned)
+            rc, out, err = d.verify("--pubkey", pinned)
             check(rc == 1 and "torn write" in out.get("reason", ""),
                   "before a writer acknowledges it, verify reports the torn tail", out=out,
                   stderr=err)
@@ -130,7 +122,7 @@ def crash_story(work):
         check_eq(d.stop(), 0, "clean stop", log=d.log())
 
         # the seal holds: the torn bytes are acknowledged by the gap
-        rc, out, err = verify(d, "--pubkey", pinned)
+        rc, out, err = d.verify("--pubkey", pinned)
         check_eq(rc, 0, "verify passes after the crash", out=out, stderr=err)
         check_eq(out["uncovered"], 1, "the clean stop signed everything but its own seal",
                  out=out)
@@ -204,5 +196,5 @@ def kill9_gap():
         clean = restart_during_login(lab, d, u, b"CLEAN", kill=False)
         gaps = [g for g in d.cli_json("gaps") if g["session"] == clean["id"]]
         check_eq(gaps, [], "a clean stop leaves no gap")
-        rc, out, err = verify(d)
+        rc, out, err = d.verify()
         check_eq(rc, 0, "verify passes", out=out, stderr=err)

@@ -5,16 +5,9 @@ runs or uploads is not readable in the store's files, the index included."""
 import os
 import subprocess
 
-from harness import BUILD, Daemon, check, check_eq, client_port, scratch_dir, test, wait_for
+from harness import Daemon, check, check_eq, client_port, scratch_dir, test, wait_for
 from sshlab import PtySession, SshLab
 
-
-def verify(d, *args):
-    p = subprocess.run([os.path.join(BUILD, "sealtrail"), "--store", d.store, "--json",
-                        "verify", *args], capture_output=True, text=True, timeout=120)
-    import json
-    out = json.loads(p.stdout) if p.stdout.strip() else {}
-    return p.returncode, out, p.stderr
 
 
 @test("e2e/seal_verify_checkpoints_and_restart")
@@ -72,7 +65,7 @@ def seal_story():
         pinned = os.path.join(work, "first.pub")
         with open(os.path.join(d.store, "keys", "first.pub")) as f, open(pinned, "w") as g:
             g.write(f.read())
-        rc, out, err = verify(d, "--pubkey", pinned)
+        rc, out, err = d.verify("--pubkey", pinned)
         check_eq(rc, 0, "verify passes", out=out, stderr=err)
         check(out["pinned"] and out["epochs"] >= 1, "epochs signed, key pinned", out=out)
         first_note = os.path.join(work, "first.note")
@@ -82,7 +75,7 @@ def seal_story():
         latest = d.cli("checkpoint")
         check(latest.startswith("sealtrail/") and "\u2014 sealtrail-" in latest,
               "sealtrail checkpoint prints a signed note", note=latest)
-        rc, out, err = verify(d, "--pubkey", pinned, "--against", first_note)
+        rc, out, err = d.verify("--pubkey", pinned, "--against", first_note)
         check_eq(rc, 0, "consistent with the first checkpoint", out=out, stderr=err)
         check(out["checkpoint_ok"], "checkpoint checked", out=out)
         # the content is encrypted: the marker is in no file, the index and its
@@ -112,7 +105,7 @@ def seal_story():
         resumed = [ln for ln in d.log().splitlines() if "went on from" in ln]
         check_eq(len(resumed), 1, "the restart resumed from the shutdown's epoch close",
                  log=d.log()[-3000:])
-        rc, out, err = verify(d, "--pubkey", pinned, "--against", first_note)
+        rc, out, err = d.verify("--pubkey", pinned, "--against", first_note)
         check_eq(rc, 0, "verify after restarts", out=out, stderr=err)
         check_eq(out["records"], out["covered"] + out["uncovered"], "counts add up", out=out)
         # tampering with one byte of a segment is detected, with file and offset
@@ -123,7 +116,7 @@ def seal_story():
             b = f.read(1)
             f.seek(300)
             f.write(bytes([b[0] ^ 0x01]))
-        rc, out, err = verify(d, "--pubkey", pinned)
+        rc, out, err = d.verify("--pubkey", pinned)
         check(rc != 0 and not out["ok"], "a flipped byte fails verification", out=out)
         check(out["file"].endswith(segs[0]) and out["offset"] > 0, "failure names file and offset",
               out=out)

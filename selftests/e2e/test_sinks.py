@@ -7,11 +7,10 @@ recording; it leaves neither zombies nor descriptors behind."""
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
 import threading
 
-from harness import BUILD, Daemon, check, check_eq, client_port, test, wait_for
+from harness import Daemon, check, check_eq, client_port, test, wait_for
 from sshlab import PtySession, SshLab
 
 DASH = "\u2014 "
@@ -93,11 +92,6 @@ def fds_of(pid):
         return None
 
 
-def verify(d, *args):
-    import json
-    p = subprocess.run([os.path.join(BUILD, "sealtrail"), "--store", d.store, "--json",
-                        "verify", *args], capture_output=True, text=True, timeout=120)
-    return p.returncode, (json.loads(p.stdout) if p.stdout.strip() else {}), p.stderr
 
 
 def record_session(lab, d, u, marker):
@@ -181,7 +175,7 @@ def sinks_story(work):
                   latest=latest)
 
             for path, n in ((cmd_notes, len(cmd)), (files[0], len(notes))):
-                rc, out, err = verify(d, "--pubkey", pinned, "--against", path)
+                rc, out, err = d.verify("--pubkey", pinned, "--against", path)
                 check_eq(rc, 0, f"verify --against {os.path.basename(path)}", out=out,
                          stderr=err)
                 check_eq(out["checkpoints"], n, "every note checked", out=out)
@@ -196,7 +190,7 @@ def sinks_story(work):
                   "authpriv.notice, one line, tagged", first=msgs[0])
             with open(syslog_file, "w") as f:
                 f.write("".join(m + "\n" for m in msgs))
-            rc, out, err = verify(d, "--pubkey", pinned, "--against", syslog_file)
+            rc, out, err = d.verify("--pubkey", pinned, "--against", syslog_file)
             check_eq(rc, 0, "verify --against the syslog lines", out=out, stderr=err)
             check_eq(out["checkpoints"], len(notes), "every syslog line checked", out=out)
             decoded = d.cli("checkpoint", "--decode", syslog_file)

@@ -186,6 +186,18 @@ class Daemon:
             return p
         return p.stdout.decode(errors="replace")
 
+    def verify(self, *args, timeout=300):
+        """`sealtrail --json verify ARGS`: (exit status, its JSON object or {},
+        stderr). A failing verify is for the caller to judge."""
+        p = subprocess.run([os.path.join(BUILD, "sealtrail"), "--store", self.store, "--json",
+                            "verify", *args], capture_output=True, text=True, timeout=timeout)
+        sanitizer_check("sealtrail verify " + " ".join(args), p.stderr)
+        try:
+            out = json.loads(p.stdout) if p.stdout.strip() else {}
+        except ValueError:
+            out = {"not_json": p.stdout[-2000:]}
+        return p.returncode, out, p.stderr
+
     def cli_json(self, *args):
         out = self.cli("--json", *args)
         return [json.loads(line) for line in out.splitlines() if line.strip()]

@@ -2514,6 +2514,26 @@ static int append_expect(struct store *st, struct kept *k, size_t len, uint64_t 
 	return err;
 }
 
+/* A new store whose writer has a backlog of max bytes. */
+static bool open_with_backlog(struct store *st, uint64_t max)
+{
+	return ASSERT_OK(store_open(st, store_dir(), STORE_WRITE | STORE_CREATE), "create") &&
+	       ASSERT_OK(store_backlog_open(st, max), "backlog");
+}
+
+/* The log holds exactly the records of k, with seq 1, 2, ..., byte for byte. */
+static void check_log_is(const struct kept *k)
+{
+	struct seen *s = scan_all();
+
+	if (!s)
+		return;
+	ASSERT_EQ(s->n, k->n, "records in the log");
+	check_seq_from(s, 1, "seq");
+	check_same(s, 0, k, "in order, byte for byte");
+	seen_free(s);
+}
+
 static long long memfd_blocks(int fd)
 {
 	struct stat sb;
@@ -2572,12 +2592,10 @@ out:
 TEST(store_backlog_keeps_order)
 {
 	struct kept k = {0};
-	struct seen *s = NULL;
 	struct store st;
 	uint64_t seq = 1;
 
-	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create") ||
-	    !ASSERT_OK(store_backlog_open(&st, 16ull << 20), "backlog"))
+	if (!open_with_backlog(&st, 16ull << 20))
 		goto out;
 	st.defer = true;
 	for (int i = 0; i < 10; i++)
@@ -2598,15 +2616,8 @@ TEST(store_backlog_keeps_order)
 	ASSERT_EQ(st.backlog.queued_records, 11, "queued in total");
 	ASSERT_OK(store_sync(&st), "sync");
 	store_close(&st);
-	s = scan_all();
-	if (s) {
-		ASSERT_EQ(s->n, k.n, "records in the log");
-		check_seq_from(s, 1, "seq");
-		check_same(s, 0, &k, "in order, byte for byte");
-	}
+	check_log_is(&k);
 out:
-	if (s)
-		seen_free(s);
 	kept_free(&k);
 }
 
@@ -2614,12 +2625,10 @@ out:
 TEST(store_backlog_full_seals_the_oldest)
 {
 	struct kept k = {0};
-	struct seen *s = NULL;
 	struct store st;
 	uint64_t seq = 1;
 
-	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create") ||
-	    !ASSERT_OK(store_backlog_open(&st, 100000), "backlog"))
+	if (!open_with_backlog(&st, 100000))
 		goto out;
 	st.defer = true;
 	for (int i = 0; i < 30; i++) {
@@ -2634,15 +2643,8 @@ TEST(store_backlog_full_seals_the_oldest)
 	ASSERT_EQ(st.backlog.records, 1, "deferring again");
 	/* closing seals what waits */
 	store_close(&st);
-	s = scan_all();
-	if (s) {
-		ASSERT_EQ(s->n, k.n, "records in the log");
-		check_seq_from(s, 1, "seq");
-		check_same(s, 0, &k, "in order, byte for byte");
-	}
+	check_log_is(&k);
 out:
-	if (s)
-		seen_free(s);
 	kept_free(&k);
 }
 
@@ -2659,8 +2661,7 @@ TEST(store_backlog_pace)
 	uint64_t seq = 1, now;
 	struct buf acc = {0};
 
-	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create") ||
-	    !ASSERT_OK(store_backlog_open(&st, 64ull << 20), "backlog"))
+	if (!open_with_backlog(&st, 64ull << 20))
 		goto out;
 	for (uint64_t n = 0; n < STORE_BURST_BYTES; n += 190000)
 		ASSERT_OK(append_expect(&st, &k, 190000, seq++), "append");
@@ -2715,8 +2716,7 @@ TEST(store_backlog_close_seals_and_stops_deferring)
 	struct store st;
 	uint64_t seq = 1;
 
-	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create") ||
-	    !ASSERT_OK(store_backlog_open(&st, 16ull << 20), "backlog"))
+	if (!open_with_backlog(&st, 16ull << 20))
 		goto out;
 	st.defer = true;
 	for (int i = 0; i < 3; i++)
@@ -2757,8 +2757,7 @@ TEST(store_backlog_mark_ignores_what_came_after)
 	struct store st;
 	uint64_t mark, seq = 1;
 
-	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create") ||
-	    !ASSERT_OK(store_backlog_open(&st, 16ull << 20), "backlog"))
+	if (!open_with_backlog(&st, 16ull << 20))
 		return;
 	ASSERT_TRUE(store_backlog_sealed(&st, store_backlog_mark(&st)), "nothing queued");
 	st.defer = true;
