@@ -160,7 +160,9 @@ def logout_during_burst():
         with PtySession(lab.ssh_argv(ub)) as s:
             s.expect(PROMPT)
             port = client_port(s.pid)
-            a = Burst(lab, ua, 5 * LINES, keep=False)
+            # ~0.4 GB, ~15 s here: far longer than sealing what waits at the
+            # logout takes, even for a sanitizer build (~1 s)
+            a = Burst(lab, ua, 6 * LINES, keep=False)
             wait_for(lambda: d.status().get("backlog_bytes", 0) > 0, 60,
                      "status to show records waiting in the backlog")
             check(not os.path.exists(a.done_path), "the burst goes on")

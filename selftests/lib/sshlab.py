@@ -1306,11 +1306,18 @@ class PtySession:
         if isinstance(pattern, str):
             pattern = pattern.encode()
         deadline = time.monotonic() + timeout
+        # a literal is searched for only in what came since the last look
+        # (minus its length): rescanning megabytes of output at every read,
+        # with the lock held, stalls the reader thread, the ssh client's
+        # writes to the pty, its replies to sshd's ClientAlive probes, and
+        # sshd drops the connection
+        start = self._cursor
         with self._cond:
             while True:
                 if isinstance(pattern, (bytes, bytearray)):
-                    i = self._received.find(pattern, self._cursor)
+                    i = self._received.find(pattern, start)
                     end = i + len(pattern) if i >= 0 else None
+                    start = max(self._cursor, len(self._received) - len(pattern) + 1)
                 else:
                     m = pattern.search(self._received, self._cursor)
                     end = m.end() if m else None
