@@ -15,21 +15,23 @@ from sshlab import PtySession, SshLab
 PROMPT = b"$ "
 
 REC_DAEMON = 1
-# ~59 MB of numbered lines: at the speed a pty carries them, far more than
-# the 4 MiB in 200 ms that make a burst
-LINES = 8_000_000
+# 60 MB of 100-byte lines from `yes`: as fast as the pty carries them
+# (~65 MB/s here), far more than the 4 MiB in 200 ms that make a burst
+# (`seq` makes only ~23 MB/s, too close to that under load)
+BYTES = 60_000_000
 
 
 class Burst:
-    """ssh -tt running `seq N` in a pty, its output into a file at full
-    speed; then the login waits for go() before it ends."""
+    """ssh -tt writing nbytes of text lines in a pty, its output into a file
+    at full speed; then the login waits for go() before it ends."""
 
-    def __init__(self, lab, u, lines, keep=True):
+    def __init__(self, lab, u, nbytes, keep=True):
         work = scratch_dir("st-burst-", 0o777)
         self.out_path = os.path.join(work, "received") if keep else os.devnull
         self.go_path = os.path.join(work, "go")
         self.done_path = os.path.join(work, "done")  # the remote side is through
-        cmd = (f"seq {lines}; touch {self.done_path}; echo BURST$((2+3)); "
+        cmd = (f"yes {'x' * 99} | head -c {nbytes}; touch {self.done_path}; "
+               f"echo BURST$((2+3)); "
                f"while [ ! -e {self.go_path} ]; do sleep 0.05; done")
         self.out = open(self.out_path, "wb")
         self.proc = subprocess.Popen(lab.ssh_argv(u, cmd), stdin=subprocess.DEVNULL,
@@ -66,7 +68,7 @@ def burst_after():
         d.wait_listener(lab.pid)
         check(status_line(d, "backlog").startswith("backlog:        0.0 MiB in 0 records"),
               "status shows an empty backlog", line=status_line(d, "backlog"))
-        b = Burst(lab, u, LINES)
+        b = Burst(lab, u, BYTES)
         b.wait_output()
         # the burst went through the backlog, which empties after it while
         # the session goes on
@@ -77,7 +79,7 @@ def burst_after():
         st = d.status()
         check(st["backlog_peak"] > 4 << 20, "megabytes waited in it", status=st)
         live = d.session_of_port(b.port, ended=False)
-        check(live["bytes_out"] > 50_000_000, "sealed and indexed before the logout",
+        check(live["bytes_out"] >= BYTES, "sealed and indexed before the logout",
               session=live)
         received = b.go()
         sess = d.session_of_port(b.port)
@@ -97,7 +99,7 @@ def burst_sync():
     with SshLab(None, use_pam=True) as lab, Daemon(["--backlog", "0"]) as d:
         u = lab.add_user("stburst0")
         d.wait_listener(lab.pid)
-        b = Burst(lab, u, LINES)
+        b = Burst(lab, u, BYTES)
         b.wait_output()
         received = b.go()
         sess = d.session_of_port(b.port)
@@ -124,7 +126,7 @@ def kill9_backlog():
         u = lab.add_user("stburstk")
         d.wait_listener(lab.pid)
         # long enough for status.json (written every second) to show it
-        b = Burst(lab, u, 5 * LINES)
+        b = Burst(lab, u, 5 * BYTES)
         sess = d.session_of_port(b.port, ended=False)
         wait_for(lambda: d.status().get("backlog_bytes", 0) > 0, 60,
                  "status to show records waiting in the backlog")
@@ -160,9 +162,9 @@ def logout_during_burst():
         with PtySession(lab.ssh_argv(ub)) as s:
             s.expect(PROMPT)
             port = client_port(s.pid)
-            # ~0.4 GB, ~15 s here: far longer than sealing what waits at the
+            # ~0.5 GB, ~7 s here: far longer than sealing what waits at the
             # logout takes, even for a sanitizer build (~1 s)
-            a = Burst(lab, ua, 6 * LINES, keep=False)
+            a = Burst(lab, ua, 8 * BYTES, keep=False)
             wait_for(lambda: d.status().get("backlog_bytes", 0) > 0, 60,
                      "status to show records waiting in the backlog")
             check(not os.path.exists(a.done_path), "the burst goes on")
@@ -185,7 +187,7 @@ def stop_during_burst():
     with SshLab(None, use_pam=True) as lab, Daemon() as d:
         u = lab.add_user("stburstt")
         d.wait_listener(lab.pid)
-        b = Burst(lab, u, 5 * LINES, keep=False)
+        b = Burst(lab, u, 5 * BYTES, keep=False)
         wait_for(lambda: d.status().get("backlog_bytes", 0) > 0, 60,
                  "status to show records waiting in the backlog")
         queued = d.status()["backlog_bytes"]
