@@ -78,6 +78,7 @@ def burst_after():
                  "the backlog to be sealed after the burst")
         st = d.status()
         check(st["backlog_peak"] > 4 << 20, "megabytes waited in it", status=st)
+        check_eq(st["backlog_dropped"], 0, "none of it lost", status=st)
         live = d.session_of_port(b.port, ended=False)
         check(live["bytes_out"] >= BYTES, "sealed and indexed before the logout",
               session=live)

@@ -76,7 +76,6 @@ int backlog_put(struct backlog *b, const void *rec, size_t len)
 		b->oldest_ns = now;
 	b->tail += (uint64_t)n;
 	b->queued_records++;
-	b->queued_bytes += len;
 	if (backlog_bytes(b) > b->peak_bytes)
 		b->peak_bytes = backlog_bytes(b);
 	return 0;

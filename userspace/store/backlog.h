@@ -36,8 +36,8 @@ struct backlog {
 	uint64_t punched; /* memory before this offset is given back */
 	uint64_t records; /* records queued now */
 	uint64_t oldest_ns; /* CLOCK_MONOTONIC when the oldest one was queued */
-	/* totals since open, for status and metrics */
-	uint64_t queued_records, queued_bytes, peak_bytes;
+	/* totals since open, for status.json */
+	uint64_t queued_records, peak_bytes;
 	uint64_t dropped; /* records that did not read back (a bug: logged) */
 };
 
