@@ -2650,8 +2650,9 @@ out:
 
 /*
  * store_pace: a tick with STORE_BURST_BYTES appended turns deferring on,
- * a quiet one off, and a backlog older than BACKLOG_MAX_AGE_NS is sealed
- * however busy the ticks; store_append notices a burst before the tick.
+ * one with STORE_BURST_GOES_ON_BYTES keeps it on, a quieter one off, and
+ * a backlog older than BACKLOG_MAX_AGE_NS is sealed however busy the
+ * ticks; store_append notices a burst before the tick.
  * Access records go ahead of the queue.
  */
 TEST(store_backlog_pace)
@@ -2670,8 +2671,18 @@ TEST(store_backlog_pace)
 	now = st.backlog.oldest_ns + 1;
 	store_pace(&st, now);
 	ASSERT_TRUE(st.defer, "the tick was busy: deferring");
+	for (uint64_t n = 0; n < 2 * STORE_BURST_GOES_ON_BYTES; n += 190000)
+		ASSERT_OK(append_expect(&st, &k, 190000, seq++), "append");
+	store_pace(&st, now + 1);
+	ASSERT_TRUE(st.defer, "a tick with less than a burst keeps a burst going");
+	for (uint64_t n = 0; n < STORE_BURST_GOES_ON_BYTES - 190000; n += 190000)
+		ASSERT_OK(append_expect(&st, &k, 190000, seq++), "append");
 	store_pace(&st, now + 1);
 	ASSERT_FALSE(st.defer, "a quiet tick: sealing");
+	for (uint64_t n = 0; n < 2 * STORE_BURST_GOES_ON_BYTES; n += 190000)
+		ASSERT_OK(append_expect(&st, &k, 190000, seq++), "append");
+	store_pace(&st, now + 1);
+	ASSERT_FALSE(st.defer, "the same tick does not start one");
 	for (uint64_t n = 0; n < STORE_BURST_BYTES; n += 190000)
 		ASSERT_OK(append_expect(&st, &k, 190000, seq++), "append");
 	ASSERT_FALSE(st.defer, "not before the tick while the backlog drains");

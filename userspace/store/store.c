@@ -1007,7 +1007,8 @@ int store_backlog_open(struct store *st, uint64_t max)
 void store_pace(struct store *st, uint64_t now_ns)
 {
 	const struct backlog *b = &st->backlog;
-	bool burst = st->appended_bytes - st->paced_bytes >= STORE_BURST_BYTES;
+	uint64_t tick = st->appended_bytes - st->paced_bytes;
+	bool burst = tick >= (st->defer ? STORE_BURST_GOES_ON_BYTES : STORE_BURST_BYTES);
 
 	st->paced_bytes = st->appended_bytes;
 	st->defer = b->max && burst && (!b->records || now_ns - b->oldest_ns < BACKLOG_MAX_AGE_NS);

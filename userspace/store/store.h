@@ -161,9 +161,16 @@ void store_backlog_close(struct store *st);
 /* Minimum bytes a tick's appends make a burst that the backlog takes. */
 #define STORE_BURST_BYTES (4u << 20)
 /*
+ * Minimum bytes a tick's appends keep a burst going: output near
+ * STORE_BURST_BYTES a tick would otherwise turn deferring on and off
+ * from tick to tick.
+ */
+#define STORE_BURST_GOES_ON_BYTES (1u << 20)
+/*
  * Called once a tick (the daemon's 200 ms): a tick that brought
- * STORE_BURST_BYTES or more turns deferring on, a quieter one off, and so
- * does a backlog older than BACKLOG_MAX_AGE_NS.
+ * STORE_BURST_BYTES or more turns deferring on; while deferring, a tick
+ * below STORE_BURST_GOES_ON_BYTES turns it off, and so does a backlog
+ * older than BACKLOG_MAX_AGE_NS.
  */
 void store_pace(struct store *st, uint64_t now_ns);
 /*
