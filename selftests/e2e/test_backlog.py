@@ -207,3 +207,88 @@ def stop_during_burst():
         check_eq(gaps, [], "a clean stop leaves no gap")
         rc, out, err = d.verify()
         check_eq(rc, 0, "verify passes", out=out, stderr=err[-2000:])
+
+
+class MemoryCgroup:
+    """A memory cgroup of its own with a limit (v2, or v1's memory
+    controller on a hybrid hierarchy), removed at the end; wrap() starts a
+    command in it."""
+
+    def __init__(self, limit):
+        if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            self.v2 = True
+            base = "/sys/fs/cgroup"
+        else:
+            self.v2 = False
+            base = "/sys/fs/cgroup/memory"
+        self.path = os.path.join(base, f"st-test-{os.getpid()}-{limit}")
+        os.mkdir(self.path)
+        name = "memory.max" if self.v2 else "memory.limit_in_bytes"
+        with open(os.path.join(self.path, name), "w") as f:
+            f.write(str(limit))
+
+    def wrap(self):
+        procs = os.path.join(self.path, "cgroup.procs")
+        return ["sh", "-c", f'echo $$ > {procs} && exec "$@"', "sh"]
+
+    def peak(self):
+        name = "memory.peak" if self.v2 else "memory.max_usage_in_bytes"
+        with open(os.path.join(self.path, name)) as f:
+            return int(f.read())
+
+    def oom_kills(self):
+        name = "memory.events" if self.v2 else "memory.oom_control"
+        with open(os.path.join(self.path, name)) as f:
+            for line in f:
+                k, _, v = line.partition(" ")
+                if k == "oom_kill":
+                    return int(v)
+        return 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        wait_for(lambda: self._rmdir(), 10, f"{self.path} to be empty and removed")
+        return False
+
+    def _rmdir(self):
+        try:
+            os.rmdir(self.path)
+            return True
+        except OSError:
+            return False
+
+
+CGROUP_LIMIT = 320 << 20
+
+
+@test("e2e/backlog_fits_the_cgroup_memory_limit")
+def backlog_cgroup():
+    """The backlog's memfd is charged to sealtraild's cgroup: under a memory
+    limit (systemd's MemoryMax) the default backlog is a quarter of it, and a
+    burst larger than the limit is recorded without the daemon being killed."""
+    with MemoryCgroup(CGROUP_LIMIT) as cg, SshLab(None, use_pam=True) as lab, \
+            Daemon(wrap=cg.wrap()) as d:
+        check_eq(d.status()["backlog_limit"], CGROUP_LIMIT // 4,
+                 "the default backlog is a quarter of the cgroup's limit")
+        u = lab.add_user("stburstc")
+        d.wait_listener(lab.pid)
+        b = Burst(lab, u, 6 * BYTES)  # 360 MB: more than the whole limit
+        b.wait_output()
+        received = b.go()
+        check(d.proc.poll() is None, "sealtraild is alive", log=d.log(), peak=cg.peak())
+        check_eq(cg.oom_kills(), 0, "no OOM kill in its cgroup", peak=cg.peak())
+        sess = d.session_of_port(b.port)
+        check_eq(sess["lost_events"], 0, "no losses", session=sess)
+        check(d.export(sess["id"], "--format", "raw") == received,
+              "the output, byte for byte", received=len(received))
+        st = d.status()
+        check(4 << 20 < st["backlog_peak"] <= CGROUP_LIMIT // 4,
+              "the burst went through the backlog, within its limit", status=st)
+        check_eq(d.stop(), 0, "clean stop", log=d.log())
+    # asked for more than half of the limit: started, and warned
+    with MemoryCgroup(CGROUP_LIMIT) as cg, Daemon(["--backlog", "256"], wrap=cg.wrap()) as d:
+        check_eq(d.status()["backlog_limit"], 256 << 20, "--backlog is obeyed")
+        check("more than half of this cgroup's memory limit (320 MiB)" in d.log(),
+              "and the log warns", log=d.log())

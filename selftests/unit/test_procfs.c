@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -200,4 +201,69 @@ TEST(procfs_env_finds_the_first_exact_name)
 	ASSERT_STREQ(out, "", "is empty");
 	ASSERT_FALSE(procfs_env_find("TERM=x", 6, "TERM", out, 0), "no room at all");
 	ASSERT_FALSE(procfs_env_find("", 0, "TERM", out, sizeof(out)), "nothing read");
+}
+
+/* Write text to test_dir()/rel, making its directories. */
+static void put_file(const char *rel, const char *text)
+{
+	char path[1024];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", test_dir(), rel);
+	for (char *p = path + strlen(test_dir()) + 1; (p = strchr(p, '/')); p++) {
+		*p = 0;
+		mkdir(path, 0755);
+		*p = '/';
+	}
+	f = fopen(path, "w");
+	if (!f || fputs(text, f) < 0 || fclose(f))
+		test_fail(__FILE__, __LINE__, "cannot write %s", path);
+}
+
+static uint64_t limit_of(const char *proc_cgroup)
+{
+	char root[512];
+
+	put_file("self-cgroup", proc_cgroup);
+	snprintf(root, sizeof(root), "%s/cg", test_dir());
+	return procfs_cgroup_memory_limit(test_path("self-cgroup"), root);
+}
+
+/*
+ * The memory limit of the collector's cgroup, which its backlog's memfd
+ * is charged to: on v2 the lowest memory.max or memory.high on the way
+ * up, on v1 (here, hybrid) the hierarchical limit; "max" and v1's
+ * "unlimited" are no limit.
+ */
+TEST(procfs_cgroup_memory_limit_v1_and_v2)
+{
+	put_file("cg/system.slice/memory.max", "max\n");
+	put_file("cg/system.slice/memory.high", "805306368\n");
+	put_file("cg/system.slice/sealtraild.service/memory.max", "1073741824\n");
+	put_file("cg/system.slice/sealtraild.service/memory.high", "max\n");
+	ASSERT_EQ(limit_of("0::/system.slice/sealtraild.service\n"), 805306368,
+		  "v2: the parent's memory.high is lower");
+	put_file("cg/system.slice/sealtraild.service/memory.max", "268435456\n");
+	ASSERT_EQ(limit_of("0::/system.slice/sealtraild.service\n"), 268435456,
+		  "v2: its own memory.max is lower");
+	ASSERT_EQ(limit_of("0::/\n"), 0, "v2: the root has no limit");
+	ASSERT_EQ(limit_of("0::/user.slice\n"), 0, "v2: no files, no limit");
+	put_file("cg/other/memory.max", "max\n");
+	ASSERT_EQ(limit_of("0::/other\n"), 0, "v2: max is no limit");
+
+	put_file("cg/memory/sess/memory.stat",
+		 "cache 0\nrss 4096\nhierarchical_memory_limit 536870912\n"
+		 "hierarchical_memsw_limit 9223372036854771712\n");
+	put_file("cg/memory/free/memory.stat", "cache 0\n"
+					       "hierarchical_memory_limit 9223372036854771712\n");
+	ASSERT_EQ(limit_of("9:name=systemd:/\n4:memory:/sess\n3:cpuset:/\n0::/\n"), 536870912,
+		  "v1: the hierarchical limit");
+	ASSERT_EQ(limit_of("5:cpu,memory:/sess\n0::/other\n"), 536870912,
+		  "v1: memory among other controllers, and ahead of v2");
+	ASSERT_EQ(limit_of("4:memory:/free\n0::/system.slice/sealtraild.service\n"), 0,
+		  "v1 unlimited: no limit (v1 holds the memory controller)");
+	ASSERT_EQ(limit_of("4:memory:/gone\n"), 0, "v1: no memory.stat, no limit");
+	ASSERT_EQ(limit_of("garbage\n::\n4:memory\n"), 0, "lines that are not cgroups");
+	ASSERT_EQ(procfs_cgroup_memory_limit("/nonexistent/cgroup", "/sys/fs/cgroup"), 0,
+		  "no /proc/PID/cgroup");
 }

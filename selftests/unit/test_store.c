@@ -2584,6 +2584,17 @@ out:
 	backlog_close(&b);
 }
 
+/* The default limit: 512 MiB, 1/16 of RAM, 1/4 of the cgroup's memory limit: the lowest. */
+TEST(backlog_default_max_fits_the_cgroup)
+{
+	uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t want = ram / 16 < BACKLOG_DEFAULT_MAX ? ram / 16 : BACKLOG_DEFAULT_MAX;
+
+	ASSERT_EQ(backlog_default_max(0), want, "no cgroup limit");
+	ASSERT_EQ(backlog_default_max(256ull << 20), 64ull << 20, "a quarter of 256 MiB");
+	ASSERT_EQ(backlog_default_max(64ull << 30), want, "a cgroup limit above RAM's share");
+}
+
 /*
  * Deferred records are sealed later, in the order they came, with the
  * seq of that order; once one waits, the next waits too, deferring or

@@ -21,6 +21,7 @@
 #include "daemon/config.h"
 #include "daemon/priority.h"
 #include "access/roles.h"
+#include "session/procfs.h"
 #include "session/tracker.h"
 #include "store/store.h"
 
@@ -80,8 +81,9 @@ static void usage(FILE *out)
 	    "                        records in memory, up to MIB MiB and ~10 s, and seal\n"
 	    "                        them once it is over: sealing's CPU (zstd, mostly) is\n"
 	    "                        spent after the burst, not during it. Default: 1/16 of\n"
-	    "                        RAM, at most 512; 0: seal every record at once. A crash\n"
-	    "                        loses what waits there\n"
+	    "                        RAM or 1/4 of this cgroup's memory limit, at most 512;\n"
+	    "                        0: seal every record at once. A crash loses what waits\n"
+	    "                        there\n"
 	    "  --log-level LEVEL     error, warning, info (default) or debug\n"
 	    "  --socket PATH         serve `sealtrail` commands of non-root users on this\n"
 	    "                        Unix socket (default " ACCESS_DEFAULT_SOCKET ", mode 0666:\n"
@@ -252,7 +254,9 @@ int main(int argc, char **argv)
 	long rt_priority = 1;
 	bool unclean;
 	unsigned long long cap = 0;
-	uint64_t backlog_max = backlog_default_max();
+	/* the backlog's memfd is charged to our cgroup: its default stays well under the limit */
+	uint64_t cgroup_limit = procfs_cgroup_memory_limit("/proc/self/cgroup", "/sys/fs/cgroup");
+	uint64_t backlog_max = backlog_default_max(cgroup_limit);
 	const char *auditor_file = NULL;
 	uint8_t auditor_pk[AUDITOR_KEY_LEN];
 	struct store_options store_opts = {.auditor = STORE_AUDITOR_NONE};
@@ -490,6 +494,12 @@ int main(int argc, char **argv)
 		goto out_early;
 	}
 	store.sinks = &sinks;
+	if (cgroup_limit && backlog_max > cgroup_limit / 2)
+		log_warn("--backlog %llu: more than half of this cgroup's memory limit (%llu MiB): "
+			 "a burst can get sealtraild killed; the default would be %llu",
+			 (unsigned long long)(backlog_max >> 20),
+			 (unsigned long long)(cgroup_limit >> 20),
+			 (unsigned long long)(backlog_default_max(cgroup_limit) >> 20));
 	store_backlog_open(&store, backlog_max);
 	{
 		struct tracker init;

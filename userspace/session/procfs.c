@@ -351,3 +351,89 @@ bool procfs_env(uint32_t pid, const char *name, char *out, size_t size)
 	}
 	return n > 0 && procfs_env_find(env, n, name, out, size);
 }
+
+/* v1 says "no limit" with a number near 2^63 */
+#define CGROUP_NO_LIMIT (1ull << 60)
+
+/* The number after "key " in a cgroup v1 memory.stat, or 0. */
+static uint64_t stat_value(const char *path, const char *key)
+{
+	struct buf b = {0};
+	uint64_t v = 0;
+	size_t klen = strlen(key);
+
+	if (buf_read_file(&b, path, 1 << 16) == 0 && buf_add(&b, "", 1) == 0) {
+		for (const char *l = (const char *)b.data; l && *l; l = strchr(l, '\n')) {
+			l += *l == '\n';
+			if (!strncmp(l, key, klen) && l[klen] == ' ') {
+				v = strtoull(l + klen + 1, NULL, 10);
+				break;
+			}
+		}
+	}
+	buf_free(&b);
+	return v;
+}
+
+/* A cgroup v2 limit file: its number, or 0 for "max", absent or unreadable. */
+static uint64_t limit_file(const char *dir, const char *name)
+{
+	char path[4200], text[64], *end;
+	unsigned long long v;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path) ||
+	    read_text_file(path, text, sizeof(text)))
+		return 0;
+	v = strtoull(text, &end, 10);
+	return end != text && (*end == '\n' || !*end) ? v : 0;
+}
+
+static uint64_t lower(uint64_t a, uint64_t b)
+{
+	return !a || (b && b < a) ? b : a;
+}
+
+uint64_t procfs_cgroup_memory_limit(const char *proc_cgroup, const char *root)
+{
+	char text[8192], dir[4200], *line, *save = NULL;
+	uint64_t v1 = 0, v2 = 0;
+	bool found_v1 = false;
+
+	if (read_text_file(proc_cgroup, text, sizeof(text)))
+		return 0;
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		/* hierarchy-ID:controller-list:path */
+		char *ctl = strchr(line, ':'), *path = ctl ? strchr(ctl + 1, ':') : NULL;
+		bool memory = false;
+
+		if (!path || path[1] != '/')
+			continue;
+		*path++ = 0;
+		*ctl++ = 0;
+		for (char *c = ctl, *s2 = NULL, *tok; (tok = strtok_r(c, ",", &s2)); c = NULL)
+			memory |= !strcmp(tok, "memory");
+		if (memory) {
+			/* v1: the limit of the cgroup and its ancestors, in memory.stat */
+			if ((size_t)snprintf(dir, sizeof(dir), "%s/memory%s/memory.stat", root,
+					     path) < sizeof(dir))
+				v1 = stat_value(dir, "hierarchical_memory_limit");
+			found_v1 = true;
+		} else if (!strcmp(line, "0") && !*ctl) {
+			/* v2: each of the cgroup and its ancestors (no files at the root) */
+			size_t n;
+
+			if ((size_t)snprintf(dir, sizeof(dir), "%s%s", root, path) >= sizeof(dir))
+				continue;
+			for (n = strlen(dir); n > strlen(root); n = strlen(dir)) {
+				v2 = lower(v2, limit_file(dir, "memory.max"));
+				v2 = lower(v2, limit_file(dir, "memory.high"));
+				while (n > strlen(root) && dir[n - 1] != '/')
+					n--;
+				dir[n ? n - 1 : 0] = 0;
+			}
+		}
+	}
+	if (found_v1)
+		return v1 >= CGROUP_NO_LIMIT ? 0 : v1;
+	return v2 >= CGROUP_NO_LIMIT ? 0 : v2;
+}

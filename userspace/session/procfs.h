@@ -75,5 +75,13 @@ void procfs_command(char *argv, int n, bool shell, bool truncated, char *cmd, si
 bool procfs_env_find(const char *env, size_t n, const char *name, char *out, size_t size);
 /* The same, read from pid's initial environment (/proc/PID/environ). */
 bool procfs_env(uint32_t pid, const char *name, char *out, size_t size);
+/*
+ * The memory limit of the cgroup a process is in, in bytes, 0 for none:
+ * on cgroup v2, the lowest memory.max or memory.high of its cgroup and
+ * its ancestors; on v1, its memory controller's hierarchical limit.
+ * proc_cgroup is its /proc/PID/cgroup, root where the cgroup file systems
+ * are mounted (/sys/fs/cgroup).
+ */
+uint64_t procfs_cgroup_memory_limit(const char *proc_cgroup, const char *root);
 
 #endif

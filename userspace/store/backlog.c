@@ -20,12 +20,16 @@
 #define PUNCH_STEP (8ull << 20)
 #define FRAME_LEN 12
 
-uint64_t backlog_default_max(void)
+uint64_t backlog_default_max(uint64_t cgroup_limit)
 {
 	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-	uint64_t ram_16 = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page / 16 : 0;
+	uint64_t max = BACKLOG_DEFAULT_MAX;
 
-	return ram_16 && ram_16 < BACKLOG_DEFAULT_MAX ? ram_16 : BACKLOG_DEFAULT_MAX;
+	if (pages > 0 && page > 0 && (uint64_t)pages * (uint64_t)page / 16 < max)
+		max = (uint64_t)pages * (uint64_t)page / 16;
+	if (cgroup_limit && cgroup_limit / 4 < max)
+		max = cgroup_limit / 4;
+	return max;
 }
 
 int backlog_open(struct backlog *b, uint64_t max)

@@ -41,8 +41,12 @@ struct backlog {
 	uint64_t dropped; /* records that did not read back (a bug: logged) */
 };
 
-/* The default limit for this machine: BACKLOG_DEFAULT_MAX or 1/16 of RAM. */
-uint64_t backlog_default_max(void);
+/*
+ * The default limit for this machine: BACKLOG_DEFAULT_MAX, 1/16 of RAM or
+ * 1/4 of cgroup_limit (the collector's cgroup's memory limit, 0 for none:
+ * the memfd is charged to it), whichever is lowest.
+ */
+uint64_t backlog_default_max(uint64_t cgroup_limit);
 /* max 0: no backlog. -errno if the memfd cannot be made. */
 int backlog_open(struct backlog *b, uint64_t max);
 void backlog_close(struct backlog *b);
