@@ -207,10 +207,17 @@ class Daemon:
 
     def wait_session(self, what, pred, timeout=30):
         """The one session matching pred, once it exists."""
+        found = []
+
         def find():
-            found = [s for s in self.sessions() if pred(s)]
+            found[:] = [s for s in self.sessions() if pred(s)]
             return found[0] if len(found) == 1 else None
-        return wait_for(find, timeout, what)
+        try:
+            return wait_for(find, timeout, what)
+        except Failure as e:
+            raise Failure(f"{e}\n  matching: {found!r}"[:3000]
+                          + f"\n  status: {self.status()!r}"[:3000]
+                          + f"\n  log: {self.log()[-1500:]!r}") from None
 
     def session_of_port(self, port, ended=True, timeout=60):
         return self.wait_session(
