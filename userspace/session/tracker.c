@@ -207,6 +207,9 @@ int session_materialize(struct tracker *t, struct session *s)
 		return 0;
 	s->materialized = true;
 	t->sessions_total++;
+	/* the connection, if it could not be read when the session started */
+	if (!s->have_addr)
+		s->have_addr = procfs_tcp_conn(s->leader, &s->addr) == 0;
 	err = session_begin(t, s, REC_SESSION_START, s->start_boot_ns);
 	err = err ?: rec_add_str(&t->rec, TAG_HOST, t->host);
 	err = err ?: rec_add_str(&t->rec, TAG_BOOT_ID, t->boot_id);

@@ -708,16 +708,25 @@ int index_apply(struct index *ix, const struct record *rec, uint32_t seg_no, uin
 
 int index_commit(struct index *ix)
 {
-	int err;
+	int err, commit;
 
 	if (!ix->in_tx)
 		return 0;
 	err = flush_bytes(ix);
 	err |= run(ix, S_META, "ti", "last_seq", ix->last_seq);
 	err |= run(ix, S_META, "ti", "last_segment", (uint64_t)ix->last_seg);
-	err |= run(ix, S_COMMIT, "");
-	ix->in_tx = false;
-	return err ? -EIO : 0;
+	commit = run(ix, S_COMMIT, "");
+	/*
+	 * What SQLite did, not what we asked: a COMMIT that failed busy leaves
+	 * the transaction open, and the next commit retries it (a BEGIN in it
+	 * would fail, and nothing would be indexed from then on); an error
+	 * that rolled it back closed it, and its rows are not in the index.
+	 */
+	ix->in_tx = !sqlite3_get_autocommit(ix->db);
+	if (commit && !ix->in_tx)
+		log_error("index: a transaction was rolled back: run `sealtrail reindex` if "
+			  "sessions or events are missing");
+	return err || commit ? -EIO : 0;
 }
 
 int index_clear(struct index *ix)
