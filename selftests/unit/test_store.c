@@ -2534,6 +2534,33 @@ static void check_log_is(const struct kept *k)
 	seen_free(s);
 }
 
+/*
+ * A record the index cannot take is stored all the same, and the caller
+ * is told all is well: the log is what counts, the index is rebuilt from
+ * it (a session's end must not be given up because its index row failed).
+ */
+TEST(store_append_stores_what_the_index_refuses)
+{
+	struct kept k = {0};
+	struct store st;
+	uint64_t seq = 1;
+
+	if (!ASSERT_OK(store_open(&st, store_dir(), STORE_WRITE | STORE_CREATE), "create"))
+		goto out;
+	ASSERT_OK(append_expect(&st, &k, 100, seq++), "append");
+	ASSERT_OK(store_sync(&st), "sync");
+	ASSERT_EQ(sqlite3_exec(st.index.db, "DROP TABLE chunks", NULL, NULL, NULL), SQLITE_OK,
+		  "break the index");
+	ASSERT_OK(append_expect(&st, &k, 200, seq++), "append what the index refuses");
+	ASSERT_OK(append_expect(&st, &k, 300, seq++), "and the next");
+	ASSERT_EQ(st.index_errors, 2, "counted");
+	ASSERT_EQ(st.next_seq, seq, "both sealed");
+	store_close(&st);
+	check_log_is(&k);
+out:
+	kept_free(&k);
+}
+
 static long long memfd_blocks(int fd)
 {
 	struct stat sb;

@@ -189,6 +189,10 @@ int cmd_status(struct cli *c, int argc, char **argv)
 			    json_get(json, "longest_drain_ms", v3, sizeof(v3)));
 			printf("scheduling:     %s\n", json_get(json, "scheduling", v, sizeof(v)));
 			print_backlog(json);
+			if (strtoull(json_get(json, "index_errors", v, sizeof(v)), NULL, 10))
+				printf("index:          %s records stored but not indexed (see the "
+				       "log): `sealtrail reindex` rebuilds it\n",
+				       v);
 		}
 		if (json && !running)
 			printf("\n");

@@ -167,7 +167,7 @@ static int write_status(struct tracker *t, struct capture *cap, const char *sche
 	    "\"preauth_dropped\":%llu,\"ringbuf_bytes\":%u,\"ringbuf_peak_used\":%llu,"
 	    "\"longest_drain_ms\":%llu,\"scheduling\":\"%s\",\"backlog_limit\":%llu,"
 	    "\"backlog_bytes\":%llu,\"backlog_records\":%llu,\"backlog_peak\":%llu,"
-	    "\"backlog_queued_records\":%llu,\"backlog_dropped\":%llu}\n",
+	    "\"backlog_queued_records\":%llu,\"backlog_dropped\":%llu,\"index_errors\":%llu}\n",
 	    t->live, (unsigned long long)t->sessions_total, (unsigned long long)t->records,
 	    (unsigned long long)cnt[ST_CNT_EVENTS], (unsigned long long)cnt[ST_CNT_LOST_EVENTS],
 	    (unsigned long long)cnt[ST_CNT_LOST_BYTES],
@@ -178,7 +178,8 @@ static int write_status(struct tracker *t, struct capture *cap, const char *sche
 	    (unsigned long long)(cap->longest_drain_ns / 1000000), sched,
 	    (unsigned long long)bl->max, (unsigned long long)backlog_bytes(bl),
 	    (unsigned long long)bl->records, (unsigned long long)bl->peak_bytes,
-	    (unsigned long long)bl->queued_records, (unsigned long long)bl->dropped);
+	    (unsigned long long)bl->queued_records, (unsigned long long)bl->dropped,
+	    (unsigned long long)t->store->index_errors);
 	return status_save(store_dir, &b);
 }
 

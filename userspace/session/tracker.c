@@ -371,7 +371,7 @@ static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, i
 {
 	struct st_session ks;
 	char why[128];
-	int err = 0;
+	int err = 0, end;
 
 	if (s->ended)
 		return 0;
@@ -415,13 +415,14 @@ static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, i
 	}
 	if (!err && !s->kind)
 		err = session_set_kind(t, s, KIND_FORWARD, NULL, boot_ns);
-	err = err ?: session_begin(t, s, REC_SESSION_END, boot_ns);
-	err = err ?: rec_add_str(&t->rec, TAG_REASON, reason);
-	err = err ?: rec_add_u64(&t->rec, TAG_STATUS, (uint32_t)status);
-	err = err ?: session_emit(t, s);
+	/* whatever failed before (logged): the session is over, and says so */
+	end = session_begin(t, s, REC_SESSION_END, boot_ns);
+	end = end ?: rec_add_str(&t->rec, TAG_REASON, reason);
+	end = end ?: rec_add_u64(&t->rec, TAG_STATUS, (uint32_t)status);
+	end = end ?: session_emit(t, s);
 	t->ends_pending++; /* synced and signed by tracker_settle() */
 	log_info("session %s: ended: %s", s->idhex, reason);
-	return err;
+	return err ?: end;
 }
 
 /*

@@ -988,10 +988,18 @@ static int append_sealed(struct store *st, struct buf *rec, bool plain)
 	merkle_append(&st->tree, st->prev_hash);
 	st->next_seq++;
 	st->epoch_records++;
-	err = index_apply(&st->index, &parsed, st->seg_no, off);
+	/*
+	 * The record is stored: an index that cannot take it (logged) is
+	 * rebuilt from the log by `sealtrail reindex`, and must not make the
+	 * caller give up what comes next (a session's end, say).
+	 */
+	if (index_apply(&st->index, &parsed, st->seg_no, off) && !st->index_errors++)
+		log_error("store %s: record seq %llu (segment %u, byte %llu) is stored but not "
+			  "indexed: `sealtrail reindex` rebuilds the index from the log",
+			  st->dir, (unsigned long long)h.seq, st->seg_no, (unsigned long long)off);
 	if (st->wbuf.len >= WBUF_FLUSH_BYTES)
-		err = err ?: flush_wbuf(st);
-	return err;
+		return flush_wbuf(st);
+	return 0;
 }
 
 int store_backlog_open(struct store *st, uint64_t max)
