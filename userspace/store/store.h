@@ -132,9 +132,9 @@ struct store {
 	struct backlog backlog;
 	bool defer; /* queue what store_append() gets, do not seal it yet */
 	uint64_t appended_bytes; /* record bytes store_append() got, in total */
-	uint64_t index_errors; /* records stored that the index could not take */
 	uint64_t paced_bytes; /* appended_bytes at the last store_pace() */
 	struct buf dbuf; /* a record taken out of the backlog */
+	uint64_t index_errors; /* records stored that the index could not take */
 };
 
 int store_open(struct store *st, const char *dir, int flags);
