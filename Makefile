@@ -93,14 +93,19 @@ unit: $(UNIT_BIN)
 
 FUZZ_SRC := $(wildcard selftests/fuzz/*.c)
 FUZZ_BINS := $(patsubst selftests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
-FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Iinclude -Iuserspace \
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -DSEALTRAIL_VERSION=\"$(VERSION)\" -Iinclude -Iuserspace \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 fuzz: $(FUZZ_BINS)
+# the collector's session code, with the kernel maps faked in memory
+$(BUILD)/fuzz/fuzz_events: FUZZ_EXTRA := $(filter-out $(PARSE_SRC),$(wildcard userspace/session/*.c)) \
+	selftests/lib/fake_capture.c
+$(BUILD)/fuzz/fuzz_events: LDLIBS_EXTRA := -lpthread
 $(BUILD)/fuzz/%: selftests/fuzz/%.c selftests/fuzz/fuzz.h $(COMMON_SRC) $(PARSE_SRC) \
-		$(wildcard userspace/*/*.h)
+		$(wildcard userspace/*/*.h) $(wildcard userspace/session/*.c) $(wildcard selftests/lib/*.[ch])
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(COMMON_SRC) $(PARSE_SRC) -o $@ -lz -lzstd -lsqlite3 -lcrypto
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(COMMON_SRC) $(PARSE_SRC) $(FUZZ_EXTRA) -o $@ -lz -lzstd \
+		-lsqlite3 -lcrypto $(LDLIBS_EXTRA)
 
 bench: all $(BUILD)/scan-bench
 	$(Q)/usr/bin/python3 tools/bench/run.py --build $(BUILD)
