@@ -497,7 +497,8 @@ static int on_env(struct tracker *t, struct session *s, const struct st_ev_env *
 {
 	size_t head = offsetof(struct st_ev_env, env);
 
-	if (size < head || ev->env_len != size - head || ev->hdr.pid != s->shell_pid || s->term[0])
+	if (size < head || size > sizeof(*ev) || ev->env_len != size - head ||
+	    ev->hdr.pid != s->shell_pid || s->term[0])
 		return 0;
 	if (!procfs_env_find(ev->env, ev->env_len, "TERM", s->term, sizeof(s->term)))
 		return 0;
@@ -512,7 +513,8 @@ static int on_exec(struct tracker *t, struct session *s, const struct st_ev_exec
 	const char *cmd;
 	int err;
 
-	if (size < head || ev->args_len > size - head)
+	/* larger than the struct: args[] would be indexed past its end */
+	if (size < head || size > sizeof(*ev) || ev->args_len > size - head)
 		return -EBADMSG;
 	memcpy(path, ev->filename, ST_PATH_MAX);
 	path[ST_PATH_MAX] = 0;
