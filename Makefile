@@ -69,7 +69,10 @@ $(BUILD)/sealtrail: $(call obj,$(CLI_SRC) $(COMMON_SRC) $(SAN_SRC))
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LIBS)
 
-$(UNIT_BIN): $(call obj,$(UNIT_SRC) $(COMMON_SRC) $(PARSE_SRC) $(SAN_SRC))
+# the collector's session code, with the kernel maps faked in memory
+SESSION_SRC := $(filter-out $(PARSE_SRC),$(wildcard userspace/session/*.c)) \
+	selftests/lib/fake_capture.c
+$(UNIT_BIN): $(call obj,$(UNIT_SRC) $(COMMON_SRC) $(PARSE_SRC) $(SESSION_SRC) $(SAN_SRC))
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LIBS)
 
@@ -96,9 +99,7 @@ FUZZ_BINS := $(patsubst selftests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -DSEALTRAIL_VERSION=\"$(VERSION)\" -Iinclude -Iuserspace \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 fuzz: $(FUZZ_BINS)
-# the collector's session code, with the kernel maps faked in memory
-$(BUILD)/fuzz/fuzz_events: FUZZ_EXTRA := $(filter-out $(PARSE_SRC),$(wildcard userspace/session/*.c)) \
-	selftests/lib/fake_capture.c
+$(BUILD)/fuzz/fuzz_events: FUZZ_EXTRA := $(SESSION_SRC)
 $(BUILD)/fuzz/fuzz_events: LDLIBS_EXTRA := -lpthread
 $(BUILD)/fuzz/%: selftests/fuzz/%.c selftests/fuzz/fuzz.h $(COMMON_SRC) $(PARSE_SRC) \
 		$(wildcard userspace/*/*.h) $(wildcard userspace/session/*.c) $(wildcard selftests/lib/*.[ch])

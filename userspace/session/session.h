@@ -129,6 +129,15 @@ struct session {
 	bool transfer;
 	struct xfer_file *files; /* opened by a transfer program, not yet hashed */
 	unsigned nfiles;
+	unsigned hashing; /* files given to the hasher whose records are not written */
+	/*
+	 * Ended while files were still being hashed: the end record waits for
+	 * their records (tracker_files_done()), the event loop does not.
+	 */
+	bool end_waits;
+	int end_status;
+	uint64_t end_boot_ns;
+	char end_reason[256];
 	uint64_t files_dropped; /* opened past MAX_XFER_FILES: a gap at the end */
 	unsigned nchannels;
 	struct chunk_acc chunks[CHUNK_SLOTS];
@@ -184,5 +193,7 @@ int channel_close(struct tracker *t, struct session *s, uint64_t conn_id, uint64
 int transfer_file_event(struct tracker *t, struct session *s, const struct st_ev_file *ev);
 void transfer_hash_closed(struct tracker *t, struct session *s, uint32_t pid);
 int transfer_files_dropped(struct tracker *t, struct session *s, uint64_t boot_ns);
+/* The rest of a session's end, once its files are hashed: the end record. */
+int end_session_finish(struct tracker *t, struct session *s);
 
 #endif

@@ -371,7 +371,7 @@ static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, i
 {
 	struct st_session ks;
 	char why[128];
-	int err = 0, end;
+	int err = 0;
 
 	if (s->ended)
 		return 0;
@@ -400,12 +400,35 @@ static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, i
 		reason = why;
 	}
 	err = err ?: pipes_end(t, s, boot_ns);
-	if (s->transfer || s->files) {
-		/* file records before the end record: wait for their hashes */
+	s->end_status = status;
+	s->end_boot_ns = boot_ns;
+	snprintf(s->end_reason, sizeof(s->end_reason), "%s", reason);
+	/*
+	 * File records go before the end record, with their hashes; a large
+	 * upload takes seconds to hash, and the ring buffer must not wait for
+	 * it: the end is written when the hashes are (tracker_files_done()).
+	 */
+	if (s->transfer || s->files || s->hashing) {
 		transfer_hash_closed(t, s, 0);
-		err = err ?: tracker_files_done(t, true);
+		err = err ?: tracker_files_done(t, false);
+		if (s->hashing) {
+			s->end_waits = true;
+			log_debug("session %s: ended; its end waits for %u file hashes", s->idhex,
+				  s->hashing);
+			return err;
+		}
 	}
-	err = err ?: transfer_files_dropped(t, s, boot_ns);
+	return end_session_finish(t, s) ?: err;
+}
+
+/* session.h */
+int end_session_finish(struct tracker *t, struct session *s)
+{
+	uint64_t boot_ns = s->end_boot_ns;
+	int err, end;
+
+	s->end_waits = false;
+	err = transfer_files_dropped(t, s, boot_ns);
 	while (!err && s->nchannels) {
 		struct st_relay r = {0};
 		uint64_t id = s->channels[0];
@@ -417,11 +440,11 @@ static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, i
 		err = session_set_kind(t, s, KIND_FORWARD, NULL, boot_ns);
 	/* whatever failed before (logged): the session is over, and says so */
 	end = session_begin(t, s, REC_SESSION_END, boot_ns);
-	end = end ?: rec_add_str(&t->rec, TAG_REASON, reason);
-	end = end ?: rec_add_u64(&t->rec, TAG_STATUS, (uint32_t)status);
+	end = end ?: rec_add_str(&t->rec, TAG_REASON, s->end_reason);
+	end = end ?: rec_add_u64(&t->rec, TAG_STATUS, (uint32_t)s->end_status);
 	end = end ?: session_emit(t, s);
 	t->ends_pending++; /* synced and signed by tracker_settle() */
-	log_info("session %s: ended: %s", s->idhex, reason);
+	log_info("session %s: ended: %s", s->idhex, s->end_reason);
 	return err ?: end;
 }
 
@@ -811,7 +834,8 @@ int tracker_tick(struct tracker *t)
 		struct st_session ks;
 
 		if (s->ended) {
-			if (s->forget || now - s->last_event_ns > ENDED_KEEP_NS) {
+			if (s->forget ||
+			    (now - s->last_event_ns > ENDED_KEEP_NS && !s->end_waits)) {
 				*pp = s->next;
 				chunk_flush(t, s);
 				free_session(s);

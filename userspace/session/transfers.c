@@ -156,6 +156,7 @@ void transfer_hash_closed(struct tracker *t, struct session *s, uint32_t pid)
 		job->bytes_read = f->bytes_read;
 		job->bytes_written = f->bytes_written;
 		hasher_submit(&t->hasher, job);
+		s->hashing++;
 		*pp = f->next;
 		s->nfiles--;
 		free(f);
@@ -281,6 +282,8 @@ int tracker_files_done(struct tracker *t, bool drain)
 		struct hash_job *next = job->next;
 		struct session *s = session_find(t, job->sess_key);
 
+		if (s && s->hashing)
+			s->hashing--;
 		/* untouched files (opened, neither read nor written) are not transfers */
 		if (s && (job->bytes_read || job->bytes_written)) {
 			bool up = job->bytes_written > 0;
@@ -307,6 +310,14 @@ int tracker_files_done(struct tracker *t, bool drain)
 		}
 		free(job);
 		job = next;
+	}
+	/* sessions that ended while their files were hashed: end them now */
+	for (struct session *s = t->sessions; s; s = s->next) {
+		if (s->end_waits && !s->hashing) {
+			int e = end_session_finish(t, s);
+
+			err = err ?: e;
+		}
 	}
 	return err;
 }
