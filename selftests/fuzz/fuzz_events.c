@@ -154,13 +154,14 @@ static void on_damage(void *arg, const char *file, uint64_t off, uint64_t bytes,
 	s->damaged = true;
 }
 
-/* Read back every record stored since first_seq. */
-static void read_back(struct stored *s, uint32_t first_seg)
+/* Read back every record stored since first_seq, at first_off of first_seg. */
+static void read_back(struct stored *s, uint32_t first_seg, uint64_t first_off)
 {
 	struct store_visitor v = {.record = on_record,
 				  .damage = on_damage,
 				  .arg = s,
 				  .from_seg = first_seg,
+				  .from_off = first_off,
 				  .min_seq = s->first_seq};
 
 	CHECK(store_sync(&st) == 0);
@@ -378,6 +379,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static struct sent sent;
 	struct tracker t;
 	uint32_t first_seg = st.seg_no;
+	uint64_t first_off = st.seg_size; /* where this input's first envelope goes */
 
 	if (size < 1)
 		return 0;
@@ -402,7 +404,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(j);
 	}
 	tracker_fini(&t);
-	read_back(&got, first_seg);
+	read_back(&got, first_seg, first_off);
 	if (data[0] & 1)
 		check_login(&sent, &got);
 	return 0;
