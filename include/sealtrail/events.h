@@ -266,6 +266,13 @@ struct st_ev_file {
 	__u8 dir_flags; /* enum st_dir_flags */
 	__u8 dir2_flags;
 	__u16 pad;
+	/*
+	 * open: which file it is (0 for a rename). The path is hashed later,
+	 * when the program has exited; by then it may name another file.
+	 */
+	__u64 ino;
+	__u32 dev; /* kernel encoding: major << 20 | minor */
+	__u32 pad2;
 };
 
 enum st_dir_flags {
@@ -286,7 +293,7 @@ _Static_assert(sizeof(struct st_ev_close) == 56, "st_ev_close layout");
 _Static_assert(sizeof(struct st_relay) == 32, "st_relay layout");
 _Static_assert(sizeof(struct st_ev_sftp) == 80, "st_ev_sftp layout");
 _Static_assert(sizeof(struct st_ev_env) == 40 + ST_ENV_MAX, "st_ev_env layout");
-_Static_assert(sizeof(struct st_ev_file) == 80 + 2 * ST_PATH_MAX + 2 * ST_DIR_BYTES,
+_Static_assert(sizeof(struct st_ev_file) == 96 + 2 * ST_PATH_MAX + 2 * ST_DIR_BYTES,
 	       "st_ev_file layout");
 
 #endif

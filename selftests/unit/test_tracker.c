@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "../lib/fake_capture.h"
@@ -59,6 +61,7 @@ static int send_file(struct tracker *t, uint32_t type, uint32_t pid, const char 
 		     uint64_t written)
 {
 	static struct st_ev_file ev;
+	struct stat sb;
 
 	memset(&ev, 0, sizeof(ev));
 	hdr(&ev.hdr, type, sizeof(ev), pid);
@@ -68,6 +71,11 @@ static int send_file(struct tracker *t, uint32_t type, uint32_t pid, const char 
 	ev.bytes_written = written;
 	ev.dirfd = ev.dirfd2 = -100;
 	snprintf(ev.path, sizeof(ev.path), "%s", path);
+	/* which file it is, as the kernel says it */
+	if (!stat(path, &sb)) {
+		ev.ino = sb.st_ino;
+		ev.dev = major(sb.st_dev) << 20 | minor(sb.st_dev);
+	}
 	return tracker_on_event(t, &ev, sizeof(ev));
 }
 
@@ -83,6 +91,7 @@ static int send_exit(struct tracker *t, uint32_t pid, int status)
 struct types {
 	uint16_t type[64];
 	char sha256[65]; /* of the REC_FILE, if there is one */
+	char reason[256]; /* ... and why it has none */
 	unsigned n;
 };
 
@@ -91,8 +100,10 @@ static int note_type(void *arg, const struct record *rec, uint32_t seg_no, uint6
 	struct types *ty = arg;
 
 	(void)seg_no, (void)off;
-	if (rec->type == REC_FILE)
+	if (rec->type == REC_FILE) {
 		rec_str(rec, TAG_SHA256, ty->sha256, sizeof(ty->sha256));
+		rec_str(rec, TAG_REASON, ty->reason, sizeof(ty->reason));
+	}
 	if (ty->n < sizeof(ty->type) / sizeof(ty->type[0]))
 		ty->type[ty->n++] = rec->type;
 	return 0;
@@ -114,6 +125,46 @@ static int find_type(const struct types *ty, uint16_t type)
 	return -1;
 }
 
+/* `scp -O up.bin host:` of a file holding "hello": a login, its file, its end. */
+static void upload(struct tracker *t, const char *file)
+{
+	static const char shell[] = "bash\0-c\0scp -t up.bin", scp[] = "scp\0-t\0up.bin";
+
+	ASSERT_OK(send_session(t, ST_EV_SESSION_START, PID(0)), "start");
+	/* what sshd runs, then what the shell execs */
+	ASSERT_OK(send_exec(t, PID(1), PID(0), "/bin/bash", shell, sizeof(shell)), "the shell");
+	ASSERT_OK(send_exec(t, PID(1), PID(0), "/usr/bin/scp", scp, sizeof(scp)), "scp -t");
+	ASSERT_OK(send_file(t, ST_EV_FILE_OPEN, PID(1), file, 0), "open");
+	ASSERT_OK(send_file(t, ST_EV_FILE_CLOSE, PID(1), file, 5), "close");
+	ASSERT_OK(send_exit(t, PID(1), 0), "scp exits: its file is hashed");
+	ASSERT_OK(send_session(t, ST_EV_SESSION_END, PID(0)), "end");
+}
+
+static bool write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	bool ok = fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* Run the jobs queued while the hasher was not started (hasher_start() empties the queue). */
+static void run_hasher(struct tracker *t)
+{
+	struct hash_job *queued = t->hasher.todo;
+
+	ASSERT_OK(hasher_start(&t->hasher), "start the hasher");
+	while (queued) {
+		struct hash_job *next = queued->next;
+
+		hasher_submit(&t->hasher, queued);
+		queued = next;
+	}
+	ASSERT_OK(tracker_files_done(t, true), "hashes done");
+}
+
 /*
  * A transfer's end waits for its files' hashes (their records go before the
  * end record), but the event loop must not: hashing a large upload takes
@@ -123,54 +174,30 @@ static int find_type(const struct types *ty, uint16_t type)
  */
 TEST(tracker_session_end_waits_for_file_hashes_not_the_event_loop)
 {
-	static const char shell[] = "bash\0-c\0scp -t up.bin", scp[] = "scp\0-t\0up.bin";
 	struct tracker t;
 	struct store st;
 	struct capture cap = {0};
-	struct hash_job *queued;
 	struct types ty;
 	char file[512];
 	uint64_t from;
-	int fd;
 
 	snprintf(file, sizeof(file), "%s", test_path("up.bin"));
-	fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (!ASSERT_TRUE(fd >= 0 && write(fd, "hello", 5) == 5, "the uploaded file"))
-		return;
-	close(fd);
-	if (!ASSERT_OK(store_open(&st, test_path("store"), STORE_WRITE | STORE_CREATE), "store"))
+	if (!ASSERT_TRUE(write_file(file, "hello"), "the uploaded file") ||
+	    !ASSERT_OK(store_open(&st, test_path("store"), STORE_WRITE | STORE_CREATE), "store"))
 		return;
 	from = st.next_seq;
 	fake_capture_reset();
 	tracker_init(&t, &st, &cap);
-
-	ASSERT_OK(send_session(&t, ST_EV_SESSION_START, PID(0)), "start");
-	/* what sshd runs for `scp -O file host:`, then what the shell execs */
-	ASSERT_OK(send_exec(&t, PID(1), PID(0), "/bin/bash", shell, sizeof(shell)), "the shell");
-	ASSERT_OK(send_exec(&t, PID(1), PID(0), "/usr/bin/scp", scp, sizeof(scp)), "scp -t");
-	ASSERT_OK(send_file(&t, ST_EV_FILE_OPEN, PID(1), file, 0), "open");
-	ASSERT_OK(send_file(&t, ST_EV_FILE_CLOSE, PID(1), file, 5), "close");
-	ASSERT_OK(send_exit(&t, PID(1), 0), "scp exits: its file is hashed");
-	ASSERT_OK(send_session(&t, ST_EV_SESSION_END, PID(0)), "end");
+	upload(&t, file);
 
 	ASSERT_OK(stored_types(&st, from, &ty), "read the log");
 	ASSERT_GE(find_type(&ty, REC_EXEC), 0, "the exec is stored");
 	ASSERT_EQ(find_type(&ty, REC_SESSION_END), -1, "no end record while the hash is not done");
 	ASSERT_EQ(find_type(&ty, REC_FILE), -1, "nor a file record");
 	ASSERT_EQ(t.ends_pending, 0, "nothing to settle yet");
-
-	/* the hasher gets to it (hasher_start() empties the queue: submit again) */
-	queued = t.hasher.todo;
 	ASSERT_EQ(t.hasher.pending, 1, "one file queued");
-	ASSERT_OK(hasher_start(&t.hasher), "start the hasher");
-	while (queued) {
-		struct hash_job *next = queued->next;
 
-		hasher_submit(&t.hasher, queued);
-		queued = next;
-	}
-	/* the file record, then the end */
-	ASSERT_OK(tracker_files_done(&t, true), "hashes done");
+	run_hasher(&t);
 	ASSERT_OK(stored_types(&st, from, &ty), "read the log again");
 	ASSERT_GE(find_type(&ty, REC_FILE), 0, "the file record");
 	ASSERT_EQ(find_type(&ty, REC_SESSION_END), (int)ty.n - 1, "the end record, last");
@@ -179,6 +206,78 @@ TEST(tracker_session_end_waits_for_file_hashes_not_the_event_loop)
 		     "SHA-256 of the upload");
 	ASSERT_EQ(t.ends_pending, 1, "the end is settled at the next tick");
 
+	hasher_stop(&t.hasher);
+	tracker_fini(&t);
+	store_close(&st);
+}
+
+/*
+ * The path is hashed after the transfer, as root, and the user controls
+ * it: by then another file may be there (or a directory on the way a
+ * symlink to /proc, whose kcore never ends). Only the file the kernel saw
+ * opened is hashed; anything else is said, not read.
+ */
+TEST(tracker_hashes_only_the_file_that_was_transferred)
+{
+	struct tracker t;
+	struct store st;
+	struct capture cap = {0};
+	struct types ty;
+	char file[512], other[512], dir[400], link[512];
+	uint64_t from;
+
+	snprintf(file, sizeof(file), "%s", test_path("up.bin"));
+	snprintf(other, sizeof(other), "%s", test_path("other"));
+	if (!ASSERT_TRUE(write_file(file, "hello") && write_file(other, "secret"), "files") ||
+	    !ASSERT_OK(store_open(&st, test_path("store"), STORE_WRITE | STORE_CREATE), "store"))
+		return;
+	from = st.next_seq;
+	fake_capture_reset();
+	tracker_init(&t, &st, &cap);
+	upload(&t, file);
+	/* after the transfer, before the hash: another file at its path */
+	ASSERT_OK(rename(other, file), "replace it");
+	run_hasher(&t);
+	ASSERT_OK(stored_types(&st, from, &ty), "read the log");
+	ASSERT_GE(find_type(&ty, REC_FILE), 0, "the file record");
+	ASSERT_STREQ(ty.sha256, "", "no hash of what is there now");
+	ASSERT_STREQ(ty.reason, "not hashed: the path names another file than the one transferred",
+		     "says why");
+	hasher_stop(&t.hasher);
+	tracker_fini(&t);
+
+	/* a symlink as the last component is not followed */
+	snprintf(dir, sizeof(dir), "%s", test_path("d"));
+	snprintf(link, sizeof(link), "%s/up.bin", dir);
+	ASSERT_OK(mkdir(dir, 0700), "a directory");
+	ASSERT_TRUE(write_file(link, "hello"), "a file in it");
+	from = st.next_seq;
+	tracker_init(&t, &st, &cap);
+	upload(&t, link);
+	ASSERT_OK(unlink(link), "remove it");
+	ASSERT_OK(symlink("/proc/kcore", link), "a symlink to kcore there");
+	run_hasher(&t);
+	ASSERT_OK(stored_types(&st, from, &ty), "read the log");
+	ASSERT_STREQ(ty.sha256, "", "no hash through the symlink");
+	ASSERT_STREQ(ty.reason, "not hashed: Invalid argument", "not a regular file");
+	hasher_stop(&t.hasher);
+	tracker_fini(&t);
+
+	/* a directory on the way swapped for a symlink: another file at the end */
+	ASSERT_OK(unlink(link), "remove the symlink");
+	ASSERT_TRUE(write_file(link, "hello"), "the file again");
+	from = st.next_seq;
+	tracker_init(&t, &st, &cap);
+	upload(&t, link);
+	snprintf(other, sizeof(other), "%s", test_path("d.moved"));
+	ASSERT_OK(rename(dir, other), "move the directory away");
+	ASSERT_OK(mkdir(dir, 0700), "a new one");
+	ASSERT_TRUE(write_file(link, "hello"), "the same bytes, another file");
+	run_hasher(&t);
+	ASSERT_OK(stored_types(&st, from, &ty), "read the log");
+	ASSERT_STREQ(ty.sha256, "", "not hashed");
+	ASSERT_STREQ(ty.reason, "not hashed: the path names another file than the one transferred",
+		     "another inode");
 	hasher_stop(&t.hasher);
 	tracker_fini(&t);
 	store_close(&st);

@@ -2,13 +2,49 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "common/util.h"
 #include "session/hasher.h"
+
+/*
+ * Open the file a job names for reading, if it still is the one that was
+ * transferred. A user controls the path, and it is hashed after the
+ * transfer, as root: by then a directory on it may be a symlink to /proc
+ * (kcore never ends) or to files the user could not read. So the path is
+ * first opened as a handle only (no open side effects: no FIFO to block
+ * on, no device to touch), checked to be a regular file with the inode
+ * the kernel saw opened, and only then reopened through that handle.
+ */
+static int open_transferred(const struct hash_job *job)
+{
+	int path_fd = open(job->path, O_PATH | O_NOFOLLOW | O_CLOEXEC), fd;
+	char self[64];
+	struct stat sb;
+
+	if (path_fd < 0)
+		return -errno;
+	if (fstat(path_fd, &sb) || !S_ISREG(sb.st_mode)) {
+		close(path_fd);
+		return -EINVAL; /* "not hashed: Invalid argument": not a regular file now */
+	}
+	if (job->ino &&
+	    (sb.st_ino != job->ino || sb.st_dev != makedev(job->dev >> 20, job->dev & 0xfffff))) {
+		close(path_fd);
+		return -ESTALE;
+	}
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", path_fd);
+	fd = open(self, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		fd = -errno;
+	close(path_fd);
+	return fd;
+}
 
 static void hash_file(struct hash_job *job)
 {
@@ -16,17 +52,11 @@ static void hash_file(struct hash_job *job)
 	uint8_t buf[1 << 16], md[EVP_MAX_MD_SIZE];
 	unsigned mdlen = 0;
 	ssize_t n;
-	/* a user controls the path: never block on a FIFO or read a device */
-	int fd = open(job->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
-	struct stat sb;
+	int fd = open_transferred(job);
 
 	job->size = 0;
 	if (fd < 0 || !ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-		job->err = fd < 0 ? -errno : -ENOMEM;
-		goto out;
-	}
-	if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
-		job->err = -EINVAL; /* "not hashed: Invalid argument": not a regular file now */
+		job->err = fd < 0 ? fd : -ENOMEM;
 		goto out;
 	}
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {

@@ -14,8 +14,11 @@ struct hash_job {
 	struct hash_job *next;
 	uint64_t sess_key;
 	char path[4096];
+	/* the file that was transferred (ino 0: unknown): the path may name another now */
+	uint64_t ino;
+	uint32_t dev; /* kernel encoding: major << 20 | minor */
 	/* filled by the worker */
-	int err; /* 0 or -errno */
+	int err; /* 0 or -errno, or -ESTALE: the path names another file now */
 	uint64_t size;
 	char sha256[65];
 	/* opaque to the worker: what the caller needs to write the record */

@@ -25,6 +25,8 @@ struct xfer_file {
 	uint64_t bytes_read;
 	uint64_t bytes_written;
 	uint64_t close_ns;
+	uint64_t ino; /* the file the program opened (0: unknown) */
+	uint32_t dev; /* kernel encoding */
 	char path[4096];
 };
 #define MAX_XFER_FILES 4096

@@ -151,6 +151,8 @@ void transfer_hash_closed(struct tracker *t, struct session *s, uint32_t pid)
 		}
 		job->sess_key = s->key;
 		snprintf(job->path, sizeof(job->path), "%s", f->path);
+		job->ino = f->ino;
+		job->dev = f->dev;
 		job->ts_ns = f->close_ns;
 		job->pid = f->pid;
 		job->bytes_read = f->bytes_read;
@@ -234,6 +236,8 @@ int transfer_file_event(struct tracker *t UNUSED, struct session *s, const struc
 		}
 		f->file_id = ev->file_id;
 		f->pid = ev->hdr.pid;
+		f->ino = ev->ino;
+		f->dev = ev->dev;
 		snprintf(f->path, sizeof(f->path), "%s", where);
 		{
 			struct xfer_file **tail = &s->files; /* keep them in open order */
@@ -302,7 +306,11 @@ int tracker_files_done(struct tracker *t, bool drain)
 			} else {
 				char why[128];
 
-				snprintf(why, sizeof(why), "not hashed: %s", strerror(-job->err));
+				snprintf(why, sizeof(why), "not hashed: %s",
+					 job->err == -ESTALE
+					     ? "the path names another file than the one"
+					       " transferred"
+					     : strerror(-job->err));
 				e = e ?: rec_add_str(&t->rec, TAG_REASON, why);
 			}
 			e = e ?: session_emit(t, s);
