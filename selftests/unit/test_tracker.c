@@ -165,6 +165,24 @@ static void run_hasher(struct tracker *t)
 	ASSERT_OK(tracker_files_done(t, true), "hashes done");
 }
 
+/* A tracker on st that has seen file uploaded; the seq its records start at. */
+static uint64_t tracked_upload(struct store *st, struct tracker *t, const char *file)
+{
+	static struct capture cap;
+	uint64_t from = st->next_seq;
+
+	fake_capture_reset();
+	tracker_init(t, st, &cap);
+	upload(t, file);
+	return from;
+}
+
+static void tracker_done(struct tracker *t)
+{
+	hasher_stop(&t->hasher);
+	tracker_fini(t);
+}
+
 /*
  * A transfer's end waits for its files' hashes (their records go before the
  * end record), but the event loop must not: hashing a large upload takes
@@ -176,7 +194,6 @@ TEST(tracker_session_end_waits_for_file_hashes_not_the_event_loop)
 {
 	struct tracker t;
 	struct store st;
-	struct capture cap = {0};
 	struct types ty;
 	char file[512];
 	uint64_t from;
@@ -185,10 +202,7 @@ TEST(tracker_session_end_waits_for_file_hashes_not_the_event_loop)
 	if (!ASSERT_TRUE(write_file(file, "hello"), "the uploaded file") ||
 	    !ASSERT_OK(store_open(&st, test_path("store"), STORE_WRITE | STORE_CREATE), "store"))
 		return;
-	from = st.next_seq;
-	fake_capture_reset();
-	tracker_init(&t, &st, &cap);
-	upload(&t, file);
+	from = tracked_upload(&st, &t, file);
 
 	ASSERT_OK(stored_types(&st, from, &ty), "read the log");
 	ASSERT_GE(find_type(&ty, REC_EXEC), 0, "the exec is stored");
@@ -206,8 +220,7 @@ TEST(tracker_session_end_waits_for_file_hashes_not_the_event_loop)
 		     "SHA-256 of the upload");
 	ASSERT_EQ(t.ends_pending, 1, "the end is settled at the next tick");
 
-	hasher_stop(&t.hasher);
-	tracker_fini(&t);
+	tracker_done(&t);
 	store_close(&st);
 }
 
@@ -221,7 +234,6 @@ TEST(tracker_hashes_only_the_file_that_was_transferred)
 {
 	struct tracker t;
 	struct store st;
-	struct capture cap = {0};
 	struct types ty;
 	char file[512], other[512], dir[400], link[512];
 	uint64_t from;
@@ -231,10 +243,7 @@ TEST(tracker_hashes_only_the_file_that_was_transferred)
 	if (!ASSERT_TRUE(write_file(file, "hello") && write_file(other, "secret"), "files") ||
 	    !ASSERT_OK(store_open(&st, test_path("store"), STORE_WRITE | STORE_CREATE), "store"))
 		return;
-	from = st.next_seq;
-	fake_capture_reset();
-	tracker_init(&t, &st, &cap);
-	upload(&t, file);
+	from = tracked_upload(&st, &t, file);
 	/* after the transfer, before the hash: another file at its path */
 	ASSERT_OK(rename(other, file), "replace it");
 	run_hasher(&t);
@@ -243,32 +252,26 @@ TEST(tracker_hashes_only_the_file_that_was_transferred)
 	ASSERT_STREQ(ty.sha256, "", "no hash of what is there now");
 	ASSERT_STREQ(ty.reason, "not hashed: the path names another file than the one transferred",
 		     "says why");
-	hasher_stop(&t.hasher);
-	tracker_fini(&t);
+	tracker_done(&t);
 
 	/* a symlink as the last component is not followed */
 	snprintf(dir, sizeof(dir), "%s", test_path("d"));
 	snprintf(link, sizeof(link), "%s/up.bin", dir);
 	ASSERT_OK(mkdir(dir, 0700), "a directory");
 	ASSERT_TRUE(write_file(link, "hello"), "a file in it");
-	from = st.next_seq;
-	tracker_init(&t, &st, &cap);
-	upload(&t, link);
+	from = tracked_upload(&st, &t, link);
 	ASSERT_OK(unlink(link), "remove it");
 	ASSERT_OK(symlink("/proc/kcore", link), "a symlink to kcore there");
 	run_hasher(&t);
 	ASSERT_OK(stored_types(&st, from, &ty), "read the log");
 	ASSERT_STREQ(ty.sha256, "", "no hash through the symlink");
 	ASSERT_STREQ(ty.reason, "not hashed: Invalid argument", "not a regular file");
-	hasher_stop(&t.hasher);
-	tracker_fini(&t);
+	tracker_done(&t);
 
 	/* a directory on the way swapped for a symlink: another file at the end */
 	ASSERT_OK(unlink(link), "remove the symlink");
 	ASSERT_TRUE(write_file(link, "hello"), "the file again");
-	from = st.next_seq;
-	tracker_init(&t, &st, &cap);
-	upload(&t, link);
+	from = tracked_upload(&st, &t, link);
 	snprintf(other, sizeof(other), "%s", test_path("d.moved"));
 	ASSERT_OK(rename(dir, other), "move the directory away");
 	ASSERT_OK(mkdir(dir, 0700), "a new one");
@@ -278,7 +281,6 @@ TEST(tracker_hashes_only_the_file_that_was_transferred)
 	ASSERT_STREQ(ty.sha256, "", "not hashed");
 	ASSERT_STREQ(ty.reason, "not hashed: the path names another file than the one transferred",
 		     "another inode");
-	hasher_stop(&t.hasher);
-	tracker_fini(&t);
+	tracker_done(&t);
 	store_close(&st);
 }
