@@ -17,8 +17,10 @@
  *    events meet the sessions they name (keys 1-3; the kernel's map has 3,
  *    as if its start event had been lost). At the end, the collector's tick
  *    ends the sessions whose leader is gone (all of them). Checked: no
- *    crash, and every record the tracker stored reads back from the log,
- *    in order, with a well-formed timing table.
+ *    crash; every record the tracker stored reads back from the log, in
+ *    order, with a well-formed timing table; and every session ended, and
+ *    every one stored has one end record after its start (unless the end
+ *    waits for file hashes, which this target never computes).
  * 1: one terminal login. A session starts, then the rest is a run of
  *    [u8 flags][u8 rows][u8 cols][u16 len][len bytes] pty reads and writes
  *    of its sshd (flags: bit 0 output, bit 1 time goes back, bits 2-7 the
@@ -44,6 +46,7 @@
 #include "fuzz.h"
 #include "../lib/fake_capture.h"
 #include "common/log.h"
+#include "session/session.h"
 #include "session/tracker.h"
 #include "store/record.h"
 #include "store/store.h"
@@ -106,7 +109,21 @@ struct stored {
 	unsigned nwrites[2];
 	uint32_t winsize[MAX_WRITES * 2]; /* mode 1: of each output write */
 	uint32_t cur_winsize;
+	/* sessions that started in the store, and whether they ended there */
+	struct {
+		uint8_t id[ST_ID_LEN];
+		bool ended;
+	} sessions[64];
+	unsigned nsessions;
 };
+
+static int stored_session(struct stored *s, const uint8_t id[ST_ID_LEN])
+{
+	for (unsigned i = 0; i < s->nsessions; i++)
+		if (!memcmp(s->sessions[i].id, id, ST_ID_LEN))
+			return (int)i;
+	return -1;
+}
 
 static int on_record(void *arg, const struct record *rec, uint32_t seg_no, uint64_t off)
 {
@@ -117,6 +134,16 @@ static int on_record(void *arg, const struct record *rec, uint32_t seg_no, uint6
 	(void)seg_no, (void)off;
 	CHECK(rec->seq == s->first_seq + s->records);
 	s->records++;
+	if (rec->type == REC_SESSION_START) {
+		CHECK(stored_session(s, rec->session) < 0);
+		CHECK(s->nsessions < sizeof(s->sessions) / sizeof(s->sessions[0]));
+		memcpy(s->sessions[s->nsessions++].id, rec->session, ST_ID_LEN);
+	} else if (rec->type == REC_SESSION_END) {
+		int i = stored_session(s, rec->session);
+
+		CHECK(i >= 0 && !s->sessions[i].ended); /* one end, after the start */
+		s->sessions[i].ended = true;
+	}
 	if (rec->type != REC_TTY)
 		return 0;
 	data = rec_field(rec, TAG_DATA);
@@ -282,8 +309,25 @@ static void event_soup(struct tracker *t, const uint8_t *p, size_t left)
 		p += len, left -= len;
 	}
 	CHECK(tracker_flush_chunks(t, true) == 0);
-	tracker_tick(t);
+	/* no pid of these sessions lives: after three ticks every one has ended */
+	for (int i = 0; i < 3; i++)
+		tracker_tick(t);
+	for (struct session *s = t->sessions; s; s = s->next)
+		CHECK(s->ended);
 	tracker_settle(t);
+}
+
+/* Every session stored has its end stored, but those whose end waits for hashes. */
+static void check_ends(struct tracker *t, const struct stored *got)
+{
+	for (unsigned i = 0; i < got->nsessions; i++) {
+		bool waits = false;
+
+		for (struct session *s = t->sessions; s; s = s->next)
+			if (!memcmp(s->id, got->sessions[i].id, ST_ID_LEN))
+				waits = s->end_waits;
+		CHECK(got->sessions[i].ended || waits);
+	}
 }
 
 /* Mode 1: what went through the pty, as the events carried it. */
@@ -403,8 +447,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		t.hasher.todo = j->next;
 		free(j);
 	}
-	tracker_fini(&t);
 	read_back(&got, first_seg, first_off);
+	check_ends(&t, &got);
+	tracker_fini(&t);
 	if (data[0] & 1)
 		check_login(&sent, &got);
 	return 0;

@@ -284,3 +284,80 @@ TEST(tracker_hashes_only_the_file_that_was_transferred)
 	tracker_done(&t);
 	store_close(&st);
 }
+
+static int send_tty(struct tracker *t, uint32_t pid, const char *text)
+{
+	static struct st_ev_tty ev;
+	size_t len = strlen(text), size = offsetof(struct st_ev_tty, data) + len;
+
+	memset(&ev, 0, sizeof(ev));
+	hdr(&ev.hdr, ST_EV_TTY, size, pid);
+	ev.dir = ST_TTY_OUT;
+	ev.tty_index = 3;
+	ev.len = len;
+	ev.rows = 24;
+	ev.cols = 80;
+	memcpy(ev.data, text, len);
+	return tracker_on_event(t, &ev, size);
+}
+
+/*
+ * A session the kernel's map knows but never marked ended (its leader
+ * exited just before an adoption put it there, or the start event was lost
+ * and so was the exit): once its sshd processes are all gone, three ticks
+ * end it. Before, it stayed live for good.
+ */
+TEST(tracker_session_whose_leader_is_gone_ends_though_the_map_says_live)
+{
+	static struct capture cap;
+	struct tracker t;
+	struct store st;
+	struct types ty;
+	uint64_t from;
+
+	if (!ASSERT_OK(store_open(&st, test_path("store"), STORE_WRITE | STORE_CREATE), "store"))
+		return;
+	from = st.next_seq;
+	fake_capture_reset();
+	tracker_init(&t, &st, &cap);
+	/* no start event: the session is learnt from the map, leader PID(0) (no such pid) */
+	ASSERT_OK(capture_add_session(&cap, KEY, PID(0)), "the kernel's map");
+	ASSERT_OK(send_tty(&t, PID(0), "$ "), "output makes it a login");
+	for (int i = 0; i < 3; i++)
+		ASSERT_OK(tracker_tick(&t), "tick");
+	ASSERT_OK(stored_types(&st, from, &ty), "read the log");
+	ASSERT_GE(find_type(&ty, REC_SESSION_START), 0, "started");
+	ASSERT_EQ(find_type(&ty, REC_SESSION_END), (int)ty.n - 1, "and ended");
+	ASSERT_EQ(t.live, 0, "nothing live");
+	tracker_done(&t);
+	store_close(&st);
+}
+
+/*
+ * A connection that ended before its login was authenticated is forgotten
+ * (port scans, failed logins): an event of its processes after that must
+ * not make it a login that never ends.
+ */
+TEST(tracker_session_ended_before_login_is_not_stored_by_a_late_event)
+{
+	static struct capture cap;
+	struct tracker t;
+	struct store st;
+	struct types ty;
+	uint64_t from;
+
+	if (!ASSERT_OK(store_open(&st, test_path("store"), STORE_WRITE | STORE_CREATE), "store"))
+		return;
+	from = st.next_seq;
+	fake_capture_reset();
+	tracker_init(&t, &st, &cap);
+	ASSERT_OK(send_session(&t, ST_EV_SESSION_START, PID(0)), "start");
+	ASSERT_OK(send_session(&t, ST_EV_SESSION_END, PID(0)), "ends before any login");
+	ASSERT_OK(send_tty(&t, PID(0), "late"), "a late event of it");
+	ASSERT_OK(tracker_flush_chunks(&t, true), "flush");
+	ASSERT_OK(stored_types(&st, from, &ty), "read the log");
+	ASSERT_EQ(find_type(&ty, REC_SESSION_START), -1, "no login stored");
+	ASSERT_EQ(find_type(&ty, REC_TTY), -1, "nor its bytes");
+	tracker_done(&t);
+	store_close(&st);
+}

@@ -205,6 +205,13 @@ int session_materialize(struct tracker *t, struct session *s)
 
 	if (s->materialized)
 		return 0;
+	/*
+	 * Ended before its login was authenticated: it is forgotten, whatever
+	 * its processes still do (their records are held, then dropped with
+	 * it). Made real now, it would be a login without an end.
+	 */
+	if (s->ended)
+		return 0;
 	s->materialized = true;
 	t->sessions_total++;
 	/* the connection, if it could not be read when the session started */
@@ -846,11 +853,17 @@ int tracker_tick(struct tracker *t)
 				check_losses(t, s, &ks, now);
 			if (s->uid == NO_UID && now - s->start_boot_ns > 1000000000ull)
 				login_without_program(t, s, now);
-			/* the leader is gone but an event that would have ended it was lost */
-			if (ks.ended && sshd_all_gone(s) && ++s->ended_ticks > 2)
+			/*
+			 * The leader is gone but an event that would have ended it
+			 * was lost; or the kernel never saw it go (it exited just
+			 * before an adoption put it in the map): three ticks on.
+			 */
+			if ((ks.ended || (kill(s->leader, 0) && errno == ESRCH)) &&
+			    sshd_all_gone(s) && ++s->ended_ticks > 2)
 				end_session(t, s, now, s->leader_status,
 					    s->leader_exited ? NULL
-							     : "sshd exited (end event lost)");
+					    : ks.ended	     ? "sshd exited (end event lost)"
+							     : "sshd gone (end event lost)");
 		} else if (kill(s->leader, 0) && errno == ESRCH && sshd_all_gone(s)) {
 			end_session(t, s, now, 0, "sshd gone (end event lost)");
 		}
