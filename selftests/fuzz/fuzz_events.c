@@ -8,7 +8,7 @@
  * the kernel's PID_MAX_LIMIT, so nothing in /proc is ever found for them:
  * runs are the same on any machine.
  *
- * The first input byte is a mode.
+ * The first input byte is a mode (modulo 3).
  * 0: any events. The rest is a run of [u8 kind][u16 len][len bytes]: kind
  *    picks the type (low 4 bits), whether the event has its type's size
  *    (bit 4; else the size is len, whatever the type) and whether a
@@ -28,6 +28,15 @@
  *    stored input and output equal, byte for byte, what the events carried;
  *    every write keeps its length and time (TAG_TIMING); and each output
  *    byte is stored under the window size it was read with.
+ * 2: one command without a pty (`ssh host cmd`). A session starts, then
+ *    the rest is a run of [u8 flags][u16 len][len bytes] moved by sshd
+ *    through the command's pipes (flags: bits 0-1 stdin, stdout or stderr,
+ *    bit 2 the kernel does not know which pipe it is, bit 3 the command's
+ *    exec comes first, bits 4-7 the time since the previous one). Before
+ *    the exec no pipe is known (the collector holds those bytes); if no
+ *    flag brings it, it comes last. Checked: each stream stored equals,
+ *    byte for byte and write by write, what the events carried, and its
+ *    end record counts and hashes all of it.
  *
  *   build/fuzz/fuzz_events selftests/fuzz/corpus/fuzz_events
  *   (FUZZ_EVENTS_LOG=1 shows the collector's log lines; seeds:
@@ -35,6 +44,7 @@
  */
 #include <ftw.h>
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,6 +66,7 @@
 #define KEY 1
 #define TTY 7
 #define MAX_WRITES 4096
+#define PIPE_INO(fd) (21 + (uint64_t)(fd)) /* the command's stdin, stdout, stderr */
 
 static char base[64];
 static struct store st;
@@ -104,9 +115,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 struct stored {
 	uint64_t first_seq, next_seq, records;
 	bool damaged;
-	struct buf data[2]; /* mode 1: STREAM_IN, STREAM_OUT */
-	uint64_t writes[2][MAX_WRITES][2]; /* boot time, length of each write */
-	unsigned nwrites[2];
+	struct buf data[STREAM_MAX]; /* modes 1 and 2: the bytes of each stream */
+	uint64_t writes[STREAM_MAX][MAX_WRITES][2]; /* boot time, length of each write */
+	unsigned nwrites[STREAM_MAX];
+	struct {
+		bool seen;
+		uint64_t bytes;
+		char sha256[65];
+	} stream_end[STREAM_MAX]; /* mode 2: REC_STREAM_END */
 	uint32_t winsize[MAX_WRITES * 2]; /* mode 1: of each output write */
 	uint32_t cur_winsize;
 	/* sessions that started in the store, and whether they ended there */
@@ -143,6 +159,13 @@ static int on_record(void *arg, const struct record *rec, uint32_t seg_no, uint6
 
 		CHECK(i >= 0 && !s->sessions[i].ended); /* one end, after the start */
 		s->sessions[i].ended = true;
+	} else if (rec->type == REC_STREAM_END && rec_u64(rec, TAG_STREAM, &stream) &&
+		   stream < STREAM_MAX) {
+		CHECK(!s->stream_end[stream].seen);
+		s->stream_end[stream].seen = true;
+		CHECK(rec_u64(rec, TAG_BYTES, &s->stream_end[stream].bytes));
+		rec_str(rec, TAG_SHA256, s->stream_end[stream].sha256,
+			sizeof(s->stream_end[stream].sha256));
 	}
 	if (rec->type != REC_TTY)
 		return 0;
@@ -151,8 +174,6 @@ static int on_record(void *arg, const struct record *rec, uint32_t seg_no, uint6
 	CHECK(data);
 	CHECK(rec_u64(rec, TAG_STREAM, &stream) && stream < STREAM_MAX);
 	CHECK(!timing || rec_timing_ok(timing, data->len));
-	if (stream > STREAM_OUT)
-		return 0;
 	if (rec_u64(rec, TAG_WINSIZE, &ws)) {
 		CHECK(stream == STREAM_OUT && ws <= UINT32_MAX);
 		s->cur_winsize = (uint32_t)ws;
@@ -330,11 +351,11 @@ static void check_ends(struct tracker *t, const struct stored *got)
 	}
 }
 
-/* Mode 1: what went through the pty, as the events carried it. */
+/* Modes 1 and 2: what went through the pty or the pipes, as the events carried it. */
 struct sent {
-	struct buf data[2];
-	uint64_t writes[2][MAX_WRITES][2];
-	unsigned nwrites[2];
+	struct buf data[STREAM_MAX];
+	uint64_t writes[STREAM_MAX][MAX_WRITES][2];
+	unsigned nwrites[STREAM_MAX];
 	uint32_t winsize[MAX_WRITES];
 	uint32_t cur_winsize;
 };
@@ -401,9 +422,119 @@ static void terminal_login(struct tracker *t, const uint8_t *p, size_t left, str
 	tracker_settle(t);
 }
 
-static void check_login(const struct sent *sent, const struct stored *got)
+/* A pipe event of the command's sshd: dir ST_PIPE_*, object the pipe's inode. */
+static void pipe_event(struct tracker *t, unsigned dir, uint64_t object, uint64_t ts,
+		       const uint8_t *data, size_t len)
 {
-	for (unsigned d = 0; d < 2; d++) {
+	static struct st_ev_tty ev;
+
+	memset(&ev, 0, offsetof(struct st_ev_tty, data));
+	ev.hdr = (struct st_event_hdr){.type = ST_EV_TTY,
+				       .size = offsetof(struct st_ev_tty, data) + len,
+				       .ts_ns = ts,
+				       .sess_key = KEY,
+				       .pid = LEADER,
+				       .tid = LEADER};
+	ev.dir = dir;
+	ev.tty_index = 0;
+	ev.len = (uint32_t)len;
+	ev.object = object;
+	memcpy(ev.data, data, len);
+	CHECK(tracker_on_event(t, &ev, ev.hdr.size) == 0);
+}
+
+/* `ssh host cmd`: its shell, bash -c cmd, started by sshd with three pipes. */
+static void command_exec(struct tracker *t, uint64_t ts)
+{
+	static const char args[] = "bash\0-c\0cmd";
+	static struct st_ev_exec ev;
+	size_t size = offsetof(struct st_ev_exec, args) + sizeof(args);
+
+	memset(&ev, 0, sizeof(ev));
+	ev.hdr = (struct st_event_hdr){.type = ST_EV_EXEC,
+				       .size = (uint32_t)size,
+				       .ts_ns = ts,
+				       .sess_key = KEY,
+				       .pid = FAKE_PID(1),
+				       .tid = FAKE_PID(1)};
+	ev.ppid = LEADER;
+	ev.uid = ev.euid = ev.gid = ev.loginuid = 1000;
+	ev.args_len = ev.args_total = sizeof(args);
+	ev.flags = ST_EXEC_FROM_SSHD;
+	for (int i = 0; i < 3; i++)
+		ev.stdio[i] = PIPE_INO(i);
+	memcpy(ev.filename, "/bin/bash", sizeof("/bin/bash"));
+	memcpy(ev.args, args, sizeof(args));
+	CHECK(tracker_on_event(t, &ev, size) == 0);
+}
+
+/*
+ * Mode 2: sshd moves bytes through the command's pipes. Before the exec the
+ * kernel cannot tell which pipe is which (ST_PIPE_UNKNOWN, held by the
+ * collector); after it, either.
+ */
+static void command_pipes(struct tracker *t, const uint8_t *p, size_t left, struct sent *sent)
+{
+	static const unsigned streams[3] = {STREAM_STDIN, STREAM_STDOUT, STREAM_STDERR};
+	uint64_t ts = 1000000000ull;
+	bool execd = false;
+
+	send(t, ST_EV_SESSION_START, LEADER, ts);
+	while (left >= 3 && sent->nwrites[2] + sent->nwrites[3] + sent->nwrites[4] < MAX_WRITES) {
+		uint8_t flags = p[0];
+		unsigned fd = flags & 3 ? (flags & 3) - 1 : 0, stream = streams[fd], w;
+		size_t len = (size_t)p[1] | (size_t)p[2] << 8;
+
+		if (len > ST_TTY_CHUNK)
+			len = ST_TTY_CHUNK;
+		if (len > left - 3)
+			len = left - 3;
+		ts += (uint64_t)(flags >> 4) * 100000000ull; /* up to 1.5 s */
+		if (!execd && (flags & 8)) {
+			command_exec(t, ts);
+			execd = true;
+		}
+		if (!len) {
+			p += 3, left -= 3;
+			continue; /* a read or write of nothing makes no event */
+		}
+		if (!execd || (flags & 4))
+			pipe_event(t, ST_PIPE_UNKNOWN, PIPE_INO(fd), ts, p + 3, len);
+		else
+			pipe_event(t, ST_PIPE_STDIN + fd, 0, ts, p + 3, len);
+		w = sent->nwrites[stream]++;
+		sent->writes[stream][w][0] = ts;
+		sent->writes[stream][w][1] = len;
+		CHECK(buf_add(&sent->data[stream], p + 3, len) == 0);
+		p += 3 + len, left -= 3 + len;
+	}
+	if (!execd)
+		command_exec(t, ts + 1);
+	send(t, ST_EV_SESSION_END, LEADER, ts + 2);
+	CHECK(tracker_flush_chunks(t, true) == 0);
+	tracker_settle(t);
+}
+
+/* Mode 2: each stream's end record counts and hashes what went through it. */
+static void check_stream_ends(const struct sent *sent, const struct stored *got)
+{
+	for (unsigned d = STREAM_STDIN; d < STREAM_MAX; d++) {
+		uint8_t md[32];
+		char hex[65];
+
+		if (!sent->nwrites[d])
+			continue;
+		CHECK(got->stream_end[d].seen);
+		CHECK(got->stream_end[d].bytes == sent->data[d].len);
+		SHA256(sent->data[d].data, sent->data[d].len, md);
+		hex_encode(md, sizeof(md), hex);
+		CHECK(!strcmp(got->stream_end[d].sha256, hex));
+	}
+}
+
+static void check_streams(const struct sent *sent, const struct stored *got)
+{
+	for (unsigned d = 0; d < STREAM_MAX; d++) {
 		CHECK(got->data[d].len == sent->data[d].len);
 		CHECK(!sent->data[d].len ||
 		      !memcmp(got->data[d].data, sent->data[d].data, sent->data[d].len));
@@ -424,10 +555,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct tracker t;
 	uint32_t first_seg = st.seg_no;
 	uint64_t first_off = st.seg_size; /* where this input's first envelope goes */
+	unsigned mode;
 
 	if (size < 1)
 		return 0;
-	for (unsigned d = 0; d < 2; d++) {
+	for (unsigned d = 0; d < STREAM_MAX; d++) {
 		buf_free(&got.data[d]);
 		buf_free(&sent.data[d]);
 	}
@@ -436,8 +568,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	got.first_seq = st.next_seq;
 	fake_capture_reset();
 	tracker_init(&t, &st, &cap);
-	if (data[0] & 1)
+	mode = data[0] % 3;
+	if (mode == 1)
 		terminal_login(&t, data + 1, size - 1, &sent);
+	else if (mode == 2)
+		command_pipes(&t, data + 1, size - 1, &sent);
 	else
 		event_soup(&t, data + 1, size - 1);
 	/* file hashes were queued for a worker this target does not start */
@@ -450,7 +585,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	read_back(&got, first_seg, first_off);
 	check_ends(&t, &got);
 	tracker_fini(&t);
-	if (data[0] & 1)
-		check_login(&sent, &got);
+	if (mode)
+		check_streams(&sent, &got);
+	if (mode == 2)
+		check_stream_ends(&sent, &got);
 	return 0;
 }

@@ -11,6 +11,7 @@ the tracker's handlers instead of being refused for their size.
   sftp         internal-sftp: a file opened, read and closed
   lost-start   events of a session whose start the ring buffer lost
   pty-*        mode 1: pty reads and writes of one login, checked byte for byte
+  pipes        mode 2: a command's stdin, stdout and stderr, checked the same way
 
 Run it again after a change to events.h; the files it writes are committed
 and are the same at every run.
@@ -163,6 +164,19 @@ def seeds():
         pty(0 | 8, 0, 0, b"\r"), pty(1 | 4, 24, 80, b"\r\nhello\r\n$ "),
         pty(1 | (60 << 2), 40, 100, b"\x1b[8;40;100t"),
         pty(1 | 2 | 4, 40, 100, b"clock went back"),
+    ])
+    def pipe(flags, data):
+        return bytes([flags]) + struct.pack("<H", len(data)) + data
+
+    # mode 2: fd 0/1/2 in bits 0-1 (0 and 1 are stdin), 4: pipe unknown, 8: exec now
+    out["pipes"] = b"\2" + b"".join([
+        pipe(0 | 0x10, b"stdin before the exec, held\n"),
+        pipe(2 | 0x10, b"stdout before the exec\n"),
+        pipe(2 | 8 | 0x20, b"after the exec\n"),
+        pipe(3 | 0x10, b"an error\n"),
+        pipe(2 | 4 | 0x10, b"still unknown to the kernel, known to the collector\n"),
+        pipe(2 | 0xf0, bytes(range(256)) * 16),
+        pipe(1 | 0x10, b"more stdin"),
     ])
     out["pty-burst"] = b"\1" + b"".join(
         pty(1 | 4, 24, 80, bytes((i + j) % 256 for j in range(4096))) for i in range(20))
