@@ -99,6 +99,11 @@ int pipes_tie(struct tracker *t, struct session *s, const __u64 stdio[3], bool c
 		s->pipe_objs[s->npipe_objs].object = stdio[i];
 		s->pipe_objs[s->npipe_objs++].stream = streams[i];
 	}
+	/*
+	 * What the other pipes held is dropped: those are sshd's own (a few
+	 * bytes through its startup and re-exec pipes at every login, seen
+	 * here), not the user's.
+	 */
 	while (!err && off + sizeof(struct held_chunk) <= s->held.len) {
 		struct held_chunk h;
 		int stream;
