@@ -1038,7 +1038,12 @@ int exit_openat(struct trace_event_raw_sys_exit *ctx)
 	ev->dir2_len = 0;
 	ev->dir2_flags = 0;
 	ev->ino = BPF_CORE_READ(file, f_inode, i_ino);
-	ev->dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
+	{
+		struct vfsmount *vfsmnt = BPF_CORE_READ(file, f_path.mnt);
+		struct mount *mnt = (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt);
+
+		ev->mnt_id = BPF_CORE_READ(mnt, mnt_id);
+	}
 	bpf_map_delete_elem(&opens, &tid);
 	submit(ev, sizeof(*ev), p->sess_key, 0);
 	return 0;
@@ -1069,7 +1074,7 @@ static __always_inline int file_rename(__s32 olddfd, __u64 oldname, __s32 newdfd
 	ev->dir_len = walk_dirfd(olddfd, ev->dir, &ev->dir_flags);
 	ev->dir2_len = walk_dirfd(newdfd, ev->dir2, &ev->dir2_flags);
 	ev->ino = 0;
-	ev->dev = 0;
+	ev->mnt_id = 0;
 	submit(ev, sizeof(*ev), p->sess_key, 0);
 	return 0;
 }

@@ -271,7 +271,7 @@ struct st_ev_file {
 	 * when the program has exited; by then it may name another file.
 	 */
 	__u64 ino;
-	__u32 dev; /* kernel encoding: major << 20 | minor */
+	__u32 mnt_id; /* the mount's id (not the device: btrfs subvolumes differ) */
 	__u32 pad2;
 };
 

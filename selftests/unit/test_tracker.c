@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "../lib/fake_capture.h"
@@ -61,7 +60,7 @@ static int send_file(struct tracker *t, uint32_t type, uint32_t pid, const char 
 		     uint64_t written)
 {
 	static struct st_ev_file ev;
-	struct stat sb;
+	struct statx sx;
 
 	memset(&ev, 0, sizeof(ev));
 	hdr(&ev.hdr, type, sizeof(ev), pid);
@@ -71,10 +70,10 @@ static int send_file(struct tracker *t, uint32_t type, uint32_t pid, const char 
 	ev.bytes_written = written;
 	ev.dirfd = ev.dirfd2 = -100;
 	snprintf(ev.path, sizeof(ev.path), "%s", path);
-	/* which file it is, as the kernel says it */
-	if (!stat(path, &sb)) {
-		ev.ino = sb.st_ino;
-		ev.dev = major(sb.st_dev) << 20 | minor(sb.st_dev);
+	/* which file it is, as the kernel says it: inode and mount */
+	if (!statx(AT_FDCWD, path, 0, STATX_INO | STATX_MNT_ID, &sx)) {
+		ev.ino = sx.stx_ino;
+		ev.mnt_id = (uint32_t)sx.stx_mnt_id;
 	}
 	return tracker_on_event(t, &ev, sizeof(ev));
 }
@@ -358,6 +357,79 @@ TEST(tracker_session_ended_before_login_is_not_stored_by_a_late_event)
 	ASSERT_OK(stored_types(&st, from, &ty), "read the log");
 	ASSERT_EQ(find_type(&ty, REC_SESSION_START), -1, "no login stored");
 	ASSERT_EQ(find_type(&ty, REC_TTY), -1, "nor its bytes");
+	tracker_done(&t);
+	store_close(&st);
+}
+
+/*
+ * Hashing is bounded. A file far larger than what its transfer moved (a
+ * sparse exabyte made at the same inode after the upload) is not read; an
+ * end waits for its hashes only so long; at shutdown the hasher is given a
+ * time, then what is left is reported as not hashed.
+ */
+TEST(tracker_hashing_is_bounded)
+{
+	struct tracker t;
+	struct store st;
+	struct types ty;
+	char file[512];
+	uint64_t from;
+	int fd;
+
+	snprintf(file, sizeof(file), "%s", test_path("up.bin"));
+	if (!ASSERT_TRUE(write_file(file, "hello"), "the uploaded file") ||
+	    !ASSERT_OK(store_open(&st, test_path("store"), STORE_WRITE | STORE_CREATE), "store"))
+		return;
+	from = tracked_upload(&st, &t, file);
+	ASSERT_OK(truncate(file, 1ll << 40), "the same inode, now 1 TiB of holes");
+	run_hasher(&t);
+	ASSERT_OK(stored_types(&st, from, &ty), "read the log");
+	ASSERT_STREQ(ty.sha256, "", "not hashed");
+	ASSERT_STREQ(ty.reason,
+		     "not hashed: 1099511627776 bytes, far more than the 5 the transfer moved",
+		     "says why");
+	tracker_done(&t);
+
+	/* the end does not wait past end_hash_wait_ns; the file record follows it */
+	ASSERT_OK(truncate(file, 5), "back to 5 bytes");
+	from = st.next_seq;
+	fake_capture_reset();
+	tracker_init(&t, &st, &(struct capture){0});
+	t.end_hash_wait_ns = 0;
+	upload(&t, file);
+	ASSERT_OK(tracker_files_done(&t, false), "a tick");
+	ASSERT_OK(stored_types(&st, from, &ty), "read the log");
+	ASSERT_EQ(find_type(&ty, REC_SESSION_END), (int)ty.n - 1, "the end is written");
+	ASSERT_EQ(find_type(&ty, REC_FILE), -1, "without the file record");
+	run_hasher(&t);
+	ASSERT_OK(stored_types(&st, from, &ty), "read the log again");
+	ASSERT_EQ(find_type(&ty, REC_FILE), (int)ty.n - 1, "the file record follows it");
+	tracker_done(&t);
+
+	/* shutdown: 1 ns for a 256 MiB file, then it is abandoned */
+	fd = open(file, O_WRONLY);
+	ASSERT_TRUE(fd >= 0 && !ftruncate(fd, 256 << 20), "256 MiB of holes");
+	if (fd >= 0)
+		close(fd);
+	from = tracked_upload(&st, &t, file);
+	{
+		struct hash_job *queued = t.hasher.todo;
+
+		ASSERT_OK(hasher_start(&t.hasher), "start the hasher");
+		while (queued) {
+			struct hash_job *next = queued->next;
+
+			queued->bytes_written = 256 << 20; /* as if all of it was uploaded */
+			hasher_submit(&t.hasher, queued);
+			queued = next;
+		}
+	}
+	hasher_drain(&t.hasher, 1);
+	ASSERT_OK(tracker_files_done(&t, false), "write what the hasher said");
+	ASSERT_OK(stored_types(&st, from, &ty), "read the log");
+	ASSERT_STREQ(ty.reason, "not hashed: sealtraild stopped before it was hashed",
+		     "abandoned, and said so");
+	ASSERT_EQ(find_type(&ty, REC_SESSION_END), (int)ty.n - 1, "then the end");
 	tracker_done(&t);
 	store_close(&st);
 }

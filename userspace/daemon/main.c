@@ -655,8 +655,9 @@ int main(int argc, char **argv)
 	store_backlog_close(&store);
 	ring_buffer__consume(capture.rb);
 	tracker_flush_chunks(&t, true);
-	tracker_files_done(&t, true);
+	/* a session the tick ends may wait for hashes: the drain comes after it */
 	tracker_tick(&t);
+	tracker_files_done(&t, true);
 	tracker_settle(&t);
 	tracker_daemon_record(&t, "stop");
 	store_seal_epoch(&store, "shutdown");

@@ -1,12 +1,12 @@
 /* SHA-256 of files in a worker thread (hasher.h). */
 #include <errno.h>
+#include <time.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -19,47 +19,73 @@
  * (kcore never ends) or to files the user could not read. So the path is
  * first opened as a handle only (no open side effects: no FIFO to block
  * on, no device to touch), checked to be a regular file with the inode
- * the kernel saw opened, and only then reopened through that handle.
+ * and mount the kernel saw opened, and only then reopened through that
+ * handle.
  */
-static int open_transferred(const struct hash_job *job)
+static int open_transferred(struct hash_job *job, uint64_t *size)
 {
 	int path_fd = open(job->path, O_PATH | O_NOFOLLOW | O_CLOEXEC), fd;
+	struct statx sx;
 	char self[64];
-	struct stat sb;
 
 	if (path_fd < 0)
 		return -errno;
-	if (fstat(path_fd, &sb) || !S_ISREG(sb.st_mode)) {
+	if (statx(path_fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_INO | STATX_SIZE | STATX_MNT_ID,
+		  &sx) ||
+	    !S_ISREG(sx.stx_mode)) {
 		close(path_fd);
 		return -EINVAL; /* "not hashed: Invalid argument": not a regular file now */
 	}
-	if (job->ino &&
-	    (sb.st_ino != job->ino || sb.st_dev != makedev(job->dev >> 20, job->dev & 0xfffff))) {
+	/* the mount, not the device: btrfs subvolumes stat as devices of their own */
+	if (job->ino && (sx.stx_ino != job->ino ||
+			 ((sx.stx_mask & STATX_MNT_ID) && sx.stx_mnt_id != job->mnt_id))) {
 		close(path_fd);
-		return -ESTALE;
+		snprintf(job->why, sizeof(job->why),
+			 "the path names another file than the one transferred");
+		return -ENOENT;
 	}
+	*size = sx.stx_size;
 	snprintf(self, sizeof(self), "/proc/self/fd/%d", path_fd);
-	fd = open(self, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a lease on the file makes open fail instead of wait */
+	fd = open(self, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		fd = -errno;
 	close(path_fd);
 	return fd;
 }
 
-static void hash_file(struct hash_job *job)
+static void hash_file(struct hasher *h, struct hash_job *job)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	uint8_t buf[1 << 16], md[EVP_MAX_MD_SIZE];
+	uint64_t size = 0, moved = job->bytes_read > job->bytes_written ? job->bytes_read
+									: job->bytes_written;
 	unsigned mdlen = 0;
-	ssize_t n;
-	int fd = open_transferred(job);
+	ssize_t n = 0;
+	int fd = open_transferred(job, &size);
 
 	job->size = 0;
 	if (fd < 0 || !ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
 		job->err = fd < 0 ? fd : -ENOMEM;
 		goto out;
 	}
-	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+	if (size > moved * HASH_MAX_FACTOR + HASH_MAX_SLACK) {
+		job->err = -EFBIG;
+		snprintf(job->why, sizeof(job->why),
+			 "%llu bytes, far more than the %llu the transfer moved",
+			 (unsigned long long)size, (unsigned long long)moved);
+		goto out;
+	}
+	/* what the file held when it was looked at: one that keeps growing ends too */
+	while (job->size < size && (n = read(fd, buf, sizeof(buf))) > 0) {
+		if (__atomic_load_n(&h->abandon, __ATOMIC_RELAXED)) {
+			job->err = -ECANCELED;
+			snprintf(job->why, sizeof(job->why),
+				 "sealtraild stopped before it was hashed");
+			goto out;
+		}
+		if ((uint64_t)n > size - job->size)
+			n = (ssize_t)(size - job->size);
 		EVP_DigestUpdate(ctx, buf, n);
 		job->size += n;
 	}
@@ -93,7 +119,13 @@ static void *worker(void *arg)
 		if (!h->todo)
 			h->todo_tail = NULL;
 		pthread_mutex_unlock(&h->lock);
-		hash_file(job);
+		if (__atomic_load_n(&h->abandon, __ATOMIC_RELAXED)) {
+			job->err = -ECANCELED;
+			snprintf(job->why, sizeof(job->why),
+				 "sealtraild stopped before it was hashed");
+		} else {
+			hash_file(h, job);
+		}
 		pthread_mutex_lock(&h->lock);
 		job->next = NULL;
 		for (tail = &h->done; *tail; tail = &(*tail)->next)
@@ -154,10 +186,22 @@ struct hash_job *hasher_take(struct hasher *h)
 	return done;
 }
 
-void hasher_drain(struct hasher *h)
+void hasher_drain(struct hasher *h, uint64_t timeout_ns)
 {
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ns / 1000000000ull;
+	until.tv_nsec += timeout_ns % 1000000000ull;
+	if (until.tv_nsec >= 1000000000l)
+		until.tv_sec++, until.tv_nsec -= 1000000000l;
 	pthread_mutex_lock(&h->lock);
-	while (h->pending && h->started)
-		pthread_cond_wait(&h->wake, &h->lock);
+	while (h->pending && h->started) {
+		if (pthread_cond_timedwait(&h->wake, &h->lock, &until) == ETIMEDOUT && h->pending) {
+			__atomic_store_n(&h->abandon, true, __ATOMIC_RELAXED);
+			while (h->pending && h->started)
+				pthread_cond_wait(&h->wake, &h->lock);
+		}
+	}
 	pthread_mutex_unlock(&h->lock);
 }

@@ -26,7 +26,7 @@ struct xfer_file {
 	uint64_t bytes_written;
 	uint64_t close_ns;
 	uint64_t ino; /* the file the program opened (0: unknown) */
-	uint32_t dev; /* kernel encoding */
+	uint32_t mnt_id; /* on this mount */
 	char path[4096];
 };
 #define MAX_XFER_FILES 4096
@@ -46,6 +46,12 @@ struct held_chunk {
 #define ADOPTED_KEY_BIT (1ull << 63)
 /* Ended sessions stay known this long, for late events of their processes. */
 #define ENDED_KEEP_NS (3600ull * 1000000000ull)
+/*
+ * A session's end waits for its file hashes at most this long (then their
+ * records follow it), and the hasher is given this long at shutdown.
+ */
+#define END_HASH_WAIT_NS (30ull * 1000000000ull)
+#define HASH_DRAIN_NS (10ull * 1000000000ull)
 /*
  * A REC_TTY record holds at most this many bytes, written over at most this
  * long, and waits at most CHUNK_HOLD_NS for more; CHUNK_SLOTS streams of a
@@ -137,6 +143,7 @@ struct session {
 	 * their records (tracker_files_done()), the event loop does not.
 	 */
 	bool end_waits;
+	uint64_t end_waits_since; /* CLOCK_MONOTONIC */
 	int end_status;
 	uint64_t end_boot_ns;
 	char end_reason[256];

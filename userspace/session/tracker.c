@@ -420,6 +420,7 @@ static int end_session(struct tracker *t, struct session *s, uint64_t boot_ns, i
 		err = err ?: tracker_files_done(t, false);
 		if (s->hashing) {
 			s->end_waits = true;
+			s->end_waits_since = clock_ns(CLOCK_MONOTONIC);
 			log_debug("session %s: ended; its end waits for %u file hashes", s->idhex,
 				  s->hashing);
 			return err;
@@ -1289,6 +1290,7 @@ int tracker_init(struct tracker *t, struct store *store, struct capture *cap)
 		snprintf(t->host, sizeof(t->host), "unknown");
 	read_boot_id(t->boot_id, sizeof(t->boot_id));
 	t->capture_cap = TRACKER_DEFAULT_CAP;
+	t->end_hash_wait_ns = END_HASH_WAIT_NS;
 	t->privsep_uid = NO_UID;
 	{
 		struct passwd *pw = getpwnam("sshd"); /* sshd's unprivileged pre-auth user */

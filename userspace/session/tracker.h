@@ -33,6 +33,7 @@ struct tracker {
 	unsigned ntransfers;
 	unsigned nsubsystems;
 	uint64_t capture_cap; /* pipe bytes stored per session; 0 = all */
+	uint64_t end_hash_wait_ns; /* END_HASH_WAIT_NS: how long an end waits for file hashes */
 	struct hasher hasher; /* SHA-256 of transferred files, off the event loop */
 	uint32_t privsep_uid; /* sshd's pre-auth user, never a person */
 	uint32_t listeners[TRACKER_MAX_LISTENERS];

@@ -152,7 +152,7 @@ void transfer_hash_closed(struct tracker *t, struct session *s, uint32_t pid)
 		job->sess_key = s->key;
 		snprintf(job->path, sizeof(job->path), "%s", f->path);
 		job->ino = f->ino;
-		job->dev = f->dev;
+		job->mnt_id = f->mnt_id;
 		job->ts_ns = f->close_ns;
 		job->pid = f->pid;
 		job->bytes_read = f->bytes_read;
@@ -237,7 +237,7 @@ int transfer_file_event(struct tracker *t UNUSED, struct session *s, const struc
 		f->file_id = ev->file_id;
 		f->pid = ev->hdr.pid;
 		f->ino = ev->ino;
-		f->dev = ev->dev;
+		f->mnt_id = ev->mnt_id;
 		snprintf(f->path, sizeof(f->path), "%s", where);
 		{
 			struct xfer_file **tail = &s->files; /* keep them in open order */
@@ -280,7 +280,7 @@ int tracker_files_done(struct tracker *t, bool drain)
 	int err = 0;
 
 	if (drain)
-		hasher_drain(&t->hasher);
+		hasher_drain(&t->hasher, HASH_DRAIN_NS);
 	job = hasher_take(&t->hasher);
 	while (job) {
 		struct hash_job *next = job->next;
@@ -307,10 +307,7 @@ int tracker_files_done(struct tracker *t, bool drain)
 				char why[128];
 
 				snprintf(why, sizeof(why), "not hashed: %s",
-					 job->err == -ESTALE
-					     ? "the path names another file than the one"
-					       " transferred"
-					     : strerror(-job->err));
+					 job->why[0] ? job->why : strerror(-job->err));
 				e = e ?: rec_add_str(&t->rec, TAG_REASON, why);
 			}
 			e = e ?: session_emit(t, s);
@@ -319,13 +316,20 @@ int tracker_files_done(struct tracker *t, bool drain)
 		free(job);
 		job = next;
 	}
-	/* sessions that ended while their files were hashed: end them now */
+	/* sessions that ended while their files were hashed: end them now, or give up waiting */
 	for (struct session *s = t->sessions; s; s = s->next) {
-		if (s->end_waits && !s->hashing) {
-			int e = end_session_finish(t, s);
+		uint64_t waited = s->end_waits ? clock_ns(CLOCK_MONOTONIC) - s->end_waits_since : 0;
+		int e;
 
-			err = err ?: e;
-		}
+		if (!s->end_waits || (s->hashing && waited < t->end_hash_wait_ns))
+			continue;
+		if (s->hashing)
+			log_warn("session %s: ended %llu s ago; its end record does not wait longer"
+				 " for %u file hashes (their records will follow it)",
+				 s->idhex, (unsigned long long)(waited / 1000000000ull),
+				 s->hashing);
+		e = end_session_finish(t, s);
+		err = err ?: e;
 	}
 	return err;
 }

@@ -88,7 +88,7 @@ def file_event(etype, pid, file_id, path, read=0, written=0):
     body = struct.pack("<QiIQQii", file_id, 5, 0, read, written, -100, -100)
     body += path.ljust(256, b"\0") + b"".ljust(256, b"\0") + d.ljust(512, b"\0")
     body += b"".ljust(512, b"\0") + struct.pack("<HHBBH", len(d), 0, DIR_OK, 0, 0)
-    body += struct.pack("<QII", 1234567 if etype == FILE_OPEN else 0, (8 << 20) | 1, 0)
+    body += struct.pack("<QII", 1234567 if etype == FILE_OPEN else 0, 27, 0)
     return event(etype, body, pid)
 
 
