@@ -164,14 +164,21 @@ static void run_hasher(struct tracker *t)
 	ASSERT_OK(tracker_files_done(t, true), "hashes done");
 }
 
-/* A tracker on st that has seen file uploaded; the seq its records start at. */
-static uint64_t tracked_upload(struct store *st, struct tracker *t, const char *file)
+/* A fresh tracker on st, fresh kernel maps; the seq its records start at. */
+static uint64_t start_tracker(struct store *st, struct tracker *t)
 {
 	static struct capture cap;
-	uint64_t from = st->next_seq;
 
 	fake_capture_reset();
 	tracker_init(t, st, &cap);
+	return st->next_seq;
+}
+
+/* A tracker on st that has seen file uploaded; the seq its records start at. */
+static uint64_t tracked_upload(struct store *st, struct tracker *t, const char *file)
+{
+	uint64_t from = start_tracker(st, t);
+
 	upload(t, file);
 	return from;
 }
@@ -308,7 +315,6 @@ static int send_tty(struct tracker *t, uint32_t pid, const char *text)
  */
 TEST(tracker_session_whose_leader_is_gone_ends_though_the_map_says_live)
 {
-	static struct capture cap;
 	struct tracker t;
 	struct store st;
 	struct types ty;
@@ -316,11 +322,9 @@ TEST(tracker_session_whose_leader_is_gone_ends_though_the_map_says_live)
 
 	if (!ASSERT_OK(store_open(&st, test_path("store"), STORE_WRITE | STORE_CREATE), "store"))
 		return;
-	from = st.next_seq;
-	fake_capture_reset();
-	tracker_init(&t, &st, &cap);
+	from = start_tracker(&st, &t);
 	/* no start event: the session is learnt from the map, leader PID(0) (no such pid) */
-	ASSERT_OK(capture_add_session(&cap, KEY, PID(0)), "the kernel's map");
+	ASSERT_OK(capture_add_session(t.cap, KEY, PID(0)), "the kernel's map");
 	ASSERT_OK(send_tty(&t, PID(0), "$ "), "output makes it a login");
 	for (int i = 0; i < 3; i++)
 		ASSERT_OK(tracker_tick(&t), "tick");
@@ -339,7 +343,6 @@ TEST(tracker_session_whose_leader_is_gone_ends_though_the_map_says_live)
  */
 TEST(tracker_session_ended_before_login_is_not_stored_by_a_late_event)
 {
-	static struct capture cap;
 	struct tracker t;
 	struct store st;
 	struct types ty;
@@ -347,9 +350,7 @@ TEST(tracker_session_ended_before_login_is_not_stored_by_a_late_event)
 
 	if (!ASSERT_OK(store_open(&st, test_path("store"), STORE_WRITE | STORE_CREATE), "store"))
 		return;
-	from = st.next_seq;
-	fake_capture_reset();
-	tracker_init(&t, &st, &cap);
+	from = start_tracker(&st, &t);
 	ASSERT_OK(send_session(&t, ST_EV_SESSION_START, PID(0)), "start");
 	ASSERT_OK(send_session(&t, ST_EV_SESSION_END, PID(0)), "ends before any login");
 	ASSERT_OK(send_tty(&t, PID(0), "late"), "a late event of it");
@@ -392,9 +393,7 @@ TEST(tracker_hashing_is_bounded)
 
 	/* the end does not wait past end_hash_wait_ns; the file record follows it */
 	ASSERT_OK(truncate(file, 5), "back to 5 bytes");
-	from = st.next_seq;
-	fake_capture_reset();
-	tracker_init(&t, &st, &(struct capture){0});
+	from = start_tracker(&st, &t);
 	t.end_hash_wait_ns = 0;
 	upload(&t, file);
 	ASSERT_OK(tracker_files_done(&t, false), "a tick");
