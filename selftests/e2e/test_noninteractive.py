@@ -466,6 +466,35 @@ def many_files():
               files=len(files), dropped=dropped)
 
 
+@test("e2e/file_swapped_after_its_upload_is_not_hashed")
+def swapped_file():
+    """Files are hashed as root, by the path the user gave, when the
+    transfer program exits. Upload d/shadow, then (same sftp session) move
+    d away and make d a symlink to /etc: the hasher must not hash
+    /etc/shadow, and the record says why."""
+    with recording(True, "stswap") as (lab, d, u):
+        work = scratch_dir("st-swap-", 0o755)
+        src, data, digest = random_file(work, "shadow", 4096)
+        batch = os.path.join(work, "batch")
+        with open(batch, "w") as f:
+            f.write(f"mkdir d\nput {src} d/shadow\nrename d d.moved\nsymlink /etc d\nbye\n")
+        p = subprocess.run(["sftp", "-b", batch, "-P", str(lab.port)] + client_opts(u) +
+                           [f"{u.name}@{lab.host}"], capture_output=True, timeout=120)
+        check_eq(p.returncode, 0, "sftp upload, then the swap", stderr=p.stderr)
+        check(os.path.islink(os.path.join(u.home, "d")), "d is a symlink to /etc now")
+        sess = ended_session_of(d, u.name)
+        files = wait_for(lambda: [f for f in file_records(d, sess["id"])
+                                  if f["path"] == f"{u.home}/d/shadow"] or None,
+                         60, "the file record of d/shadow")
+        check_eq(len(files), 1, "one record for the upload", files=files)
+        check("sha256" not in files[0], "no hash of what the path names now", file=files[0])
+        check_eq(files[0].get("reason"),
+                 "not hashed: the path names another file than the one transferred",
+                 "and why", file=files[0])
+        check_eq((files[0]["direction"], files[0]["bytes"]), ("upload", len(data)),
+                 "what was moved is still counted")
+
+
 @for_both_pam_modes("remote_forward_channels")
 def remote_forward(use_pam):
     """ssh -N -R: sshd listens on the bastion; connections to that port are
