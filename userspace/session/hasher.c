@@ -1,12 +1,12 @@
 /* SHA-256 of files in a worker thread (hasher.h). */
 #include <errno.h>
-#include <time.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -54,6 +54,16 @@ static int open_transferred(struct hash_job *job, uint64_t *size)
 	return fd;
 }
 
+/* Has the drain given up on what is left? Then say so in the job. */
+static bool abandoned(struct hasher *h, struct hash_job *job)
+{
+	if (!__atomic_load_n(&h->abandon, __ATOMIC_RELAXED))
+		return false;
+	job->err = -ECANCELED;
+	snprintf(job->why, sizeof(job->why), "sealtraild stopped before it was hashed");
+	return true;
+}
+
 static void hash_file(struct hasher *h, struct hash_job *job)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -78,12 +88,8 @@ static void hash_file(struct hasher *h, struct hash_job *job)
 	}
 	/* what the file held when it was looked at: one that keeps growing ends too */
 	while (job->size < size && (n = read(fd, buf, sizeof(buf))) > 0) {
-		if (__atomic_load_n(&h->abandon, __ATOMIC_RELAXED)) {
-			job->err = -ECANCELED;
-			snprintf(job->why, sizeof(job->why),
-				 "sealtraild stopped before it was hashed");
+		if (abandoned(h, job))
 			goto out;
-		}
 		if ((uint64_t)n > size - job->size)
 			n = (ssize_t)(size - job->size);
 		EVP_DigestUpdate(ctx, buf, n);
@@ -119,13 +125,8 @@ static void *worker(void *arg)
 		if (!h->todo)
 			h->todo_tail = NULL;
 		pthread_mutex_unlock(&h->lock);
-		if (__atomic_load_n(&h->abandon, __ATOMIC_RELAXED)) {
-			job->err = -ECANCELED;
-			snprintf(job->why, sizeof(job->why),
-				 "sealtraild stopped before it was hashed");
-		} else {
+		if (!abandoned(h, job))
 			hash_file(h, job);
-		}
 		pthread_mutex_lock(&h->lock);
 		job->next = NULL;
 		for (tail = &h->done; *tail; tail = &(*tail)->next)
