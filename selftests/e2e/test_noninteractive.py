@@ -460,10 +460,19 @@ def many_files():
         gaps = wait_for(gap, 60, "the gap record of the files not followed")
         dropped = sum(g["lost_events"] for g in gaps)
         files = [f for f in file_records(d, sess["id"]) if f["path"].startswith(f"{u.home}/many/")]
+        # 4200 files make ~20 MB of open, close and rename events within a
+        # second; when the 16 MiB ring buffer overflows (seen about once in
+        # ten runs), the events it could not take are counted in a gap of
+        # their own, and a file whose events were lost is counted there
+        all_gaps = [e for e in d.events(sess["id"]) if e["type"] == "gap"]
+        ring_lost = sum(g["lost_events"] for g in all_gaps
+                        if g.get("reason") == "ring buffer full")
         check(dropped >= 1, "files past the limit are counted in a gap", gaps=gaps)
         check(len(files) <= 4096, "at most 4096 files followed", files=len(files))
-        check(len(files) + dropped >= n, "every file is summarised or counted",
-              files=len(files), dropped=dropped)
+        check(len(files) + dropped + ring_lost >= n, "every file is summarised or counted",
+              files=len(files), dropped=dropped, ring_lost=ring_lost, gaps=all_gaps)
+        if ring_lost:
+            print(f"    note: the ring buffer lost {ring_lost} events (counted)")
 
 
 @test("e2e/file_swapped_after_its_upload_is_not_hashed")
