@@ -3,6 +3,7 @@
  * our own: the kernel maps are selftests/lib/fake_capture.c, the pids are
  * above the kernel's limit (no /proc entry), the store is a real one.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "../lib/fake_capture.h"
+#include "session/session.h"
 #include "session/tracker.h"
 #include "store/record.h"
 #include "store/store.h"
@@ -429,6 +431,96 @@ TEST(tracker_hashing_is_bounded)
 	ASSERT_STREQ(ty.reason, "not hashed: sealtraild stopped before it was hashed",
 		     "abandoned, and said so");
 	ASSERT_EQ(find_type(&ty, REC_SESSION_END), (int)ty.n - 1, "then the end");
+	tracker_done(&t);
+	store_close(&st);
+}
+
+/* rsync-style: write .NAME.tmp, close, rename it to NAME; ids reused after close. */
+static int send_write_and_rename(struct tracker *t, uint64_t file_id, const char *tmp,
+				 const char *final)
+{
+	static struct st_ev_file ev;
+	int err = 0;
+
+	for (int k = 0; k < 3 && !err; k++) {
+		memset(&ev, 0, sizeof(ev));
+		hdr(&ev.hdr,
+		    k == 0   ? ST_EV_FILE_OPEN
+		    : k == 1 ? ST_EV_FILE_CLOSE
+			     : ST_EV_FILE_RENAME,
+		    sizeof(ev), PID(1));
+		ev.file_id = k < 2 ? file_id : 0;
+		ev.fd = 5;
+		ev.flags = O_WRONLY | O_CREAT | O_EXCL;
+		ev.bytes_written = k == 1 ? 1 : 0;
+		ev.dirfd = ev.dirfd2 = -100;
+		snprintf(ev.path, sizeof(ev.path), "%s", tmp);
+		snprintf(ev.path2, sizeof(ev.path2), "%s", final);
+		err = tracker_on_event(t, &ev, sizeof(ev));
+	}
+	return err;
+}
+
+static int note_paths(void *arg, const struct record *rec, uint32_t seg_no, uint64_t off)
+{
+	struct buf *b = arg;
+	char path[256];
+
+	(void)seg_no, (void)off;
+	if (rec->type != REC_FILE || !rec_str(rec, TAG_PATH, path, sizeof(path)))
+		return 0;
+	return buf_addf(b, "%s;", path);
+}
+
+/*
+ * Thousands of files at once (rsync): each is found by its kernel id at
+ * close and by its path at rename, renamed files keep their place in open
+ * order, and a kernel id reused after a close names the new file only.
+ */
+TEST(tracker_follows_thousands_of_renamed_files)
+{
+	static const char shell[] = "bash\0-c\0rsync --server -logDtpre.iLsfxCIvu . many/";
+	struct store_visitor v = {.record = note_paths, .from_seg = 1};
+	struct buf paths = {0}, want = {0};
+	struct tracker t;
+	struct store st;
+	char tmp[64], final[64];
+
+	if (!ASSERT_OK(store_open(&st, test_path("store"), STORE_WRITE | STORE_CREATE), "store"))
+		return;
+	v.min_seq = start_tracker(&st, &t);
+	v.arg = &paths;
+	ASSERT_OK(send_session(&t, ST_EV_SESSION_START, PID(0)), "start");
+	ASSERT_OK(send_exec(&t, PID(1), PID(0), "/bin/bash", shell, sizeof(shell)), "rsync");
+	for (int i = 0; i < 3000; i++) {
+		snprintf(tmp, sizeof(tmp), "/m/.f%04d.XXXX", i);
+		snprintf(final, sizeof(final), "/m/f%04d", i);
+		/* the same few struct file addresses again and again, as the kernel reuses them */
+		ASSERT_OK(
+		    send_write_and_rename(&t, 0xffff888000000000ull + (i % 7) * 256, tmp, final),
+		    "a file");
+		if (i < 3 || i >= 2997)
+			buf_addf(&want, "%s;", final);
+	}
+	ASSERT_OK(send_exit(&t, PID(1), 0), "rsync exits: its files are hashed");
+	ASSERT_EQ(t.sessions->nfiles, 0, "every file handed to the hasher");
+	for (struct hash_job *j = t.hasher.todo; j; j = j->next)
+		j->err = -ENOENT; /* not on this disk: reported as not hashed */
+	t.hasher.done = t.hasher.todo;
+	t.hasher.todo = t.hasher.todo_tail = NULL;
+	t.hasher.pending = 0;
+	ASSERT_OK(tracker_files_done(&t, false), "their records");
+	ASSERT_OK(store_sync(&st) ?: store_scan(&st, &v), "read the log");
+	ASSERT_EQ(paths.len, 3000 * strlen("/m/f0000;"), "3000 file records, renamed");
+	if (paths.len == 3000 * strlen("/m/f0000;")) {
+		ASSERT_MEMEQ(paths.data, want.data, 3 * strlen("/m/f0000;"),
+			     "first, in open order");
+		ASSERT_MEMEQ(paths.data + paths.len - 3 * strlen("/m/f0000;"),
+			     want.data + 3 * strlen("/m/f0000;"), 3 * strlen("/m/f0000;"),
+			     "last, in open order");
+	}
+	buf_free(&paths);
+	buf_free(&want);
 	tracker_done(&t);
 	store_close(&st);
 }

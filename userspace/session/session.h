@@ -19,7 +19,10 @@
 #define HELD_MAX (1u << 20)
 
 struct xfer_file {
-	struct xfer_file *next;
+	struct xfer_file *next; /* in open order */
+	struct xfer_file *id_next; /* chain of its file_id's bucket, while open */
+	struct xfer_file *path_next; /* chain of its path's bucket */
+	uint32_t path_hash;
 	uint64_t file_id; /* 0 once closed */
 	uint32_t pid;
 	uint64_t bytes_read;
@@ -30,6 +33,17 @@ struct xfer_file {
 	char path[4096];
 };
 #define MAX_XFER_FILES 4096
+/*
+ * A transfer's files by kernel file id and by path (rsync renames every
+ * file it writes): thousands are open or waiting for their hash at once,
+ * and a walk of the list for every open, close and rename fell behind the
+ * ring buffer.
+ */
+#define XFER_BUCKETS 4096
+struct xfer_index {
+	struct xfer_file *by_id[XFER_BUCKETS];
+	struct xfer_file *by_path[XFER_BUCKETS];
+};
 
 struct held_chunk {
 	uint64_t object;
@@ -136,6 +150,8 @@ struct session {
 	/* a transfer (sftp, scp, rsync): summarised by file, payload not stored */
 	bool transfer;
 	struct xfer_file *files; /* opened by a transfer program, not yet hashed */
+	struct xfer_file **files_tail; /* where the next one goes (NULL: at files) */
+	struct xfer_index *xfer_index; /* of files, made with the first */
 	unsigned nfiles;
 	unsigned hashing; /* files given to the hasher whose records are not written */
 	/*

@@ -98,6 +98,7 @@ static void free_session(struct session *s)
 		s->files = f->next;
 		free(f);
 	}
+	free(s->xfer_index);
 	for (unsigned i = 0; i < s->npending; i++)
 		buf_free(&s->pending[i]);
 	chunks_free(s);

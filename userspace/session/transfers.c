@@ -128,9 +128,56 @@ bool kernel_path(const char *dir, unsigned len, unsigned flags, const char *name
 	return ok;
 }
 
+static unsigned id_bucket(uint64_t file_id)
+{
+	return (unsigned)((file_id * 0x9e3779b97f4a7c15ull) >> 52) & (XFER_BUCKETS - 1);
+}
+
+static uint32_t path_hash(const char *p)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	while (*p)
+		h = (h ^ (uint8_t)*p++) * 16777619u;
+	return h;
+}
+
+static void unlink_id(struct session *s, struct xfer_file *f)
+{
+	struct xfer_file **pp = &s->xfer_index->by_id[id_bucket(f->file_id)];
+
+	while (*pp && *pp != f)
+		pp = &(*pp)->id_next;
+	if (*pp)
+		*pp = f->id_next;
+}
+
+static void unlink_path(struct session *s, struct xfer_file *f)
+{
+	struct xfer_file **pp = &s->xfer_index->by_path[f->path_hash & (XFER_BUCKETS - 1)];
+
+	while (*pp && *pp != f)
+		pp = &(*pp)->path_next;
+	if (*pp)
+		*pp = f->path_next;
+}
+
+static void link_path(struct session *s, struct xfer_file *f)
+{
+	struct xfer_file **head;
+
+	f->path_hash = path_hash(f->path);
+	head = &s->xfer_index->by_path[f->path_hash & (XFER_BUCKETS - 1)];
+	f->path_next = *head;
+	*head = f;
+}
+
+/* An open file of the session by the kernel's id for it (never 0). */
 static struct xfer_file *find_file(struct session *s, uint64_t file_id)
 {
-	for (struct xfer_file *f = s->files; f; f = f->next)
+	if (!file_id || !s->xfer_index)
+		return NULL;
+	for (struct xfer_file *f = s->xfer_index->by_id[id_bucket(file_id)]; f; f = f->id_next)
 		if (f->file_id == file_id)
 			return f;
 	return NULL;
@@ -161,8 +208,10 @@ void transfer_hash_closed(struct tracker *t, struct session *s, uint32_t pid)
 		s->hashing++;
 		*pp = f->next;
 		s->nfiles--;
+		unlink_path(s, f); /* closed: no longer under its id */
 		free(f);
 	}
+	s->files_tail = pp; /* the walk went to the end */
 }
 
 /* A file of the C library's lookups, named from the root the library sees. */
@@ -234,24 +283,34 @@ int transfer_file_event(struct tracker *t UNUSED, struct session *s, const struc
 				    s->idhex, MAX_XFER_FILES);
 			return 0;
 		}
+		if (!s->xfer_index && !(s->xfer_index = calloc(1, sizeof(*s->xfer_index)))) {
+			free(f);
+			return -ENOMEM;
+		}
 		f->file_id = ev->file_id;
 		f->pid = ev->hdr.pid;
 		f->ino = ev->ino;
 		f->mnt_id = ev->mnt_id;
 		snprintf(f->path, sizeof(f->path), "%s", where);
-		{
-			struct xfer_file **tail = &s->files; /* keep them in open order */
+		/* in open order, at the tail */
+		if (!s->files || !s->files_tail)
+			s->files_tail = &s->files;
+		*s->files_tail = f;
+		s->files_tail = &f->next;
+		if (f->file_id) {
+			struct xfer_file **head = &s->xfer_index->by_id[id_bucket(f->file_id)];
 
-			while (*tail)
-				tail = &(*tail)->next;
-			*tail = f;
+			f->id_next = *head;
+			*head = f;
 		}
+		link_path(s, f);
 		s->nfiles++;
 		return 0;
 	case ST_EV_FILE_CLOSE:
 		f = find_file(s, ev->file_id);
 		if (!f)
 			return 0;
+		unlink_id(s, f);
 		f->file_id = 0; /* closed: hashed when its program exits (after renames) */
 		f->bytes_read = ev->bytes_read;
 		f->bytes_written = ev->bytes_written;
@@ -265,9 +324,27 @@ int transfer_file_event(struct tracker *t UNUSED, struct session *s, const struc
 			absolute_path(ev->hdr.pid, -1, ev->dirfd, path, from, sizeof(from));
 		if (!kernel_path(ev->dir2, ev->dir2_len, ev->dir2_flags, path2, to, sizeof(to)))
 			absolute_path(ev->hdr.pid, -1, ev->dirfd2, path2, to, sizeof(to));
-		for (f = s->files; f; f = f->next)
-			if (!strcmp(f->path, from))
+		if (!s->xfer_index)
+			return 0;
+		/* every file at that path (gather first: each moves to another bucket) */
+		{
+			uint32_t h = path_hash(from);
+			struct xfer_file *moved = NULL, *next;
+
+			for (f = s->xfer_index->by_path[h & (XFER_BUCKETS - 1)]; f; f = next) {
+				next = f->path_next;
+				if (f->path_hash == h && !strcmp(f->path, from)) {
+					unlink_path(s, f);
+					f->path_next = moved;
+					moved = f;
+				}
+			}
+			for (f = moved; f; f = next) {
+				next = f->path_next;
 				snprintf(f->path, sizeof(f->path), "%s", to);
+				link_path(s, f);
+			}
+		}
 		return 0;
 	}
 	}
