@@ -576,11 +576,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * they come back as not found, and the ends that waited for them are
 	 * written.
 	 */
-	for (struct hash_job *j = t.hasher.todo; j; j = j->next)
-		j->err = -ENOENT;
-	t.hasher.done = t.hasher.todo;
-	t.hasher.todo = t.hasher.todo_tail = NULL;
-	t.hasher.pending = 0;
+	fake_hashes_fail(&t.hasher, -ENOENT);
 	CHECK(tracker_files_done(&t, false) == 0);
 	for (struct session *s = t.sessions; s; s = s->next)
 		CHECK(!s->end_waits && !s->hashing);

@@ -10,6 +10,7 @@
 
 #include "capture/capture.h"
 #include "fake_capture.h"
+#include "session/hasher.h"
 
 #define FAKE_MAX 64
 
@@ -134,4 +135,13 @@ uint64_t capture_ring_used(const struct capture *c)
 {
 	(void)c;
 	return 0;
+}
+
+void fake_hashes_fail(struct hasher *h, int err)
+{
+	for (struct hash_job *j = h->todo; j; j = j->next)
+		j->err = err;
+	h->done = h->todo;
+	h->todo = h->todo_tail = NULL;
+	h->pending = 0;
 }

@@ -5,4 +5,11 @@
 /* Empty every table, as a fresh load of the programs would. */
 void fake_capture_reset(void);
 
+struct hasher;
+/*
+ * The jobs queued on a hasher that was never started come back done, each
+ * with error err (not hashed), as tracker_files_done() then takes them.
+ */
+void fake_hashes_fail(struct hasher *h, int err);
+
 #endif

@@ -151,8 +151,12 @@ static bool write_file(const char *path, const char *text)
 	return ok;
 }
 
-/* Run the jobs queued while the hasher was not started (hasher_start() empties the queue). */
-static void run_hasher(struct tracker *t)
+/*
+ * Start the hasher and hand it the jobs queued while it was not running
+ * (hasher_start() empties the queue); written, if set, replaces what each
+ * file's transfer wrote.
+ */
+static void start_hasher(struct tracker *t, uint64_t written)
 {
 	struct hash_job *queued = t->hasher.todo;
 
@@ -160,9 +164,17 @@ static void run_hasher(struct tracker *t)
 	while (queued) {
 		struct hash_job *next = queued->next;
 
+		if (written)
+			queued->bytes_written = written;
 		hasher_submit(&t->hasher, queued);
 		queued = next;
 	}
+}
+
+/* Run the jobs queued while the hasher was not started, and write their records. */
+static void run_hasher(struct tracker *t)
+{
+	start_hasher(t, 0);
 	ASSERT_OK(tracker_files_done(t, true), "hashes done");
 }
 
@@ -413,18 +425,7 @@ TEST(tracker_hashing_is_bounded)
 	if (fd >= 0)
 		close(fd);
 	from = tracked_upload(&st, &t, file);
-	{
-		struct hash_job *queued = t.hasher.todo;
-
-		ASSERT_OK(hasher_start(&t.hasher), "start the hasher");
-		while (queued) {
-			struct hash_job *next = queued->next;
-
-			queued->bytes_written = 256 << 20; /* as if all of it was uploaded */
-			hasher_submit(&t.hasher, queued);
-			queued = next;
-		}
-	}
+	start_hasher(&t, 256 << 20); /* as if all of it was uploaded */
 	hasher_drain(&t.hasher, 1);
 	ASSERT_OK(tracker_files_done(&t, false), "write what the hasher said");
 	ASSERT_OK(stored_types(&st, from, &ty), "read the log");
@@ -504,11 +505,7 @@ TEST(tracker_follows_thousands_of_renamed_files)
 	}
 	ASSERT_OK(send_exit(&t, PID(1), 0), "rsync exits: its files are hashed");
 	ASSERT_EQ(t.sessions->nfiles, 0, "every file handed to the hasher");
-	for (struct hash_job *j = t.hasher.todo; j; j = j->next)
-		j->err = -ENOENT; /* not on this disk: reported as not hashed */
-	t.hasher.done = t.hasher.todo;
-	t.hasher.todo = t.hasher.todo_tail = NULL;
-	t.hasher.pending = 0;
+	fake_hashes_fail(&t.hasher, -ENOENT); /* not on this disk: reported as not hashed */
 	ASSERT_OK(tracker_files_done(&t, false), "their records");
 	ASSERT_OK(store_sync(&st) ?: store_scan(&st, &v), "read the log");
 	ASSERT_EQ(paths.len, 3000 * strlen("/m/f0000;"), "3000 file records, renamed");
